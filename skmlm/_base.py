@@ -1,0 +1,80 @@
+"""What both mixed-model estimators share: inputs, random-effect bookkeeping, prediction.
+
+The numeric fitting lives in :mod:`skmlm._core`; this mixin turns user input into core
+objects and fitted core results back into scikit-learn attributes.
+"""
+
+import numpy as np
+import pandas as pd
+from sklearn.utils.validation import check_is_fitted
+
+from ._input import (
+    INTERCEPT, build_factors, check_full_rank, check_identifiable, column_names, fixed_design,
+    group_frame, resolve_random_slopes, validate_X, validate_y_weights,
+)
+
+
+class MixedModelMixin:
+    """Shared machinery for :class:`MixedLinearRegressor` and :class:`MixedLogisticClassifier`."""
+
+    # scikit-learn metadata routing: groups reach fit, predict and score by default
+    __metadata_request__fit = {"groups": True}
+    __metadata_request__predict = {"groups": True}
+    __metadata_request__score = {"groups": True}
+
+    def _prepare_fit(self, X, y, groups, sample_weight):
+        """Validate inputs and build the core's design: returns a dict of arrays and factors."""
+        Xn, g_from_X, x_source = validate_X(self, X, reset=True)
+        n = Xn.shape[0]
+        if n < 2:
+            raise ValueError(f"n_samples = {n}: a mixed model needs at least 2 rows")
+        y, w = validate_y_weights(y, sample_weight, n)
+        groups = group_frame(groups, n, g_from_X)
+        names = column_names(x_source)
+        slopes = resolve_random_slopes(self.random_slopes, list(groups.columns), x_source)
+        factors = build_factors(groups, slopes, Xn, names, self.random_intercept, self.covariance)
+        check_identifiable(factors, n)
+        fixed_names = ([INTERCEPT] if self.fit_intercept else []) + names
+        Xf = fixed_design(Xn, self.fit_intercept)
+        check_full_rank(Xf, fixed_names)
+        self._slope_positions = slopes
+        self._fixed_names = fixed_names
+        return {"X": Xn, "Xf": Xf, "y": y, "w": w, "factors": factors}
+
+    def _store_random_effects(self, factors, modes, covariances):
+        """Fill ``random_effects_``, ``random_covariance_`` and ``n_groups_``."""
+        self.random_effects_ = {
+            f.name: pd.DataFrame(modes[f.name], index=pd.Index(f.levels, name=f.name), columns=f.terms)
+            for f in factors
+        }
+        self.random_covariance_ = {
+            f.name: pd.DataFrame(covariances[f.name], index=f.terms, columns=f.terms) for f in factors
+        }
+        self.n_groups_ = {f.name: f.n_levels for f in factors}
+        self._terms = {f.name: list(f.terms) for f in factors}
+
+    def _linear_predictor(self, X, groups):
+        """Fixed part plus the random effects of known levels (0 for unseen ones)."""
+        check_is_fitted(self)
+        Xn, g_from_X, _ = validate_X(self, X, reset=False)
+        eta = self.intercept_ + Xn @ self.coef_
+        if groups is None and g_from_X is None:
+            return eta
+        g = group_frame(groups, Xn.shape[0], g_from_X)
+        missing = [f for f in self.random_effects_ if f not in g.columns]
+        if missing:
+            raise ValueError(f"groups lack the grouping factor(s) {missing} seen in fit; got {list(g.columns)}")
+        n = Xn.shape[0]
+        for f, re in self.random_effects_.items():
+            idx = re.index.get_indexer(pd.Index(g[f].to_numpy()))
+            known = idx >= 0
+            if not known.any():
+                continue
+            terms = self._terms[f]
+            z = np.column_stack(
+                ([np.ones(n)] if terms[0] == INTERCEPT else []) + [Xn[:, j] for j in self._slope_positions[f]]
+            )
+            b = re.to_numpy()[idx[known]]
+            eta[known] += np.einsum("ij,ij->i", z[known], b)
+        return eta
+

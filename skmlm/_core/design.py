@@ -1,0 +1,135 @@
+"""Random-effect design: grouping factors as integer codes and their covariance factors.
+
+One :class:`RandomFactor` is one grouping factor with its random-effect terms (an
+intercept and/or slopes). Its covariance, relative to the residual variance, is
+``T T'`` with ``T`` lower triangular (``covariance="unstructured"``, lme4's ``(x | g)``)
+or diagonal (``"diagonal"``, lme4's ``(x || g)``). ``theta`` holds the free entries of
+``T``, column by column, as lme4 orders them.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass
+class RandomFactor:
+    """A grouping factor and the covariates of its random effects.
+
+    Attributes
+    ----------
+    name : str
+        The factor's name, as the user knows it.
+    codes : ndarray of int, shape (n,)
+        Level index of each row, in ``0 .. n_levels - 1``.
+    levels : ndarray, shape (n_levels,)
+        The original level labels, in code order.
+    z : ndarray of shape (n, q)
+        Random-effect covariates per row (a column of ones for the intercept).
+    terms : list of str
+        Names of the ``q`` terms, intercept first (``"(Intercept)"``).
+    diagonal : bool
+        Whether the terms are uncorrelated (``T`` diagonal).
+    """
+
+    name: str
+    codes: np.ndarray
+    levels: np.ndarray
+    z: np.ndarray
+    terms: list
+    diagonal: bool = False
+    _tri: tuple = field(init=False, repr=False)
+
+    def __post_init__(self):
+        q = self.q
+        if self.diagonal:
+            self._tri = (np.arange(q), np.arange(q))
+        else:
+            # lme4 orders the lower triangle column by column
+            cols, rows = np.triu_indices(q)
+            self._tri = (rows, cols)
+
+    @property
+    def q(self):
+        return self.z.shape[1]
+
+    @property
+    def n_levels(self):
+        return len(self.levels)
+
+    @property
+    def n_theta(self):
+        return len(self._tri[0])
+
+    def theta_lower_bounds(self):
+        """0 for diagonal entries of ``T`` (a variance), -inf for the rest."""
+        rows, cols = self._tri
+        return np.where(rows == cols, 0.0, -np.inf)
+
+    def theta_start(self):
+        """lme4's start: ``T`` the identity."""
+        rows, cols = self._tri
+        return (rows == cols).astype(float)
+
+    def cholesky_factor(self, theta):
+        """``T`` (q x q, lower triangular) from this factor's part of ``theta``."""
+        T = np.zeros((self.q, self.q))
+        T[self._tri] = theta
+        return T
+
+    def theta_from_cholesky(self, T):
+        return T[self._tri].copy()
+
+    def design_matrix(self):
+        """Sparse ``Z`` of shape (n, n_levels * q), columns level-major."""
+        n, q = self.z.shape
+        rows = np.repeat(np.arange(n), q)
+        cols = (self.codes[:, None] * q + np.arange(q)).ravel()
+        return sp.csr_matrix((self.z.ravel(), (rows, cols)), shape=(n, self.n_levels * q))
+
+
+def split_theta(factors, theta):
+    """Cut the stacked ``theta`` into one piece per factor."""
+    pieces, start = [], 0
+    for f in factors:
+        pieces.append(theta[start : start + f.n_theta])
+        start += f.n_theta
+    return pieces
+
+
+def lower_bounds(factors):
+    return np.concatenate([f.theta_lower_bounds() for f in factors])
+
+
+def start_theta(factors):
+    return np.concatenate([f.theta_start() for f in factors])
+
+
+def block_lambda_template(factors):
+    """Sparse block-diagonal ``Lambda`` for several factors, refillable from ``theta``.
+
+    Returns ``(matrix, fill)`` where ``fill(theta_pieces)`` writes the entries of each
+    factor's ``T`` (repeated over its levels) into ``matrix.data`` in place and returns
+    the matrix. The sparsity pattern is built once; each call only copies numbers.
+    """
+    rows, cols, src, offset, theta_offset = [], [], [], 0, 0
+    for f in factors:
+        tr, tc = f._tri
+        lv = np.arange(f.n_levels)[:, None] * f.q
+        rows.append((lv + offset + tr[None, :]).ravel())
+        cols.append((lv + offset + tc[None, :]).ravel())
+        src.append(np.tile(np.arange(f.n_theta) + theta_offset, f.n_levels))
+        offset += f.n_levels * f.q
+        theta_offset += f.n_theta
+    rows, cols, src = map(np.concatenate, (rows, cols, src))
+    marker = sp.csr_matrix((np.arange(1, len(rows) + 1, dtype=float), (rows, cols)), shape=(offset, offset))
+    marker.sort_indices()
+    order = src[marker.data.astype(np.int64) - 1]
+    lam = marker.copy()
+
+    def fill(theta_pieces):
+        lam.data[:] = np.concatenate(theta_pieces)[order]
+        return lam
+
+    return lam, fill

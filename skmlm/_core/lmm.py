@@ -1,0 +1,235 @@
+"""Profiled (RE)ML deviance of a linear mixed model, as lme4 formulates it.
+
+Model: ``y = X beta + Z b + e``, ``b = Lambda(theta) u``, ``u ~ N(0, sigma^2 I)``,
+``e ~ N(0, sigma^2 W^-1)`` with prior weights ``W``. beta and sigma^2 are profiled out,
+so the deviance is a function of ``theta`` alone (Bates et al. 2015, section 3).
+
+Everything is computed from the cross-products of ``[Z X y]``, formed once in
+:class:`CrossProducts`. The random effects are split in two blocks:
+
+* block 1, the largest factor, whose ``Z1'Z1`` is block diagonal (one ``q x q`` block
+  per level): it is factorised with the batched routines of :mod:`.blocks`;
+* block 2, all other factors, dense, reached through the sparse ``Z2'Z1``.
+
+The Cholesky factor of ``Lambda' Z'W Z Lambda + I`` augmented by ``[X y]`` is then::
+
+    L = [[L11,  0,    0  ],
+         [L21,  L22,  0  ],
+         [B1',  B2',  Lxy]]
+
+and an evaluation costs nothing in the number of rows.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from .blocks import batched_cholesky, batched_inverse_lower, batched_logdet_chol, batched_solve_lower, batched_solve_upper_t
+from .design import block_lambda_template, lower_bounds, split_theta, start_theta
+
+#: Block 2 (all factors but the largest) is held as a dense matrix of this many rows at most.
+MAX_DENSE_BLOCK = 20000
+
+LOG_2PI = np.log(2.0 * np.pi)
+
+
+class CrossProducts:
+    """The weighted cross-products of ``[Z X y]`` that the deviance needs.
+
+    Parameters
+    ----------
+    factors : list of RandomFactor
+    X : ndarray of shape (n, p)
+        Fixed-effects design (with its intercept column, if any).
+    y : ndarray of shape (n,)
+    weights : ndarray of shape (n,)
+        Prior weights (all ones for an unweighted fit).
+    """
+
+    def __init__(self, factors, X, y, weights):
+        n, p = X.shape
+        self.n, self.p = n, p
+        self.sum_log_weights = float(np.log(weights).sum())
+        order = sorted(range(len(factors)), key=lambda k: -factors[k].n_levels * factors[k].q)
+        self.order = order
+        self.first = factors[order[0]]
+        self.rest = [factors[k] for k in order[1:]]
+
+        xy = np.column_stack([X, y])
+        wxy = xy * weights[:, None]
+        self.a_xx = xy.T @ wxy
+
+        f1 = self.first
+        m1, q1 = f1.n_levels, f1.q
+        # A11: one q1 x q1 block per level of the first factor
+        a11 = np.empty((m1, q1, q1))
+        for i in range(q1):
+            for j in range(i + 1):
+                s = np.bincount(f1.codes, weights=weights * f1.z[:, i] * f1.z[:, j], minlength=m1)
+                a11[:, i, j] = s
+                a11[:, j, i] = s
+        self.a11 = a11
+        z1 = f1.design_matrix()
+        self.a1x = np.asarray(z1.T @ wxy).reshape(m1, q1, p + 1)
+
+        if self.rest:
+            z2 = sp.hstack([f.design_matrix() for f in self.rest], format="csr")
+            q2 = z2.shape[1]
+            if q2 > MAX_DENSE_BLOCK:
+                raise MemoryError(
+                    f"the grouping factors after the largest have {q2} random effects in total; "
+                    f"more than {MAX_DENSE_BLOCK} are not supported (their block is held dense)"
+                )
+            wz2 = sp.diags(weights) @ z2
+            self.a21 = (wz2.T @ z1).tocsr()
+            self.a22 = (wz2.T @ z2).toarray()
+            self.a2x = np.asarray(z2.T @ wxy)
+            self.lambda2, self._fill_lambda2 = block_lambda_template(self.rest)
+        else:
+            self.a21 = None
+
+
+@dataclass
+class Decomposition:
+    """The blocked Cholesky factor at one ``theta`` (see the module docstring)."""
+
+    T1: np.ndarray
+    L11: np.ndarray
+    L21: object
+    L22: np.ndarray
+    B1: np.ndarray
+    B2: np.ndarray
+    Lxy: np.ndarray
+    logdet_z: float
+
+    @property
+    def Lx(self):
+        return self.Lxy[:-1, :-1]
+
+    @property
+    def pwrss(self):
+        """Penalised weighted residual sum of squares at the profiled beta."""
+        return self.Lxy[-1, -1] ** 2
+
+    @property
+    def logdet_x(self):
+        return 2.0 * np.log(np.diag(self.Lx)).sum()
+
+
+class LinearMixedModel:
+    """Profiled deviance of theta, and the estimates at a given theta.
+
+    Parameters
+    ----------
+    factors : list of RandomFactor
+    X, y, weights : arrays, see :class:`CrossProducts`
+    reml : bool
+        REML criterion instead of the maximum likelihood deviance.
+    """
+
+    def __init__(self, factors, X, y, weights, reml):
+        self.factors = list(factors)
+        self.reml = bool(reml)
+        self.cp = CrossProducts(self.factors, X, y, weights)
+        self.n, self.p = X.shape
+        self.theta_lower = lower_bounds(self.factors)
+        self.theta_start = start_theta(self.factors)
+
+    # -- the factorisation -------------------------------------------------------
+    def decompose(self, theta):
+        cp = self.cp
+        pieces = split_theta(self.factors, np.asarray(theta, dtype=float))
+        pieces = [pieces[k] for k in cp.order]
+        T1 = cp.first.cholesky_factor(pieces[0])
+        m1, q1 = cp.first.n_levels, cp.first.q
+
+        L11 = batched_cholesky(T1.T @ cp.a11 @ T1 + np.eye(q1))
+        B1 = batched_solve_lower(L11, T1.T @ cp.a1x)  # (m1, q1, p+1)
+        B1 = B1.reshape(m1 * q1, -1)
+        s = cp.a_xx - B1.T @ B1
+        logdet_z = batched_logdet_chol(L11)
+        L21 = L22 = B2 = None
+        if cp.a21 is not None:
+            lam2 = cp._fill_lambda2(pieces[1:])
+            # K1 = blockdiag(T1 L11^-T): Lambda1 L11^-T for the first factor
+            k1 = T1 @ np.swapaxes(batched_inverse_lower(L11), 1, 2)
+            k1 = sp.bsr_matrix((k1, np.arange(m1), np.arange(m1 + 1)), shape=(m1 * q1, m1 * q1))
+            L21 = (lam2.T @ (cp.a21 @ k1)).tocsr()
+            lal = lam2.T @ (lam2.T @ cp.a22).T  # Lambda2' A22 Lambda2 (symmetric)
+            m22 = lal + np.eye(lal.shape[0]) - (L21 @ L21.T).toarray()
+            L22 = sla.cholesky(m22, lower=True, check_finite=False)
+            B2 = sla.solve_triangular(L22, lam2.T @ cp.a2x - L21 @ B1, lower=True, check_finite=False)
+            s = s - B2.T @ B2
+            logdet_z += 2.0 * np.log(np.diag(L22)).sum()
+        Lxy = sla.cholesky(s, lower=True, check_finite=False)
+        return Decomposition(T1, L11, L21, L22, B1, B2, Lxy, logdet_z)
+
+    # -- the objective ------------------------------------------------------------
+    def deviance_from(self, dec):
+        """-2 log-likelihood (ML) or -2 REML log-likelihood at the profiled beta, sigma."""
+        n, p = self.n, self.p
+        dof = n - p if self.reml else n
+        dev = dec.logdet_z + dof * (1.0 + LOG_2PI + np.log(dec.pwrss / dof)) - self.cp.sum_log_weights
+        if self.reml:
+            dev += dec.logdet_x
+        return dev
+
+    def objective(self, theta):
+        """The profiled deviance at ``theta``; +inf where the factorisation fails."""
+        try:
+            return self.deviance_from(self.decompose(theta))
+        except (np.linalg.LinAlgError, sla.LinAlgError):
+            return np.inf
+
+    # -- estimates at a theta -----------------------------------------------------
+    def estimates(self, theta):
+        """beta, sigma^2, covariance of beta and the conditional modes at ``theta``."""
+        dec = self.decompose(theta)
+        p = self.p
+        Lx = dec.Lx
+        lxy = dec.Lxy[-1, :-1]
+        beta = sla.solve_triangular(Lx.T, lxy, lower=False, check_finite=False)
+        dof = self.n - p if self.reml else self.n
+        sigma2 = dec.pwrss / dof
+        lx_inv = sla.solve_triangular(Lx, np.eye(p), lower=True, check_finite=False)
+        cov_beta = sigma2 * (lx_inv.T @ lx_inv)
+        u = self._spherical_modes(dec, beta)
+        pieces = split_theta(self.factors, np.asarray(theta, dtype=float))
+        modes = {}
+        for f, th, uf in zip(self.factors, pieces, u):
+            T = f.cholesky_factor(th)
+            modes[f.name] = uf.reshape(f.n_levels, f.q) @ T.T
+        return {
+            "beta": beta,
+            "sigma2": sigma2,
+            "cov_beta": cov_beta,
+            "random_effects": modes,
+            "deviance": self.deviance_from(dec),
+            "decomposition": dec,
+        }
+
+    def _spherical_modes(self, dec, beta):
+        """Conditional modes ``u`` of the spherical random effects, one array per factor.
+
+        Solves ``L L' u = c - B' beta`` where ``c`` is ``Lambda' Z'W y`` forward-solved,
+        which the decomposition already holds as the last column of ``B``.
+        """
+        cp = self.cp
+        m1, q1 = cp.first.n_levels, cp.first.q
+        c1 = dec.B1[:, -1] - dec.B1[:, :-1] @ beta  # (m1 q1,)
+        u_first = None
+        u_rest = np.empty(0)
+        if dec.L21 is not None:
+            c2 = dec.B2[:, -1] - dec.B2[:, :-1] @ beta
+            u_rest = sla.solve_triangular(dec.L22, c2, lower=True, trans="T", check_finite=False)
+            c1 = c1 - dec.L21.T @ u_rest
+        u_first = batched_solve_upper_t(dec.L11, c1.reshape(m1, q1, 1)).ravel()
+        by_position = {cp.order[0]: u_first}
+        start = 0
+        for k, f in zip(cp.order[1:], cp.rest):
+            size = f.n_levels * f.q
+            by_position[k] = u_rest[start : start + size]
+            start += size
+        return [by_position[k] for k in range(len(self.factors))]

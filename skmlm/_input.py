@@ -1,0 +1,247 @@
+"""Input checking shared by the estimators: X, y, groups, weights and random slopes.
+
+Everything here turns what a user passes into plain numpy arrays and
+:class:`~skmlm._core.design.RandomFactor` objects, or raises an error that names the
+problem. Nothing is dropped or repaired silently.
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.utils.validation import _check_feature_names, _check_n_features, check_array
+
+from ._core.design import RandomFactor
+
+INTERCEPT = "(Intercept)"
+
+
+def column_names(X):
+    """The names of X's columns: a DataFrame's own, else ``x0, x1, ...``."""
+    if isinstance(X, pd.DataFrame):
+        return [str(c) for c in X.columns]
+    return [f"x{j}" for j in range(np.shape(X)[1])]
+
+
+def _resolve_columns(spec, X, what):
+    """Positions in X of the columns named (or numbered) in ``spec``."""
+    names = column_names(X)
+    raw = list(X.columns) if isinstance(X, pd.DataFrame) else None
+    out = []
+    for c in spec:
+        if isinstance(c, (numbers.Integral, np.integer)) and not isinstance(c, bool):
+            if not -len(names) <= c < len(names):
+                raise ValueError(f"{what} column {c} is out of range: X has {len(names)} columns")
+            out.append(int(c) % len(names))
+        elif raw is not None and c in raw:
+            out.append(raw.index(c))
+        elif raw is not None and str(c) in names:
+            out.append(names.index(str(c)))
+        else:
+            have = ", ".join(map(repr, names)) if names else "no columns"
+            hint = "" if raw is not None else " (X has no column names: give positions)"
+            raise ValueError(f"{what} column {c!r} is not a column of X, which has {have}{hint}")
+    return out
+
+
+def _check_2d(X):
+    if np.ndim(X) != 2:
+        raise ValueError(
+            f"Expected 2D array, got {np.ndim(X)}D array instead: X must be a 2-D array or DataFrame. "
+            "Reshape your data using array.reshape(-1, 1) if it has a single feature."
+        )
+
+
+def split_group_columns(X, group_columns):
+    """Separate grouping columns named by ``group_columns`` from X.
+
+    Returns ``(X_rest, groups_frame, kept_positions)``; ``groups_frame`` is None when
+    ``group_columns`` is None.
+    """
+    _check_2d(X)
+    if group_columns is None:
+        return X, None, list(range(np.shape(X)[1]))
+    spec = [group_columns] if isinstance(group_columns, (str, numbers.Integral)) else list(group_columns)
+    pos = _resolve_columns(spec, X, "group_columns")
+    keep = [j for j in range(np.shape(X)[1]) if j not in pos]
+    names = column_names(X)
+    if isinstance(X, pd.DataFrame):
+        g = X.iloc[:, pos].copy()
+        g.columns = [names[j] for j in pos]
+        return X.iloc[:, keep], g, keep
+    Xa = np.asarray(X)
+    if len(pos) == 1:
+        g = pd.DataFrame({"group": Xa[:, pos[0]]})
+    else:
+        g = pd.DataFrame({f"group{k}": Xa[:, j] for k, j in enumerate(pos)})
+    return Xa[:, keep], g, keep
+
+
+def validate_X(estimator, X, reset):
+    """Check X (feature names, count, finiteness) and split off grouping columns.
+
+    Returns ``(X_numeric, groups_from_X, X_rest)``; ``X_rest`` is X without its grouping
+    columns, as given (a DataFrame keeps its column names).
+    """
+    _check_2d(X)
+    _check_feature_names(estimator, X, reset=reset)
+    _check_n_features(estimator, X, reset=reset)
+    X_rest, g, _ = split_group_columns(X, estimator.group_columns)
+    if np.shape(X_rest)[1] == 0:  # the null model: pandas cannot say what dtype no columns have
+        X_rest = np.empty((np.shape(X_rest)[0], 0))
+    Xn = check_array(X_rest, dtype=np.float64, ensure_min_features=0, ensure_all_finite=True, input_name="X")
+    return Xn, g, X_rest
+
+
+def validate_y_weights(y, sample_weight, n):
+    """y as a finite float vector and weights as positive finite floats, length n."""
+    if y is None:
+        raise ValueError("requires y to be passed, but the target y is None")
+    y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=True, input_name="y")
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected; it is ravelled.", stacklevel=3)
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-dimensional; got shape {y.shape}")
+    if len(y) != n:
+        raise ValueError(f"X has {n} rows but y has {len(y)}")
+    if sample_weight is None:
+        w = np.ones(n)
+    else:
+        w = check_array(sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight")
+        if w.shape != (n,):
+            raise ValueError(f"sample_weight has shape {w.shape}; expected ({n},)")
+        if np.any(w <= 0):
+            raise ValueError("sample_weight must be positive: rows with weight 0 should be removed, not weighted out")
+    return y, w
+
+
+def group_frame(groups, n, from_X=None):
+    """The grouping factors as a DataFrame with one named column per factor.
+
+    ``groups`` is a 1-d array or Series (one factor) or a 2-d array or DataFrame (one
+    column per factor). Names: a DataFrame's columns, a Series' name, else ``group``
+    (one factor) or ``group0, group1, ...``.
+    """
+    if groups is None:
+        if from_X is not None:
+            return from_X.reset_index(drop=True)
+        raise ValueError(
+            "groups is required: pass groups=... to fit (one label per row), or name the grouping "
+            "columns of X with the group_columns parameter"
+        )
+    if from_X is not None:
+        raise ValueError("groups were given both as an argument and through group_columns; give one")
+    if isinstance(groups, pd.DataFrame):
+        g = groups.copy()
+        g.columns = [str(c) for c in g.columns]
+    elif isinstance(groups, pd.Series):
+        g = pd.DataFrame({str(groups.name) if groups.name is not None else "group": groups.to_numpy()})
+    else:
+        a = np.asarray(groups, dtype=object) if not isinstance(groups, np.ndarray) else groups
+        if a.ndim == 1:
+            g = pd.DataFrame({"group": a})
+        elif a.ndim == 2:
+            g = pd.DataFrame({(f"group{k}" if a.shape[1] > 1 else "group"): a[:, k] for k in range(a.shape[1])})
+        else:
+            raise ValueError(f"groups must be 1-d or 2-d; got {a.ndim} dimensions")
+    if len(g) != n:
+        raise ValueError(f"groups has {len(g)} rows but X has {n}: one group label per row is needed")
+    if g.shape[1] == 0:
+        raise ValueError("groups has no columns: at least one grouping factor is needed")
+    if len(set(g.columns)) != g.shape[1]:
+        raise ValueError(f"grouping factors need distinct names; got {list(g.columns)}")
+    for c in g.columns:
+        if g[c].isna().any():
+            raise ValueError(f"grouping factor {c!r} has missing values in {int(g[c].isna().sum())} rows")
+    return g.reset_index(drop=True)
+
+
+def resolve_random_slopes(random_slopes, factor_names, X):
+    """``{factor: [column positions in X]}`` from the ``random_slopes`` parameter."""
+    if random_slopes is None:
+        return {f: [] for f in factor_names}
+    if isinstance(random_slopes, dict):
+        unknown = [k for k in random_slopes if str(k) not in factor_names]
+        if unknown:
+            raise ValueError(f"random_slopes names factors {unknown} that are not among the grouping factors {factor_names}")
+        spec = {str(k): v for k, v in random_slopes.items()}
+    else:
+        if isinstance(random_slopes, (str, numbers.Integral)):
+            random_slopes = [random_slopes]
+        if len(factor_names) > 1:
+            raise ValueError(
+                f"random_slopes is a list but there are {len(factor_names)} grouping factors {factor_names}: "
+                "pass a dict {factor: [columns]}"
+            )
+        spec = {factor_names[0]: random_slopes}
+    out = {}
+    for f in factor_names:
+        cols = spec.get(f, [])
+        cols = [cols] if isinstance(cols, (str, numbers.Integral)) else list(cols)
+        pos = _resolve_columns(cols, X, "random slope")
+        if len(set(pos)) != len(pos):
+            raise ValueError(f"random slopes for {f!r} name a column twice: {cols}")
+        out[f] = pos
+    return out
+
+
+def encode_levels(labels):
+    """Integer codes and sorted unique levels of one grouping factor."""
+    codes, levels = pd.factorize(pd.Series(labels), sort=True)
+    return codes.astype(np.intp), np.asarray(levels)
+
+
+def build_factors(groups, slope_positions, X, names, random_intercept, covariance):
+    """One :class:`RandomFactor` per grouping factor."""
+    factors = []
+    n = X.shape[0]
+    for f in groups.columns:
+        pos = slope_positions[f]
+        if not random_intercept and not pos:
+            raise ValueError(f"grouping factor {f!r} has neither a random intercept nor random slopes")
+        codes, levels = encode_levels(groups[f].to_numpy())
+        cols = ([np.ones(n)] if random_intercept else []) + [X[:, j] for j in pos]
+        terms = ([INTERCEPT] if random_intercept else []) + [names[j] for j in pos]
+        factors.append(RandomFactor(f, codes, levels, np.column_stack(cols), terms, covariance == "diagonal"))
+    return factors
+
+
+def check_identifiable(factors, n):
+    """Warn where a factor cannot be told apart from the residual or the intercept."""
+    for f in factors:
+        if f.n_levels < 2:
+            warnings.warn(
+                f"grouping factor {f.name!r} has a single level: its variance cannot be estimated and "
+                "will be 0 (the fit is an ordinary regression)", UserWarning, stacklevel=4,
+            )
+        elif f.n_levels * f.q >= n:
+            warnings.warn(
+                f"grouping factor {f.name!r} has {f.n_levels} levels for {n} rows: its random effects "
+                "cannot be told apart from the residual", UserWarning, stacklevel=4,
+            )
+
+
+def fixed_design(X, fit_intercept):
+    """X with a leading column of ones when the model has an intercept."""
+    return np.column_stack([np.ones(X.shape[0]), X]) if fit_intercept else X
+
+
+def check_full_rank(Xf, names):
+    """Raise if the fixed-effects design is rank deficient, naming a culprit column."""
+    if Xf.shape[1] == 0:
+        return
+    if Xf.shape[1] > Xf.shape[0]:
+        raise ValueError(f"the fixed-effects design has {Xf.shape[1]} columns but only {Xf.shape[0]} rows")
+    scale = np.sqrt((Xf**2).sum(axis=0))
+    if np.any(scale == 0):
+        bad = [names[j] for j in np.flatnonzero(scale == 0)]
+        raise ValueError(f"fixed-effect column(s) {bad} are all zero")
+    r = np.linalg.qr(Xf / scale, mode="r")
+    d = np.abs(np.diag(r))
+    if d.min() < 1e-10 * d.max():
+        raise ValueError(
+            f"the fixed-effects design is rank deficient (column {names[int(np.argmin(d))]!r} is a linear "
+            "combination of others, e.g. a constant column with fit_intercept=True); remove collinear columns"
+        )

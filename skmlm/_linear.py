@@ -1,0 +1,257 @@
+"""MixedLinearRegressor: linear mixed models by ML or REML, as lme4's ``lmer``."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import r2_score
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._base import MixedModelMixin
+from ._core.design import split_theta
+from ._core.lmm import LinearMixedModel
+from ._core.optimize import minimize_bounded
+
+#: lme4's ``isSingular`` tolerance on the variance parameters of ``theta``.
+SINGULAR_TOL = 1e-4
+
+
+class MixedLinearRegressor(MixedModelMixin, RegressorMixin, BaseEstimator):
+    """Linear mixed-effects regression (lme4's ``lmer``) as a scikit-learn regressor.
+
+    Fits ``y = X beta + Z b + e`` with random intercepts and slopes per level of one or
+    more grouping factors (crossed or nested), by maximum likelihood or REML. The
+    objective is lme4's profiled deviance, so estimates agree with lme4's.
+
+    Parameters
+    ----------
+    random_slopes : None, list or dict, default=None
+        Columns of X that get a random slope. A list (names for a DataFrame, positions
+        otherwise) when there is one grouping factor; a dict ``{factor: [columns]}``
+        for several. None: random intercepts only.
+    random_intercept : bool, default=True
+        Whether every grouping factor has a random intercept.
+    covariance : {"unstructured", "diagonal"}, default="unstructured"
+        Correlated random effects within a factor (lme4's ``(x | g)``) or
+        uncorrelated ones (``(x || g)``).
+    reml : bool, default=True
+        Restricted maximum likelihood (lme4's default) instead of maximum likelihood.
+        Compare models that differ in fixed effects with ``reml=False``.
+    fit_intercept : bool, default=True
+        Whether the fixed effects include an intercept.
+    group_columns : None, str, int or list, default=None
+        Columns of X that hold grouping factors instead of features, so that groups
+        travel with X through scikit-learn tools. They are not used as features.
+    max_iter : int, default=1000
+        Largest number of optimiser iterations.
+    tol : float, default=1e-6
+        Convergence: the largest predicted further decrease of the deviance (Newton
+        decrement) accepted at the optimum.
+    verbose : int, default=0
+        Print every evaluation of the objective when > 0.
+
+    Attributes
+    ----------
+    intercept_ : float
+        Fixed intercept (0.0 when ``fit_intercept=False``).
+    coef_ : ndarray of shape (n_features,)
+        Fixed effects of the feature columns.
+    fixed_effects_ : DataFrame
+        Estimate, Std. Error and t value of every fixed effect, intercept first.
+    coef_cov_ : ndarray
+        Covariance matrix of the fixed effects (intercept first).
+    random_effects_ : dict of str to DataFrame
+        Conditional modes (BLUPs): one row per level, one column per term.
+    random_covariance_ : dict of str to DataFrame
+        Covariance matrix of each factor's random effects (lme4's ``VarCorr``).
+    residual_variance_ : float
+        Residual variance sigma^2 (for a row of weight 1).
+    log_likelihood_ : float
+        Maximised log-likelihood; the REML one when ``reml=True`` (lme4's ``logLik``).
+    deviance_ : float
+        ``-2 * log_likelihood_`` (the REML criterion when ``reml=True``).
+    aic_, bic_ : float
+        Information criteria from ``log_likelihood_``, as lme4's ``AIC``/``BIC``.
+    icc_ : float
+        Intraclass correlation: the share of the random effects in the total variance,
+        the random-effect variance averaged over the rows (Nakagawa et al. 2017).
+    n_groups_ : dict of str to int
+        Levels per grouping factor.
+    converged_ : bool
+        Whether the optimiser reached an optimum (Newton decrement below ``tol``).
+    singular_ : bool
+        Whether the fit is on the boundary (a variance, or a correlation of +-1).
+    n_iter_ : int
+        Optimiser iterations.
+    theta_ : ndarray
+        lme4's relative covariance factor parameters, factor by factor.
+    optimizer_log_ : DataFrame
+        Every evaluation of the objective: theta and deviance.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+
+    See Also
+    --------
+    MixedLogisticClassifier : the same for binary outcomes.
+
+    Notes
+    -----
+    ``predict`` uses the conditional modes of levels seen in ``fit``; for unseen levels,
+    or when no groups are given, it predicts the population line (random effects 0).
+
+    Examples
+    --------
+    >>> from skmlm import MixedLinearRegressor
+    >>> from skmlm.datasets import load_sleepstudy
+    >>> df = load_sleepstudy()
+    >>> m = MixedLinearRegressor(random_slopes=["Days"]).fit(df[["Days"]], df["Reaction"], groups=df["Subject"])
+    >>> round(m.log_likelihood_, 3)
+    -871.814
+    """
+
+    _parameter_constraints = {
+        "random_slopes": [None, list, tuple, dict, str],
+        "random_intercept": ["boolean"],
+        "covariance": [StrOptions({"unstructured", "diagonal"})],
+        "reml": ["boolean"],
+        "fit_intercept": ["boolean"],
+        "group_columns": [None, list, tuple, str, Integral],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self, *, random_slopes=None, random_intercept=True, covariance="unstructured", reml=True,
+        fit_intercept=True, group_columns=None, max_iter=1000, tol=1e-6, verbose=0,
+    ):
+        self.random_slopes = random_slopes
+        self.random_intercept = random_intercept
+        self.covariance = covariance
+        self.reml = reml
+        self.fit_intercept = fit_intercept
+        self.group_columns = group_columns
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, groups=None, sample_weight=None):
+        """Fit the model by ML or REML.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Fixed-effect features; may have zero columns (the null model).
+        y : array-like of shape (n_samples,)
+        groups : array-like, Series or DataFrame, default=None
+            One grouping factor (1-d) or several (2-d, one column each). Required
+            unless ``group_columns`` names them in X.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Prior weights, as lme4's ``weights``: the residual variance of a row is
+            ``residual_variance_ / weight``.
+
+        Returns
+        -------
+        self
+        """
+        d = self._prepare_fit(X, y, groups, sample_weight)
+        y = d["y"]
+        if np.ptp(y) == 0:
+            raise ValueError("y is constant: there is no variance to split between levels")
+        model = LinearMixedModel(d["factors"], d["Xf"], y, d["w"], self.reml)
+        opt = minimize_bounded(
+            model.objective, model.theta_start, model.theta_lower,
+            max_iter=self.max_iter, decrement_tol=self.tol, verbose=self.verbose,
+        )
+        if not opt.converged:
+            warnings.warn(
+                f"the optimiser stopped before reaching an optimum ({opt.message}); estimates may be "
+                "off. Try a larger max_iter, or rescale X.", ConvergenceWarning, stacklevel=2,
+            )
+        est = model.estimates(opt.x)
+        self._store_estimates(model, opt, est, d)
+        return self
+
+    def _store_estimates(self, model, opt, est, d):
+        """Copy the core's results into fitted attributes."""
+        factors, sigma2 = model.factors, est["sigma2"]
+        beta = est["beta"]
+        self.intercept_ = float(beta[0]) if self.fit_intercept else 0.0
+        self.coef_ = beta[1:] if self.fit_intercept else beta
+        self.coef_cov_ = est["cov_beta"]
+        se = np.sqrt(np.diag(self.coef_cov_))
+        self.fixed_effects_ = pd.DataFrame(
+            {"Estimate": beta, "Std. Error": se, "t value": beta / se}, index=self._fixed_names
+        )
+        covs = {}
+        for f, th in zip(factors, split_theta(factors, opt.x)):
+            T = f.cholesky_factor(th)
+            covs[f.name] = sigma2 * (T @ T.T)
+        self._store_random_effects(factors, est["random_effects"], covs)
+        self.residual_variance_ = float(sigma2)
+        self.theta_ = opt.x.copy()
+        self.deviance_ = float(opt.fun)
+        self.log_likelihood_ = -0.5 * self.deviance_
+        n_params = len(beta) + len(opt.x) + 1
+        self.n_params_ = n_params
+        self.aic_ = self.deviance_ + 2 * n_params
+        self.bic_ = self.deviance_ + np.log(model.n) * n_params
+        self.converged_ = opt.converged
+        self.n_iter_ = opt.n_iter
+        self.singular_ = bool(np.any((model.theta_lower == 0) & (opt.x < SINGULAR_TOL)))
+        self.optimizer_log_ = pd.DataFrame(
+            [list(x) + [f] for x, f in opt.log], columns=[f"theta_{k}" for k in range(len(opt.x))] + ["deviance"]
+        )
+        var_random = sum(
+            float(np.einsum("ij,jk,ik->i", f.z, covs[f.name], f.z).mean()) for f in factors
+        )
+        self.icc_ = var_random / (var_random + sigma2)
+        fitted = d["Xf"] @ beta + self._random_part_train(factors, est["random_effects"])
+        scaled = (d["y"] - fitted) * np.sqrt(d["w"]) / np.sqrt(sigma2)
+        self._fit_info = {
+            "n_obs": model.n,
+            "scaled_residual_quantiles": np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1]),
+            "df_resid": model.n - n_params,
+            "gradient": opt.gradient,
+            "hessian": opt.hessian,
+        }
+
+    @staticmethod
+    def _random_part_train(factors, modes):
+        """``Z b`` on the training rows."""
+        return sum(np.einsum("ij,ij->i", f.z, modes[f.name][f.codes]) for f in factors)
+
+    def predict(self, X, groups=None):
+        """Predict y: conditional on the random effects of known levels.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        groups : array-like, Series or DataFrame, default=None
+            Grouping factors of the rows, as in ``fit``. Levels not seen in ``fit``, and
+            ``groups=None``, get random effects of 0: the population prediction.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        return self._linear_predictor(X, groups)
+
+    def score(self, X, y, groups=None, sample_weight=None):
+        """R^2 of :meth:`predict` (with ``groups``) against y."""
+        return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
+
+    def summary(self):
+        """A text summary that reads like lme4's ``summary(lmer(...))``."""
+        from ._summary import linear_summary
+
+        return linear_summary(self)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags

@@ -1,0 +1,46 @@
+"""Load lme4's reference cases from tests/golden/ and turn them into estimator inputs."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def case_names(family):
+    cases = [p for p in GOLDEN.glob("*.json") if "." not in p.stem and p.stem != "thetas_skmlm"]
+    return sorted(p.stem for p in cases if json.loads(p.read_text())["family"] == family)
+
+
+def load_case(name):
+    """(reference dict, DataFrame) of one case."""
+    ref = json.loads((GOLDEN / f"{name}.json").read_text())
+    data = pd.read_csv(GOLDEN / f"{name}.csv", dtype={t["group"]: str for t in ref["random_terms"]})
+    return ref, data
+
+
+def estimator_inputs(ref, data):
+    """X, y, groups and the estimator parameters that reproduce the lme4 model.
+
+    Several lme4 terms on one grouping column, each with one term, are lme4's
+    ``(x || g)``: one factor with ``covariance="diagonal"``.
+    """
+    terms = ref["random_terms"]
+    by_group = {}
+    for t in terms:
+        by_group.setdefault(t["group"], []).append(t)
+    diagonal = any(len(ts) > 1 for ts in by_group.values())
+    slopes = {g: [s for t in ts for s in t["slopes"]] for g, ts in by_group.items()}
+    intercept = all(any(t["intercept"] for t in ts) for ts in by_group.values())
+    params = {
+        "random_slopes": {g: s for g, s in slopes.items() if s} or None,
+        "random_intercept": intercept,
+        "covariance": "diagonal" if diagonal else "unstructured",
+        "fit_intercept": ref["fit_intercept"],
+    }
+    if ref["family"] == "gaussian":
+        params["reml"] = ref["reml"]
+    X = data[ref["fixed"]]
+    groups = data[list(by_group)]
+    return X, data["y"], groups, params

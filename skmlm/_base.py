@@ -61,6 +61,8 @@ class MixedModelMixin:
         if groups is None and g_from_X is None:
             return eta
         g = group_frame(groups, Xn.shape[0], g_from_X)
+        if g.shape[1] == 1 and len(self.random_effects_) == 1:  # one factor: its name does not matter
+            g.columns = list(self.random_effects_)
         missing = [f for f in self.random_effects_ if f not in g.columns]
         if missing:
             raise ValueError(f"groups lack the grouping factor(s) {missing} seen in fit; got {list(g.columns)}")

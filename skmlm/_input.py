@@ -10,7 +10,8 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn.utils.validation import _check_feature_names, _check_n_features, check_array
+import scipy.sparse as sp
+from sklearn.utils.validation import _check_feature_names, _check_n_features, check_array, column_or_1d
 
 from ._core.design import RandomFactor
 
@@ -46,9 +47,12 @@ def _resolve_columns(spec, X, what):
 
 
 def _check_2d(X):
-    if np.ndim(X) != 2:
+    if sp.issparse(X):
+        raise TypeError("sparse input is not supported: pass X as a dense array or DataFrame")
+    ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
+    if ndim != 2:
         raise ValueError(
-            f"Expected 2D array, got {np.ndim(X)}D array instead: X must be a 2-D array or DataFrame. "
+            f"Expected 2D array, got {ndim}D array instead: X must be a 2-D array or DataFrame. "
             "Reshape your data using array.reshape(-1, 1) if it has a single feature."
         )
 
@@ -60,8 +64,15 @@ def split_group_columns(X, group_columns):
     ``group_columns`` is None.
     """
     _check_2d(X)
+    if not isinstance(X, pd.DataFrame) and not hasattr(X, "shape"):
+        X = np.asarray(X)
     if group_columns is None:
         return X, None, list(range(np.shape(X)[1]))
+    if np.shape(X)[1] == 0:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={np.shape(X)}) while a minimum of 1 is required: "
+            f"group_columns={group_columns!r} names columns of X"
+        )
     spec = [group_columns] if isinstance(group_columns, (str, numbers.Integral)) else list(group_columns)
     pos = _resolve_columns(spec, X, "group_columns")
     keep = [j for j in range(np.shape(X)[1]) if j not in pos]
@@ -98,12 +109,10 @@ def validate_y_weights(y, sample_weight, n):
     """y as a finite float vector and weights as positive finite floats, length n."""
     if y is None:
         raise ValueError("requires y to be passed, but the target y is None")
-    y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=True, input_name="y")
-    if y.ndim == 2 and y.shape[1] == 1:
-        warnings.warn("A column-vector y was passed when a 1d array was expected; it is ravelled.", stacklevel=3)
-        y = y.ravel()
-    if y.ndim != 1:
+    y = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=True, input_name="y")
+    if y.ndim == 2 and y.shape[1] != 1:
         raise ValueError(f"y must be 1-dimensional; got shape {y.shape}")
+    y = column_or_1d(y, warn=True)
     if len(y) != n:
         raise ValueError(f"X has {n} rows but y has {len(y)}")
     if sample_weight is None:
@@ -113,7 +122,10 @@ def validate_y_weights(y, sample_weight, n):
         if w.shape != (n,):
             raise ValueError(f"sample_weight has shape {w.shape}; expected ({n},)")
         if np.any(w <= 0):
-            raise ValueError("sample_weight must be positive: rows with weight 0 should be removed, not weighted out")
+            raise ValueError(
+                "sample_weight has zero or negative weights: prior weights must be positive "
+                "(remove rows instead of giving them weight 0)"
+            )
     return y, w
 
 
@@ -153,8 +165,11 @@ def group_frame(groups, n, from_X=None):
     if len(set(g.columns)) != g.shape[1]:
         raise ValueError(f"grouping factors need distinct names; got {list(g.columns)}")
     for c in g.columns:
-        if g[c].isna().any():
-            raise ValueError(f"grouping factor {c!r} has missing values in {int(g[c].isna().sum())} rows")
+        bad = g[c].isna().to_numpy().copy()
+        if g[c].dtype.kind == "f":
+            bad |= ~np.isfinite(g[c].to_numpy())
+        if bad.any():
+            raise ValueError(f"grouping factor {c!r} has NaN, inf or missing labels in {int(bad.sum())} rows")
     return g.reset_index(drop=True)
 
 
@@ -209,14 +224,14 @@ def build_factors(groups, slope_positions, X, names, random_intercept, covarianc
 
 
 def check_identifiable(factors, n):
-    """Warn where a factor cannot be told apart from the residual or the intercept."""
+    """Refuse a factor with one level; warn where one cannot be told apart from the residual."""
     for f in factors:
         if f.n_levels < 2:
-            warnings.warn(
-                f"grouping factor {f.name!r} has a single level: its variance cannot be estimated and "
-                "will be 0 (the fit is an ordinary regression)", UserWarning, stacklevel=4,
+            raise ValueError(
+                f"grouping factor {f.name!r} has a single level: a random effect needs at least 2 groups "
+                "(with one group, fit an ordinary regression)"
             )
-        elif f.n_levels * f.q >= n:
+        if f.n_levels * f.q >= n:
             warnings.warn(
                 f"grouping factor {f.name!r} has {f.n_levels} levels for {n} rows: its random effects "
                 "cannot be told apart from the residual", UserWarning, stacklevel=4,

@@ -163,6 +163,11 @@ class MixedLinearRegressor(MixedModelMixin, RegressorMixin, BaseEstimator):
         if np.ptp(y) == 0:
             raise ValueError("y is constant: there is no variance to split between levels")
         model = LinearMixedModel(d["factors"], d["Xf"], y, d["w"], self.reml)
+        if model.fixed_effects_rss() <= 1e-12 * float(np.sum(d["w"] * y**2)):
+            raise ValueError(
+                "y is an exact linear function of X (residual sum of squares 0): the likelihood of a "
+                "mixed model is unbounded there; there is no residual variance to split between levels"
+            )
         opt = minimize_bounded(
             model.objective, model.theta_start, model.theta_lower,
             max_iter=self.max_iter, decrement_tol=self.tol, verbose=self.verbose,

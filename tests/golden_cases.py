@@ -9,8 +9,9 @@ GOLDEN = Path(__file__).parent / "golden"
 
 
 def case_names(family):
-    cases = [p for p in GOLDEN.glob("*.json") if "." not in p.stem and p.stem != "thetas_skmlm"]
-    return sorted(p.stem for p in cases if json.loads(p.read_text())["family"] == family)
+    """The reference cases made by make_reference.R for one family (gaussian, binomial)."""
+    refs = {p.stem: json.loads(p.read_text()) for p in GOLDEN.glob("*.json")}
+    return sorted(k for k, r in refs.items() if "random_terms" in r and r.get("family") == family)
 
 
 def load_case(name):

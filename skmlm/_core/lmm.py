@@ -137,6 +137,14 @@ class LinearMixedModel:
         self.theta_lower = lower_bounds(self.factors)
         self.theta_start = start_theta(self.factors)
 
+    def fixed_effects_rss(self):
+        """Weighted residual sum of squares of y on X alone (the fit with no random effects)."""
+        a, p = self.cp.a_xx, self.p
+        if p == 0:
+            return float(a[-1, -1])
+        beta = np.linalg.lstsq(a[:p, :p], a[:p, -1], rcond=None)[0]
+        return float(a[-1, -1] - a[-1, :p] @ beta)
+
     # -- the factorisation -------------------------------------------------------
     def decompose(self, theta):
         cp = self.cp

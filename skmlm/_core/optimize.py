@@ -66,24 +66,27 @@ def finite_difference_hessian(fun, x, f0, free, step=1e-4):
     return H
 
 
-def newton_decrement(g, H, free):
+def newton_decrement(g, H, free, flat_tol=1e-8):
     """Predicted decrease of the objective by one Newton step on the free coordinates.
 
-    Returns ``(decrease, step)``; ``decrease`` is +inf where the Hessian there is not
-    positive definite (no minimum in sight).
+    Returns ``(decrease, step)``. Directions where the objective is flat (the Hessian's
+    eigenvalue is ~0 and so is the slope: parameters the data cannot tell apart) add
+    nothing; a negative curvature, or a slope along a flat direction, gives +inf: no
+    minimum in sight.
     """
     step = np.zeros_like(g)
     idx = np.flatnonzero(free)
     if idx.size == 0:
         return 0.0, step
-    Hf = H[np.ix_(idx, idx)]
-    try:
-        c = np.linalg.cholesky(Hf)
-    except np.linalg.LinAlgError:
+    lam, vec = np.linalg.eigh(H[np.ix_(idx, idx)])
+    gv = vec.T @ g[idx]
+    scale = max(1.0, float(np.abs(lam).max()))
+    flat = np.abs(lam) <= flat_tol * scale
+    if np.any(lam < -flat_tol * scale) or np.any(np.abs(gv[flat]) > 1e-4):
         return np.inf, step
-    s = np.linalg.solve(c.T, np.linalg.solve(c, g[idx]))
-    step[idx] = -s
-    return 0.5 * float(g[idx] @ s), step
+    coef = np.where(flat, 0.0, gv / np.where(flat, 1.0, lam))
+    step[idx] = -(vec @ coef)
+    return 0.5 * float(gv @ coef), step
 
 
 def polish(fun, x, lower, max_steps=10, decrement_tol=1e-7):

@@ -24,14 +24,17 @@ class MixedModelMixin:
 
     def _prepare_fit(self, X, y, groups, sample_weight):
         """Validate inputs and build the core's design: returns a dict of arrays and factors."""
-        Xn, g_from_X, x_source = validate_X(self, X, reset=True)
+        if not isinstance(X, pd.DataFrame) and not hasattr(X, "shape"):
+            X = np.asarray(X)
+        Xn, g_from_X, kept = validate_X(self, X, reset=True)
         n = Xn.shape[0]
         if n < 2:
             raise ValueError(f"n_samples = {n}: a mixed model needs at least 2 rows")
         y, w = validate_y_weights(y, sample_weight, n)
         groups = group_frame(groups, n, g_from_X)
-        names = column_names(x_source)
-        slopes = resolve_random_slopes(self.random_slopes, list(groups.columns), x_source)
+        all_names = column_names(X)
+        names = [all_names[j] for j in kept]
+        slopes = resolve_random_slopes(self.random_slopes, list(groups.columns), X, kept)
         factors = build_factors(groups, slopes, Xn, names, self.random_intercept, self.covariance)
         check_identifiable(factors, n)
         fixed_names = ([INTERCEPT] if self.fit_intercept else []) + names

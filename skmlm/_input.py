@@ -92,17 +92,17 @@ def split_group_columns(X, group_columns):
 def validate_X(estimator, X, reset):
     """Check X (feature names, count, finiteness) and split off grouping columns.
 
-    Returns ``(X_numeric, groups_from_X, X_rest)``; ``X_rest`` is X without its grouping
-    columns, as given (a DataFrame keeps its column names).
+    Returns ``(X_numeric, groups_from_X, kept)``; ``kept`` lists the positions in X of
+    the columns that are features (all but the grouping columns).
     """
     _check_2d(X)
     _check_feature_names(estimator, X, reset=reset)
     _check_n_features(estimator, X, reset=reset)
-    X_rest, g, _ = split_group_columns(X, estimator.group_columns)
+    X_rest, g, kept = split_group_columns(X, estimator.group_columns)
     if np.shape(X_rest)[1] == 0:  # the null model: pandas cannot say what dtype no columns have
         X_rest = np.empty((np.shape(X_rest)[0], 0))
     Xn = check_array(X_rest, dtype=np.float64, ensure_min_features=0, ensure_all_finite=True, input_name="X")
-    return Xn, g, X_rest
+    return Xn, g, kept
 
 
 def validate_y_weights(y, sample_weight, n):
@@ -136,16 +136,16 @@ def group_frame(groups, n, from_X=None):
     column per factor). Names: a DataFrame's columns, a Series' name, else ``group``
     (one factor) or ``group0, group1, ...``.
     """
-    if groups is None:
-        if from_X is not None:
-            return from_X.reset_index(drop=True)
+    if groups is None and from_X is None:
         raise ValueError(
             "groups is required: pass groups=... to fit (one label per row), or name the grouping "
             "columns of X with the group_columns parameter"
         )
-    if from_X is not None:
+    if groups is not None and from_X is not None:
         raise ValueError("groups were given both as an argument and through group_columns; give one")
-    if isinstance(groups, pd.DataFrame):
+    if from_X is not None:
+        g = from_X.copy()
+    elif isinstance(groups, pd.DataFrame):
         g = groups.copy()
         g.columns = [str(c) for c in g.columns]
     elif isinstance(groups, pd.Series):
@@ -173,8 +173,12 @@ def group_frame(groups, n, from_X=None):
     return g.reset_index(drop=True)
 
 
-def resolve_random_slopes(random_slopes, factor_names, X):
-    """``{factor: [column positions in X]}`` from the ``random_slopes`` parameter."""
+def resolve_random_slopes(random_slopes, factor_names, X, kept):
+    """``{factor: [feature positions]}`` from the ``random_slopes`` parameter.
+
+    Columns are named, or numbered, as in X as given; ``kept`` maps X's positions to
+    feature positions (X without its grouping columns).
+    """
     if random_slopes is None:
         return {f: [] for f in factor_names}
     if isinstance(random_slopes, dict):
@@ -198,7 +202,10 @@ def resolve_random_slopes(random_slopes, factor_names, X):
         pos = _resolve_columns(cols, X, "random slope")
         if len(set(pos)) != len(pos):
             raise ValueError(f"random slopes for {f!r} name a column twice: {cols}")
-        out[f] = pos
+        grouping = [c for c, j in zip(cols, pos) if j not in kept]
+        if grouping:
+            raise ValueError(f"random slope column(s) {grouping} are grouping columns, not features")
+        out[f] = [kept.index(j) for j in pos]
     return out
 
 

@@ -14,6 +14,7 @@ from ._base import MixedModelMixin
 from ._core.design import split_theta
 from ._core.lmm import LinearMixedModel
 from ._core.optimize import minimize_bounded
+from ._threads import single_blas_thread
 
 #: lme4's ``isSingular`` tolerance on the variance parameters of ``theta``.
 SINGULAR_TOL = 1e-4
@@ -168,10 +169,12 @@ class MixedLinearRegressor(MixedModelMixin, RegressorMixin, BaseEstimator):
                 "y is an exact linear function of X (residual sum of squares 0): the likelihood of a "
                 "mixed model is unbounded there; there is no residual variance to split between levels"
             )
-        opt = minimize_bounded(
-            model.objective, model.theta_start, model.theta_lower,
-            max_iter=self.max_iter, decrement_tol=self.tol, verbose=self.verbose,
-        )
+        with single_blas_thread():
+            opt = minimize_bounded(
+                model.objective, model.theta_start, model.theta_lower,
+                gradient=model.gradient if model.has_gradient else None,
+                max_iter=self.max_iter, decrement_tol=self.tol, verbose=self.verbose,
+            )
         if not opt.converged:
             warnings.warn(
                 f"the optimiser stopped before reaching an optimum ({opt.message}); estimates may be "

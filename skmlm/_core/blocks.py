@@ -26,13 +26,17 @@ def batched_cholesky(a):
         return np.sqrt(a)
     L = np.zeros_like(a)
     for j in range(q):
-        d = a[:, j, j] - np.einsum("mk,mk->m", L[:, j, :j], L[:, j, :j])
+        d = a[:, j, j].copy()
+        for k in range(j):
+            d -= L[:, j, k] ** 2
         if np.any(d <= 0):
             raise np.linalg.LinAlgError("a block is not positive definite")
         L[:, j, j] = np.sqrt(d)
-        if j + 1 < q:
-            off = a[:, j + 1 :, j] - np.einsum("mik,mk->mi", L[:, j + 1 :, :j], L[:, j, :j])
-            L[:, j + 1 :, j] = off / L[:, j, j][:, None]
+        for i in range(j + 1, q):
+            off = a[:, i, j].copy()
+            for k in range(j):
+                off -= L[:, i, k] * L[:, j, k]
+            L[:, i, j] = off / L[:, j, j]
     return L
 
 
@@ -53,8 +57,10 @@ def batched_solve_lower(L, b):
         return b / L
     x = np.empty(np.broadcast_shapes(L.shape[:1], b.shape[:1]) + b.shape[1:])
     for i in range(q):
-        acc = b[:, i, :] - np.einsum("mk,mkc->mc", L[:, i, :i], x[:, :i, :])
-        x[:, i, :] = acc / L[:, i, i][:, None]
+        acc = b[:, i, :].copy()
+        for k in range(i):
+            acc -= L[:, i, k, None] * x[:, k, :]
+        x[:, i, :] = acc / L[:, i, i, None]
     return x
 
 
@@ -75,9 +81,24 @@ def batched_solve_upper_t(L, b):
         return b / L
     x = np.empty(np.broadcast_shapes(L.shape[:1], b.shape[:1]) + b.shape[1:])
     for i in reversed(range(q)):
-        acc = b[:, i, :] - np.einsum("mk,mkc->mc", L[:, i + 1 :, i], x[:, i + 1 :, :])
-        x[:, i, :] = acc / L[:, i, i][:, None]
+        acc = b[:, i, :].copy()
+        for k in range(i + 1, q):
+            acc -= L[:, k, i, None] * x[:, k, :]
+        x[:, i, :] = acc / L[:, i, i, None]
     return x
+
+
+def congruence(T, a):
+    """``T' a_g T`` for every block ``a_g`` of a stack, as two BLAS products."""
+    m, q, k = a.shape
+    at = (a.reshape(m * q, k) @ T).reshape(m, q, -1)  # a_g T
+    return (np.swapaxes(at, 1, 2).reshape(-1, q) @ T).reshape(m, -1, T.shape[1]).swapaxes(1, 2)
+
+
+def left_multiply_t(T, a):
+    """``T' a_g`` for every block ``a_g`` (shape (m, q, k)) of a stack, as one BLAS product."""
+    m, q, k = a.shape
+    return (np.swapaxes(a, 1, 2).reshape(m * k, q) @ T).reshape(m, k, -1).swapaxes(1, 2)
 
 
 def batched_inverse_lower(L):

@@ -84,9 +84,8 @@ class RandomFactor:
     def design_matrix(self):
         """Sparse ``Z`` of shape (n, n_levels * q), columns level-major."""
         n, q = self.z.shape
-        rows = np.repeat(np.arange(n), q)
         cols = (self.codes[:, None] * q + np.arange(q)).ravel()
-        return sp.csr_matrix((self.z.ravel(), (rows, cols)), shape=(n, self.n_levels * q))
+        return sp.csr_matrix((self.z.ravel(), cols, np.arange(0, n * q + 1, q)), shape=(n, self.n_levels * q))
 
 
 def split_theta(factors, theta):

@@ -26,13 +26,22 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from .blocks import batched_cholesky, batched_inverse_lower, batched_logdet_chol, batched_solve_lower, batched_solve_upper_t
+from .blocks import (
+    batched_cholesky, batched_inverse_lower, batched_logdet_chol, batched_solve_lower, batched_solve_upper_t,
+    congruence, left_multiply_t,
+)
 from .design import block_lambda_template, lower_bounds, split_theta, start_theta
 
 #: Block 2 (all factors but the largest) is held as a dense matrix of this many rows at most.
 MAX_DENSE_BLOCK = 20000
 
 LOG_2PI = np.log(2.0 * np.pi)
+
+
+def small_inverse(a):
+    """Inverse of a small dense matrix (numpy's LAPACK call: scipy's wrappers cost more
+    than the arithmetic at this size)."""
+    return np.linalg.inv(a) if a.shape[0] else a.copy()
 
 
 class CrossProducts:
@@ -153,8 +162,8 @@ class LinearMixedModel:
         T1 = cp.first.cholesky_factor(pieces[0])
         m1, q1 = cp.first.n_levels, cp.first.q
 
-        L11 = batched_cholesky(T1.T @ cp.a11 @ T1 + np.eye(q1))
-        B1 = batched_solve_lower(L11, T1.T @ cp.a1x)  # (m1, q1, p+1)
+        L11 = batched_cholesky(congruence(T1, cp.a11) + np.eye(q1))
+        B1 = batched_solve_lower(L11, left_multiply_t(T1, cp.a1x))  # (m1, q1, p+1)
         B1 = B1.reshape(m1 * q1, -1)
         s = cp.a_xx - B1.T @ B1
         logdet_z = batched_logdet_chol(L11)
@@ -171,7 +180,7 @@ class LinearMixedModel:
             B2 = sla.solve_triangular(L22, lam2.T @ cp.a2x - L21 @ B1, lower=True, check_finite=False)
             s = s - B2.T @ B2
             logdet_z += 2.0 * np.log(np.diag(L22)).sum()
-        Lxy = sla.cholesky(s, lower=True, check_finite=False)
+        Lxy = np.linalg.cholesky(s)
         return Decomposition(T1, L11, L21, L22, B1, B2, Lxy, logdet_z)
 
     # -- the objective ------------------------------------------------------------
@@ -188,20 +197,73 @@ class LinearMixedModel:
         """The profiled deviance at ``theta``; +inf where the factorisation fails."""
         try:
             return self.deviance_from(self.decompose(theta))
-        except (np.linalg.LinAlgError, sla.LinAlgError):
+        except np.linalg.LinAlgError:  # scipy's LinAlgError is numpy's
             return np.inf
 
+    @property
+    def has_gradient(self):
+        """Whether :meth:`gradient` is available: one grouping factor."""
+        return self.cp.a21 is None
+
+    def gradient(self, theta):
+        """Analytic gradient of the profiled deviance for one grouping factor.
+
+        With ``M_g = T' A_g T + I`` per level, ``u`` and ``beta`` the modes at ``theta``:
+
+        * ``d pwrss / dT = -2 sum_g s_g u_g'`` with ``s_g = Z_g'W (y - X beta - Z_g T u_g)``
+          (envelope theorem: pwrss is a minimum over beta and u);
+        * ``d log|M| / dT = 2 (sum_g M_g^-1 T' A_g)'``;
+        * REML: ``d log|S_x| / dT = -2 sum_g [a_g S_x^-1 D_g' - (D_g S_x^-1 D_g' T' A_g)']``,
+          ``S_x`` the Schur complement of X, ``a_g = Z_g'W X``, ``D_g = M_g^-1 T' a_g``.
+        """
+        if not self.has_gradient:
+            raise NotImplementedError("the analytic gradient covers one grouping factor")
+        # NaN where the factorisation fails, as the objective is +inf there
+        theta = np.asarray(theta, dtype=float)
+        try:
+            dec = self.decompose(theta)
+        except np.linalg.LinAlgError:
+            return np.full(len(theta), np.nan)
+        cp, p, f = self.cp, self.p, self.cp.first
+        T, m, q = dec.T1, f.n_levels, f.q
+        beta = self._beta(dec)
+        c = dec.B1[:, -1] - dec.B1[:, :-1] @ beta
+        u = batched_solve_upper_t(dec.L11, c.reshape(m, q, 1))[:, :, 0]  # (m, q)
+        a_x, a_y = cp.a1x[:, :, :p], cp.a1x[:, :, p]
+        s = a_y - a_x @ beta - np.einsum("gij,gj->gi", cp.a11, u @ T.T)
+        d_pwrss = -2.0 * (s.T @ u)
+        linv = batched_inverse_lower(dec.L11)
+        minv = np.swapaxes(linv, 1, 2) @ linv
+        ta = left_multiply_t(T, cp.a11)  # T' A_g
+        d_logdet = 2.0 * np.einsum("gij,gjk->ik", minv, ta).T
+        dof = self.n - p if self.reml else self.n
+        grad_T = d_logdet + dof / dec.pwrss * d_pwrss
+        if self.reml and p > 0:
+            lx_inv = small_inverse(dec.Lx)
+            sx_inv = lx_inv.T @ lx_inv
+            D = minv @ left_multiply_t(T, a_x)  # (m, q, p)
+            DS = D @ sx_inv
+            term1 = np.einsum("gip,gjp->ij", a_x, DS)
+            E = DS @ np.swapaxes(D, 1, 2)
+            term2 = np.einsum("gjk,gki->ji", E, ta)
+            grad_T += -2.0 * (term1 - term2.T)
+        rows, cols = f._tri
+        return grad_T[rows, cols]
+
     # -- estimates at a theta -----------------------------------------------------
+    def _beta(self, dec):
+        """The profiled fixed effects: ``Lx' beta = l`` from the last row of ``Lxy``."""
+        return np.linalg.solve(dec.Lx.T, dec.Lxy[-1, :-1]) if self.p else np.zeros(0)
+
     def estimates(self, theta):
         """beta, sigma^2, covariance of beta and the conditional modes at ``theta``."""
         dec = self.decompose(theta)
         p = self.p
         Lx = dec.Lx
-        lxy = dec.Lxy[-1, :-1]
-        beta = sla.solve_triangular(Lx.T, lxy, lower=False, check_finite=False)
+        beta = self._beta(dec)
         dof = self.n - p if self.reml else self.n
         sigma2 = dec.pwrss / dof
-        lx_inv = sla.solve_triangular(Lx, np.eye(p), lower=True, check_finite=False)
+        lx_inv = small_inverse(Lx)
         cov_beta = sigma2 * (lx_inv.T @ lx_inv)
         u = self._spherical_modes(dec, beta)
         pieces = split_theta(self.factors, np.asarray(theta, dtype=float))

@@ -1,9 +1,9 @@
 """Bounded minimisation of a smooth objective of a few parameters, with a log.
 
-The profiled deviance has no closed-form gradient here, so it is differentiated by
-central differences (one-sided at a bound) and minimised by L-BFGS-B. Each evaluation
-is cheap: it costs nothing in the number of rows. A few Newton steps on a
-finite-difference Hessian finish the job, and convergence is judged on the Newton
+The objective is minimised by L-BFGS-B with its analytic gradient where the caller has
+one, else with central differences (one-sided at a bound). Each evaluation is cheap: it
+costs nothing in the number of rows. A few Newton steps on a finite-difference Hessian
+finish the job, and convergence is judged on the Newton
 decrement there (the predicted further improvement, which does not depend on how the
 parameters are scaled), not on the optimiser's stopping message: a fit that is at its
 optimum is reported as converged.
@@ -66,6 +66,24 @@ def finite_difference_hessian(fun, x, f0, free, step=1e-4):
     return H
 
 
+def gradient_jacobian(gradient, x, free, lower, step=1e-6):
+    """Hessian as the central-difference Jacobian of an analytic gradient (forward at a bound)."""
+    k = len(x)
+    H = np.zeros((k, k))
+    for i in np.flatnonzero(free):
+        h = step * max(1.0, abs(x[i]))
+        xp = x.copy()
+        xp[i] += h
+        if x[i] - h >= lower[i]:
+            xm = x.copy()
+            xm[i] -= h
+            H[:, i] = (gradient(xp) - gradient(xm)) / (2 * h)
+        else:
+            H[:, i] = (gradient(xp) - gradient(x)) / h
+    keep = np.outer(free, free)
+    return np.where(keep, (H + H.T) / 2, 0.0)
+
+
 def newton_decrement(g, H, free, flat_tol=1e-8):
     """Predicted decrease of the objective by one Newton step on the free coordinates.
 
@@ -78,6 +96,8 @@ def newton_decrement(g, H, free, flat_tol=1e-8):
     idx = np.flatnonzero(free)
     if idx.size == 0:
         return 0.0, step
+    if not (np.all(np.isfinite(g[idx])) and np.all(np.isfinite(H[np.ix_(idx, idx)]))):
+        return np.inf, step
     lam, vec = np.linalg.eigh(H[np.ix_(idx, idx)])
     gv = vec.T @ g[idx]
     scale = max(1.0, float(np.abs(lam).max()))
@@ -89,18 +109,19 @@ def newton_decrement(g, H, free, flat_tol=1e-8):
     return 0.5 * float(gv @ coef), step
 
 
-def polish(fun, x, lower, max_steps=10, decrement_tol=1e-7):
+def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7):
     """Newton steps on the coordinates off their bounds, accepted while they improve.
 
     L-BFGS-B on a badly scaled objective (a random slope whose variance is tiny next
     to the intercept's) stops on a flat stretch before the optimum; Newton's method is
-    indifferent to the scaling. Returns ``(x, f, g, H, decrease)`` at the last point.
+    indifferent to the scaling. ``grad(x, f)`` and ``hess(x, f, free)`` give the
+    derivatives. Returns ``(x, f, g, H, decrease)`` at the last point.
     """
     f = fun(x)
     for _ in range(max_steps + 1):
-        g = finite_difference_gradient(fun, x, f, lower)
+        g = grad(x, f)
         free = ~((x <= lower + 1e-12) & (g > 0))
-        H = finite_difference_hessian(fun, x, f, free)
+        H = hess(x, f, free)
         decrease, step = newton_decrement(g, H, free)
         if decrease <= decrement_tol or not np.isfinite(decrease):
             break
@@ -117,7 +138,7 @@ def polish(fun, x, lower, max_steps=10, decrement_tol=1e-7):
     return x, f, g, H, decrease
 
 
-def minimize_bounded(fun, x0, lower, max_iter=1000, tol=1e-12, decrement_tol=1e-6, verbose=0):
+def minimize_bounded(fun, x0, lower, gradient=None, max_iter=1000, tol=1e-12, decrement_tol=1e-6, verbose=0):
     """Minimise ``fun`` subject to ``x >= lower``.
 
     Parameters
@@ -126,6 +147,9 @@ def minimize_bounded(fun, x0, lower, max_iter=1000, tol=1e-12, decrement_tol=1e-
         Objective of a 1-d float array; may return +inf where undefined.
     x0, lower : ndarray
         Start and lower bounds (``-inf`` where unbounded).
+    gradient : callable, optional
+        Analytic gradient of ``fun`` (NaN where ``fun`` is +inf); finite differences
+        when None.
     max_iter : int
         Largest number of L-BFGS-B iterations.
     tol : float
@@ -147,14 +171,57 @@ def minimize_bounded(fun, x0, lower, max_iter=1000, tol=1e-12, decrement_tol=1e-
             print(f"[skmlm] eval {len(log):4d}  objective {f:.10f}  theta {np.array2string(x, precision=6)}")
         return f
 
+    if gradient is None:
+        grad = lambda x, f: finite_difference_gradient(logged, x, f, lower)  # noqa: E731
+        hess = lambda x, f, free: finite_difference_hessian(logged, x, f, free)  # noqa: E731
+    else:
+        grad = lambda x, f: gradient(x) if np.isfinite(f) else np.full_like(x, np.nan)  # noqa: E731
+        hess = lambda x, f, free: gradient_jacobian(gradient, x, free, lower)  # noqa: E731
+
     def with_gradient(x):
         f = logged(x)
-        return f, finite_difference_gradient(logged, x, f, lower)
+        return f, grad(x, f)
 
-    res = minimize(
-        with_gradient, np.asarray(x0, dtype=float), jac=True, method="L-BFGS-B", bounds=bounds,
-        options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-8, "maxcor": 20},
-    )
-    x, f, g, H, decrease = polish(logged, np.maximum(res.x, lower), lower)
+    x, n_iter = np.asarray(x0, dtype=float), 0
+    for _ in range(MAX_RESTARTS + 1):
+        res = minimize(
+            with_gradient, x, jac=True, method="L-BFGS-B", bounds=bounds,
+            options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-8, "maxcor": 20},
+        )
+        n_iter += int(res.nit)
+        x, f, g, H, decrease = polish(logged, grad, hess, np.maximum(res.x, lower), lower)
+        off = leave_bound(logged, x, f, lower)
+        if off is None:
+            break
+        x = off
     converged = bool(np.isfinite(f) and decrease <= decrement_tol)
-    return OptimizeResult(x, f, converged, int(res.nit), len(log), g, H, str(res.message), log)
+    return OptimizeResult(x, f, converged, n_iter, len(log), g, H, str(res.message), log)
+
+
+#: How often the optimiser is restarted off a bound where it stalled.
+MAX_RESTARTS = 3
+
+#: Distances off a bound tried before accepting a point on it.
+BOUND_PROBES = (1.0, 0.1, 0.01, 0.001)
+
+
+def leave_bound(fun, x, f, lower):
+    """A better point off the bounds than ``x``, or None when every probe is worse.
+
+    A variance parameter of exactly 0 is a stationary point of the profiled deviance:
+    its gradient there vanishes even when the optimum lies inside, so a gradient method
+    that steps onto the bound can stay there. Before a point on a bound is accepted,
+    the coordinates on it are moved off by each of ``BOUND_PROBES``; the best point that
+    improves on ``f`` is returned to restart from.
+    """
+    at_bound = x <= lower + 1e-12
+    if not at_bound.any():
+        return None
+    best, best_f = None, f
+    for t in BOUND_PROBES:
+        cand = x.copy()
+        cand[at_bound] = lower[at_bound] + t
+        fc = fun(cand)
+        if fc < best_f - 1e-10 * max(1.0, abs(best_f)):
+            best, best_f = cand, fc
+    return best

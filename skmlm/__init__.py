@@ -1,7 +1,8 @@
 """skmlm: multilevel (mixed-effects) models for scikit-learn, exact to lme4."""
 
+from ._centering import BetweenWithinTransformer, between_within
 from ._linear import MixedLinearRegressor
 
 __version__ = "0.1.0"
 
-__all__ = ["MixedLinearRegressor", "__version__"]
+__all__ = ["BetweenWithinTransformer", "between_within", "MixedLinearRegressor", "__version__"]

@@ -1,0 +1,339 @@
+"""Penalised iteratively reweighted least squares (PIRLS) for a binary logistic GLMM.
+
+Model: ``y_i ~ Bernoulli(mu_i)`` with prior weight ``w_i``, ``logit(mu) = X beta + Z b``,
+``b = Lambda(theta) u``, ``u ~ N(0, I)``. At a given ``theta`` (and ``beta``) the
+conditional mode of ``u`` maximises the penalised log-likelihood
+``sum_i w_i l_i(eta_i) - ||u||^2 / 2``; Newton's method on it is PIRLS (Bates et al.
+2015; lme4's ``pwrssUpdate``). Each Newton step solves with the matrix
+``Lambda' Z' W Z Lambda + I`` (``W = w mu (1 - mu)``), whose weights change every
+iteration, so its cross-products are rebuilt each time without a loop over groups:
+
+* block 1, the largest factor: one ``q x q`` block per level, formed by ``bincount`` and
+  factorised by the batched routines of :mod:`.blocks`;
+* block 2, all other factors: dense, reached through sparse products (as in
+  :mod:`.lmm`).
+
+The same factorisation, augmented by ``X``, gives the joint modes of ``(u, beta)``
+(lme4's ``nAGQ = 0`` stage).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+from scipy.special import expit
+
+from .blocks import batched_cholesky, batched_inverse_lower, batched_solve_lower, batched_solve_upper_t
+from .design import block_lambda_template, split_theta
+from .lmm import MAX_DENSE_BLOCK
+
+
+def bernoulli_deviance(y, eta, w):
+    """Per-row deviance residuals ``-2 w (y eta - log(1 + e^eta))`` of a 0/1 outcome."""
+    return -2.0 * w * (y * eta - (np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))))
+
+
+@dataclass
+class Factorization:
+    """Blocked Cholesky factor of ``[[M11, ., .], [M21, M22, .], [Mx1, Mx2, Mxx]]``.
+
+    ``M = Lambda' Z' W Z Lambda + I`` in blocks 1 and 2; the ``x`` rows are present only
+    for the joint ``(u, beta)`` system.
+    """
+
+    L11: np.ndarray  # (m1, q1, q1)
+    L21: object = None  # sparse (q2, m1 q1)
+    L22: np.ndarray = None  # (q2, q2)
+    B1: np.ndarray = None  # (m1 q1, p): L11^-1 M1x
+    B2: np.ndarray = None  # (q2, p)
+    Lx: np.ndarray = None  # (p, p)
+
+    @property
+    def logdet(self):
+        """``log det(M)`` of the random-effects part (lme4's ``ldL2``)."""
+        d = 2.0 * np.log(np.diagonal(self.L11, axis1=1, axis2=2)).sum()
+        if self.L22 is not None:
+            d += 2.0 * np.log(np.diag(self.L22)).sum()
+        return d
+
+    def solve(self, r1, r2, rx=None):
+        """Solve the (augmented) system for right-hand sides ``r1 (m1, q1)``, ``r2``, ``rx``."""
+        m1, q1 = r1.shape
+        c1 = batched_solve_lower(self.L11, r1[:, :, None])[:, :, 0].ravel()
+        c2 = None
+        if self.L22 is not None:
+            c2 = sla.solve_triangular(self.L22, r2 - self.L21 @ c1, lower=True, check_finite=False)
+        bx = None
+        if rx is not None:
+            cx = rx - self.B1.T @ c1 - (self.B2.T @ c2 if c2 is not None else 0.0)
+            cx = sla.solve_triangular(self.Lx, cx, lower=True, check_finite=False)
+            bx = sla.solve_triangular(self.Lx, cx, lower=True, trans="T", check_finite=False)
+            c1 = c1 - self.B1 @ bx
+            if c2 is not None:
+                c2 = c2 - self.B2 @ bx
+        x2 = np.empty(0)
+        if c2 is not None:
+            x2 = sla.solve_triangular(self.L22, c2, lower=True, trans="T", check_finite=False)
+            c1 = c1 - self.L21.T @ x2
+        x1 = batched_solve_upper_t(self.L11, c1.reshape(m1, q1, 1))[:, :, 0]
+        return x1, x2, bx
+
+
+@dataclass
+class Mode:
+    """The conditional mode at one ``(theta, beta)`` and what the deviance needs there."""
+
+    u1: np.ndarray  # (m1, q1) spherical modes of the largest factor
+    u2: np.ndarray  # (q2,) the other factors, stacked
+    beta: np.ndarray
+    eta: np.ndarray
+    dev_resid: np.ndarray  # per-row deviance residuals at the mode
+    factor: Factorization  # of M at the weights of the mode
+    n_iter: int
+
+    @property
+    def penalty(self):
+        return float((self.u1**2).sum() + (self.u2**2).sum())
+
+    @property
+    def laplace_deviance(self):
+        """lme4's Laplace deviance: ``sum dev.resid + ||u||^2 + log det(L)^2``."""
+        return float(self.dev_resid.sum()) + self.penalty + self.factor.logdet
+
+
+class PIRLS:
+    """Conditional modes of the spherical random effects of a binary logistic GLMM.
+
+    Parameters
+    ----------
+    factors : list of RandomFactor
+    X : ndarray of shape (n, p)
+        Fixed-effects design.
+    y : ndarray of shape (n,)
+        Outcomes, 0 or 1.
+    weights : ndarray of shape (n,)
+        Prior weights.
+
+    The life cycle: :meth:`set_theta` once per ``theta``, then :meth:`mode` (``beta``
+    fixed) or :meth:`joint_mode` (``beta`` estimated too) as often as needed; each call
+    starts from the previous modes, so nearby evaluations take one or two Newton steps.
+    """
+
+    def __init__(self, factors, X, y, weights):
+        self.factors = list(factors)
+        self.X = np.asarray(X, dtype=float)
+        self.y = np.asarray(y, dtype=float)
+        self.w = np.asarray(weights, dtype=float)
+        self.n, self.p = self.X.shape
+        order = sorted(range(len(self.factors)), key=lambda k: -self.factors[k].n_levels * self.factors[k].q)
+        self.order = order
+        self.first = self.factors[order[0]]
+        self.rest = [self.factors[k] for k in order[1:]]
+        f1 = self.first
+        self.m1, self.q1 = f1.n_levels, f1.q
+        self.codes1 = f1.codes
+        q1 = self.q1
+        # pattern of Z1 Lambda1 as CSR: row i holds (z_i' T1) in the columns of its level
+        self._zl1_indices = (f1.codes[:, None] * q1 + np.arange(q1)).ravel()
+        self._zl1_indptr = np.arange(0, self.n * q1 + 1, q1)
+        self._pairs = [(a, b) for a in range(q1) for b in range(a + 1)]
+        if self.rest:
+            self.z2 = sp.hstack([f.design_matrix() for f in self.rest], format="csr")
+            self.q2 = self.z2.shape[1]
+            if self.q2 > MAX_DENSE_BLOCK:
+                raise MemoryError(
+                    f"the grouping factors after the largest have {self.q2} random effects in total; "
+                    f"more than {MAX_DENSE_BLOCK} are not supported (their block is held dense)"
+                )
+            self.lambda2, self._fill_lambda2 = block_lambda_template(self.rest)
+            self._init_block2_patterns()
+        else:
+            self.q2 = 0
+        self.theta = None
+        self.u1 = np.zeros((self.m1, q1))
+        self.u2 = np.zeros(self.q2)
+
+    def _init_block2_patterns(self):
+        """Index arrays that turn the weighted cross-products of block 2 into ``bincount`` calls.
+
+        Row ``i`` touches, in ``Z2 Lambda2``, the ``Q2 = sum q_f`` columns ``cols2[i]`` (its
+        level's block in each factor after the first). ``M22`` collects the products of
+        those columns, ``M21`` their products with the ``q1`` columns of the row's level of
+        the first factor; both sparsity patterns are fixed, only the numbers change.
+        """
+        n, q1, m1 = self.n, self.q1, self.m1
+        cols, offset = [], 0
+        for f in self.rest:
+            cols.append(offset + f.codes[:, None] * f.q + np.arange(f.q))
+            offset += f.n_levels * f.q
+        cols2 = np.hstack(cols)  # (n, Q2)
+        self._cols2 = cols2
+        Q2 = cols2.shape[1]
+        self._flat22 = (cols2[:, :, None] * self.q2 + cols2[:, None, :]).ravel()
+        # M21 entries: key = row2 * (m1 q1) + level1 * q1 + b, one per (i, a, b)
+        col1 = self.codes1[:, None] * q1 + np.arange(q1)  # (n, q1)
+        keys = (cols2[:, :, None] * (m1 * q1) + col1[:, None, :]).ravel()
+        # group the b's of one (row2, level1) pair together: unique over (row2, level1)
+        pair_keys = (cols2[:, :, None] * m1 + self.codes1[:, None, None]).ravel()  # (n Q2,)
+        upairs, pinv = np.unique(pair_keys, return_inverse=True)
+        self._pair_index = pinv.reshape(n, Q2)
+        self._n_pairs = len(upairs)
+        self._pair_level1 = upairs % m1
+        prow = upairs // m1
+        # CSR of M21 / L21 with the q1 columns of each pair consecutive (rows sorted)
+        indptr = np.zeros(self.q2 + 1, dtype=np.int64)
+        np.add.at(indptr, prow + 1, q1)
+        self._m21_indptr = np.cumsum(indptr)
+        self._m21_indices = (self._pair_level1[:, None] * q1 + np.arange(q1)).ravel()
+        del keys
+
+    # -- theta -------------------------------------------------------------------
+    def set_theta(self, theta):
+        """Fix ``Lambda(theta)``: ``v1 = Z1 Lambda1`` row by row and ``Z2 Lambda2``."""
+        theta = np.asarray(theta, dtype=float)
+        if self.theta is not None and np.array_equal(theta, self.theta):
+            return
+        self.theta = theta.copy()
+        pieces = split_theta(self.factors, theta)
+        pieces = [pieces[k] for k in self.order]
+        self.T1 = self.first.cholesky_factor(pieces[0])
+        self.v1 = self.first.z @ self.T1  # (n, q1): row i of Z1 Lambda1 within its level's block
+        if self.rest:
+            lam2 = self._fill_lambda2(pieces[1:])
+            self.zl2 = (self.z2 @ lam2).tocsr()
+            self.zl1 = sp.csr_matrix(
+                (self.v1.ravel(), self._zl1_indices, self._zl1_indptr), shape=(self.n, self.m1 * self.q1)
+            )
+            # values of Z2 Lambda2 in the columns cols2 of each row
+            self._vals2 = np.hstack([f.z @ f.cholesky_factor(th) for f, th in zip(self.rest, pieces[1:])])
+
+    # -- pieces of one Newton step -------------------------------------------------
+    def random_part(self, u1, u2):
+        """``Z Lambda u`` on the rows."""
+        out = np.einsum("ij,ij->i", self.v1, u1[self.codes1])
+        if self.rest:
+            out = out + np.einsum("ij,ij->i", self._vals2, u2[self._cols2])
+        return out
+
+    def _gradient_u(self, r):
+        """``Lambda' Z' r`` split into block 1 (m1, q1) and block 2."""
+        g1 = np.empty((self.m1, self.q1))
+        for a in range(self.q1):
+            g1[:, a] = np.bincount(self.codes1, weights=r * self.v1[:, a], minlength=self.m1)
+        g2 = np.empty(0)
+        if self.rest:
+            g2 = np.bincount(self._cols2.ravel(), weights=(r[:, None] * self._vals2).ravel(), minlength=self.q2)
+        return g1, g2
+
+    def factorize(self, W, joint=False):
+        """Factor ``Lambda' Z' W Z Lambda + I`` (augmented by ``X`` when ``joint``)."""
+        m1, q1 = self.m1, self.q1
+        a11 = np.empty((m1, q1, q1))
+        for a, b in self._pairs:
+            s = np.bincount(self.codes1, weights=W * self.v1[:, a] * self.v1[:, b], minlength=m1)
+            a11[:, a, b] = s
+            a11[:, b, a] = s
+        a11 += np.eye(q1)
+        L11 = batched_cholesky(a11)
+        fac = Factorization(L11)
+        if self.rest:
+            q2, vals2, v1 = self.q2, self._vals2, self.v1
+            wv2 = W[:, None] * vals2  # (n, Q2)
+            a22 = np.bincount(self._flat22, weights=(wv2[:, :, None] * vals2[:, None, :]).ravel(),
+                              minlength=q2 * q2).reshape(q2, q2) + np.eye(q2)
+            # M21 in (pair, b) blocks, then L21 = M21 blockdiag(L11^-T) on the same pattern
+            a21 = np.empty((self._n_pairs, q1))
+            pidx = self._pair_index.ravel()
+            for b in range(q1):
+                a21[:, b] = np.bincount(pidx, weights=(wv2 * v1[:, b][:, None]).ravel(), minlength=self._n_pairs)
+            linv = batched_inverse_lower(L11)[self._pair_level1]  # (pairs, q1, q1)
+            l21 = np.einsum("pb,pcb->pc", a21, linv)
+            L21 = sp.csr_matrix((l21.ravel(), self._m21_indices, self._m21_indptr), shape=(q2, m1 * q1))
+            fac.L21 = L21
+            if q2 * m1 * q1 <= 4_000_000:  # small enough to multiply densely
+                dense = L21.toarray()
+                l21l21 = dense @ dense.T
+            else:
+                l21l21 = (L21 @ L21.T).toarray()
+            fac.L22 = sla.cholesky(a22 - l21l21, lower=True, check_finite=False)
+        if joint:
+            X = self.X
+            wx = X * W[:, None]
+            a1x = np.empty((m1, q1, self.p))
+            for a in range(q1):
+                vx = wx * self.v1[:, a][:, None]
+                for k in range(self.p):
+                    a1x[:, a, k] = np.bincount(self.codes1, weights=vx[:, k], minlength=m1)
+            B1 = batched_solve_lower(L11, a1x).reshape(m1 * q1, self.p)
+            s = X.T @ wx - B1.T @ B1
+            B2 = None
+            if self.rest:
+                a2x = np.asarray(self.zl2.T @ wx)
+                B2 = sla.solve_triangular(fac.L22, a2x - fac.L21 @ B1, lower=True, check_finite=False)
+                s = s - B2.T @ B2
+            fac.B1, fac.B2 = B1, B2
+            fac.Lx = sla.cholesky(s, lower=True, check_finite=False)
+        return fac
+
+    # -- Newton iterations ---------------------------------------------------------
+    def mode(self, beta, tol=1e-20, max_iter=100):
+        """Conditional modes of ``u`` at the current ``theta`` and the given ``beta``."""
+        return self._newton(np.asarray(beta, dtype=float), joint=False, tol=tol, max_iter=max_iter)
+
+    def joint_mode(self, beta0, tol=1e-20, max_iter=100):
+        """Joint modes of ``(u, beta)`` at the current ``theta`` (lme4's ``nAGQ = 0``)."""
+        return self._newton(np.asarray(beta0, dtype=float), joint=True, tol=tol, max_iter=max_iter)
+
+    def _newton(self, beta, joint, tol, max_iter):
+        y, w, X = self.y, self.w, self.X
+        u1, u2 = self.u1, self.u2
+        offset = X @ beta
+        eta = offset + self.random_part(u1, u2)
+        dres = bernoulli_deviance(y, eta, w)
+        pdev = dres.sum() + (u1**2).sum() + (u2**2).sum()
+        last = np.inf
+        for it in range(1, max_iter + 1):
+            mu = expit(eta)
+            W = w * mu * (1.0 - mu)
+            r = w * (y - mu)
+            g1, g2 = self._gradient_u(r)
+            g1 -= u1
+            g2 = g2 - u2
+            gx = X.T @ r if joint else None
+            fac = self.factorize(W, joint)
+            d1, d2, dx = fac.solve(g1, g2, gx)
+            decrement = float((g1 * d1).sum() + g2 @ d2 + (gx @ dx if joint else 0.0))
+            # the Laplace deviance moves to first order with u (through log det): converge u
+            # to ~1e-10, which Newton's quadratic convergence makes cheap
+            if decrement <= tol or it == max_iter or (it > 1 and decrement > 0.5 * last and decrement < 1e-16):
+                break
+            last = decrement
+            t = 1.0
+            while True:
+                nu1, nu2 = u1 + t * d1, u2 + t * d2
+                nbeta = beta + t * dx if joint else beta
+                noff = X @ nbeta if joint else offset
+                neta = noff + self.random_part(nu1, nu2)
+                ndres = bernoulli_deviance(y, neta, w)
+                npdev = ndres.sum() + (nu1**2).sum() + (nu2**2).sum()
+                # close to the mode a full Newton step is safe (the objective is convex)
+                if decrement < 1e-8 or npdev <= pdev + 1e-10 * abs(pdev) or t < 1e-10:
+                    break
+                t *= 0.5
+            if t < 1e-10:  # no progress possible: at the mode up to rounding
+                break
+            u1, u2, beta, offset, eta, dres, pdev = nu1, nu2, nbeta, noff, neta, ndres, npdev
+        self.u1, self.u2 = u1, u2
+        return Mode(u1, u2, beta, eta, dres, fac, it)
+
+    # -- results -------------------------------------------------------------------
+    def modes_by_factor(self, u1, u2):
+        """Spherical modes cut into one ``(n_levels, q)`` array per factor, in input order."""
+        out = {self.order[0]: u1}
+        start = 0
+        for k, f in zip(self.order[1:], self.rest):
+            size = f.n_levels * f.q
+            out[k] = u2[start : start + size].reshape(f.n_levels, f.q)
+            start += size
+        return [out[k] for k in range(len(self.factors))]

@@ -1,0 +1,521 @@
+"""MixedLogisticClassifier: binary outcomes by Laplace or adaptive quadrature, as lme4's ``glmer``."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit, logit
+from scipy.stats import norm
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
+
+from ._base import MixedModelMixin
+from ._core.design import split_theta
+from ._core.glmm import BinomialMixedModel, fit_glmm, gauss_hermite_normal
+from ._input import INTERCEPT, group_frame, validate_X
+from ._threads import single_blas_thread
+
+#: lme4's ``isSingular`` tolerance on the variance parameters of ``theta``.
+SINGULAR_TOL = 1e-4
+#: Gauss-Hermite points for the population-averaged probability (one dimension).
+N_AVERAGE_POINTS = 40
+#: |fixed-effect linear predictor| beyond which a fitted probability is 0 or 1 numerically.
+SEPARATION_ETA = 15.0
+
+
+class MixedLogisticClassifier(MixedModelMixin, ClassifierMixin, BaseEstimator):
+    """Binary logistic mixed-effects model (lme4's ``glmer``, binomial) as a classifier.
+
+    Fits ``logit P(y = 1) = X beta + Z b`` with random intercepts and slopes per level
+    of one or more grouping factors (crossed or nested), ``b ~ N(0, Sigma)``, by
+    maximum likelihood: the Laplace approximation (lme4's ``nAGQ = 1``) or adaptive
+    Gauss-Hermite quadrature (``n_quadrature_points > 1``). The objective is lme4's,
+    with the conditional modes converged tightly, so estimates agree with lme4's.
+
+    Parameters
+    ----------
+    random_slopes : None, list or dict, default=None
+        Columns of X that get a random slope. A list (names for a DataFrame, positions
+        otherwise) when there is one grouping factor; a dict ``{factor: [columns]}``
+        for several. None: random intercepts only.
+    random_intercept : bool, default=True
+        Whether every grouping factor has a random intercept.
+    covariance : {"unstructured", "diagonal"}, default="unstructured"
+        Correlated random effects within a factor (lme4's ``(x | g)``) or
+        uncorrelated ones (``(x || g)``).
+    n_quadrature_points : int, default=1
+        1: the Laplace approximation. ``k > 1``: adaptive Gauss-Hermite quadrature
+        with ``k`` points per random effect, centred at the conditional modes (lme4's
+        ``nAGQ``). Needs a single grouping factor; with random slopes it uses the
+        product rule of ``k ** q`` points per level (beyond lme4, which allows one
+        scalar random effect only).
+    fit_intercept : bool, default=True
+        Whether the fixed effects include an intercept.
+    group_columns : None, str, int or list, default=None
+        Columns of X that hold grouping factors instead of features.
+    unseen_levels : {"average", "zero"}, default="average"
+        How :meth:`predict_proba` treats rows whose level of a grouping factor was not
+        seen in ``fit`` (and all rows when no groups are given). ``"average"``: the
+        population-averaged probability, the random effect integrated over its fitted
+        normal distribution. ``"zero"``: the probability at random effect 0 (the
+        "typical" level), which is further from 0.5 than the population average.
+    max_iter : int, default=1000
+        Largest number of optimiser iterations.
+    tol : float, default=1e-6
+        Convergence: the largest predicted further decrease of the deviance (Newton
+        decrement) accepted at the optimum.
+    verbose : int, default=0
+        Print every evaluation of the objective when > 0.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (2,)
+        The two labels; ``classes_[1]`` is the one whose probability is modelled.
+    intercept_ : float
+        Fixed intercept on the log-odds scale (0.0 when ``fit_intercept=False``).
+    coef_ : ndarray of shape (n_features,)
+        Fixed effects (log-odds ratios) of the feature columns.
+    fixed_effects_ : DataFrame
+        Estimate, Std. Error, z value and Pr(>|z|) of every fixed effect.
+    coef_cov_ : ndarray
+        Covariance matrix of the fixed effects (intercept first), from the Hessian of
+        the deviance in ``(theta, beta)`` as lme4's ``vcov``.
+    random_effects_ : dict of str to DataFrame
+        Conditional modes: one row per level, one column per term (log-odds scale).
+    random_covariance_ : dict of str to DataFrame
+        Covariance matrix of each factor's random effects (lme4's ``VarCorr``).
+    log_likelihood_ : float
+        Maximised (approximate) log-likelihood, as lme4's ``logLik``.
+    deviance_ : float
+        ``-2 * log_likelihood_``.
+    aic_, bic_ : float
+        Information criteria, as lme4's ``AIC``/``BIC``.
+    n_params_ : int
+        Fixed effects plus covariance parameters.
+    n_groups_ : dict of str to int
+        Levels per grouping factor.
+    converged_ : bool
+        Whether the optimiser reached an optimum (Newton decrement below ``tol``).
+    singular_ : bool
+        Whether the fit is on the boundary (a variance, or a correlation of +-1).
+    n_iter_ : int
+        Optimiser iterations.
+    theta_ : ndarray
+        lme4's relative covariance factor parameters, factor by factor.
+    optimizer_log_ : DataFrame
+        Every evaluation of the objective: theta, beta and deviance.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+
+    See Also
+    --------
+    MixedLinearRegressor : the same for continuous outcomes.
+
+    Notes
+    -----
+    :meth:`predict_proba` conditions on the random effects (conditional modes) of levels
+    seen in ``fit``. For unseen levels and ``groups=None`` it returns, by default, the
+    population-averaged probability ``E[expit(x'beta + z'b)]`` over ``b ~ N(0, Sigma)``,
+    computed exactly by Gauss-Hermite quadrature over the normal random part of the
+    linear predictor (variance ``z' Sigma z`` summed over the unknown factors); this
+    is the probability for a new group drawn from the population, and is better
+    calibrated for it than the probability at random effect 0 (``unseen_levels="zero"``).
+
+    Examples
+    --------
+    >>> from skmlm import MixedLogisticClassifier
+    >>> from skmlm.datasets import load_cbpp
+    >>> df = load_cbpp()
+    >>> X = df["period"].str.get_dummies().drop(columns="1").add_prefix("period").astype(float)
+    >>> m = MixedLogisticClassifier().fit(X, df["y"], groups=df["herd"])
+    >>> round(m.log_likelihood_, 3)
+    -277.502
+    """
+
+    _parameter_constraints = {
+        "random_slopes": [None, list, tuple, dict, str],
+        "random_intercept": ["boolean"],
+        "covariance": [StrOptions({"unstructured", "diagonal"})],
+        "n_quadrature_points": [Interval(Integral, 1, None, closed="left")],
+        "fit_intercept": ["boolean"],
+        "group_columns": [None, list, tuple, str, Integral],
+        "unseen_levels": [StrOptions({"average", "zero"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "verbose": ["verbose"],
+    }
+
+    __metadata_request__predict_proba = {"groups": True}
+    __metadata_request__predict_log_proba = {"groups": True}
+    __metadata_request__decision_function = {"groups": True}
+
+    def __init__(
+        self, *, random_slopes=None, random_intercept=True, covariance="unstructured", n_quadrature_points=1,
+        fit_intercept=True, group_columns=None, unseen_levels="average", max_iter=1000, tol=1e-6, verbose=0,
+    ):
+        self.random_slopes = random_slopes
+        self.random_intercept = random_intercept
+        self.covariance = covariance
+        self.n_quadrature_points = n_quadrature_points
+        self.fit_intercept = fit_intercept
+        self.group_columns = group_columns
+        self.unseen_levels = unseen_levels
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+
+    # -- fit -----------------------------------------------------------------------
+    @staticmethod
+    def _encode_y(y, sample_weight=None):
+        """``(classes, 0/1 float y)``; a clear error unless y has exactly two labels."""
+        if y is None:
+            raise ValueError("requires y to be passed, but the target y is None")
+        y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=True, input_name="y")
+        y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        classes, y01 = np.unique(y, return_inverse=True)
+        if len(classes) > 2:
+            raise ValueError(
+                "Only binary classification is supported. The type of the target is "
+                f"{type_of_target(y)}: MixedLogisticClassifier is a binary classifier but y has "
+                f"{len(classes)} classes {list(classes[:5])}{' ...' if len(classes) > 5 else ''}"
+            )
+        present = classes
+        if sample_weight is not None:
+            sw = np.asarray(sample_weight)
+            if sw.shape == y.shape and np.issubdtype(sw.dtype, np.number) and np.any(sw > 0):
+                present = np.unique(y[sw > 0])
+        if len(present) < 2:
+            raise ValueError(
+                f"y has 1 class ({present[0]}) among rows of positive weight: a binary classifier needs "
+                "outcomes of two classes"
+            )
+        return classes, y01.astype(float)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, groups=None, sample_weight=None):
+        """Fit the model by maximum likelihood (Laplace or adaptive quadrature).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Fixed-effect features; may have zero columns (the null model).
+        y : array-like of shape (n_samples,)
+            Two labels of any type (0/1, booleans, strings).
+        groups : array-like, Series or DataFrame, default=None
+            One grouping factor (1-d) or several (2-d, one column each). Required
+            unless ``group_columns`` names them in X.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Prior weights, as lme4's ``weights``: a row of weight ``k`` counts as ``k``
+            Bernoulli trials with the same outcome.
+
+        Returns
+        -------
+        self
+        """
+        if y is None:
+            raise ValueError("requires y to be passed, but the target y is None")
+        validate_X(self, X, reset=True)  # X errors before y errors, as scikit-learn
+        classes, y01 = self._encode_y(y, sample_weight)
+        d = self._prepare_fit(X, y01, groups, sample_weight)
+        self.classes_ = classes
+        self._warn_about_data(d)
+        model = BinomialMixedModel(d["factors"], d["Xf"], d["y"], d["w"], self.n_quadrature_points)
+        with single_blas_thread():
+            opt = fit_glmm(model, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
+            nt = model.n_theta
+            est = model.estimates(opt.x[:nt], opt.x[nt:])
+        if not opt.converged and not self._separated:
+            warnings.warn(
+                f"the optimiser stopped before reaching an optimum ({opt.message}); estimates may be "
+                "off. Try a larger max_iter, or rescale X.", ConvergenceWarning, stacklevel=2,
+            )
+        self._store_estimates(model, opt, est, d)
+        self._check_separation(est, d)
+        if self._separated:
+            self.converged_ = False  # the maximum likelihood estimate does not exist
+        return self
+
+    def _warn_about_data(self, d):
+        """Warn about levels that carry little information on their own random effects."""
+        y = d["y"]
+        self._separated = False
+        for f in d["factors"]:
+            n_rows = np.bincount(f.codes, minlength=f.n_levels)
+            ones = np.bincount(f.codes, weights=y, minlength=f.n_levels)
+            single = int((n_rows == 1).sum())
+            pure = int(((ones == 0) | (ones == n_rows)).sum()) - single
+            if single == f.n_levels:
+                continue  # check_identifiable has already said so
+            msgs = []
+            if pure:
+                msgs.append(f"{pure} level(s) have every outcome equal (all {self.classes_[1]} or all "
+                            f"{self.classes_[0]})")
+            if single:
+                msgs.append(f"{single} level(s) have a single row")
+            if msgs:
+                warnings.warn(
+                    f"grouping factor {f.name!r}: {' and '.join(msgs)}; the random effects of those levels "
+                    "are determined mostly by the fitted distribution (shrunk towards 0) and the fit "
+                    "stays finite", UserWarning, stacklevel=3,
+                )
+
+    def _check_separation(self, est, d):
+        """Warn when fixed effects drift to infinity (complete or quasi-complete separation)."""
+        Xf = d["Xf"]
+        beta = np.r_[self.intercept_, self.coef_] if self.fit_intercept else self.coef_
+        fixed = Xf @ beta if Xf.shape[1] else np.zeros(len(d["y"]))
+        if Xf.shape[1] == 0 or np.abs(fixed).max() < SEPARATION_ETA:
+            return
+        contrib = np.abs(Xf * beta).max(axis=0)
+        names = [self._fixed_names[j] for j in np.argsort(-contrib)[: min(3, len(beta))] if contrib[j] >= SEPARATION_ETA]
+        self._separated = True
+        warnings.warn(
+            "the outcome is (quasi-)completely separated: some fitted probabilities are numerically "
+            f"0 or 1 and the fixed effects {names} grow without bound (their maximum likelihood estimate "
+            "is infinite). The fit is finite but those coefficients and their standard errors are not "
+            "meaningful; remove or merge the separating predictor, or use a penalised model",
+            UserWarning, stacklevel=3,
+        )
+
+    def _store_estimates(self, model, opt, est, d):
+        """Copy the core's results into fitted attributes."""
+        factors, nt = model.factors, model.n_theta
+        theta, beta = opt.x[:nt], opt.x[nt:]
+        p = len(beta)
+        self.intercept_ = float(beta[0]) if self.fit_intercept else 0.0
+        self.coef_ = beta[1:].copy() if self.fit_intercept else beta.copy()
+        self.coef_cov_ = self._fixed_covariance(opt, est, nt, p)
+        se = np.sqrt(np.diag(self.coef_cov_))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            zval = beta / se
+        self.fixed_effects_ = pd.DataFrame(
+            {"Estimate": beta, "Std. Error": se, "z value": zval, "Pr(>|z|)": 2 * norm.sf(np.abs(zval))},
+            index=self._fixed_names,
+        )
+        covs = {}
+        for f, th in zip(factors, split_theta(factors, theta)):
+            T = f.cholesky_factor(th)
+            covs[f.name] = T @ T.T
+        self._store_random_effects(factors, est["random_effects"], covs)
+        self.theta_ = theta.copy()
+        self.deviance_ = float(est["deviance"])
+        self.log_likelihood_ = -0.5 * self.deviance_
+        self.n_params_ = p + nt
+        self.aic_ = self.deviance_ + 2 * self.n_params_
+        self.bic_ = self.deviance_ + np.log(model.n) * self.n_params_
+        self.converged_ = opt.converged
+        self.n_iter_ = max(1, opt.n_iter)
+        self.singular_ = bool(np.any((model.theta_lower == 0) & (theta < SINGULAR_TOL)))
+        names = [f"theta_{k}" for k in range(nt)] + [f"beta_{k}" for k in range(p)] + ["deviance"]
+        self.optimizer_log_ = pd.DataFrame([list(x) + [f] for x, f in opt.log], columns=names)
+        mu = np.clip(expit(est["eta"]), 1e-15, 1 - 1e-15)
+        pearson = (d["y"] - mu) * np.sqrt(d["w"] / (mu * (1 - mu)))
+        self._fit_info = {
+            "n_obs": model.n,
+            "scaled_residual_quantiles": np.quantile(pearson, [0, 0.25, 0.5, 0.75, 1]),
+            "df_resid": model.n - self.n_params_,
+            "gradient": opt.gradient,
+            "hessian": opt.hessian,
+        }
+
+    @staticmethod
+    def _fixed_covariance(opt, est, nt, p):
+        """lme4's ``vcov``: ``2 H^-1`` restricted to beta, H the Hessian of the deviance in
+        ``(theta, beta)`` (variances at 0 left out); the joint PIRLS one where H fails."""
+        H = opt.hessian
+        if H is not None and H.shape == (nt + p, nt + p):
+            free = np.ones(nt + p, dtype=bool)
+            free[:nt] = np.abs(np.diag(H)[:nt]) > 0
+            idx = np.flatnonzero(free)
+            try:
+                Hf = H[np.ix_(idx, idx)]
+                np.linalg.cholesky(Hf)
+                cov = 2.0 * np.linalg.inv(Hf)[-p:, -p:]
+                return 0.5 * (cov + cov.T)
+            except np.linalg.LinAlgError:
+                pass
+        Lx = est["mode"].factor.Lx  # pragma: no cover - a Hessian that is not positive definite
+        if Lx is None:
+            return np.full((p, p), np.nan)
+        inv = np.linalg.inv(Lx)
+        return inv.T @ inv
+
+    # -- prediction ----------------------------------------------------------------
+    def _random_design(self, Xn, f):
+        n = Xn.shape[0]
+        terms = self._terms[f]
+        return np.column_stack(
+            ([np.ones(n)] if terms[0] == INTERCEPT else []) + [Xn[:, j] for j in self._slope_positions[f]]
+        )
+
+    def _eta_and_variance(self, X, groups):
+        """Linear predictor with the effects of known levels, and the variance of the random
+        part of the unknown ones (``z' Sigma z`` summed over factors)."""
+        check_is_fitted(self)
+        Xn, g_from_X, _ = validate_X(self, X, reset=False)
+        n = Xn.shape[0]
+        eta = self.intercept_ + Xn @ self.coef_
+        var = np.zeros(n)
+        g = None
+        if groups is not None or g_from_X is not None:
+            g = group_frame(groups, n, g_from_X)
+            if len(self.random_effects_) == 1 and g.shape[1] == 1:
+                g.columns = list(self.random_effects_)  # one factor: a bare array or any name is it
+            missing = [f for f in self.random_effects_ if f not in g.columns]
+            if missing:
+                raise ValueError(f"groups lack the grouping factor(s) {missing} seen in fit; got {list(g.columns)}")
+        for f, re in self.random_effects_.items():
+            z = self._random_design(Xn, f)
+            known = np.zeros(n, dtype=bool)
+            if g is not None:
+                idx = re.index.get_indexer(pd.Index(g[f].to_numpy()))
+                known = idx >= 0
+                if known.any():
+                    eta[known] += np.einsum("ij,ij->i", z[known], re.to_numpy()[idx[known]])
+            S = self.random_covariance_[f].to_numpy()
+            unk = ~known
+            var[unk] += np.einsum("ij,jk,ik->i", z[unk], S, z[unk])
+        return eta, var
+
+    def _eta_and_variance_for(self, X, groups, unseen_levels):
+        mode = self.unseen_levels if unseen_levels is None else unseen_levels
+        if mode not in ("average", "zero"):
+            raise ValueError(f"unseen_levels must be 'average' or 'zero'; got {mode!r}")
+        eta, var = self._eta_and_variance(X, groups)
+        return eta, (var if mode == "average" else np.zeros_like(var))
+
+    def _proba1(self, X, groups, unseen_levels):
+        return population_average_probability(*self._eta_and_variance_for(X, groups, unseen_levels))
+
+    def predict_proba(self, X, groups=None, unseen_levels=None):
+        """Probabilities of ``classes_``: conditional on the random effects of known levels.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        groups : array-like, Series or DataFrame, default=None
+            Grouping factors of the rows, as in ``fit``. Rows of levels seen in ``fit`` use
+            those levels' conditional modes. For levels not seen, and for every row when
+            ``groups=None``, the random effect is unknown: by default the probability is
+            the population average, integrated over the fitted distribution of the random
+            effects (not the probability at random effect 0, which ``unseen_levels="zero"``
+            gives). With several factors, known ones are conditioned on and unknown ones
+            integrated over.
+        unseen_levels : {"average", "zero"} or None, default=None
+            Overrides the estimator's ``unseen_levels`` for this call.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, 2)
+        """
+        p1 = self._proba1(X, groups, unseen_levels)
+        return np.column_stack([1.0 - p1, p1])
+
+    def predict_log_proba(self, X, groups=None, unseen_levels=None):
+        """Logarithm of :meth:`predict_proba`."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X, groups=groups, unseen_levels=unseen_levels))
+
+    def decision_function(self, X, groups=None):
+        """Log-odds of ``classes_[1]`` of :meth:`predict_proba`; positive predicts ``classes_[1]``.
+
+        For known levels this is the linear predictor with their random effects.
+        """
+        eta, var = self._eta_and_variance_for(X, groups, None)
+        if not np.any(var > 0):
+            return eta
+        p1 = np.clip(population_average_probability(eta, var), 1e-300, 1 - 1e-16)
+        return np.where(var > 0, logit(p1), eta)
+
+    def predict(self, X, groups=None):
+        """The more probable class of each row (see :meth:`predict_proba`)."""
+        eta, _ = self._eta_and_variance(X, groups)
+        # the population average is > 1/2 exactly when eta > 0 (symmetry of the logistic)
+        return self.classes_[(eta > 0).astype(int)]
+
+    def score(self, X, y, groups=None, sample_weight=None):
+        """Accuracy of :meth:`predict` (with ``groups``) against y."""
+        return accuracy_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
+
+    def summary(self):
+        """A text summary that reads like lme4's ``summary(glmer(...))``."""
+        return _glmer_summary(self)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.classifier_tags.multi_class = False
+        return tags
+
+
+def population_average_probability(eta, var, n_points=N_AVERAGE_POINTS):
+    """``E[expit(eta + s Z)]``, ``Z ~ N(0, 1)``, ``s^2 = var``, by Gauss-Hermite quadrature."""
+    z, w = gauss_hermite_normal(n_points)
+    eta = np.asarray(eta, dtype=float)
+    s = np.sqrt(np.maximum(np.asarray(var, dtype=float), 0.0))
+    out = expit(eta[:, None] + s[:, None] * z[None, :]) @ w
+    return np.where(s > 0, out, expit(eta))
+
+
+def _glmer_summary(model):
+    """The whole summary of a fitted MixedLogisticClassifier, laid out as lme4's."""
+    from ._summary import _format_table, fixed_correlation_block, formula, model_fit_block, random_effects_block
+
+    info = model._fit_info
+    k = model.n_quadrature_points
+    method = "Laplace Approximation" if k == 1 else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {k}"
+    q = info["scaled_residual_quantiles"]
+    res = pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"], index=[""])
+    groups = ", ".join(f"{f}, {n}" for f, n in model.n_groups_.items())
+    fe = model.fixed_effects_.copy()
+    pcol = fe.pop("Pr(>|z|)")
+    table = _format_table(fe)
+    lines = table.split("\n")
+    stars = [""] + [_signif(pv) for pv in pcol]
+    pvals = ["Pr(>|z|)"] + [_format_p(pv) for pv in pcol]
+    w = max(len(v) for v in pvals)
+    table = "\n".join(f"{line} {pv.rjust(w)} {st}".rstrip() for line, pv, st in zip(lines, pvals, stars))
+    parts = [
+        f"Generalized linear mixed model fit by maximum likelihood ({method}) ['MixedLogisticClassifier']",
+        " Family: binomial  ( logit )",
+        f"Formula: {formula(model)}",
+        "",
+        model_fit_block(model),
+        "",
+        "Scaled residuals:",
+        _format_table(res, "{:.4f}"),
+        "",
+        "Random effects:",
+        random_effects_block(model, with_residual=False),
+        f"Number of obs: {info['n_obs']}, groups:  {groups}",
+        "",
+        "Fixed effects:",
+        table,
+        "---",
+        "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1",
+    ]
+    corr = fixed_correlation_block(model)
+    if corr:
+        parts += ["", corr]
+    if model.singular_:
+        parts += ["", "boundary (singular) fit: a variance is estimated as 0 or a correlation as +-1; "
+                  "consider dropping that random term"]
+    if not model.converged_:
+        parts += ["", "The optimiser did not converge: the estimates may not be at the optimum."]
+    return "\n".join(parts)
+
+
+def _signif(p):
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else ""
+
+
+def _format_p(p):
+    if not np.isfinite(p):
+        return "NA"
+    return "<2e-16" if p < 2e-16 else f"{p:.3g}"

@@ -1,0 +1,161 @@
+"""The binomial GLMM core: PIRLS, the Laplace and AGQ deviances, the analytic gradient,
+each against a dense, obviously-correct computation."""
+
+import numpy as np
+import pytest
+from scipy.integrate import quad
+from scipy.special import expit
+
+from skmlm._core.design import RandomFactor, split_theta
+from skmlm._core.glmm import BinomialMixedModel, fit_glmm, product_rule
+from skmlm._core.optimize import finite_difference_gradient
+from skmlm._logistic import population_average_probability
+
+
+def _data(seed=0, n=240, m1=12, m2=5, slopes=True, crossed=False):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    c1 = rng.integers(0, m1, n)
+    c1[:m1] = np.arange(m1)
+    eta = 0.3 + 0.7 * x + rng.normal(0, 0.8, m1)[c1]
+    z1 = np.column_stack([np.ones(n), x]) if slopes else np.ones((n, 1))
+    factors = [RandomFactor("a", c1, np.arange(m1), z1, ["(Intercept)", "x"][: z1.shape[1]])]
+    if crossed:
+        c2 = rng.integers(0, m2, n)
+        c2[:m2] = np.arange(m2)
+        eta = eta + rng.normal(0, 0.6, m2)[c2]
+        factors.append(RandomFactor("b", c2, np.arange(m2), np.ones((n, 1)), ["(Intercept)"]))
+    y = (rng.random(n) < expit(eta)).astype(float)
+    X = np.column_stack([np.ones(n), x])
+    w = rng.uniform(0.5, 2.0, n)
+    return factors, X, y, w
+
+
+def _dense_laplace(factors, X, y, w, theta, beta):
+    """Newton on the dense penalised deviance, then the Laplace formula with slogdet."""
+    Z = np.hstack([f.design_matrix().toarray() for f in factors])
+    Lam = np.zeros((Z.shape[1], Z.shape[1]))
+    start = 0
+    for f, th in zip(factors, split_theta(factors, theta)):
+        T = f.cholesky_factor(th)
+        for j in range(f.n_levels):
+            Lam[start + j * f.q : start + (j + 1) * f.q, start + j * f.q : start + (j + 1) * f.q] = T
+        start += f.n_levels * f.q
+    ZL = Z @ Lam
+    u = np.zeros(Z.shape[1])
+    for _ in range(100):
+        mu = expit(X @ beta + ZL @ u)
+        g = ZL.T @ (w * (y - mu)) - u
+        H = ZL.T @ (ZL * (w * mu * (1 - mu))[:, None]) + np.eye(len(u))
+        step = np.linalg.solve(H, g)
+        u = u + step
+        if np.abs(step).max() < 1e-13:
+            break
+    eta = X @ beta + ZL @ u
+    mu = expit(eta)
+    H = ZL.T @ (ZL * (w * mu * (1 - mu))[:, None]) + np.eye(len(u))
+    dev = -2 * np.sum(w * (y * eta - np.log1p(np.exp(eta))))
+    return dev + u @ u + np.linalg.slogdet(H)[1]
+
+
+@pytest.mark.parametrize("slopes,crossed", [(False, False), (True, False), (False, True), (True, True)])
+def test_laplace_deviance_against_dense(slopes, crossed):
+    factors, X, y, w = _data(slopes=slopes, crossed=crossed)
+    model = BinomialMixedModel(factors, X, y, w)
+    theta = np.array([0.9, 0.2, 0.5][: factors[0].n_theta] + ([0.7] if crossed else []))
+    beta = np.array([0.2, 0.6])
+    assert model.deviance(theta, beta) == pytest.approx(_dense_laplace(factors, X, y, w, theta, beta), abs=1e-8)
+
+
+def test_agq_deviance_against_numerical_integration():
+    """One scalar random effect per level: the k-point AGQ deviance tends to the exact
+    integral, computed level by level with scipy's adaptive quadrature."""
+    factors, X, y, w = _data(slopes=False)
+    f = factors[0]
+    theta, beta = np.array([1.1]), np.array([0.2, 0.6])
+    exact = 0.0
+    for j in range(f.n_levels):
+        rows = f.codes == j
+        eta0 = X[rows] @ beta
+
+        def integrand(b):
+            eta = eta0 + theta[0] * b
+            return np.exp(np.sum(w[rows] * (y[rows] * eta - np.log1p(np.exp(eta))))) * np.exp(-b * b / 2) / np.sqrt(2 * np.pi)
+
+        exact += -2 * np.log(quad(integrand, -12, 12, epsabs=0, epsrel=1e-12, limit=200)[0])
+    dev25 = BinomialMixedModel(factors, X, y, w, n_agq=25).deviance(theta, beta)
+    dev1 = BinomialMixedModel(factors, X, y, w, n_agq=1).deviance(theta, beta)
+    assert dev25 == pytest.approx(exact, abs=1e-7)
+    assert abs(dev1 - exact) > 1e-4  # the Laplace approximation is an approximation
+
+
+def test_product_rule_agq_against_grid_integration():
+    """Intercept and slope on one factor: the product rule against a fine 2-d grid."""
+    factors, X, y, w = _data(slopes=True, n=120, m1=6)
+    f = factors[0]
+    theta, beta = np.array([0.9, 0.3, 0.4]), np.array([0.2, 0.6])
+    T = f.cholesky_factor(theta)
+    grid = np.linspace(-9, 9, 721)
+    h = grid[1] - grid[0]
+    U = np.stack(np.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
+    logphi = -0.5 * (U**2).sum(1) - np.log(2 * np.pi)
+    exact = 0.0
+    for j in range(f.n_levels):
+        rows = f.codes == j
+        eta = (X[rows] @ beta)[None, :] + U @ (T.T @ f.z[rows].T)
+        ll = (w[rows] * (y[rows] * eta - np.log1p(np.exp(eta)))).sum(1) + logphi
+        exact += -2 * (np.log(np.exp(ll - ll.max()).sum() * h * h) + ll.max())
+    dev = BinomialMixedModel(factors, X, y, w, n_agq=15).deviance(theta, beta)
+    assert dev == pytest.approx(exact, abs=1e-5)
+
+
+@pytest.mark.parametrize("n_agq,slopes", [(1, False), (1, True), (7, False), (3, True)])
+def test_analytic_gradient_against_finite_differences(n_agq, slopes):
+    factors, X, y, w = _data(slopes=slopes)
+    model = BinomialMixedModel(factors, X, y, w, n_agq=n_agq)
+    x = np.array(([0.8, 0.25, 0.45] if slopes else [0.8]) + [0.1, 0.5])
+    f, g = model.value_and_gradient(x)
+    assert f == pytest.approx(model.objective(x), abs=1e-9)
+    fd = finite_difference_gradient(model.objective, x, f, np.full(len(x), -np.inf), step=1e-5)
+    np.testing.assert_allclose(g, fd, atol=2e-5 * max(1.0, np.abs(g).max()))
+
+
+def test_pirls_modes_solve_the_penalised_equations():
+    factors, X, y, w = _data(crossed=True)
+    model = BinomialMixedModel(factors, X, y, w)
+    theta, beta = np.array([0.9, 0.2, 0.5, 0.7]), np.array([0.2, 0.6])
+    m = model.mode(theta, beta)
+    pr = model.pirls
+    r = w * (y - expit(m.eta))
+    g1, g2 = pr._gradient_u(r)
+    assert np.abs(g1 - m.u1).max() < 1e-9 and np.abs(g2 - m.u2).max() < 1e-9
+    joint = pr.joint_mode(np.zeros(2))
+    r = w * (y - expit(joint.eta))
+    assert np.abs(X.T @ r).max() < 1e-9  # beta solves its score equation too
+
+
+def test_fit_several_factors_matches_one_factor_path_when_second_is_tiny():
+    """The finite-difference path (several factors) reaches the optimum of the Laplace
+    deviance: its gradient there is ~0 and a dense Newton decrement is tiny."""
+    factors, X, y, w = _data(crossed=True, slopes=False)
+    model = BinomialMixedModel(factors, X, y, w)
+    opt = fit_glmm(model)
+    assert opt.converged
+    g = finite_difference_gradient(model.objective, opt.x, opt.fun, np.r_[model.theta_lower, -np.inf, -np.inf])
+    free = opt.x > np.r_[model.theta_lower, -np.inf, -np.inf] + 1e-6
+    assert np.abs(g[free]).max() < 1e-3
+
+
+def test_product_rule_weights():
+    nodes, weights = product_rule(5, 2)
+    assert nodes.shape == (25, 2) and weights.sum() == pytest.approx(1.0)
+    assert (weights * nodes[:, 0] ** 2).sum() == pytest.approx(1.0)
+
+
+def test_population_average_probability():
+    eta, var = np.array([-1.0, 0.0, 2.0, 0.5]), np.array([0.5, 2.0, 0.0, 4.0])
+    got = population_average_probability(eta, var)
+    for e, v, p in zip(eta, var, got):
+        exact = expit(e) if v == 0 else quad(lambda b: expit(e + np.sqrt(v) * b) * np.exp(-b * b / 2) / np.sqrt(2 * np.pi), -40, 40)[0]
+        assert p == pytest.approx(exact, abs=1e-7)
+    assert got[1] == pytest.approx(0.5)

@@ -51,6 +51,7 @@ KINDS = {
     "diagonal slopes": [(10, 1, True)],
     "crossed": [(12, 0, False), (7, 1, False)],
     "three factors": [(15, 1, False), (6, 0, False), (4, 0, False)],
+    "slopes in the second block": [(20, 0, False), (5, 1, False)],
 }
 
 
@@ -68,6 +69,19 @@ def test_deviance_equals_dense_computation(kind, reml):
         est = model.estimates(theta)
         np.testing.assert_allclose(est["beta"], beta, rtol=1e-8)
         assert est["sigma2"] == pytest.approx(s2, rel=1e-8)
+
+
+def test_sparse_products_agree_with_pair_expansion(monkeypatch):
+    """Where the pair list would be too long, L21 L21' comes from sparse products."""
+    import skmlm._core.coupling as coupling
+
+    factors, X, y, w = random_problem(3, KINDS["three factors"])
+    theta = np.array([0.8, 0.3, 0.5, 1.2, 0.4])
+    expected = LinearMixedModel(factors, X, y, w, reml=True).objective(theta)
+    monkeypatch.setattr(coupling, "MAX_PAIRS", 0)
+    model = LinearMixedModel(factors, X, y, w, reml=True)
+    assert model.cp.second.pairs is None
+    assert model.objective(theta) == pytest.approx(expected, rel=1e-12)
 
 
 def test_conditional_modes_equal_dense_blup():
@@ -99,3 +113,16 @@ def test_batched_routines_match_numpy():
     b = rng.normal(size=(50, 3, 2))
     np.testing.assert_allclose(batched_solve_lower(L, b), np.linalg.solve(L, b), rtol=1e-10)
     np.testing.assert_allclose(batched_solve_upper_t(L, b), np.linalg.solve(np.swapaxes(L, 1, 2), b), rtol=1e-10)
+
+
+@pytest.mark.parametrize("reml", [False, True])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_analytic_gradient_equals_finite_differences(kind, reml):
+    from skmlm._core.optimize import finite_difference_gradient
+
+    factors, X, y, w = random_problem(1, KINDS[kind])
+    model = LinearMixedModel(factors, X, y, w, reml)
+    assert model.has_gradient
+    theta = model.theta_start + np.random.default_rng(5).uniform(-0.3, 0.3, len(model.theta_start))
+    fd = finite_difference_gradient(model.objective, theta, model.objective(theta), model.theta_lower)
+    np.testing.assert_allclose(model.gradient(theta), fd, atol=1e-5 * max(1.0, np.abs(fd).max()))

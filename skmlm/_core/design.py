@@ -105,12 +105,11 @@ def start_theta(factors):
     return np.concatenate([f.theta_start() for f in factors])
 
 
-def block_lambda_template(factors):
-    """Sparse block-diagonal ``Lambda`` for several factors, refillable from ``theta``.
+def lambda_pattern(factors):
+    """Where each theta entry sits in the block-diagonal ``Lambda`` of several factors.
 
-    Returns ``(matrix, fill)`` where ``fill(theta_pieces)`` writes the entries of each
-    factor's ``T`` (repeated over its levels) into ``matrix.data`` in place and returns
-    the matrix. The sparsity pattern is built once; each call only copies numbers.
+    Returns ``(rows, cols, src, size)``: entry ``k`` of the pattern is
+    ``Lambda[rows[k], cols[k]] = theta[src[k]]``; ``size`` is Lambda's order.
     """
     rows, cols, src, offset, theta_offset = [], [], [], 0, 0
     for f in factors:
@@ -121,7 +120,17 @@ def block_lambda_template(factors):
         src.append(np.tile(np.arange(f.n_theta) + theta_offset, f.n_levels))
         offset += f.n_levels * f.q
         theta_offset += f.n_theta
-    rows, cols, src = map(np.concatenate, (rows, cols, src))
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(src), offset
+
+
+def block_lambda_template(factors):
+    """Sparse block-diagonal ``Lambda`` for several factors, refillable from ``theta``.
+
+    Returns ``(matrix, fill)`` where ``fill(theta_pieces)`` writes the entries of each
+    factor's ``T`` (repeated over its levels) into ``matrix.data`` in place and returns
+    the matrix. The sparsity pattern is built once; each call only copies numbers.
+    """
+    rows, cols, src, offset = lambda_pattern(factors)
     marker = sp.csr_matrix((np.arange(1, len(rows) + 1, dtype=float), (rows, cols)), shape=(offset, offset))
     marker.sort_indices()
     order = src[marker.data.astype(np.int64) - 1]

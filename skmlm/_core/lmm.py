@@ -24,18 +24,23 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
-import scipy.sparse as sp
 
 from .blocks import (
     batched_cholesky, batched_inverse_lower, batched_logdet_chol, batched_solve_lower, batched_solve_upper_t,
     congruence, left_multiply_t,
 )
-from .design import block_lambda_template, lower_bounds, split_theta, start_theta
+from .coupling import CouplingBlock
+from .dense_gradient import MAX_DENSE_GRADIENT, DenseGradient
+from .design import lower_bounds, split_theta, start_theta
 
 #: Block 2 (all factors but the largest) is held as a dense matrix of this many rows at most.
-MAX_DENSE_BLOCK = 20000
+MAX_DENSE_BLOCK = 15000
 
 LOG_2PI = np.log(2.0 * np.pi)
+
+#: From this order of the dense block on, an evaluation is dear enough to minimise the
+#: number of evaluations (a derivative-free search) rather than the cost per step.
+COSTLY_BLOCK = 100
 
 
 def small_inverse(a):
@@ -83,35 +88,32 @@ class CrossProducts:
         z1 = f1.design_matrix()
         self.a1x = np.asarray(z1.T @ wxy).reshape(m1, q1, p + 1)
 
-        if self.rest:
-            z2 = sp.hstack([f.design_matrix() for f in self.rest], format="csr")
-            q2 = z2.shape[1]
-            if q2 > MAX_DENSE_BLOCK:
-                raise MemoryError(
-                    f"the grouping factors after the largest have {q2} random effects in total; "
-                    f"more than {MAX_DENSE_BLOCK} are not supported (their block is held dense)"
-                )
-            wz2 = sp.diags(weights) @ z2
-            self.a21 = (wz2.T @ z1).tocsr()
-            self.a22 = (wz2.T @ z2).toarray()
-            self.a2x = np.asarray(z2.T @ wxy)
-            self.lambda2, self._fill_lambda2 = block_lambda_template(self.rest)
-        else:
-            self.a21 = None
+        self.second = CouplingBlock(self.rest, z1, q1, weights, wxy, MAX_DENSE_BLOCK) if self.rest else None
 
 
 @dataclass
 class Decomposition:
-    """The blocked Cholesky factor at one ``theta`` (see the module docstring)."""
+    """The blocked Cholesky factor at one ``theta`` (see the module docstring).
+
+    ``L21`` is not stored: ``K1 = T1 L11^-T`` (per level) and ``pieces2`` (block 2's
+    theta) give its products through :class:`~.coupling.CouplingBlock`.
+    """
 
     T1: np.ndarray
     L11: np.ndarray
-    L21: object
+    K1: np.ndarray
+    pieces2: list
     L22: np.ndarray
     B1: np.ndarray
     B2: np.ndarray
     Lxy: np.ndarray
     logdet_z: float
+    second: object = None
+
+    @property
+    def L21(self):
+        """``L21`` as a sparse matrix (None with one factor); formed on request."""
+        return None if self.second is None else self.second.l21(self.pieces2, self.K1)
 
     @property
     def Lx(self):
@@ -145,6 +147,9 @@ class LinearMixedModel:
         self.n, self.p = X.shape
         self.theta_lower = lower_bounds(self.factors)
         self.theta_start = start_theta(self.factors)
+        q_total = sum(f.n_levels * f.q for f in self.factors)
+        several_small = len(self.factors) > 1 and q_total <= MAX_DENSE_GRADIENT
+        self._dense_gradient = DenseGradient(self.factors, X, y, weights, reml) if several_small else None
 
     def fixed_effects_rss(self):
         """Weighted residual sum of squares of y on X alone (the fit with no random effects)."""
@@ -167,46 +172,55 @@ class LinearMixedModel:
         B1 = B1.reshape(m1 * q1, -1)
         s = cp.a_xx - B1.T @ B1
         logdet_z = batched_logdet_chol(L11)
-        L21 = L22 = B2 = None
-        if cp.a21 is not None:
-            lam2 = cp._fill_lambda2(pieces[1:])
-            # K1 = blockdiag(T1 L11^-T): Lambda1 L11^-T for the first factor
-            k1 = T1 @ np.swapaxes(batched_inverse_lower(L11), 1, 2)
-            k1 = sp.bsr_matrix((k1, np.arange(m1), np.arange(m1 + 1)), shape=(m1 * q1, m1 * q1))
-            L21 = (lam2.T @ (cp.a21 @ k1)).tocsr()
-            lal = lam2.T @ (lam2.T @ cp.a22).T  # Lambda2' A22 Lambda2 (symmetric)
-            m22 = lal + np.eye(lal.shape[0]) - (L21 @ L21.T).toarray()
-            L22 = sla.cholesky(m22, lower=True, check_finite=False)
-            B2 = sla.solve_triangular(L22, lam2.T @ cp.a2x - L21 @ B1, lower=True, check_finite=False)
+        K1 = L22 = B2 = None
+        second = cp.second
+        if second is not None:
+            p2 = pieces[1:]
+            K1 = T1 @ np.swapaxes(batched_inverse_lower(L11), 1, 2)  # Lambda1 L11^-T, per level
+            L22 = np.linalg.cholesky(second.schur(p2, K1))
+            rhs = second.lambda2_at(p2).T @ second.a2x - second.l21_times(p2, K1, B1)
+            B2 = sla.solve_triangular(L22, rhs, lower=True, check_finite=False)
             s = s - B2.T @ B2
             logdet_z += 2.0 * np.log(np.diag(L22)).sum()
         Lxy = np.linalg.cholesky(s)
-        return Decomposition(T1, L11, L21, L22, B1, B2, Lxy, logdet_z)
+        return Decomposition(T1, L11, K1, pieces[1:], L22, B1, B2, Lxy, logdet_z, second)
 
     # -- the objective ------------------------------------------------------------
     def deviance_from(self, dec):
         """-2 log-likelihood (ML) or -2 REML log-likelihood at the profiled beta, sigma."""
+        return self.deviance(dec.logdet_z, dec.pwrss, dec.logdet_x)
+
+    def deviance(self, logdet_z, pwrss, logdet_x):
+        """-2 log-likelihood (ML) or -2 REML log-likelihood from its three parts."""
         n, p = self.n, self.p
         dof = n - p if self.reml else n
-        dev = dec.logdet_z + dof * (1.0 + LOG_2PI + np.log(dec.pwrss / dof)) - self.cp.sum_log_weights
-        if self.reml:
-            dev += dec.logdet_x
-        return dev
+        dev = logdet_z + dof * (1.0 + LOG_2PI + np.log(pwrss / dof)) - self.cp.sum_log_weights
+        return dev + logdet_x if self.reml else dev
 
     def objective(self, theta):
         """The profiled deviance at ``theta``; +inf where the factorisation fails."""
         try:
+            if self._dense_gradient is not None:
+                return self.deviance(*self._dense_gradient.parts(theta))
             return self.deviance_from(self.decompose(theta))
         except np.linalg.LinAlgError:  # scipy's LinAlgError is numpy's
             return np.inf
 
     @property
+    def costly_evaluation(self):
+        """Whether one evaluation costs enough to prefer few of them (a large dense block)."""
+        return self.cp.second is not None and self.cp.second.size >= COSTLY_BLOCK
+
+    @property
     def has_gradient(self):
-        """Whether :meth:`gradient` is available: one grouping factor."""
-        return self.cp.a21 is None
+        """Whether :meth:`gradient` is available: one factor, or several with few levels."""
+        return self.cp.second is None or self._dense_gradient is not None
 
     def gradient(self, theta):
-        """Analytic gradient of the profiled deviance for one grouping factor.
+        """Analytic gradient of the profiled deviance.
+
+        Several factors with few levels: :class:`~.dense_gradient.DenseGradient`. One
+        factor, batched over its levels:
 
         With ``M_g = T' A_g T + I`` per level, ``u`` and ``beta`` the modes at ``theta``:
 
@@ -216,8 +230,10 @@ class LinearMixedModel:
         * REML: ``d log|S_x| / dT = -2 sum_g [a_g S_x^-1 D_g' - (D_g S_x^-1 D_g' T' A_g)']``,
           ``S_x`` the Schur complement of X, ``a_g = Z_g'W X``, ``D_g = M_g^-1 T' a_g``.
         """
+        if self._dense_gradient is not None:
+            return self._dense_gradient(theta)
         if not self.has_gradient:
-            raise NotImplementedError("the analytic gradient covers one grouping factor")
+            raise NotImplementedError("no analytic gradient for several factors with many levels")
         # NaN where the factorisation fails, as the objective is +inf there
         theta = np.asarray(theta, dtype=float)
         try:
@@ -291,10 +307,10 @@ class LinearMixedModel:
         c1 = dec.B1[:, -1] - dec.B1[:, :-1] @ beta  # (m1 q1,)
         u_first = None
         u_rest = np.empty(0)
-        if dec.L21 is not None:
+        if dec.second is not None:
             c2 = dec.B2[:, -1] - dec.B2[:, :-1] @ beta
             u_rest = sla.solve_triangular(dec.L22, c2, lower=True, trans="T", check_finite=False)
-            c1 = c1 - dec.L21.T @ u_rest
+            c1 = c1 - dec.second.l21t_times(dec.pieces2, dec.K1, u_rest)
         u_first = batched_solve_upper_t(dec.L11, c1.reshape(m1, q1, 1)).ravel()
         by_position = {cp.order[0]: u_first}
         start = 0

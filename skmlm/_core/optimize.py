@@ -12,7 +12,7 @@ optimum is reported as converged.
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import Bounds, minimize
 
 
 @dataclass
@@ -138,7 +138,10 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7):
     return x, f, g, H, decrease
 
 
-def minimize_bounded(fun, x0, lower, gradient=None, max_iter=1000, tol=1e-12, decrement_tol=1e-6, verbose=0):
+def minimize_bounded(
+    fun, x0, lower, gradient=None, derivative_free=False, search_radius=0.25, max_iter=1000, tol=1e-12,
+    decrement_tol=1e-6, verbose=0,
+):
     """Minimise ``fun`` subject to ``x >= lower``.
 
     Parameters
@@ -150,6 +153,12 @@ def minimize_bounded(fun, x0, lower, gradient=None, max_iter=1000, tol=1e-12, de
     gradient : callable, optional
         Analytic gradient of ``fun`` (NaN where ``fun`` is +inf); finite differences
         when None.
+    derivative_free : bool
+        Without a gradient, search with COBYQA (Powell's derivative-free trust-region
+        method, as lme4's BOBYQA) instead of L-BFGS-B on finite differences: fewer
+        evaluations, at a fixed cost per step that pays off when evaluations are dear.
+    search_radius : float
+        COBYQA's initial trust-region radius: smaller when ``x0`` is a good guess.
     max_iter : int
         Largest number of L-BFGS-B iterations.
     tol : float
@@ -184,10 +193,16 @@ def minimize_bounded(fun, x0, lower, gradient=None, max_iter=1000, tol=1e-12, de
 
     x, n_iter = np.asarray(x0, dtype=float), 0
     for _ in range(MAX_RESTARTS + 1):
-        res = minimize(
-            with_gradient, x, jac=True, method="L-BFGS-B", bounds=bounds,
-            options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-8, "maxcor": 20},
-        )
+        if derivative_free and gradient is None:
+            res = minimize(
+                logged, x, method="COBYQA", bounds=Bounds(lower, np.inf),
+                options={"maxfev": 100 * max_iter, "initial_tr_radius": search_radius, "final_tr_radius": 1e-5},
+            )
+        else:
+            res = minimize(
+                with_gradient, x, jac=True, method="L-BFGS-B", bounds=bounds,
+                options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-8, "maxcor": 20},
+            )
         n_iter += int(res.nit)
         x, f, g, H, decrease = polish(logged, grad, hess, np.maximum(res.x, lower), lower)
         off = leave_bound(logged, x, f, lower)

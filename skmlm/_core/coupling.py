@@ -1,0 +1,166 @@
+"""The second block of random effects: every factor but the largest, held dense.
+
+With the largest factor's block ``L11`` batched over its levels, the rest of the
+Cholesky factor of ``Lambda' Z'W Z Lambda + I`` is
+
+    L21 = Lambda2' A21 K1,          K1 = blockdiag_g(T1 L11_g^-T)
+    L22 L22' = Lambda2' A22 Lambda2 + I - L21 L21'
+
+``L21 L21' = Lambda2' (sum_g A21_g W_g A21_g') Lambda2`` with ``W_g = K1_g K1_g'``: the
+inner sum is linear in the entries of the small matrices ``W_g``. Which pairs of rows
+of ``A21`` meet in a column is fixed by the data, so the pairs are listed once
+(:class:`PairExpansion`) and each evaluation is a single weighted ``bincount``, instead
+of a sparse matrix product whose bookkeeping costs more than its arithmetic.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+from .design import block_lambda_template
+
+#: Largest number of row pairs listed for the pair expansion (memory: ~24 bytes each);
+#: beyond it ``L21 L21'`` is formed by sparse products.
+MAX_PAIRS = 30_000_000
+
+
+class PairExpansion:
+    """``sum_g A_g W_g A_g'`` from a list of the pairs of rows of ``A`` that meet in a level.
+
+    Entry ``(i, j)`` of the sum is ``sum over pairs of coef * W_g[a, b]``, over the pairs
+    of nonzeros ``A[i, (g, a)]``, ``A[j, (g, b)]`` in the columns of one level ``g``. The
+    pairs with ``i <= j`` are listed once, sorted by entry, so an evaluation is a gather,
+    a product and one segmented sum; the lower triangle is the mirror image (each ``W_g``
+    is symmetric).
+
+    Parameters
+    ----------
+    a21 : sparse matrix, shape (Q2, m1 * q1)
+        Columns level-major: column ``g * q1 + a`` is term ``a`` of level ``g``.
+    q1 : int
+    """
+
+    def __init__(self, a21, q1):
+        csc = sp.csc_matrix(a21)
+        csc.sort_indices()
+        self.size = csc.shape[0]
+        m1 = csc.shape[1] // q1
+        nnz = np.diff(csc.indptr)
+        flat, coef, widx = [], [], []
+        for a in range(q1):
+            for b in range(q1):
+                ca = np.arange(m1) * q1 + a
+                cb = np.arange(m1) * q1 + b
+                na, nb = nnz[ca], nnz[cb]
+                counts = na * nb
+                level = np.repeat(np.arange(m1), counts)
+                k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+                ia = csc.indptr[ca][level] + k // nb[level]
+                ib = csc.indptr[cb][level] + k % nb[level]
+                ri, rj = csc.indices[ia], csc.indices[ib]
+                upper = ri <= rj
+                flat.append(ri[upper].astype(np.int64) * self.size + rj[upper])
+                coef.append(csc.data[ia[upper]] * csc.data[ib[upper]])
+                widx.append((level * q1 * q1 + a * q1 + b)[upper])
+        flat = np.concatenate(flat)
+        order = np.argsort(flat, kind="stable")
+        flat = flat[order]
+        self.coef = np.concatenate(coef)[order]
+        self.widx = np.concatenate(widx)[order]
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1]) if flat.size else np.zeros(0, np.intp)
+        self.starts = starts
+        self.entries = flat[starts]
+
+    @staticmethod
+    def count(a21, q1):
+        """How many pairs the expansion of ``a21`` would list (before halving)."""
+        nnz = np.diff(sp.csc_matrix(a21).indptr).reshape(-1, q1)
+        return int((nnz.sum(axis=1) ** 2).sum())
+
+    def __call__(self, w):
+        """``sum_g A_g W_g A_g'`` (dense, Q2 x Q2) for ``w`` of shape (m1, q1, q1)."""
+        out = np.zeros(self.size * self.size)
+        if self.entries.size:
+            out[self.entries] = np.add.reduceat(self.coef * w.ravel()[self.widx], self.starts)
+        out = out.reshape(self.size, self.size)
+        upper_only = np.triu(out, 1)
+        return out + upper_only.T
+
+
+class CouplingBlock:
+    """Cross-products of the factors after the largest, and the products they enter.
+
+    Parameters
+    ----------
+    rest : list of RandomFactor
+        The factors after the largest.
+    z1 : sparse matrix
+        ``Z`` of the largest factor.
+    q1 : int
+        Terms per level of the largest factor.
+    weights, wxy : ndarray
+        Prior weights, and ``W [X y]``.
+    """
+
+    def __init__(self, rest, z1, q1, weights, wxy, max_dense):
+        z2 = sp.hstack([f.design_matrix() for f in rest], format="csr")
+        q2 = z2.shape[1]
+        if q2 > max_dense:
+            raise MemoryError(
+                f"the grouping factors after the largest have {q2} random effects in total; "
+                f"more than {max_dense} are not supported (their block is held dense)"
+            )
+        wz2 = sp.diags(weights) @ z2
+        self.a21 = (wz2.T @ z1).tocsr()
+        self.a22 = (wz2.T @ z2).toarray()
+        self.a2x = np.asarray(z2.T @ wxy)
+        self.size = q2
+        self.lambda2, self._fill = block_lambda_template(rest)
+        self.scalar = all(f.q == 1 for f in rest)
+        self._level_theta = np.repeat(np.arange(len(rest)), [f.n_levels for f in rest])
+        self.pairs = PairExpansion(self.a21, q1) if PairExpansion.count(self.a21, q1) <= MAX_PAIRS else None
+
+    def lambda2_at(self, pieces):
+        """The sparse ``Lambda2`` for the factors' parts of theta."""
+        return self._fill(pieces)
+
+    def congruence(self, pieces, inner):
+        """``Lambda2' inner Lambda2`` for a dense symmetric ``inner``."""
+        if self.scalar:
+            lam = np.concatenate(pieces)[self._level_theta]
+            return inner * np.outer(lam, lam)
+        lam2 = self._fill(pieces)
+        left = lam2.T @ inner
+        return np.asarray((lam2.T @ left.T).T)
+
+    def schur(self, pieces, K1):
+        """``Lambda2' (A22 - A21 K1 K1' A21') Lambda2 + I``: what ``L22`` factorises."""
+        if self.pairs is not None:
+            inner = self.a22 - self.pairs(K1 @ np.swapaxes(K1, 1, 2))
+        else:
+            G = self.a21 @ blockdiag(K1)
+            inner = self.a22 - (G @ G.T).toarray()
+        out = self.congruence(pieces, inner)
+        out[np.diag_indices_from(out)] += 1.0
+        return out
+
+    def l21_times(self, pieces, K1, B):
+        """``L21 B`` for ``B`` of shape (m1 * q1, k), without forming ``L21``."""
+        m1, q1, _ = K1.shape
+        kb = K1 @ B.reshape(m1, q1, -1)  # blockdiag(K1) B
+        return self.lambda2_at(pieces).T @ (self.a21 @ kb.reshape(m1 * q1, -1))
+
+    def l21t_times(self, pieces, K1, v):
+        """``L21' v`` for a vector ``v`` of length Q2."""
+        m1, q1, _ = K1.shape
+        w = (self.a21.T @ (self.lambda2_at(pieces) @ v)).reshape(m1, q1, 1)
+        return (np.swapaxes(K1, 1, 2) @ w).ravel()
+
+    def l21(self, pieces, K1):
+        """``L21`` as a sparse matrix (for callers that need it whole)."""
+        return (self.lambda2_at(pieces).T @ (self.a21 @ blockdiag(K1))).tocsr()
+
+
+def blockdiag(blocks):
+    """Sparse block-diagonal matrix of a stack of square blocks (m, q, q)."""
+    m, q, _ = blocks.shape
+    return sp.bsr_matrix((blocks, np.arange(m), np.arange(m + 1)), shape=(m * q, m * q)).tocsr()

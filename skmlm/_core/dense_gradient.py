@@ -14,8 +14,12 @@ import scipy.sparse as sp
 
 from .design import lambda_pattern
 
-#: Largest total number of random effects for which the dense gradient is offered.
+#: Largest total number of random effects for which several factors go dense.
 MAX_DENSE_GRADIENT = 500
+
+#: Largest number of random effects for which one factor goes dense: below it, a few
+#: dense calls cost less than the batched routines' many small ones.
+MAX_DENSE_ONE_FACTOR = 150
 
 
 class DenseGradient:
@@ -39,6 +43,7 @@ class DenseGradient:
         self.n_theta = int(self.src.max()) + 1
         self.n, self.p = X.shape
         self.reml = reml
+        self._last = None
 
     def __call__(self, theta):
         """The gradient at ``theta``; NaN where the factorisation fails."""
@@ -48,7 +53,19 @@ class DenseGradient:
             return np.full(self.n_theta, np.nan)
 
     def factorise(self, theta):
-        """``(lam, lam' A, L^-1, B, Lxy, logdet)`` at ``theta``: the dense factorisation."""
+        """``(lam, lam' A, L^-1, B, Lxy, logdet)`` at ``theta``: the dense factorisation.
+
+        The last one is kept: an optimiser asks for the value and then the gradient at
+        the same point.
+        """
+        key = theta.tobytes()
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        result = self._factorise(theta)
+        self._last = (key, result)
+        return result
+
+    def _factorise(self, theta):
         Q = self.size
         lam = np.zeros((Q, Q))
         lam[self.rows, self.cols] = theta[self.src]

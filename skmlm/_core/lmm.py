@@ -30,7 +30,7 @@ from .blocks import (
     congruence, left_multiply_t,
 )
 from .coupling import CouplingBlock
-from .dense_gradient import MAX_DENSE_GRADIENT, DenseGradient
+from .dense_gradient import MAX_DENSE_GRADIENT, MAX_DENSE_ONE_FACTOR, DenseGradient
 from .design import lower_bounds, split_theta, start_theta
 
 #: Block 2 (all factors but the largest) is held as a dense matrix of this many rows at most.
@@ -148,8 +148,8 @@ class LinearMixedModel:
         self.theta_lower = lower_bounds(self.factors)
         self.theta_start = start_theta(self.factors)
         q_total = sum(f.n_levels * f.q for f in self.factors)
-        several_small = len(self.factors) > 1 and q_total <= MAX_DENSE_GRADIENT
-        self._dense_gradient = DenseGradient(self.factors, X, y, weights, reml) if several_small else None
+        limit = MAX_DENSE_GRADIENT if len(self.factors) > 1 else MAX_DENSE_ONE_FACTOR
+        self._dense_gradient = DenseGradient(self.factors, X, y, weights, reml) if q_total <= limit else None
 
     def fixed_effects_rss(self):
         """Weighted residual sum of squares of y on X alone (the fit with no random effects)."""

@@ -1,0 +1,345 @@
+"""Registry of benchmark problems.
+
+Every problem is a :class:`Problem`: a pandas DataFrame already in memory plus
+a library-neutral description of the model (response, fixed columns,
+intercept, random-effect terms, REML flag, family, nAGQ).  Each library adapter
+(``bench_*.py``) translates that description into its own API.
+
+Problems:
+
+* every case of ``tests/golden/*.json`` (with its ``.csv``), the lme4
+  reference fits used by the test suite;
+* ``insteval_like``: lme4's InstEval (73,421 rows; crossed s x d x dept with
+  2,972 x 1,128 x 14 levels), ``y ~ 1 + (1|s) + (1|d) + (1|dept)``, REML.
+  The real data are taken from R (``data(InstEval, package="lme4")``) when
+  Rscript and lme4 are available, otherwise from the copy shipped inside the
+  ``mixedlm`` wheel, otherwise simulated with the same design;
+* ``crossed_3000x1000``: simulated crossed random intercepts, 3,000 x 1,000
+  levels, 60,000 rows, REML;
+* ``large_slope_1m`` (opt-in, ``--large``): simulated 1,000,000 rows, 10,000
+  groups, ``y ~ x1 + x2 + (1 + x1 | g)``, ML.
+
+Data sets are built lazily (``problem.data``) and cached in memory, so that a
+run restricted to some problems does not pay for the others.  Nothing large
+is written into the repository; the InstEval export lives in /tmp.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import pandas as pd
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+GOLDEN_DIR = os.path.join(REPO, "tests", "golden")
+TMP_DIR = os.environ.get("SKMLM_BENCH_TMP", "/tmp/skmlm_bench")
+
+
+@dataclass
+class RandomTerm:
+    """One random-effect term ``(intercept + slopes | group)``."""
+
+    group: str
+    intercept: bool = True
+    slopes: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Problem:
+    name: str
+    y: str
+    fixed: List[str]
+    fit_intercept: bool
+    random_terms: List[RandomTerm]
+    reml: bool
+    family: str = "gaussian"  # "gaussian" | "binomial"
+    nAGQ: int = 1
+    size: str = "small"  # "small" | "medium" | "large" (drives default reps)
+    source: str = ""  # where the data come from
+    reference_loglik: Optional[float] = None  # lme4 logLik stored with golden cases
+    loader: Optional[Callable[[], pd.DataFrame]] = None
+    _data: Optional[pd.DataFrame] = None
+
+    # ------------------------------------------------------------------ data
+    @property
+    def data(self) -> pd.DataFrame:
+        if self._data is None:
+            self._data = self.loader()
+        return self._data
+
+    def drop_data(self) -> None:
+        self._data = None
+
+    # ------------------------------------------------------------ structure
+    @property
+    def group_columns(self) -> List[str]:
+        """Distinct grouping columns, in first-appearance order."""
+        out: List[str] = []
+        for t in self.random_terms:
+            if t.group not in out:
+                out.append(t.group)
+        return out
+
+    def slopes_by_group(self) -> Dict[str, List[str]]:
+        out: Dict[str, List[str]] = {}
+        for t in self.random_terms:
+            out.setdefault(t.group, [])
+            for s in t.slopes:
+                if s not in out[t.group]:
+                    out[t.group].append(s)
+        return out
+
+    @property
+    def is_diagonal(self) -> bool:
+        """True when some grouping column carries several terms (lme4 ``||``)."""
+        groups = [t.group for t in self.random_terms]
+        return len(groups) != len(set(groups))
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.data)
+
+    def n_levels(self) -> Dict[str, int]:
+        return {g: int(self.data[g].nunique()) for g in self.group_columns}
+
+    def is_nested_or_single(self) -> bool:
+        """One grouping factor, or all other factors nested in one outer factor."""
+        return self.outer_factor() is not None
+
+    def outer_factor(self) -> Optional[str]:
+        gcols = self.group_columns
+        if len(gcols) == 1:
+            return gcols[0]
+        df = self.data
+        for outer in gcols:
+            ok = True
+            for inner in gcols:
+                if inner == outer:
+                    continue
+                # inner nested in outer: every inner level maps to one outer level
+                if df.groupby(inner, observed=True)[outer].nunique().max() > 1:
+                    ok = False
+                    break
+            if ok:
+                return outer
+        return None
+
+    # -------------------------------------------------------------- formula
+    def lme4_formula(self) -> str:
+        """lme4 / mixedlm formula; diagonal terms are written expanded,
+        ``(1|g) + (0 + x|g)``, which is exactly what ``(x || g)`` means."""
+        fixed = ["1" if self.fit_intercept else "0"] + list(self.fixed)
+        bars = []
+        for t in self.random_terms:
+            lhs = ["1" if t.intercept else "0"] + list(t.slopes)
+            bars.append("(" + " + ".join(lhs) + " | " + t.group + ")")
+        return f"{self.y} ~ " + " + ".join(fixed + bars)
+
+    def describe(self) -> str:
+        return self.lme4_formula() + (" [REML]" if self.reml else " [ML]") + (
+            f" {self.family}" + (f" nAGQ={self.nAGQ}" if self.family != "gaussian" else "")
+        )
+
+
+# ====================================================================== golden
+def _golden_loader(csv_path: str, group_cols: List[str]) -> Callable[[], pd.DataFrame]:
+    def load() -> pd.DataFrame:
+        df = pd.read_csv(csv_path, dtype={g: str for g in group_cols})
+        return df
+
+    return load
+
+
+def golden_problems() -> List[Problem]:
+    out = []
+    for jpath in sorted(glob.glob(os.path.join(GOLDEN_DIR, "*.json"))):
+        with open(jpath) as fh:
+            spec = json.load(fh)
+        csv_path = jpath[:-5] + ".csv"
+        # only model cases: skip helper files (e.g. *.at_theta.json) and cases
+        # whose description is not the plain one (e.g. weighted fits)
+        if not os.path.exists(csv_path) or not isinstance(spec, dict) or "random_terms" not in spec:
+            continue
+        if spec.get("weights"):
+            continue
+        terms = [
+            RandomTerm(t["group"], bool(t.get("intercept", True)), list(t.get("slopes", [])))
+            for t in spec["random_terms"]
+        ]
+        groups = list(dict.fromkeys(t.group for t in terms))
+        out.append(
+            Problem(
+                name=spec.get("name", os.path.basename(jpath)[:-5]),
+                y=spec.get("response", "y"),
+                fixed=list(spec.get("fixed", [])),
+                fit_intercept=bool(spec.get("fit_intercept", True)),
+                random_terms=terms,
+                reml=bool(spec.get("reml", False)),
+                family=spec.get("family", "gaussian"),
+                nAGQ=int(spec.get("nAGQ", 1) or 1),
+                size="small",
+                source="tests/golden (lme4 reference case: %s)" % spec.get("formula", ""),
+                reference_loglik=spec.get("logLik"),
+                loader=_golden_loader(csv_path, groups),
+            )
+        )
+    return out
+
+
+# =================================================================== simulated
+def simulate_large_slope(n: int = 1_000_000, n_groups: int = 10_000, seed: int = 20240611) -> pd.DataFrame:
+    """y = 1 + 0.5 x1 - 0.3 x2 + b0_g + b1_g x1 + e with corr(b0, b1) = 0.3."""
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, n_groups, size=n)
+    x1 = rng.standard_normal(n)
+    x2 = rng.standard_normal(n)
+    sd0, sd1, rho = 1.0, 0.5, 0.3
+    cov = np.array([[sd0 ** 2, rho * sd0 * sd1], [rho * sd0 * sd1, sd1 ** 2]])
+    b = rng.multivariate_normal([0.0, 0.0], cov, size=n_groups)
+    y = 1.0 + 0.5 * x1 - 0.3 * x2 + b[g, 0] + b[g, 1] * x1 + 1.0 * rng.standard_normal(n)
+    return pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": pd.Series(g).map("g{:05d}".format)})
+
+
+def simulate_crossed(n: int = 60_000, n_a: int = 3000, n_b: int = 1000, seed: int = 1234) -> pd.DataFrame:
+    """Crossed random intercepts: every row draws an A level and a B level."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, n_a, size=n)
+    b = rng.integers(0, n_b, size=n)
+    ua = rng.normal(0.0, 0.8, size=n_a)
+    ub = rng.normal(0.0, 0.5, size=n_b)
+    y = 3.0 + ua[a] + ub[b] + rng.normal(0.0, 1.0, size=n)
+    return pd.DataFrame(
+        {"y": y, "a": pd.Series(a).map("a{:04d}".format), "b": pd.Series(b).map("b{:04d}".format)}
+    )
+
+
+def simulate_insteval(seed: int = 73421) -> pd.DataFrame:
+    """Same size/levels as lme4's InstEval: 73,421 rows, s x d x dept =
+    2,972 x 1,128 x 14; lecturers (d) belong to one department each."""
+    rng = np.random.default_rng(seed)
+    n, ns, nd, ndept = 73_421, 2972, 1128, 14
+    s = np.concatenate([np.arange(ns), rng.integers(0, ns, size=n - ns)])
+    d = np.concatenate([np.arange(nd), rng.integers(0, nd, size=n - nd)])
+    rng.shuffle(s)
+    rng.shuffle(d)
+    d_dept = np.concatenate([np.arange(ndept), rng.integers(0, ndept, size=nd - ndept)])
+    dept = d_dept[d]
+    us = rng.normal(0, 0.32, ns)
+    ud = rng.normal(0, 0.52, nd)
+    udept = rng.normal(0, 0.08, ndept)
+    eta = 3.2 + us[s] + ud[d] + udept[dept] + rng.normal(0, 1.18, n)
+    y = np.clip(np.rint(eta), 1, 5)
+    return pd.DataFrame(
+        {"y": y, "s": s.astype(str), "d": d.astype(str), "dept": dept.astype(str)}
+    )
+
+
+_INSTEVAL_SOURCE = {"value": None}
+
+
+def load_insteval() -> pd.DataFrame:
+    """Real InstEval (R/lme4, else the mixedlm wheel's copy), else simulated."""
+    os.makedirs(TMP_DIR, exist_ok=True)
+    csv = os.path.join(TMP_DIR, "InstEval.csv")
+    if os.environ.get("SKMLM_BENCH_SIMULATE_INSTEVAL"):
+        _INSTEVAL_SOURCE["value"] = "simulated (forced)"
+        return simulate_insteval()
+    if not os.path.exists(csv) and shutil.which("Rscript"):
+        code = (
+            'suppressMessages(library(lme4)); data(InstEval, package="lme4"); '
+            f'write.csv(InstEval[, c("y","s","d","dept")], "{csv}", row.names=FALSE)'
+        )
+        try:
+            subprocess.run(["Rscript", "-e", code], check=True, capture_output=True, timeout=120)
+        except Exception:
+            pass
+    if os.path.exists(csv):
+        _INSTEVAL_SOURCE["value"] = "lme4::InstEval exported via Rscript"
+        df = pd.read_csv(csv, dtype={"s": str, "d": str, "dept": str})
+        df["y"] = df["y"].astype(float)
+        return df
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("mixedlm")
+        if spec is not None and spec.submodule_search_locations:
+            gz = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data", "InstEval.csv.gz")
+            if os.path.exists(gz):
+                _INSTEVAL_SOURCE["value"] = "lme4 InstEval copy shipped in the mixedlm wheel"
+                df = pd.read_csv(gz, usecols=["y", "s", "d", "dept"], dtype={"s": str, "d": str, "dept": str})
+                df["y"] = df["y"].astype(float)
+                return df
+    except Exception:
+        pass
+    _INSTEVAL_SOURCE["value"] = "simulated (InstEval design)"
+    return simulate_insteval()
+
+
+def insteval_source() -> Optional[str]:
+    return _INSTEVAL_SOURCE["value"]
+
+
+def extra_problems() -> List[Problem]:
+    return [
+        Problem(
+            name="insteval_like",
+            y="y",
+            fixed=[],
+            fit_intercept=True,
+            random_terms=[RandomTerm("s"), RandomTerm("d"), RandomTerm("dept")],
+            reml=True,
+            size="medium",
+            source="lme4 InstEval (see problems.load_insteval)",
+            loader=load_insteval,
+        ),
+        Problem(
+            name="crossed_3000x1000",
+            y="y",
+            fixed=[],
+            fit_intercept=True,
+            random_terms=[RandomTerm("a"), RandomTerm("b")],
+            reml=True,
+            size="medium",
+            source="simulated, seed 1234",
+            loader=simulate_crossed,
+        ),
+        Problem(
+            name="large_slope_1m",
+            y="y",
+            fixed=["x1", "x2"],
+            fit_intercept=True,
+            random_terms=[RandomTerm("g", True, ["x1"])],
+            reml=False,
+            size="large",
+            source="simulated, seed 20240611",
+            loader=simulate_large_slope,
+        ),
+    ]
+
+
+def all_problems() -> List[Problem]:
+    return golden_problems() + extra_problems()
+
+
+def get_problems(names: Optional[List[str]] = None, large: bool = False) -> List[Problem]:
+    probs = all_problems()
+    if names:
+        by_name = {p.name: p for p in probs}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise SystemExit(f"unknown problem(s): {missing}; known: {sorted(by_name)}")
+        return [by_name[n] for n in names]
+    return [p for p in probs if large or p.size != "large"]
+
+
+if __name__ == "__main__":
+    for p in all_problems():
+        print(f"{p.name:28s} {p.size:7s} {p.describe()}")

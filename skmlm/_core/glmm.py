@@ -30,7 +30,7 @@ from scipy.special import expit
 
 from .blocks import batched_inverse_lower, batched_solve_lower, batched_solve_upper_t
 from .design import lower_bounds, split_theta, start_theta
-from .optimize import OptimizeResult, finite_difference_gradient, minimize_bounded, newton_decrement
+from .optimize import OptimizeResult, finite_difference_gradient, gradient_jacobian, minimize_bounded, newton_decrement
 from .pirls import PIRLS, bernoulli_deviance
 
 #: Largest number of points of a product quadrature rule (``n_points ** q``).
@@ -270,33 +270,12 @@ class BinomialMixedModel:
         return {"random_effects": modes, "deviance": dev, "eta": m.eta, "mode": m}
 
 
-def _hessian_from_gradient(fg, x, g0, lower, free, step=1e-5):
-    """Hessian by central differences of an analytic gradient (forward at a bound)."""
-    k = len(x)
-    H = np.zeros((k, k))
-    for i in np.flatnonzero(free):
-        h = step * max(1.0, abs(x[i]))
-        xp = x.copy()
-        xp[i] += h
-        gp = fg(xp)[1]
-        if x[i] - h >= lower[i]:
-            xm = x.copy()
-            xm[i] -= h
-            H[:, i] = (gp - fg(xm)[1]) / (2 * h)
-        else:
-            H[:, i] = (gp - g0) / h
-    H = 0.5 * (H + H.T)
-    H[~free, :] = 0.0
-    H[:, ~free] = 0.0
-    return H
-
-
 def _polish(fg, x, f, g, lower, decrement_tol, max_steps=20):
     """Newton steps on the coordinates off their bounds, accepted while they improve."""
     H, decrease = np.zeros((len(x), len(x))), np.inf
     for _ in range(max_steps + 1):
         free = ~((x <= lower + 1e-12) & (g > 0))
-        H = _hessian_from_gradient(fg, x, g, lower, free)
+        H = gradient_jacobian(lambda z: fg(z)[1], x, free, lower, step=1e-5)
         decrease, step = newton_decrement(g, H, free)
         if decrease <= decrement_tol or not np.isfinite(decrease):
             break

@@ -72,6 +72,17 @@ class RandomFactor:
         rows, cols = self._tri
         return (rows == cols).astype(float)
 
+    def theta_scale(self):
+        """A typical size of each theta entry: 1 / RMS of its row's covariate.
+
+        Row i of ``T`` maps the spherical effects onto term i, whose covariate has its
+        own units: a slope on a predictor measured in large numbers has a small theta.
+        Dividing by this scale gives the optimiser entries of similar size.
+        """
+        rms = np.sqrt(np.mean(self.z**2, axis=0))
+        rows, _ = self._tri
+        return 1.0 / np.where(rms > 0, rms, 1.0)[rows]
+
     def cholesky_factor(self, theta):
         """``T`` (q x q, lower triangular) from this factor's part of ``theta``."""
         T = np.zeros((self.q, self.q))
@@ -99,6 +110,10 @@ def split_theta(factors, theta):
 
 def lower_bounds(factors):
     return np.concatenate([f.theta_lower_bounds() for f in factors])
+
+
+def theta_scales(factors):
+    return np.concatenate([f.theta_scale() for f in factors])
 
 
 def start_theta(factors):

@@ -31,7 +31,7 @@ from .blocks import (
 )
 from .coupling import CouplingBlock
 from .dense_gradient import MAX_DENSE_GRADIENT, MAX_DENSE_ONE_FACTOR, DenseGradient
-from .design import lower_bounds, split_theta, start_theta
+from .design import lower_bounds, split_theta, start_theta, theta_scales
 
 #: Block 2 (all factors but the largest) is held as a dense matrix of this many rows at most.
 MAX_DENSE_BLOCK = 15000
@@ -147,6 +147,7 @@ class LinearMixedModel:
         self.n, self.p = X.shape
         self.theta_lower = lower_bounds(self.factors)
         self.theta_start = start_theta(self.factors)
+        self.theta_scale = theta_scales(self.factors)
         q_total = sum(f.n_levels * f.q for f in self.factors)
         limit = MAX_DENSE_GRADIENT if len(self.factors) > 1 else MAX_DENSE_ONE_FACTOR
         self._dense_gradient = DenseGradient(self.factors, X, y, weights, reml) if q_total <= limit else None

@@ -139,8 +139,8 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7):
 
 
 def minimize_bounded(
-    fun, x0, lower, gradient=None, derivative_free=False, search_radius=0.25, max_iter=1000, tol=1e-12,
-    decrement_tol=1e-6, verbose=0,
+    fun, x0, lower, gradient=None, derivative_free=False, search_radius=0.25, scale=None, max_iter=1000,
+    tol=1e-12, decrement_tol=1e-6, verbose=0,
 ):
     """Minimise ``fun`` subject to ``x >= lower``.
 
@@ -159,6 +159,9 @@ def minimize_bounded(
         evaluations, at a fixed cost per step that pays off when evaluations are dear.
     search_radius : float
         COBYQA's initial trust-region radius: smaller when ``x0`` is a good guess.
+    scale : ndarray, optional
+        Typical sizes of the parameters: the search runs on ``x / scale``, where all
+        are of similar size (the Newton decrement, and so convergence, is unaffected).
     max_iter : int
         Largest number of L-BFGS-B iterations.
     tol : float
@@ -169,6 +172,11 @@ def minimize_bounded(
     verbose : int
         Print each evaluation when > 0.
     """
+    if scale is not None:
+        return _minimize_scaled(
+            fun, x0, lower, gradient, np.asarray(scale, dtype=float), derivative_free=derivative_free,
+            search_radius=search_radius, max_iter=max_iter, tol=tol, decrement_tol=decrement_tol, verbose=verbose,
+        )
     log = []
     lower = np.asarray(lower, dtype=float)
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
@@ -211,6 +219,20 @@ def minimize_bounded(
         x = off
     converged = bool(np.isfinite(f) and decrease <= decrement_tol)
     return OptimizeResult(x, f, converged, n_iter, len(log), g, H, str(res.message), log)
+
+
+def _minimize_scaled(fun, x0, lower, gradient, scale, **options):
+    """:func:`minimize_bounded` on ``x / scale``, with results mapped back to ``x``."""
+    scaled_gradient = None if gradient is None else (lambda z: gradient(z * scale) * scale)
+    res = minimize_bounded(
+        lambda z: fun(z * scale), np.asarray(x0, dtype=float) / scale, np.asarray(lower, dtype=float) / scale,
+        gradient=scaled_gradient, **options,
+    )
+    res.x = res.x * scale
+    res.gradient = res.gradient / scale
+    res.hessian = res.hessian / np.outer(scale, scale)
+    res.log = [(z * scale, f) for z, f in res.log]
+    return res
 
 
 #: How often the optimiser is restarted off a bound where it stalled.

@@ -11,16 +11,18 @@ from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import MixedModelMixin
+from ._inference import InferenceMixin
 from ._core.design import split_theta
 from ._core.lmm import LinearMixedModel
 from ._core.optimize import minimize_bounded
+from ._core.start import one_factor_start
 from ._threads import single_blas_thread
 
 #: lme4's ``isSingular`` tolerance on the variance parameters of ``theta``.
 SINGULAR_TOL = 1e-4
 
 
-class MixedLinearRegressor(MixedModelMixin, RegressorMixin, BaseEstimator):
+class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, BaseEstimator):
     """Linear mixed-effects regression (lme4's ``lmer``) as a scikit-learn regressor.
 
     Fits ``y = X beta + Z b + e`` with random intercepts and slopes per level of one or
@@ -159,6 +161,10 @@ class MixedLinearRegressor(MixedModelMixin, RegressorMixin, BaseEstimator):
         -------
         self
         """
+        with single_blas_thread():  # a fit's BLAS calls are small: see skmlm._threads
+            return self._fit(X, y, groups, sample_weight)
+
+    def _fit(self, X, y, groups, sample_weight):
         d = self._prepare_fit(X, y, groups, sample_weight)
         y = d["y"]
         if np.ptp(y) == 0:
@@ -169,19 +175,32 @@ class MixedLinearRegressor(MixedModelMixin, RegressorMixin, BaseEstimator):
                 "y is an exact linear function of X (residual sum of squares 0): the likelihood of a "
                 "mixed model is unbounded there; there is no residual variance to split between levels"
             )
-        with single_blas_thread():
-            opt = minimize_bounded(
-                model.objective, model.theta_start, model.theta_lower,
-                gradient=model.gradient if model.has_gradient else None,
-                max_iter=self.max_iter, decrement_tol=self.tol, verbose=self.verbose,
-            )
+        start, radius = model.theta_start, 0.25
+        if model.costly_evaluation:
+            start, radius = one_factor_start(d["factors"], d["Xf"], y, d["w"], self.reml), 0.05
+        opt = minimize_bounded(
+            model.objective, start, model.theta_lower, search_radius=radius, scale=model.theta_scale,
+            gradient=model.gradient if model.has_gradient else None,
+            derivative_free=model.costly_evaluation,
+            max_iter=self.max_iter, decrement_tol=self.tol, verbose=self.verbose,
+        )
         if not opt.converged:
             warnings.warn(
                 f"the optimiser stopped before reaching an optimum ({opt.message}); estimates may be "
-                "off. Try a larger max_iter, or rescale X.", ConvergenceWarning, stacklevel=2,
+                "off. Try a larger max_iter, or rescale X.", ConvergenceWarning, stacklevel=4,
             )
         est = model.estimates(opt.x)
         self._store_estimates(model, opt, est, d)
+        # -- reporting hooks (skmlm._r2, skmlm._compare): begin --
+        # variance of the fixed part on the training rows (Nakagawa's R^2), and for REML fits
+        # references (no copies) to the inputs, so compare_models can refit by ML as lme4's anova
+        self._var_fixed = float(np.var(d["Xf"] @ est["beta"], ddof=1)) if d["Xf"].shape[1] else 0.0
+        self._var_random = sum(
+            float(np.einsum("ij,jk,ik->i", f.z, self.random_covariance_[f.name].to_numpy(), f.z).mean())
+            for f in model.factors
+        )
+        self._refit_data = (X, d["y"], groups, sample_weight) if self.reml else None
+        # -- reporting hooks: end --
         return self
 
     def _store_estimates(self, model, opt, est, d):
@@ -227,6 +246,9 @@ class MixedLinearRegressor(MixedModelMixin, RegressorMixin, BaseEstimator):
             "gradient": opt.gradient,
             "hessian": opt.hessian,
         }
+        # -- inference state (skmlm._inference): begin --
+        self._keep_for_inference(model, d)
+        # -- inference state: end --
 
     @staticmethod
     def _random_part_train(factors, modes):

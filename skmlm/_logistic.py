@@ -15,6 +15,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 from ._base import MixedModelMixin
+from ._inference import InferenceMixin
 from ._core.design import split_theta
 from ._core.glmm import BinomialMixedModel, fit_glmm, gauss_hermite_normal
 from ._input import INTERCEPT, group_frame, validate_X
@@ -28,7 +29,7 @@ N_AVERAGE_POINTS = 40
 SEPARATION_ETA = 15.0
 
 
-class MixedLogisticClassifier(MixedModelMixin, ClassifierMixin, BaseEstimator):
+class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, BaseEstimator):
     """Binary logistic mixed-effects model (lme4's ``glmer``, binomial) as a classifier.
 
     Fits ``logit P(y = 1) = X beta + Z b`` with random intercepts and slopes per level
@@ -97,6 +98,9 @@ class MixedLogisticClassifier(MixedModelMixin, ClassifierMixin, BaseEstimator):
         Information criteria, as lme4's ``AIC``/``BIC``.
     n_params_ : int
         Fixed effects plus covariance parameters.
+    icc_ : float
+        Intraclass correlation on the latent (logit) scale: the random-effect variance
+        averaged over the rows over itself plus ``pi**2 / 3`` (performance's ``icc``).
     n_groups_ : dict of str to int
         Levels per grouping factor.
     converged_ : bool
@@ -239,6 +243,16 @@ class MixedLogisticClassifier(MixedModelMixin, ClassifierMixin, BaseEstimator):
         self._check_separation(est, d)
         if self._separated:
             self.converged_ = False  # the maximum likelihood estimate does not exist
+        # -- reporting hooks (skmlm._r2): begin --
+        # variance of the fixed part on the training rows (Nakagawa's R^2) and the ICC on the
+        # latent (logit) scale, residual variance pi^2/3, as performance::icc
+        self._var_fixed = float(np.var(d["Xf"] @ opt.x[nt:], ddof=1)) if d["Xf"].shape[1] else 0.0
+        self._var_random = var_random = sum(
+            float(np.einsum("ij,jk,ik->i", f.z, self.random_covariance_[f.name].to_numpy(), f.z).mean())
+            for f in model.factors
+        )
+        self.icc_ = var_random / (var_random + np.pi**2 / 3)
+        # -- reporting hooks: end --
         return self
 
     def _warn_about_data(self, d):
@@ -323,6 +337,9 @@ class MixedLogisticClassifier(MixedModelMixin, ClassifierMixin, BaseEstimator):
             "gradient": opt.gradient,
             "hessian": opt.hessian,
         }
+        # -- inference state (skmlm._inference): begin --
+        self._keep_for_inference(model, d)
+        # -- inference state: end --
 
     @staticmethod
     def _fixed_covariance(opt, est, nt, p):
@@ -504,8 +521,9 @@ def _glmer_summary(model):
     if corr:
         parts += ["", corr]
     if model.singular_:
-        parts += ["", "boundary (singular) fit: a variance is estimated as 0 or a correlation as +-1; "
-                  "consider dropping that random term"]
+        from ._summary import singular_note  # skmlm._inference: names what is on the boundary
+
+        parts += ["", singular_note(model)]
     if not model.converged_:
         parts += ["", "The optimiser did not converge: the estimates may not be at the optimum."]
     return "\n".join(parts)

@@ -83,6 +83,54 @@ def fixed_correlation_block(model):
     return "\n".join(lines)
 
 
+def _signif(p):
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else ""
+
+
+def _format_p(p):
+    if not np.isfinite(p):
+        return "NA"
+    return "<2e-16" if p < 2e-16 else f"{p:.3g}"
+
+
+SIGNIF_CODES = "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
+
+
+def with_p_values(table, pcol):
+    """A fixed-effects table with its p-value column formatted as R does, and stars."""
+    fe = table.copy()
+    pv = fe.pop(pcol)
+    lines = _format_table(fe).split("\n")
+    stars = [""] + [_signif(p) for p in pv]
+    pvals = [pcol] + [_format_p(p) for p in pv]
+    w = max(len(v) for v in pvals)
+    return "\n".join(f"{line} {p.rjust(w)} {st}".rstrip() for line, p, st in zip(lines, pvals, stars))
+
+
+def singular_note(model):
+    """The summary's note on a singular fit: what is on the boundary and what to do."""
+    text = getattr(model, "singular_explanation_", "")
+    if not text:
+        text = ("boundary (singular) fit: a variance is estimated as 0 or a correlation as +-1; "
+                "consider dropping that random term")
+    return text
+
+
+def linear_fixed_effects_block(model):
+    """lmerTest's table: Estimate, Std. Error, df (Satterthwaite), t value, Pr(>|t|).
+
+    Where the Satterthwaite degrees of freedom cannot be computed (e.g. a Hessian that is
+    singular at a boundary fit), the table says so and shows the estimates without p-values.
+    """
+    try:
+        table = model.fixed_effects_table()
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError) as err:
+        note = f"(no Satterthwaite p-values: {err})"
+        return _format_table(model.fixed_effects_) + "\n" + note, False
+    table = table[["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]]
+    return with_p_values(table, "Pr(>|t|)"), True
+
+
 def linear_summary(model):
     """The whole summary of a fitted MixedLinearRegressor."""
     info = model._fit_info
@@ -90,8 +138,10 @@ def linear_summary(model):
     q = info["scaled_residual_quantiles"]
     res = pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"], index=[""])
     groups = ", ".join(f"{f}, {k}" for f, k in model.n_groups_.items())
+    fixed_table, with_p = linear_fixed_effects_block(model)
+    tests = ". t-tests use Satterthwaite's method" if with_p else ""
     parts = [
-        f"Linear mixed model fit by {method} ['MixedLinearRegressor']",
+        f"Linear mixed model fit by {method}{tests} ['MixedLinearRegressor']",
         f"Formula: {formula(model)}",
         "",
         model_fit_block(model),
@@ -104,14 +154,15 @@ def linear_summary(model):
         f"Number of obs: {info['n_obs']}, groups:  {groups}",
         "",
         "Fixed effects:",
-        _format_table(model.fixed_effects_),
+        fixed_table,
     ]
+    if with_p:
+        parts += ["---", SIGNIF_CODES]
     corr = fixed_correlation_block(model)
     if corr:
         parts += ["", corr]
     if model.singular_:
-        parts += ["", "boundary (singular) fit: a variance is estimated as 0 or a correlation as +-1; "
-                  "consider dropping that random term"]
+        parts += ["", singular_note(model)]
     if not model.converged_:
         parts += ["", "The optimiser did not converge: the estimates may not be at the optimum."]
     return "\n".join(parts)

@@ -152,7 +152,7 @@ def test_singular_fit_is_flagged_and_finite():
 
 def test_non_convergence_warns(sleep):
     with pytest.warns(ConvergenceWarning):
-        MixedLinearRegressor(random_slopes=["Days"], max_iter=1).fit(
+        MixedLinearRegressor(random_slopes=["Days"], max_iter=1, tol=1e-300).fit(
             sleep[["Days"]], sleep["Reaction"], groups=sleep["Subject"])
 
 

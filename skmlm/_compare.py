@@ -1,0 +1,180 @@
+"""Likelihood-ratio comparison of fitted mixed models, as lme4's ``anova``."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.stats import chi2
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
+
+COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)", "method"]
+
+
+def _method(model):
+    if hasattr(model, "classes_"):
+        k = model.n_quadrature_points
+        return "Laplace" if k == 1 else f"AGQ({k})"
+    return "REML" if model.reml else "ML"
+
+
+def _refit_ml(model, name):
+    """A copy of a REML fit refitted by ML on the data it was fitted to (lme4's ``refitML``)."""
+    data = getattr(model, "_refit_data", None)
+    if data is None:
+        raise ValueError(
+            f"model {name!r} was fitted by REML and compare_models must refit it by ML (REML likelihoods "
+            "of models with different fixed effects are not comparable), but its training data are not "
+            "available (a model that was pickled, or fitted by an older version). Refit it yourself with "
+            "model.set_params(reml=False).fit(X, y, groups=...), or pass refit=False when all models "
+            "have the same fixed effects"
+        )
+    X, y, groups, sample_weight = data
+    changed = ValueError(
+        f"model {name!r}: the data it was fitted to have changed since (its columns or rows differ); "
+        "refit it with reml=False yourself"
+    )
+    names_in = getattr(model, "feature_names_in_", None)
+    if names_in is not None and list(getattr(X, "columns", [])) != list(names_in):
+        raise changed
+    if len(y) != model._fit_info["n_obs"]:
+        raise changed
+    ml = clone(model).set_params(reml=False).fit(X, y, groups=groups, sample_weight=sample_weight)
+    same_columns = list(ml._fixed_names) == list(model._fixed_names)
+    if not same_columns or ml._fit_info["n_obs"] != model._fit_info["n_obs"]:
+        raise changed
+    return ml
+
+
+def compare_models(*models, names=None, refit=True):
+    """Compare fitted mixed models by likelihood-ratio tests and information criteria.
+
+    The table of lme4's ``anova(m1, m2, ...)``: for every model its number of
+    parameters, AIC, BIC, log-likelihood and deviance, and for every model after the
+    first a likelihood-ratio test against the model in the row before it:
+    ``Chisq = 2 * (logLik - logLik_before)`` (the larger model minus the smaller, at
+    least 0) on ``Df`` = the difference in the number of parameters, with the
+    chi-square upper-tail probability. The test is meaningful for nested models only.
+
+    Parameters
+    ----------
+    *models : fitted MixedLinearRegressor or MixedLogisticClassifier
+        All of one kind, fitted to the same rows. Rows of the table follow the order
+        given (lme4 sorts by the number of parameters: give nested models from the
+        smallest to the largest to get the same table).
+    names : list of str, default=None
+        Row labels; default ``model1``, ``model2``, ...
+    refit : bool, default=True
+        As lme4's ``anova(..., refit=TRUE)``: every model fitted by REML is refitted by
+        ML before comparing (REML likelihoods of models that differ in their fixed
+        effects are not comparable). The refit uses a copy of the estimator with
+        ``reml=False`` on the data the model was fitted to (a REML fit keeps references
+        to its inputs for this); the models passed are not changed. The ``method``
+        column then reads ``ML (refit)``. With ``refit=False`` the likelihoods are used
+        as fitted, with a warning when REML fits differ in fixed effects or REML and ML
+        fits are mixed (compare random-effect structures of REML fits with the same
+        fixed effects this way).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``npar``, ``AIC``, ``BIC``, ``logLik``, ``deviance``, ``Chisq``, ``Df``,
+        ``Pr(>Chisq)`` (as lme4) and ``method`` (``ML``, ``ML (refit)``, ``REML``,
+        ``Laplace`` or ``AGQ(k)``). ``Df`` is negative when a model has fewer
+        parameters than the one before it: the row before is then the alternative.
+        ``Pr(>Chisq)`` is NaN when ``Df`` is 0. ``attrs["notes"]`` lists what was done
+        (refits).
+
+    See Also
+    --------
+    tab_models : the estimates of several models side by side.
+
+    Notes
+    -----
+    The p-value of a test that a variance is zero (a random slope, say) is
+    conservative: the null value lies on the boundary of the parameter space, and the
+    statistic follows a mixture of chi-squares rather than a chi-square (Self & Liang
+    1987); halving the p-value of a one-variance test is a common correction. lme4 does
+    not correct it either.
+
+    Examples
+    --------
+    >>> from skmlm import MixedLinearRegressor, compare_models
+    >>> from skmlm.datasets import load_sleepstudy
+    >>> df = load_sleepstudy()
+    >>> X, y, g = df[["Days"]], df["Reaction"], df["Subject"]
+    >>> m0 = MixedLinearRegressor().fit(X, y, groups=g)
+    >>> m1 = MixedLinearRegressor(random_slopes=["Days"]).fit(X, y, groups=g)
+    >>> table = compare_models(m0, m1, names=["intercept", "slope"])
+    >>> table[["npar", "Chisq", "Df"]].round(2)
+               npar  Chisq   Df
+    intercept     4    NaN  NaN
+    slope         6  42.14  2.0
+    """
+    from ._linear import MixedLinearRegressor
+    from ._logistic import MixedLogisticClassifier
+
+    if len(models) == 1 and isinstance(models[0], (list, tuple)):
+        models = tuple(models[0])
+    if not models:
+        raise ValueError("compare_models needs at least one fitted model")
+    for m in models:
+        if not isinstance(m, (MixedLinearRegressor, MixedLogisticClassifier)):
+            raise TypeError(f"expected fitted MixedLinearRegressor or MixedLogisticClassifier; got {type(m).__name__}")
+        check_is_fitted(m)
+    if len({type(m) for m in models}) > 1:
+        raise ValueError("compare_models: the models are not all of one kind (linear and logistic likelihoods "
+                         "are not comparable)")
+    if names is None:
+        names = [f"model{i + 1}" for i in range(len(models))]
+    names = [str(n) for n in names]
+    if len(names) != len(models):
+        raise ValueError(f"{len(names)} names for {len(models)} models")
+    if len(set(names)) != len(names):
+        raise ValueError(f"names must be unique; got {names}")
+    n_obs = [m._fit_info["n_obs"] for m in models]
+    if len(set(n_obs)) > 1:
+        raise ValueError(f"models were not all fitted to the same number of rows: {n_obs}")
+
+    methods = [_method(m) for m in models]
+    notes = []
+    reml = [mth == "REML" for mth in methods]
+    if any(reml):
+        if refit:
+            models = list(models)
+            for i in np.flatnonzero(reml):
+                models[i] = _refit_ml(models[i], names[i])
+                methods[i] = "ML (refit)"
+            notes.append("refitted model(s) " + ", ".join(names[i] for i in np.flatnonzero(reml))
+                         + " by ML (instead of REML)")
+        else:
+            if not all(reml):
+                warnings.warn("some models were fitted by REML and some by ML: their likelihoods are not "
+                              "comparable; use refit=True", UserWarning, stacklevel=2)
+            fixed = {tuple(m._fixed_names) for m, r in zip(models, reml) if r}
+            if len(fixed) > 1:
+                warnings.warn("REML fits with different fixed effects: their REML likelihoods are not "
+                              "comparable; use refit=True", UserWarning, stacklevel=2)
+
+    npar = np.array([m.n_params_ for m in models], dtype=int)
+    llk = np.array([m.log_likelihood_ for m in models], dtype=float)
+    n = n_obs[0]
+    dev = -2.0 * llk
+    df = pd.DataFrame(
+        {"npar": npar, "AIC": dev + 2 * npar, "BIC": dev + np.log(n) * npar, "logLik": llk, "deviance": dev},
+        index=pd.Index(names),
+    )
+    dpar = np.r_[np.nan, np.diff(npar)].astype(float)
+    dllk = np.r_[np.nan, np.diff(llk)]
+    # the larger model minus the smaller: a negative Df turns the test round
+    stat = 2.0 * np.maximum(0.0, np.where(dpar < 0, -dllk, dllk))
+    stat[0] = np.nan
+    with np.errstate(invalid="ignore"):
+        p = np.where(dpar == 0, np.nan, chi2.sf(stat, np.abs(dpar)))
+    p[0] = np.nan
+    df["Chisq"] = stat
+    df["Df"] = dpar
+    df["Pr(>Chisq)"] = p
+    df["method"] = methods
+    df.attrs["notes"] = notes
+    return df[COLUMNS]

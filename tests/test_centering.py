@@ -261,11 +261,6 @@ def test_grand_mean_centering_changes_no_fit(ess):
     np.testing.assert_allclose(raw.predict(X, groups=g), cen.predict(Xc, groups=g), rtol=1e-8)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "optimiser bug outside this module: with the slope's covariate centred, theta goes to the corner "
-    "[0, t, 0] after 2 steps and stays there with converged_=True (logLik -3179.55 against -3139.04 "
-    "for raw x; the same model mapped to centred x has theta ~ [0.3227, -0.00075, 0.0180])"
-))
 def test_grand_mean_centering_changes_no_fit_with_random_slope(ess):
     raw, cen, X, Xc, g = _grand_centering_fits(ess, slopes=True)
     assert abs(raw.log_likelihood_ - cen.log_likelihood_) < 1e-5

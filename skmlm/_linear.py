@@ -12,9 +12,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import MixedModelMixin
 from ._inference import InferenceMixin
-from ._core.design import split_theta
+from ._core.design import canonical_theta, split_theta
 from ._core.lmm import LinearMixedModel
-from ._core.optimize import minimize_bounded
+from ._core.optimize import minimize_bounded, snap_to_bounds
 from ._core.start import one_factor_start
 from ._threads import single_blas_thread
 
@@ -178,12 +178,17 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         start, radius = model.theta_start, 0.25
         if model.costly_evaluation:
             start, radius = one_factor_start(d["factors"], d["Xf"], y, d["w"], self.reml), 0.05
+        # No bounds: the deviance depends on theta only through T T', so a negative
+        # diagonal is as good as its mirror image, and a variance of 0 is no wall to stall
+        # at (its gradient vanishes there). The result is mapped back to lme4's form.
         opt = minimize_bounded(
-            model.objective, start, model.theta_lower, search_radius=radius, scale=model.theta_scale,
+            model.objective, start, np.full_like(start, -np.inf), search_radius=radius, scale=model.theta_scale,
             gradient=model.gradient if model.has_gradient else None,
             derivative_free=model.costly_evaluation,
             max_iter=self.max_iter, decrement_tol=self.tol, verbose=self.verbose,
         )
+        opt.x = canonical_theta(model.factors, opt.x)
+        opt.x, opt.fun = snap_to_bounds(model.objective, opt.x, opt.fun, model.theta_lower, SINGULAR_TOL * 1e-2)
         if not opt.converged:
             warnings.warn(
                 f"the optimiser stopped before reaching an optimum ({opt.message}); estimates may be "
@@ -231,7 +236,8 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         self.n_iter_ = opt.n_iter
         self.singular_ = bool(np.any((model.theta_lower == 0) & (opt.x < SINGULAR_TOL)))
         self.optimizer_log_ = pd.DataFrame(
-            [list(x) + [f] for x, f in opt.log], columns=[f"theta_{k}" for k in range(len(opt.x))] + ["deviance"]
+            np.column_stack([np.array([x for x, _ in opt.log]), [f for _, f in opt.log]]),
+            columns=[f"theta_{k}" for k in range(len(opt.x))] + ["deviance"],
         )
         var_random = sum(
             float(np.einsum("ij,jk,ik->i", f.z, covs[f.name], f.z).mean()) for f in factors

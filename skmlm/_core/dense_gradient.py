@@ -22,6 +22,25 @@ MAX_DENSE_GRADIENT = 500
 MAX_DENSE_ONE_FACTOR = 150
 
 
+#: Largest n * Q for which Z is formed as a dense array (BLAS products beat sparse ones).
+MAX_DENSE_Z = 2_000_000
+
+
+def dense_design(factors):
+    """``Z`` of all factors as a dense (n, Q) array, or None when it would be large."""
+    n = len(factors[0].codes)
+    widths = [f.n_levels * f.q for f in factors]
+    if n * sum(widths) > MAX_DENSE_Z:
+        return None
+    Z = np.zeros((n, sum(widths)))
+    offset, rows = 0, np.arange(n)
+    for f, width in zip(factors, widths):
+        for j in range(f.q):
+            Z[rows, offset + f.codes * f.q + j] = f.z[:, j]
+        offset += width
+    return Z
+
+
 class DenseGradient:
     """Deviance parts and gradient of the profiled (RE)ML deviance for any set of factors.
 
@@ -33,12 +52,16 @@ class DenseGradient:
     """
 
     def __init__(self, factors, X, y, weights, reml):
-        Z = sp.hstack([f.design_matrix() for f in factors], format="csr")
-        wz = sp.diags(weights) @ Z
         xy = np.column_stack([X, y])
-        self.a = (Z.T @ wz).toarray()
-        self.a_zx = np.asarray(wz.T @ xy)
-        self.a_xx = xy.T @ (xy * weights[:, None])
+        wxy = xy * weights[:, None]
+        Z = dense_design(factors)
+        if Z is None:  # too large to hold densely: sparse products
+            Z = sp.hstack([f.design_matrix() for f in factors], format="csr")
+            self.a = np.asarray((Z.T @ (sp.diags(weights) @ Z)).todense())
+        else:
+            self.a = Z.T @ (Z * weights[:, None])
+        self.a_zx = np.asarray(Z.T @ wxy)
+        self.a_xx = xy.T @ wxy
         self.rows, self.cols, self.src, self.size = lambda_pattern(factors)
         self.n_theta = int(self.src.max()) + 1
         self.n, self.p = X.shape

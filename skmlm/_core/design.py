@@ -89,6 +89,15 @@ class RandomFactor:
         T[self._tri] = theta
         return T
 
+    def canonical_theta(self, theta):
+        """The same covariance ``T T'`` with every diagonal entry of ``T`` made >= 0.
+
+        Flipping the sign of a column of ``T`` leaves ``T T'``, and so the model,
+        unchanged: the optimiser may search without bounds and be mapped back here.
+        """
+        T = self.cholesky_factor(theta)
+        return self.theta_from_cholesky(T * np.where(np.diag(T) < 0, -1.0, 1.0)[None, :])
+
     def theta_from_cholesky(self, T):
         return T[self._tri].copy()
 
@@ -110,6 +119,11 @@ def split_theta(factors, theta):
 
 def lower_bounds(factors):
     return np.concatenate([f.theta_lower_bounds() for f in factors])
+
+
+def canonical_theta(factors, theta):
+    """:meth:`RandomFactor.canonical_theta` for each factor's part of ``theta``."""
+    return np.concatenate([f.canonical_theta(t) for f, t in zip(factors, split_theta(factors, theta))])
 
 
 def theta_scales(factors):

@@ -235,6 +235,20 @@ def _minimize_scaled(fun, x0, lower, gradient, scale, **options):
     return res
 
 
+def snap_to_bounds(fun, x, f, lower, tol):
+    """``x`` with entries within ``tol`` of their lower bound set onto it, where no worse.
+
+    A search without bounds approaches a variance of 0 only asymptotically; lme4 reports
+    such a fit with the variance exactly 0. Returns ``(x, f)``.
+    """
+    near = (x > lower) & (x - lower < tol)
+    if not near.any():
+        return x, f
+    cand = np.where(near, lower, x)
+    fc = fun(cand)
+    return (cand, fc) if fc <= f + 1e-10 * max(1.0, abs(f)) else (x, f)
+
+
 #: How often the optimiser is restarted off a bound where it stalled.
 MAX_RESTARTS = 3
 

@@ -69,6 +69,8 @@ class PairExpansion:
         starts = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1]) if flat.size else np.zeros(0, np.intp)
         self.starts = starts
         self.entries = flat[starts]
+        rows, cols = np.divmod(self.entries, self.size)
+        self.mirror = cols * self.size + rows  # the same entries, lower triangle
 
     @staticmethod
     def count(a21, q1):
@@ -80,10 +82,10 @@ class PairExpansion:
         """``sum_g A_g W_g A_g'`` (dense, Q2 x Q2) for ``w`` of shape (m1, q1, q1)."""
         out = np.zeros(self.size * self.size)
         if self.entries.size:
-            out[self.entries] = np.add.reduceat(self.coef * w.ravel()[self.widx], self.starts)
-        out = out.reshape(self.size, self.size)
-        upper_only = np.triu(out, 1)
-        return out + upper_only.T
+            sums = np.add.reduceat(self.coef * w.ravel()[self.widx], self.starts)
+            out[self.entries] = sums
+            out[self.mirror] = sums
+        return out.reshape(self.size, self.size)
 
 
 class CouplingBlock:
@@ -124,10 +126,13 @@ class CouplingBlock:
         return self._fill(pieces)
 
     def congruence(self, pieces, inner):
-        """``Lambda2' inner Lambda2`` for a dense symmetric ``inner``."""
+        """``Lambda2' inner Lambda2`` for a dense symmetric ``inner`` (overwritten when
+        every factor of the block is scalar: ``Lambda2`` is then diagonal)."""
         if self.scalar:
             lam = np.concatenate(pieces)[self._level_theta]
-            return inner * np.outer(lam, lam)
+            inner *= lam[:, None]
+            inner *= lam[None, :]
+            return inner
         lam2 = self._fill(pieces)
         left = lam2.T @ inner
         return np.asarray((lam2.T @ left.T).T)
@@ -135,7 +140,8 @@ class CouplingBlock:
     def schur(self, pieces, K1):
         """``Lambda2' (A22 - A21 K1 K1' A21') Lambda2 + I``: what ``L22`` factorises."""
         if self.pairs is not None:
-            inner = self.a22 - self.pairs(K1 @ np.swapaxes(K1, 1, 2))
+            inner = self.pairs(K1 @ np.swapaxes(K1, 1, 2))
+            np.subtract(self.a22, inner, out=inner)
         else:
             G = self.a21 @ blockdiag(K1)
             inner = self.a22 - (G @ G.T).toarray()

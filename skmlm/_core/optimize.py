@@ -109,6 +109,33 @@ def newton_decrement(g, H, free, flat_tol=1e-8):
     return 0.5 * float(gv @ coef), step
 
 
+def diagonal_check(fun, x, lower, step=1e-4):
+    """Gradient and diagonal Hessian from 2k evaluations; the Newton decrement they give.
+
+    After a derivative-free search the point is usually at the optimum already; this
+    confirms it at a third of the cost of a full finite-difference Hessian. Returns
+    ``(x, f, g, H, decrease)`` as :func:`polish`; ``decrease`` is +inf where a coordinate
+    sits on a bound or curves downward, so that the caller polishes properly.
+    """
+    f = fun(x)
+    k = len(x)
+    g, H = np.zeros(k), np.zeros((k, k))
+    for i in range(k):
+        h = step * max(1.0, abs(x[i]))
+        if x[i] - h < lower[i]:
+            return x, f, g, H, np.inf
+        xp, xm = x.copy(), x.copy()
+        xp[i] += h
+        xm[i] -= h
+        fp, fm = fun(xp), fun(xm)
+        g[i] = (fp - fm) / (2 * h)
+        H[i, i] = (fp - 2 * f + fm) / h**2
+    d = np.diag(H)
+    if not (np.all(np.isfinite(g)) and np.all(d > 0)):
+        return x, f, g, H, np.inf
+    return x, f, g, H, 0.5 * float(np.sum(g**2 / d))
+
+
 def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7):
     """Newton steps on the coordinates off their bounds, accepted while they improve.
 
@@ -212,7 +239,11 @@ def minimize_bounded(
                 options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-8, "maxcor": 20},
             )
         n_iter += int(res.nit)
-        x, f, g, H, decrease = polish(logged, grad, hess, np.maximum(res.x, lower), lower)
+        x, f, g, H, decrease = None, None, None, None, np.inf
+        if derivative_free and gradient is None:  # COBYQA ends near the optimum: check cheaply
+            x, f, g, H, decrease = diagonal_check(logged, np.maximum(res.x, lower), lower)
+        if not decrease <= decrement_tol:
+            x, f, g, H, decrease = polish(logged, grad, hess, np.maximum(res.x, lower), lower)
         off = leave_bound(logged, x, f, lower)
         if off is None:
             break

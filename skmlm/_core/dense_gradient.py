@@ -11,6 +11,7 @@ than the sparse bookkeeping of the blocked factorisation.
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import lapack
 
 from .design import lambda_pattern
 
@@ -20,6 +21,23 @@ MAX_DENSE_GRADIENT = 500
 #: Largest number of random effects for which one factor goes dense: below it, a few
 #: dense calls cost less than the batched routines' many small ones.
 MAX_DENSE_ONE_FACTOR = 150
+
+
+def cholesky_lower(a):
+    """Lower Cholesky factor by LAPACK's potrf directly: at this size numpy's wrapper
+    costs more than the factorisation."""
+    L, info = lapack.dpotrf(a, lower=1, clean=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("matrix is not positive definite")
+    return L
+
+
+def inverse_lower(L):
+    """Inverse of a lower triangular matrix by LAPACK's trtri."""
+    inv, info = lapack.dtrtri(L, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("singular triangular matrix")
+    return inv
 
 
 #: Largest n * Q for which Z is formed as a dense array (BLAS products beat sparse ones).
@@ -51,22 +69,34 @@ class DenseGradient:
     reml : bool
     """
 
-    def __init__(self, factors, X, y, weights, reml):
-        xy = np.column_stack([X, y])
-        wxy = xy * weights[:, None]
-        Z = dense_design(factors)
-        if Z is None:  # too large to hold densely: sparse products
-            Z = sp.hstack([f.design_matrix() for f in factors], format="csr")
-            self.a = np.asarray((Z.T @ (sp.diags(weights) @ Z)).todense())
+    def __init__(self, factors, X, y, weights, reml, cross_products=None):
+        if len(factors) == 1 and cross_products is not None:
+            self._from_one_factor(cross_products)
         else:
-            self.a = Z.T @ (Z * weights[:, None])
-        self.a_zx = np.asarray(Z.T @ wxy)
-        self.a_xx = xy.T @ wxy
+            xy = np.column_stack([X, y])
+            wxy = xy * weights[:, None]
+            Z = dense_design(factors)
+            if Z is None:  # too large to hold densely: sparse products
+                Z = sp.hstack([f.design_matrix() for f in factors], format="csr")
+                self.a = np.asarray((Z.T @ (sp.diags(weights) @ Z)).todense())
+            else:
+                self.a = Z.T @ (Z * weights[:, None])
+            self.a_zx = np.asarray(Z.T @ wxy)
+            self.a_xx = xy.T @ wxy
         self.rows, self.cols, self.src, self.size = lambda_pattern(factors)
         self.n_theta = int(self.src.max()) + 1
         self.n, self.p = X.shape
         self.reml = reml
         self._last = None
+
+    def _from_one_factor(self, cp):
+        """One factor: ``Z'WZ`` is block diagonal, and the blocked cross-products hold it."""
+        m, q, _ = cp.a11.shape
+        self.a = np.zeros((m * q, m * q))
+        idx = np.arange(m)[:, None, None] * q
+        self.a[idx + np.arange(q)[None, :, None], idx + np.arange(q)[None, None, :]] = cp.a11
+        self.a_zx = cp.a1x.reshape(m * q, -1).copy()
+        self.a_xx = cp.a_xx
 
     def __call__(self, theta):
         """The gradient at ``theta``; NaN where the factorisation fails."""
@@ -93,10 +123,12 @@ class DenseGradient:
         lam = np.zeros((Q, Q))
         lam[self.rows, self.cols] = theta[self.src]
         lam_a = lam.T @ self.a
-        L = np.linalg.cholesky(lam_a @ lam + np.eye(Q))
-        l_inv = np.linalg.inv(L)
+        m = lam_a @ lam
+        m[np.diag_indices(Q)] += 1.0
+        L = cholesky_lower(m)
+        l_inv = inverse_lower(L)
         B = l_inv @ (lam.T @ self.a_zx)
-        Lxy = np.linalg.cholesky(self.a_xx - B.T @ B)
+        Lxy = cholesky_lower(self.a_xx - B.T @ B)
         return lam, lam_a, l_inv, B, Lxy, 2.0 * np.log(np.diag(L)).sum()
 
     def parts(self, theta):
@@ -108,7 +140,8 @@ class DenseGradient:
         p = self.p
         lam, lam_a, l_inv, B, Lxy, _ = self.factorise(theta)
         Lx = Lxy[:-1, :-1]
-        beta = np.linalg.solve(Lx.T, Lxy[-1, :-1]) if p else np.zeros(0)
+        lx_inv = inverse_lower(Lx) if p else Lx
+        beta = lx_inv.T @ Lxy[-1, :-1]
         pwrss = Lxy[-1, -1] ** 2
         u = l_inv.T @ (B[:, -1] - B[:, :-1] @ beta)
         s = self.a_zx[:, -1] - self.a_zx[:, :-1] @ beta - self.a @ (lam @ u)
@@ -116,7 +149,6 @@ class DenseGradient:
         dof = self.n - p if self.reml else self.n
         grad = 2.0 * (m_inv @ lam_a).T - 2.0 * dof / pwrss * np.outer(s, u)
         if self.reml and p > 0:
-            lx_inv = np.linalg.inv(Lx)
             sx_inv = lx_inv.T @ lx_inv
             a_x = self.a_zx[:, :-1]
             D = m_inv @ (lam.T @ a_x)

@@ -150,7 +150,8 @@ class LinearMixedModel:
         self.theta_scale = theta_scales(self.factors)
         q_total = sum(f.n_levels * f.q for f in self.factors)
         limit = MAX_DENSE_GRADIENT if len(self.factors) > 1 else MAX_DENSE_ONE_FACTOR
-        self._dense_gradient = DenseGradient(self.factors, X, y, weights, reml) if q_total <= limit else None
+        small = q_total <= limit
+        self._dense_gradient = DenseGradient(self.factors, X, y, weights, reml, self.cp) if small else None
 
     def fixed_effects_rss(self):
         """Weighted residual sum of squares of y on X alone (the fit with no random effects)."""

@@ -236,7 +236,7 @@ def minimize_bounded(
         else:
             res = minimize(
                 with_gradient, x, jac=True, method="L-BFGS-B", bounds=bounds,
-                options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-8, "maxcor": 20},
+                options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-5, "maxcor": 20, "maxls": 10},
             )
         n_iter += int(res.nit)
         x, f, g, H, decrease = None, None, None, None, np.inf

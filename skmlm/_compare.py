@@ -111,23 +111,10 @@ def compare_models(*models, names=None, refit=True):
     intercept     4    NaN  NaN
     slope         6  42.14  2.0
     """
-    from ._linear import MixedLinearRegressor
-    from ._logistic import MixedLogisticClassifier
-
-    if len(models) == 1 and isinstance(models[0], (list, tuple)):
-        models = tuple(models[0])
-    if not models:
-        raise ValueError("compare_models needs at least one fitted model")
-    for m in models:
-        if not isinstance(m, (MixedLinearRegressor, MixedLogisticClassifier)):
-            raise TypeError(f"expected fitted MixedLinearRegressor or MixedLogisticClassifier; got {type(m).__name__}")
-        check_is_fitted(m)
+    models, names = fitted_models(models, names, "compare_models")
     if len({type(m) for m in models}) > 1:
         raise ValueError("compare_models: the models are not all of one kind (linear and logistic likelihoods "
                          "are not comparable)")
-    if names is None:
-        names = [f"model{i + 1}" for i in range(len(models))]
-    names = [str(n) for n in names]
     if len(names) != len(models):
         raise ValueError(f"{len(names)} names for {len(models)} models")
     if len(set(names)) != len(names):
@@ -178,3 +165,21 @@ def compare_models(*models, names=None, refit=True):
     df["method"] = methods
     df.attrs["notes"] = notes
     return df[COLUMNS]
+
+
+def fitted_models(models, names, caller):
+    """The fitted skmlm estimators among ``models`` (or one list of them), and their names."""
+    from ._linear import MixedLinearRegressor
+    from ._logistic import MixedLogisticClassifier
+
+    if len(models) == 1 and isinstance(models[0], (list, tuple)):
+        models = tuple(models[0])
+    if not models:
+        raise ValueError(f"{caller} needs at least one fitted model")
+    for m in models:
+        if not isinstance(m, (MixedLinearRegressor, MixedLogisticClassifier)):
+            raise TypeError(f"expected fitted MixedLinearRegressor or MixedLogisticClassifier; got {type(m).__name__}")
+        check_is_fitted(m)
+    if names is None:
+        names = [f"model{i + 1}" for i in range(len(models))]
+    return tuple(models), [str(n) for n in names]

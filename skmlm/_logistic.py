@@ -462,7 +462,9 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
 
     def summary(self):
         """A text summary that reads like lme4's ``summary(glmer(...))``."""
-        return _glmer_summary(self)
+        from ._summary import logistic_summary
+
+        return logistic_summary(self)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -478,62 +480,3 @@ def population_average_probability(eta, var, n_points=N_AVERAGE_POINTS):
     s = np.sqrt(np.maximum(np.asarray(var, dtype=float), 0.0))
     out = expit(eta[:, None] + s[:, None] * z[None, :]) @ w
     return np.where(s > 0, out, expit(eta))
-
-
-def _glmer_summary(model):
-    """The whole summary of a fitted MixedLogisticClassifier, laid out as lme4's."""
-    from ._summary import _format_table, fixed_correlation_block, formula, model_fit_block, random_effects_block
-
-    info = model._fit_info
-    k = model.n_quadrature_points
-    method = "Laplace Approximation" if k == 1 else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {k}"
-    q = info["scaled_residual_quantiles"]
-    res = pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"], index=[""])
-    groups = ", ".join(f"{f}, {n}" for f, n in model.n_groups_.items())
-    fe = model.fixed_effects_.copy()
-    pcol = fe.pop("Pr(>|z|)")
-    table = _format_table(fe)
-    lines = table.split("\n")
-    stars = [""] + [_signif(pv) for pv in pcol]
-    pvals = ["Pr(>|z|)"] + [_format_p(pv) for pv in pcol]
-    w = max(len(v) for v in pvals)
-    table = "\n".join(f"{line} {pv.rjust(w)} {st}".rstrip() for line, pv, st in zip(lines, pvals, stars))
-    parts = [
-        f"Generalized linear mixed model fit by maximum likelihood ({method}) ['MixedLogisticClassifier']",
-        " Family: binomial  ( logit )",
-        f"Formula: {formula(model)}",
-        "",
-        model_fit_block(model),
-        "",
-        "Scaled residuals:",
-        _format_table(res, "{:.4f}"),
-        "",
-        "Random effects:",
-        random_effects_block(model, with_residual=False),
-        f"Number of obs: {info['n_obs']}, groups:  {groups}",
-        "",
-        "Fixed effects:",
-        table,
-        "---",
-        "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1",
-    ]
-    corr = fixed_correlation_block(model)
-    if corr:
-        parts += ["", corr]
-    if model.singular_:
-        from ._summary import singular_note  # skmlm._inference: names what is on the boundary
-
-        parts += ["", singular_note(model)]
-    if not model.converged_:
-        parts += ["", "The optimiser did not converge: the estimates may not be at the optimum."]
-    return "\n".join(parts)
-
-
-def _signif(p):
-    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else ""
-
-
-def _format_p(p):
-    if not np.isfinite(p):
-        return "NA"
-    return "<2e-16" if p < 2e-16 else f"{p:.3g}"

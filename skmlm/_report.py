@@ -5,7 +5,6 @@ import html
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
-from sklearn.utils.validation import check_is_fitted
 
 from ._input import INTERCEPT
 from ._r2 import r2_nakagawa
@@ -294,20 +293,9 @@ def tab_models(*models, names=None, level=0.95, digits=3, exponentiate=False):
     >>> t.to_frame().loc["Days", ("slopes", "estimate")].round(3)
     np.float64(10.467)
     """
-    from ._linear import MixedLinearRegressor
-    from ._logistic import MixedLogisticClassifier
+    from ._compare import fitted_models
 
-    if len(models) == 1 and isinstance(models[0], (list, tuple)):
-        models = tuple(models[0])
-    if not models:
-        raise ValueError("tab_models needs at least one fitted model")
-    for m in models:
-        if not isinstance(m, (MixedLinearRegressor, MixedLogisticClassifier)):
-            raise TypeError(f"expected fitted MixedLinearRegressor or MixedLogisticClassifier; got {type(m).__name__}")
-        check_is_fitted(m)
-    if names is None:
-        names = [f"model{i + 1}" for i in range(len(models))]
-    names = [str(n) for n in names]
+    models, names = fitted_models(models, names, "tab_models")
     if len(names) != len(models):
         raise ValueError(f"{len(names)} names for {len(models)} models")
     if len(set(names)) != len(names):

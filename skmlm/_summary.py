@@ -67,6 +67,18 @@ def random_effects_block(model, with_residual=True):
     return "\n".join(fmt(r).rstrip() for r in [head] + rows)
 
 
+def abbreviate(name, length=6):
+    """Shorten a name as R's ``abbreviate`` does first: drop lower-case vowels from the
+    end (never the first letter) until it fits, then cut (``period2`` -> ``perid2``)."""
+    chars = list(name)
+    i = len(chars) - 1
+    while len(chars) > length and i > 0:
+        if chars[i] in "aeiou":
+            del chars[i]
+        i -= 1
+    return "".join(chars)[:length]
+
+
 def fixed_correlation_block(model):
     """Lower triangle of the correlation of the fixed-effect estimates."""
     cov = model.coef_cov_
@@ -75,7 +87,7 @@ def fixed_correlation_block(model):
     sd = np.sqrt(np.diag(cov))
     corr = cov / np.outer(sd, sd)
     names = list(model.fixed_effects_.index)
-    short = [n[:6] if n != INTERCEPT else "(Intr)" for n in names]
+    short = [abbreviate(n) if n != INTERCEPT else "(Intr)" for n in names]
     width = max(len(n) for n in names)
     lines = ["Correlation of Fixed Effects:", " " * (width + 1) + " ".join(s.rjust(6) for s in short[:-1])]
     for i in range(1, len(names)):
@@ -158,6 +170,43 @@ def linear_summary(model):
     ]
     if with_p:
         parts += ["---", SIGNIF_CODES]
+    corr = fixed_correlation_block(model)
+    if corr:
+        parts += ["", corr]
+    if model.singular_:
+        parts += ["", singular_note(model)]
+    if not model.converged_:
+        parts += ["", "The optimiser did not converge: the estimates may not be at the optimum."]
+    return "\n".join(parts)
+
+
+def logistic_summary(model):
+    """The whole summary of a fitted MixedLogisticClassifier, laid out as glmer's."""
+    info = model._fit_info
+    k = model.n_quadrature_points
+    method = "Laplace Approximation" if k == 1 else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {k}"
+    q = info["scaled_residual_quantiles"]
+    res = pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"], index=[""])
+    groups = ", ".join(f"{f}, {n}" for f, n in model.n_groups_.items())
+    parts = [
+        f"Generalized linear mixed model fit by maximum likelihood ({method}) ['MixedLogisticClassifier']",
+        " Family: binomial  ( logit )",
+        f"Formula: {formula(model)}",
+        "",
+        model_fit_block(model),
+        "",
+        "Scaled residuals:",
+        _format_table(res, "{:.4f}"),
+        "",
+        "Random effects:",
+        random_effects_block(model, with_residual=False),
+        f"Number of obs: {info['n_obs']}, groups:  {groups}",
+        "",
+        "Fixed effects:",
+        with_p_values(model.fixed_effects_, "Pr(>|z|)"),
+        "---",
+        SIGNIF_CODES,
+    ]
     corr = fixed_correlation_block(model)
     if corr:
         parts += ["", corr]

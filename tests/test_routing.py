@@ -6,7 +6,6 @@ Routing is switched on only inside ``sklearn.config_context`` so that no test le
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 import sklearn
 from sklearn.metrics import mean_squared_error

@@ -30,6 +30,7 @@ class MixedModelMixin:
         n = Xn.shape[0]
         if n < 2:
             raise ValueError(f"n_samples = {n}: a mixed model needs at least 2 rows")
+        y_given = y
         y, w = validate_y_weights(y, sample_weight, n)
         groups = group_frame(groups, n, g_from_X)
         all_names = column_names(X)
@@ -42,6 +43,7 @@ class MixedModelMixin:
         check_full_rank(Xf, fixed_names)
         self._slope_positions = slopes
         self._fixed_names = fixed_names
+        self._response_name = str(y_name) if (y_name := getattr(y_given, "name", None)) is not None else "y"
         return {"X": Xn, "Xf": Xf, "y": y, "w": w, "factors": factors}
 
     def _store_random_effects(self, factors, modes, covariances):

@@ -31,7 +31,7 @@ def formula(model):
             t = ["0"] + t
         bar = "||" if model.covariance == "diagonal" and len(terms) > 1 else "|"
         bars.append(f"({' + '.join(t)} {bar} {f})")
-    return f"y ~ {rhs} + " + " + ".join(bars)
+    return f"{getattr(model, '_response_name', 'y')} ~ {rhs} + " + " + ".join(bars)
 
 
 def model_fit_block(model):

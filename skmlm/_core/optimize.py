@@ -167,7 +167,7 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7):
 
 def minimize_bounded(
     fun, x0, lower, gradient=None, derivative_free=False, search_radius=0.25, scale=None, max_iter=1000,
-    tol=1e-12, decrement_tol=1e-6, verbose=0,
+    tol=1e-10, decrement_tol=1e-6, verbose=0,
 ):
     """Minimise ``fun`` subject to ``x >= lower``.
 
@@ -236,7 +236,7 @@ def minimize_bounded(
         else:
             res = minimize(
                 with_gradient, x, jac=True, method="L-BFGS-B", bounds=bounds,
-                options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-5, "maxcor": 20, "maxls": 10},
+                options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-4, "maxcor": 20, "maxls": 10},
             )
         n_iter += int(res.nit)
         x, f, g, H, decrease = None, None, None, None, np.inf

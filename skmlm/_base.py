@@ -85,3 +85,11 @@ class MixedModelMixin:
             eta[known] += np.einsum("ij,ij->i", z[known], b)
         return eta
 
+
+def mean_random_variance(factors, covariances):
+    """Variance of the random part ``z_i' b`` averaged over the rows, summed over factors.
+
+    Nakagawa's random-effect variance (performance's ``var.random``): with random slopes
+    it depends on the covariates, so it is the mean of ``z_i' Sigma z_i`` over the rows.
+    """
+    return sum(float((((f.z @ covariances[f.name]) * f.z).sum(axis=1)).mean()) for f in factors)

@@ -89,6 +89,26 @@ def split_group_columns(X, group_columns):
     return Xa[:, keep], g, keep
 
 
+def finite_float_array(a, ndim):
+    """``a`` as float64 when it is a plain numeric array or DataFrame of ``ndim``
+    dimensions with finite values, else None (then ``check_array`` decides and explains).
+
+    The common case costs a conversion and one finiteness test instead of
+    scikit-learn's general validation, which dominates a small fit's time.
+    """
+    if isinstance(a, pd.DataFrame):
+        if not all(dt.kind in "fiu" for dt in a.dtypes):
+            return None
+        arr = a.to_numpy(dtype=np.float64)
+    elif isinstance(a, (np.ndarray, pd.Series)) and a.dtype.kind in "fiu":
+        arr = np.asarray(a, dtype=np.float64)
+    else:
+        return None
+    if arr.ndim != ndim or arr.shape[0] == 0 or not np.isfinite(arr).all():
+        return None
+    return arr
+
+
 def validate_X(estimator, X, reset):
     """Check X (feature names, count, finiteness) and split off grouping columns.
 
@@ -101,7 +121,9 @@ def validate_X(estimator, X, reset):
     X_rest, g, kept = split_group_columns(X, estimator.group_columns)
     if np.shape(X_rest)[1] == 0:  # the null model: pandas cannot say what dtype no columns have
         X_rest = np.empty((np.shape(X_rest)[0], 0))
-    Xn = check_array(X_rest, dtype=np.float64, ensure_min_features=0, ensure_all_finite=True, input_name="X")
+    Xn = finite_float_array(X_rest, ndim=2)
+    if Xn is None:  # anything unusual: scikit-learn's checks, and their error messages
+        Xn = check_array(X_rest, dtype=np.float64, ensure_min_features=0, ensure_all_finite=True, input_name="X")
     return Xn, g, kept
 
 
@@ -109,10 +131,14 @@ def validate_y_weights(y, sample_weight, n):
     """y as a finite float vector and weights as positive finite floats, length n."""
     if y is None:
         raise ValueError("requires y to be passed, but the target y is None")
-    y = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=True, input_name="y")
-    if y.ndim == 2 and y.shape[1] != 1:
-        raise ValueError(f"y must be 1-dimensional; got shape {y.shape}")
-    y = column_or_1d(y, warn=True)
+    y_fast = finite_float_array(y, ndim=1)
+    if y_fast is not None:
+        y = y_fast
+    else:
+        y = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=True, input_name="y")
+        if y.ndim == 2 and y.shape[1] != 1:
+            raise ValueError(f"y must be 1-dimensional; got shape {y.shape}")
+        y = column_or_1d(y, warn=True)
     if len(y) != n:
         raise ValueError(f"X has {n} rows but y has {len(y)}")
     if sample_weight is None:

@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import MixedModelMixin
+from ._base import MixedModelMixin, mean_random_variance
 from ._inference import InferenceMixin
 from ._core.design import canonical_theta, split_theta
 from ._core.lmm import LinearMixedModel
@@ -200,10 +200,6 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         # variance of the fixed part on the training rows (Nakagawa's R^2), and for REML fits
         # references (no copies) to the inputs, so compare_models can refit by ML as lme4's anova
         self._var_fixed = float(np.var(d["Xf"] @ est["beta"], ddof=1)) if d["Xf"].shape[1] else 0.0
-        self._var_random = sum(
-            float(np.einsum("ij,jk,ik->i", f.z, self.random_covariance_[f.name].to_numpy(), f.z).mean())
-            for f in model.factors
-        )
         self._refit_data = (X, d["y"], groups, sample_weight) if self.reml else None
         # -- reporting hooks: end --
         return self
@@ -239,9 +235,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
             np.column_stack([np.array([x for x, _ in opt.log]), [f for _, f in opt.log]]),
             columns=[f"theta_{k}" for k in range(len(opt.x))] + ["deviance"],
         )
-        var_random = sum(
-            float(np.einsum("ij,jk,ik->i", f.z, covs[f.name], f.z).mean()) for f in factors
-        )
+        self._var_random = var_random = mean_random_variance(factors, covs)
         self.icc_ = var_random / (var_random + sigma2)
         fitted = d["Xf"] @ beta + self._random_part_train(factors, est["random_effects"])
         scaled = (d["y"] - fitted) * np.sqrt(d["w"]) / np.sqrt(sigma2)

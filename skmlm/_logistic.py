@@ -14,7 +14,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
-from ._base import MixedModelMixin
+from ._base import MixedModelMixin, mean_random_variance
 from ._inference import InferenceMixin
 from ._core.design import split_theta
 from ._core.glmm import BinomialMixedModel, fit_glmm, gauss_hermite_normal
@@ -247,9 +247,8 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
         # variance of the fixed part on the training rows (Nakagawa's R^2) and the ICC on the
         # latent (logit) scale, residual variance pi^2/3, as performance::icc
         self._var_fixed = float(np.var(d["Xf"] @ opt.x[nt:], ddof=1)) if d["Xf"].shape[1] else 0.0
-        self._var_random = var_random = sum(
-            float(np.einsum("ij,jk,ik->i", f.z, self.random_covariance_[f.name].to_numpy(), f.z).mean())
-            for f in model.factors
+        self._var_random = var_random = mean_random_variance(
+            model.factors, {f: c.to_numpy() for f, c in self.random_covariance_.items()}
         )
         self.icc_ = var_random / (var_random + np.pi**2 / 3)
         # -- reporting hooks: end --

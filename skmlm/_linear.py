@@ -1,5 +1,6 @@
 """MixedLinearRegressor: linear mixed models by ML or REML, as lme4's ``lmer``."""
 
+import copy
 import warnings
 from numbers import Integral, Real
 
@@ -12,6 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import MixedModelMixin, mean_random_variance
 from ._inference import InferenceMixin
+from ._core.centring import centre_factors, raw_modes, raw_theta
 from ._core.design import canonical_theta, split_theta
 from ._core.lmm import LinearMixedModel
 from ._core.optimize import minimize_bounded, snap_to_bounds
@@ -169,15 +171,17 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         y = d["y"]
         if np.ptp(y) == 0:
             raise ValueError("y is constant: there is no variance to split between levels")
-        model = LinearMixedModel(d["factors"], d["Xf"], y, d["w"], self.reml)
+        # the search runs on centred slope covariates: the same model, better conditioned
+        search_factors, maps = centre_factors(d["factors"], d["w"])
+        model = LinearMixedModel(search_factors, d["Xf"], y, d["w"], self.reml)
         if model.fixed_effects_rss() <= 1e-12 * float(np.sum(d["w"] * y**2)):
             raise ValueError(
                 "y is an exact linear function of X (residual sum of squares 0): the likelihood of a "
                 "mixed model is unbounded there; there is no residual variance to split between levels"
             )
-        start, radius = model.theta_start, 0.25
+        start, radius = model.theta_start * model.theta_scale, 0.25  # T = diag(1 / RMS of z)
         if model.costly_evaluation:
-            start, radius = one_factor_start(d["factors"], d["Xf"], y, d["w"], self.reml), 0.05
+            start, radius = one_factor_start(search_factors, d["Xf"], y, d["w"], self.reml), 0.05
         # No bounds: the deviance depends on theta only through T T', so a negative
         # diagonal is as good as its mirror image, and a variance of 0 is no wall to stall
         # at (its gradient vanishes there). The result is mapped back to lme4's form.
@@ -195,6 +199,13 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
                 "off. Try a larger max_iter, or rescale X.", ConvergenceWarning, stacklevel=4,
             )
         est = model.estimates(opt.x)
+        if any(A is not None for A in maps):  # back to the user's coordinates
+            to_raw = lambda th: raw_theta(search_factors, maps, split_theta(search_factors, th))  # noqa: E731
+            opt.x = to_raw(opt.x)
+            opt.log = [(to_raw(x), f) for x, f in opt.log]
+            est["random_effects"] = raw_modes(search_factors, maps, est["random_effects"])
+            model = copy.copy(model)
+            model.factors = d["factors"]
         self._store_estimates(model, opt, est, d)
         # -- reporting hooks (skmlm._r2, skmlm._compare): begin --
         # variance of the fixed part on the training rows (Nakagawa's R^2), and for REML fits

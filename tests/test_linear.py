@@ -46,7 +46,7 @@ def test_constant_weights_change_only_the_residual_variance(sleep):
     )
     np.testing.assert_allclose(b.coef_, a.coef_, rtol=1e-6)
     # sigma^2 is the variance of a row of weight 1; theta is relative to it
-    assert b.residual_variance_ == pytest.approx(4 * a.residual_variance_, rel=1e-6)
+    assert b.residual_variance_ == pytest.approx(4 * a.residual_variance_, rel=1e-4)  # to the optimiser's precision
     np.testing.assert_allclose(b.theta_, a.theta_ / 2, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(b.random_covariance_["Subject"], a.random_covariance_["Subject"], rtol=1e-4)
 

@@ -126,3 +126,21 @@ def test_analytic_gradient_equals_finite_differences(kind, reml):
     theta = model.theta_start + np.random.default_rng(5).uniform(-0.3, 0.3, len(model.theta_start))
     fd = finite_difference_gradient(model.objective, theta, model.objective(theta), model.theta_lower)
     np.testing.assert_allclose(model.gradient(theta), fd, atol=1e-5 * max(1.0, np.abs(fd).max()))
+
+
+@pytest.mark.parametrize("reml", [False, True])
+def test_centred_search_is_the_same_model(reml):
+    """The deviance on centred slope covariates at theta_c equals the user's at the mapped theta."""
+    from skmlm._core.centring import centre_factors, raw_modes, raw_theta
+
+    factors, X, y, w = random_problem(6, KINDS["correlated slopes"])
+    factors[0].z[:, 1:] += 5.0  # slope covariates far from 0
+    centred, maps = centre_factors(factors, w)
+    assert maps[0] is not None
+    raw_model = LinearMixedModel(factors, X, y, w, reml)
+    centred_model = LinearMixedModel(centred, X, y, w, reml)
+    theta_c = centred_model.theta_start + np.random.default_rng(0).uniform(-0.3, 0.3, 6)
+    theta = raw_theta(centred, maps, split_theta(centred, theta_c))
+    assert raw_model.objective(theta) == pytest.approx(centred_model.objective(theta_c), rel=1e-10)
+    modes = raw_modes(centred, maps, centred_model.estimates(theta_c)["random_effects"])
+    np.testing.assert_allclose(modes["g0"], raw_model.estimates(theta)["random_effects"]["g0"], atol=1e-8)

@@ -182,11 +182,15 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         start, radius = model.theta_start * model.theta_scale, 0.25  # T = diag(1 / RMS of z)
         if model.costly_evaluation:
             start, radius = one_factor_start(search_factors, d["Xf"], y, d["w"], self.reml), 0.05
-        # No bounds: the deviance depends on theta only through T T', so a negative
-        # diagonal is as good as its mirror image, and a variance of 0 is no wall to stall
-        # at (its gradient vanishes there). The result is mapped back to lme4's form.
+        # A gradient search runs without bounds: the deviance depends on theta only through
+        # T T', so a negative diagonal is as good as its mirror image, and a variance of 0
+        # is then no wall to stall at (its gradient vanishes there). The derivative-free
+        # search keeps lme4's bounds: its model of the surface is confused by the mirror.
+        # The result is mapped back to lme4's form.
+        lower = model.theta_lower if model.costly_evaluation else np.full_like(start, -np.inf)
         opt = minimize_bounded(
-            model.objective, start, np.full_like(start, -np.inf), search_radius=radius, scale=model.theta_scale,
+            model.objective, start, lower, search_radius=radius, scale=model.theta_scale,
+            stationary=np.where(model.theta_lower == 0, 0.0, np.nan),
             gradient=model.gradient if model.has_gradient else None,
             derivative_free=model.costly_evaluation,
             max_iter=self.max_iter, decrement_tol=self.tol, verbose=self.verbose,

@@ -166,8 +166,8 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7):
 
 
 def minimize_bounded(
-    fun, x0, lower, gradient=None, derivative_free=False, search_radius=0.25, scale=None, max_iter=1000,
-    tol=1e-10, decrement_tol=1e-6, verbose=0,
+    fun, x0, lower, gradient=None, derivative_free=False, search_radius=0.25, scale=None, stationary=None,
+    max_iter=1000, tol=1e-10, decrement_tol=1e-6, verbose=0,
 ):
     """Minimise ``fun`` subject to ``x >= lower``.
 
@@ -186,6 +186,10 @@ def minimize_bounded(
         evaluations, at a fixed cost per step that pays off when evaluations are dear.
     search_radius : float
         COBYQA's initial trust-region radius: smaller when ``x0`` is a good guess.
+    stationary : ndarray, optional
+        Values at which a coordinate is a stationary point whatever the others (a
+        variance parameter at 0; NaN for none): a search that ends on one is probed off
+        it and restarted. Default: the finite lower bounds.
     scale : ndarray, optional
         Typical sizes of the parameters: the search runs on ``x / scale``, where all
         are of similar size (the Newton decrement, and so convergence, is unaffected).
@@ -202,7 +206,8 @@ def minimize_bounded(
     if scale is not None:
         return _minimize_scaled(
             fun, x0, lower, gradient, np.asarray(scale, dtype=float), derivative_free=derivative_free,
-            search_radius=search_radius, max_iter=max_iter, tol=tol, decrement_tol=decrement_tol, verbose=verbose,
+            search_radius=search_radius, stationary=stationary, max_iter=max_iter, tol=tol,
+            decrement_tol=decrement_tol, verbose=verbose,
         )
     log = []
     lower = np.asarray(lower, dtype=float)
@@ -236,7 +241,7 @@ def minimize_bounded(
         else:
             res = minimize(
                 with_gradient, x, jac=True, method="L-BFGS-B", bounds=bounds,
-                options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-4, "maxcor": 20, "maxls": 10},
+                options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-4, "maxcor": 20},
             )
         n_iter += int(res.nit)
         x, f, g, H, decrease = None, None, None, None, np.inf
@@ -244,7 +249,7 @@ def minimize_bounded(
             x, f, g, H, decrease = diagonal_check(logged, np.maximum(res.x, lower), lower)
         if not decrease <= decrement_tol:
             x, f, g, H, decrease = polish(logged, grad, hess, np.maximum(res.x, lower), lower)
-        off = leave_bound(logged, x, f, lower)
+        off = leave_bound(logged, x, f, lower if stationary is None else stationary)
         if off is None:
             break
         x = off
@@ -255,6 +260,8 @@ def minimize_bounded(
 def _minimize_scaled(fun, x0, lower, gradient, scale, **options):
     """:func:`minimize_bounded` on ``x / scale``, with results mapped back to ``x``."""
     scaled_gradient = None if gradient is None else (lambda z: gradient(z * scale) * scale)
+    if options.get("stationary") is not None:
+        options["stationary"] = np.asarray(options["stationary"], dtype=float) / scale
     res = minimize_bounded(
         lambda z: fun(z * scale), np.asarray(x0, dtype=float) / scale, np.asarray(lower, dtype=float) / scale,
         gradient=scaled_gradient, **options,
@@ -287,22 +294,24 @@ MAX_RESTARTS = 3
 BOUND_PROBES = (1.0, 0.1, 0.01, 0.001)
 
 
-def leave_bound(fun, x, f, lower):
-    """A better point off the bounds than ``x``, or None when every probe is worse.
+def leave_bound(fun, x, f, anchors):
+    """A better point off the anchors than ``x``, or None when every probe is worse.
 
     A variance parameter of exactly 0 is a stationary point of the profiled deviance:
-    its gradient there vanishes even when the optimum lies inside, so a gradient method
-    that steps onto the bound can stay there. Before a point on a bound is accepted,
-    the coordinates on it are moved off by each of ``BOUND_PROBES``; the best point that
-    improves on ``f`` is returned to restart from.
+    its gradient there vanishes even when the optimum lies elsewhere, so a gradient
+    method that steps onto it (a bound, or in a search without bounds a first step that
+    lands on 0) can stay there. Before a point on an anchor (a finite entry of
+    ``anchors``) is accepted, the coordinates on it are moved off by each of
+    ``BOUND_PROBES``; the best point that improves on ``f`` is returned to restart from.
     """
-    at_bound = x <= lower + 1e-12
+    with np.errstate(invalid="ignore"):
+        at_bound = np.isfinite(anchors) & (np.abs(x - anchors) <= 1e-12)
     if not at_bound.any():
         return None
     best, best_f = None, f
     for t in BOUND_PROBES:
         cand = x.copy()
-        cand[at_bound] = lower[at_bound] + t
+        cand[at_bound] = anchors[at_bound] + t
         fc = fun(cand)
         if fc < best_f - 1e-10 * max(1.0, abs(best_f)):
             best, best_f = cand, fc

@@ -18,6 +18,9 @@ def one_factor_start(factors, X, y, weights, reml):
     pieces = []
     for f in factors:
         alone = LinearMixedModel([f], X, y, weights, reml)
-        opt = minimize_bounded(alone.objective, alone.theta_start, alone.theta_lower, gradient=alone.gradient)
+        opt = minimize_bounded(
+            alone.objective, alone.theta_start * alone.theta_scale, alone.theta_lower, gradient=alone.gradient,
+            scale=alone.theta_scale,
+        )
         pieces.append(opt.x)
     return np.concatenate(pieces)

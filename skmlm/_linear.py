@@ -1,6 +1,5 @@
 """MixedLinearRegressor: linear mixed models by ML or REML, as lme4's ``lmer``."""
 
-import copy
 import warnings
 from numbers import Integral, Real
 
@@ -13,11 +12,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import MixedModelMixin, mean_random_variance
 from ._inference import InferenceMixin
-from ._core.centring import centre_factors, raw_modes, raw_theta
-from ._core.design import canonical_theta, split_theta
-from ._core.lmm import LinearMixedModel
-from ._core.optimize import minimize_bounded, snap_to_bounds
-from ._core.start import one_factor_start
+from ._core.design import split_theta
+from ._core.search import fit_lmm
 from ._threads import single_blas_thread
 
 #: lme4's ``isSingular`` tolerance on the variance parameters of ``theta``.
@@ -171,45 +167,14 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         y = d["y"]
         if np.ptp(y) == 0:
             raise ValueError("y is constant: there is no variance to split between levels")
-        # the search runs on centred slope covariates: the same model, better conditioned
-        search_factors, maps = centre_factors(d["factors"], d["w"])
-        model = LinearMixedModel(search_factors, d["Xf"], y, d["w"], self.reml)
-        if model.fixed_effects_rss() <= 1e-12 * float(np.sum(d["w"] * y**2)):
-            raise ValueError(
-                "y is an exact linear function of X (residual sum of squares 0): the likelihood of a "
-                "mixed model is unbounded there; there is no residual variance to split between levels"
-            )
-        start, radius = model.theta_start * model.theta_scale, 0.25  # T = diag(1 / RMS of z)
-        if model.costly_evaluation:
-            start, radius = one_factor_start(search_factors, d["Xf"], y, d["w"], self.reml), 0.05
-        # A gradient search runs without bounds: the deviance depends on theta only through
-        # T T', so a negative diagonal is as good as its mirror image, and a variance of 0
-        # is then no wall to stall at (its gradient vanishes there). The derivative-free
-        # search keeps lme4's bounds: its model of the surface is confused by the mirror.
-        # The result is mapped back to lme4's form.
-        lower = model.theta_lower if model.costly_evaluation else np.full_like(start, -np.inf)
-        opt = minimize_bounded(
-            model.objective, start, lower, search_radius=radius, scale=model.theta_scale,
-            stationary=np.where(model.theta_lower == 0, 0.0, np.nan),
-            gradient=model.gradient if model.has_gradient else None,
-            derivative_free=model.costly_evaluation,
-            max_iter=self.max_iter, decrement_tol=self.tol, verbose=self.verbose,
+        model, opt, est = fit_lmm(
+            d["factors"], d["Xf"], y, d["w"], self.reml, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose
         )
-        opt.x = canonical_theta(model.factors, opt.x)
-        opt.x, opt.fun = snap_to_bounds(model.objective, opt.x, opt.fun, model.theta_lower, SINGULAR_TOL * 1e-2)
         if not opt.converged:
             warnings.warn(
                 f"the optimiser stopped before reaching an optimum ({opt.message}); estimates may be "
                 "off. Try a larger max_iter, or rescale X.", ConvergenceWarning, stacklevel=4,
             )
-        est = model.estimates(opt.x)
-        if any(A is not None for A in maps):  # back to the user's coordinates
-            to_raw = lambda th: raw_theta(search_factors, maps, split_theta(search_factors, th))  # noqa: E731
-            opt.x = to_raw(opt.x)
-            opt.log = [(to_raw(x), f) for x, f in opt.log]
-            est["random_effects"] = raw_modes(search_factors, maps, est["random_effects"])
-            model = copy.copy(model)
-            model.factors = d["factors"]
         self._store_estimates(model, opt, est, d)
         # -- reporting hooks (skmlm._r2, skmlm._compare): begin --
         # variance of the fixed part on the training rows (Nakagawa's R^2), and for REML fits

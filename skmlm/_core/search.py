@@ -1,0 +1,65 @@
+"""Fit a linear mixed model: search theta, then the estimates at the optimum.
+
+The search is the part of a fit that needs judgement; it is kept here, apart from the
+estimator, so that it reads as one procedure:
+
+1. search on centred random-slope covariates (:mod:`.centring`): the same model,
+   better conditioned;
+2. start at ``T = diag(1 / RMS of z)``, or, for large crossed designs, at one-factor fits;
+3. with a gradient, search without bounds (``T`` and its column-sign mirror give the same
+   ``T T'``, and a variance of 0 is then no wall to stall at); without one, COBYQA within
+   lme4's bounds (the mirror confuses its model of the surface);
+4. map the optimum back to lme4's form (diagonal >= 0, near-zero variances set to 0
+   where no worse) and to the user's coordinates.
+"""
+
+import copy
+
+import numpy as np
+
+from .centring import centre_factors, raw_modes, raw_theta
+from .design import canonical_theta, split_theta
+from .lmm import LinearMixedModel
+from .optimize import minimize_bounded, snap_to_bounds
+from .start import one_factor_start
+
+#: Variance parameters closer to 0 than this are tried at 0 (lme4 reports boundary fits so).
+SNAP_TOL = 1e-6
+
+
+def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
+    """Fit by ML or REML; returns ``(model, opt, est)`` in the user's coordinates.
+
+    ``model`` is the core model (its ``factors`` those given), ``opt`` the
+    :class:`~.optimize.OptimizeResult` (``x`` is theta), ``est`` the estimates at theta.
+    """
+    search_factors, maps = centre_factors(factors, weights)
+    model = LinearMixedModel(search_factors, X, y, weights, reml)
+    if model.fixed_effects_rss() <= 1e-12 * float(weights @ y**2):
+        raise ValueError(
+            "y is an exact linear function of X (residual sum of squares 0): the likelihood of a "
+            "mixed model is unbounded there; there is no residual variance to split between levels"
+        )
+    start, radius = model.theta_start * model.theta_scale, 0.25
+    if model.costly_evaluation:
+        start, radius = one_factor_start(search_factors, X, y, weights, reml), 0.05
+    lower = model.theta_lower if model.costly_evaluation else np.full_like(start, -np.inf)
+    opt = minimize_bounded(
+        model.objective, start, lower, search_radius=radius, scale=model.theta_scale,
+        stationary=np.where(model.theta_lower == 0, 0.0, np.nan),
+        gradient=model.gradient if model.has_gradient else None, derivative_free=model.costly_evaluation,
+        max_iter=max_iter, decrement_tol=tol, verbose=verbose,
+    )
+    opt.x = canonical_theta(search_factors, opt.x)
+    opt.x, opt.fun = snap_to_bounds(model.objective, opt.x, opt.fun, model.theta_lower, SNAP_TOL)
+    est = model.estimates(opt.x)
+    if any(A is not None for A in maps):
+        def to_raw(theta):
+            return raw_theta(search_factors, maps, split_theta(search_factors, theta))
+
+        opt.x = to_raw(opt.x)
+        opt.log = [(to_raw(x), f) for x, f in opt.log]
+        est["random_effects"] = raw_modes(search_factors, maps, est["random_effects"])
+        model = copy.copy(model)  # the same cross-products, reported with the user's factors
+        model.factors = list(factors)
+    return model, opt, est

@@ -170,6 +170,12 @@ def linear_summary(model):
     ]
     if with_p:
         parts += ["---", SIGNIF_CODES]
+    return "\n".join(parts + closing_blocks(model))
+
+
+def closing_blocks(model):
+    """What ends both summaries: the fixed effects' correlations and any warnings."""
+    parts = []
     corr = fixed_correlation_block(model)
     if corr:
         parts += ["", corr]
@@ -177,7 +183,7 @@ def linear_summary(model):
         parts += ["", singular_note(model)]
     if not model.converged_:
         parts += ["", "The optimiser did not converge: the estimates may not be at the optimum."]
-    return "\n".join(parts)
+    return parts
 
 
 def logistic_summary(model):
@@ -207,11 +213,4 @@ def logistic_summary(model):
         "---",
         SIGNIF_CODES,
     ]
-    corr = fixed_correlation_block(model)
-    if corr:
-        parts += ["", corr]
-    if model.singular_:
-        parts += ["", singular_note(model)]
-    if not model.converged_:
-        parts += ["", "The optimiser did not converge: the estimates may not be at the optimum."]
-    return "\n".join(parts)
+    return "\n".join(parts + closing_blocks(model))

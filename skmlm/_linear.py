@@ -90,7 +90,10 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
     theta_ : ndarray
         lme4's relative covariance factor parameters, factor by factor.
     optimizer_log_ : DataFrame
-        Every evaluation of the objective: theta and deviance.
+        Every evaluation of the objective: theta and deviance. theta is the search's:
+        for a factor with a random intercept and correlated slopes, the search runs on
+        slope covariates centred at their means (the same model, better conditioned),
+        so its theta there differs from ``theta_``, which is lme4's.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
 

@@ -31,7 +31,8 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
     """Fit by ML or REML; returns ``(model, opt, est)`` in the user's coordinates.
 
     ``model`` is the core model (its ``factors`` those given), ``opt`` the
-    :class:`~.optimize.OptimizeResult` (``x`` is theta), ``est`` the estimates at theta.
+    :class:`~.optimize.OptimizeResult` (``x`` is theta; its ``log`` is in the search's
+    coordinates, centred where slopes were centred), ``est`` the estimates at theta.
     """
     search_factors, maps = centre_factors(factors, weights)
     model = LinearMixedModel(search_factors, X, y, weights, reml)
@@ -57,8 +58,7 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
         def to_raw(theta):
             return raw_theta(search_factors, maps, split_theta(search_factors, theta))
 
-        opt.x = to_raw(opt.x)
-        opt.log = [(to_raw(x), f) for x, f in opt.log]
+        opt.x = to_raw(opt.x)  # opt.log stays in the search's coordinates
         est["random_effects"] = raw_modes(search_factors, maps, est["random_effects"])
         model = copy.copy(model)  # the same cross-products, reported with the user's factors
         model.factors = list(factors)

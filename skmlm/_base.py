@@ -93,3 +93,15 @@ def mean_random_variance(factors, covariances):
     it depends on the covariates, so it is the mean of ``z_i' Sigma z_i`` over the rows.
     """
     return sum(float((((f.z @ covariances[f.name]) * f.z).sum(axis=1)).mean()) for f in factors)
+
+
+def choose_factor(names, factor, purpose):
+    """The grouping factor ``factor`` among ``names``, or the only one when it is None."""
+    names = list(names)
+    if factor is None:
+        if len(names) != 1:
+            raise ValueError(f"the model has several grouping factors {names}: {purpose} with factor=")
+        return names[0]
+    if factor not in names:
+        raise ValueError(f"no grouping factor {factor!r}; the model has {names}")
+    return factor

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
+from ._base import choose_factor
 from ._input import INTERCEPT
 
 #: Variance of the standard logistic distribution: the level-1 variance on the latent scale.
@@ -111,12 +112,7 @@ def r2_nakagawa(model):
 def _intercept_variance(model, factor):
     """tau_00 of one grouping factor (the only one when ``factor`` is None)."""
     covs = model.random_covariance_
-    if factor is None:
-        if len(covs) != 1:
-            raise ValueError(f"the model has several grouping factors {list(covs)}: name one with factor=")
-        factor = next(iter(covs))
-    if factor not in covs:
-        raise ValueError(f"no grouping factor {factor!r}; the model has {list(covs)}")
+    factor = choose_factor(covs, factor, "name one")
     cov = covs[factor]
     if INTERCEPT not in cov.index:
         raise ValueError(f"grouping factor {factor!r} has no random intercept: tau_00 is not defined")

@@ -145,32 +145,39 @@ def linear_fixed_effects_block(model):
 
 def linear_summary(model):
     """The whole summary of a fitted MixedLinearRegressor."""
-    info = model._fit_info
     method = "REML" if model.reml else "maximum likelihood"
-    q = info["scaled_residual_quantiles"]
-    res = pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"], index=[""])
-    groups = ", ".join(f"{f}, {k}" for f, k in model.n_groups_.items())
     fixed_table, with_p = linear_fixed_effects_block(model)
     tests = ". t-tests use Satterthwaite's method" if with_p else ""
     parts = [
         f"Linear mixed model fit by {method}{tests} ['MixedLinearRegressor']",
         f"Formula: {formula(model)}",
         "",
+        *middle_blocks(model, with_residual=True),
+        fixed_table,
+    ]
+    if with_p:
+        parts += ["---", SIGNIF_CODES]
+    return "\n".join(parts + closing_blocks(model))
+
+
+def middle_blocks(model, with_residual):
+    """What both summaries share between the formula and the fixed effects' table."""
+    info = model._fit_info
+    q = info["scaled_residual_quantiles"]
+    res = pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"], index=[""])
+    groups = ", ".join(f"{f}, {k}" for f, k in model.n_groups_.items())
+    return [
         model_fit_block(model),
         "",
         "Scaled residuals:",
         _format_table(res, "{:.4f}"),
         "",
         "Random effects:",
-        random_effects_block(model),
+        random_effects_block(model, with_residual=with_residual),
         f"Number of obs: {info['n_obs']}, groups:  {groups}",
         "",
         "Fixed effects:",
-        fixed_table,
     ]
-    if with_p:
-        parts += ["---", SIGNIF_CODES]
-    return "\n".join(parts + closing_blocks(model))
 
 
 def closing_blocks(model):
@@ -188,27 +195,14 @@ def closing_blocks(model):
 
 def logistic_summary(model):
     """The whole summary of a fitted MixedLogisticClassifier, laid out as glmer's."""
-    info = model._fit_info
     k = model.n_quadrature_points
     method = "Laplace Approximation" if k == 1 else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {k}"
-    q = info["scaled_residual_quantiles"]
-    res = pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"], index=[""])
-    groups = ", ".join(f"{f}, {n}" for f, n in model.n_groups_.items())
     parts = [
         f"Generalized linear mixed model fit by maximum likelihood ({method}) ['MixedLogisticClassifier']",
         " Family: binomial  ( logit )",
         f"Formula: {formula(model)}",
         "",
-        model_fit_block(model),
-        "",
-        "Scaled residuals:",
-        _format_table(res, "{:.4f}"),
-        "",
-        "Random effects:",
-        random_effects_block(model, with_residual=False),
-        f"Number of obs: {info['n_obs']}, groups:  {groups}",
-        "",
-        "Fixed effects:",
+        *middle_blocks(model, with_residual=False),
         with_p_values(model.fixed_effects_, "Pr(>|z|)"),
         "---",
         SIGNIF_CODES,

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
+from ._base import choose_factor
+
 __all__ = ["caterpillar"]
 
 def _pyplot():
@@ -110,12 +112,7 @@ def caterpillar(model, factor=None, ax=None, *, terms=None, sd=None, z=1.9599639
     check_is_fitted(model)
     plt = _pyplot()
     re_all = model.random_effects_
-    if factor is None:
-        if len(re_all) != 1:
-            raise ValueError(f"the model has several grouping factors {list(re_all)}: choose one with factor=")
-        factor = next(iter(re_all))
-    if factor not in re_all:
-        raise ValueError(f"no grouping factor {factor!r}; the model has {list(re_all)}")
+    factor = choose_factor(re_all, factor, "choose one")
     modes = re_all[factor]
     terms = list(modes.columns) if terms is None else list(terms)
     missing = [t for t in terms if t not in modes.columns]

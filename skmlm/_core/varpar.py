@@ -130,8 +130,8 @@ class VarianceParameters:
         return np.concatenate(thetas), sigma
 
 
-def ml_deviance(model, theta, sigma):
-    """ML deviance at ``(theta, sigma)``, beta profiled out; +inf where undefined."""
+def unprofiled_deviance(model, theta, sigma, reml):
+    """ML deviance (beta profiled out) or REML criterion at ``(theta, sigma)``; +inf where undefined."""
     if theta is None or not sigma > 0:
         return np.inf
     try:
@@ -139,19 +139,16 @@ def ml_deviance(model, theta, sigma):
     except np.linalg.LinAlgError:
         return np.inf
     s2 = sigma * sigma
-    return float(dec.logdet_z + model.n * (LOG_2PI + np.log(s2)) + dec.pwrss / s2 - model.cp.sum_log_weights)
+    dof = model.n - model.p if reml else model.n
+    dev = dec.logdet_z + dof * (LOG_2PI + np.log(s2)) + dec.pwrss / s2 - model.cp.sum_log_weights
+    return float(dev + dec.logdet_x if reml else dev)
+
+
+def ml_deviance(model, theta, sigma):
+    """ML deviance at ``(theta, sigma)``, beta profiled out; +inf where undefined."""
+    return unprofiled_deviance(model, theta, sigma, reml=False)
 
 
 def reml_deviance(model, theta, sigma):
     """REML criterion at ``(theta, sigma)`` (does not depend on beta); +inf where undefined."""
-    if theta is None or not sigma > 0:
-        return np.inf
-    try:
-        dec = model.decompose(theta)
-    except np.linalg.LinAlgError:
-        return np.inf
-    s2 = sigma * sigma
-    dof = model.n - model.p
-    return float(
-        dec.logdet_z + dec.logdet_x + dof * (LOG_2PI + np.log(s2)) + dec.pwrss / s2 - model.cp.sum_log_weights
-    )
+    return unprofiled_deviance(model, theta, sigma, reml=True)

@@ -14,6 +14,33 @@ from ._input import (
 )
 
 
+class fitted_view:
+    """A fitted attribute built on first access from the arrays that ``fit`` stored.
+
+    The DataFrames a user reads (conditional modes, covariances, tables, the optimiser's
+    log) cost more to build than a small fit's arithmetic, and a cross-validation loop
+    never reads them. The built value is kept in ``self._views``, which every fit
+    replaces, so a refit never shows a stale table.
+    """
+
+    def __init__(self, build):
+        self.build = build
+        self.__doc__ = build.__doc__
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        views = obj.__dict__.get("_views")
+        if views is None:
+            raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r} (not fitted yet)")
+        if self.name not in views:
+            views[self.name] = self.build(obj)
+        return views[self.name]
+
+
 class MixedModelMixin:
     """Shared machinery for :class:`MixedLinearRegressor` and :class:`MixedLogisticClassifier`."""
 
@@ -47,16 +74,34 @@ class MixedModelMixin:
         return {"X": Xn, "Xf": Xf, "y": y, "w": w, "factors": factors}
 
     def _store_random_effects(self, factors, modes, covariances):
-        """Fill ``random_effects_``, ``random_covariance_`` and ``n_groups_``."""
-        self.random_effects_ = {
-            f.name: pd.DataFrame(modes[f.name], index=pd.Index(f.levels, name=f.name), columns=f.terms)
-            for f in factors
-        }
-        self.random_covariance_ = {
-            f.name: pd.DataFrame(covariances[f.name], index=f.terms, columns=f.terms) for f in factors
-        }
+        """Keep what ``random_effects_`` and ``random_covariance_`` are built from; fill
+        ``n_groups_``. Starts the fit's views afresh (see :class:`fitted_view`)."""
+        self._views = {}
+        self._random_parts = [(f.name, f.levels, list(f.terms), modes[f.name], covariances[f.name]) for f in factors]
         self.n_groups_ = {f.name: f.n_levels for f in factors}
         self._terms = {f.name: list(f.terms) for f in factors}
+
+    @fitted_view
+    def random_effects_(self):
+        """Conditional modes: factor name -> DataFrame, one row per level, one column per term."""
+        return {
+            name: pd.DataFrame(modes, index=pd.Index(levels, name=name), columns=terms)
+            for name, levels, terms, modes, _ in self._random_parts
+        }
+
+    @fitted_view
+    def random_covariance_(self):
+        """Covariance of each factor's random effects: factor name -> q x q DataFrame."""
+        return {name: pd.DataFrame(cov, index=terms, columns=terms) for name, _, terms, _, cov in self._random_parts}
+
+    @fitted_view
+    def optimizer_log_(self):
+        """Every evaluation of the objective: the search's parameters and the deviance."""
+        x = np.array([x for x, _ in self._optimizer_log])
+        return pd.DataFrame(
+            np.column_stack([x.reshape(len(self._optimizer_log), -1), [f for _, f in self._optimizer_log]]),
+            columns=self._optimizer_log_names + ["deviance"],
+        )
 
     def _linear_predictor(self, X, groups):
         """Fixed part plus the random effects of known levels (0 for unseen ones)."""
@@ -73,7 +118,7 @@ class MixedModelMixin:
             raise ValueError(f"groups lack the grouping factor(s) {missing} seen in fit; got {list(g.columns)}")
         n = Xn.shape[0]
         for f, re in self.random_effects_.items():
-            idx = re.index.get_indexer(pd.Index(g[f].to_numpy()))
+            idx = re.index.get_indexer(pd.Index(g[f]))
             known = idx >= 0
             if not known.any():
                 continue

@@ -232,7 +232,7 @@ class BetweenWithinTransformer(TransformerMixin, BaseEstimator):
             name = names[0]  # one factor, named differently (e.g. an array, not a Series)
         else:
             raise ValueError(f"groups lack the grouping factor {self.factor_!r} seen in fit; got {names}")
-        return g[name].to_numpy()  # group_frame has checked the labels
+        return g[name]  # group_frame has checked the labels
 
     # -------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)

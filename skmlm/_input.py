@@ -155,8 +155,47 @@ def validate_y_weights(y, sample_weight, n):
     return y, w
 
 
+class GroupLabels:
+    """The grouping factors: one name and one label array per factor, in order.
+
+    A light stand-in for a DataFrame (``columns``, ``g[name]``, ``shape``): building a
+    DataFrame costs more than a small fit's arithmetic.
+    """
+
+    def __init__(self, columns, arrays):
+        self.columns = list(columns)
+        self._arrays = list(arrays)
+
+    def __getitem__(self, name):
+        return self._arrays[self.columns.index(name)]
+
+    def __len__(self):
+        return len(self._arrays[0]) if self._arrays else 0
+
+    @property
+    def shape(self):
+        return (len(self), len(self._arrays))
+
+
+def _label_arrays(groups, from_X):
+    """``(names, arrays)`` of the grouping factors as given (see :func:`group_frame`)."""
+    if from_X is not None:
+        return [str(c) for c in from_X.columns], [from_X.iloc[:, k].to_numpy() for k in range(from_X.shape[1])]
+    if isinstance(groups, pd.DataFrame):
+        return [str(c) for c in groups.columns], [groups.iloc[:, k].to_numpy() for k in range(groups.shape[1])]
+    if isinstance(groups, pd.Series):
+        return [str(groups.name) if groups.name is not None else "group"], [groups.to_numpy()]
+    a = groups if isinstance(groups, np.ndarray) else np.asarray(groups, dtype=object)
+    if a.ndim == 1:
+        return ["group"], [a]
+    if a.ndim == 2:
+        names = [f"group{k}" for k in range(a.shape[1])] if a.shape[1] > 1 else ["group"]
+        return names, [a[:, k] for k in range(a.shape[1])]
+    raise ValueError(f"groups must be 1-d or 2-d; got {a.ndim} dimensions")
+
+
 def group_frame(groups, n, from_X=None):
-    """The grouping factors as a DataFrame with one named column per factor.
+    """The grouping factors as :class:`GroupLabels`, one named label array per factor.
 
     ``groups`` is a 1-d array or Series (one factor) or a 2-d array or DataFrame (one
     column per factor). Names: a DataFrame's columns, a Series' name, else ``group``
@@ -169,34 +208,20 @@ def group_frame(groups, n, from_X=None):
         )
     if groups is not None and from_X is not None:
         raise ValueError("groups were given both as an argument and through group_columns; give one")
-    if from_X is not None:
-        g = from_X.copy()
-    elif isinstance(groups, pd.DataFrame):
-        g = groups.copy()
-        g.columns = [str(c) for c in g.columns]
-    elif isinstance(groups, pd.Series):
-        g = pd.DataFrame({str(groups.name) if groups.name is not None else "group": groups.to_numpy()})
-    else:
-        a = np.asarray(groups, dtype=object) if not isinstance(groups, np.ndarray) else groups
-        if a.ndim == 1:
-            g = pd.DataFrame({"group": a})
-        elif a.ndim == 2:
-            g = pd.DataFrame({(f"group{k}" if a.shape[1] > 1 else "group"): a[:, k] for k in range(a.shape[1])})
-        else:
-            raise ValueError(f"groups must be 1-d or 2-d; got {a.ndim} dimensions")
-    if len(g) != n:
-        raise ValueError(f"groups has {len(g)} rows but X has {n}: one group label per row is needed")
-    if g.shape[1] == 0:
+    names, arrays = _label_arrays(groups, from_X)
+    if not arrays:
         raise ValueError("groups has no columns: at least one grouping factor is needed")
-    if len(set(g.columns)) != g.shape[1]:
-        raise ValueError(f"grouping factors need distinct names; got {list(g.columns)}")
-    for c in g.columns:
-        bad = g[c].isna().to_numpy().copy()
-        if g[c].dtype.kind == "f":
-            bad |= ~np.isfinite(g[c].to_numpy())
+    if len(arrays[0]) != n:
+        raise ValueError(f"groups has {len(arrays[0])} rows but X has {n}: one group label per row is needed")
+    if len(set(names)) != len(names):
+        raise ValueError(f"grouping factors need distinct names; got {names}")
+    for c, a in zip(names, arrays):
+        bad = pd.isna(a)
+        if a.dtype.kind == "f":
+            bad |= ~np.isfinite(a)
         if bad.any():
             raise ValueError(f"grouping factor {c!r} has NaN, inf or missing labels in {int(bad.sum())} rows")
-    return g.reset_index(drop=True)
+    return GroupLabels(names, arrays)
 
 
 def resolve_random_slopes(random_slopes, factor_names, X, kept):
@@ -237,7 +262,7 @@ def resolve_random_slopes(random_slopes, factor_names, X, kept):
 
 def encode_levels(labels):
     """Integer codes and sorted unique levels of one grouping factor."""
-    codes, levels = pd.factorize(pd.Series(labels), sort=True)
+    codes, levels = pd.factorize(np.asarray(labels), sort=True)
     return codes.astype(np.intp), np.asarray(levels)
 
 
@@ -249,7 +274,7 @@ def build_factors(groups, slope_positions, X, names, random_intercept, covarianc
         pos = slope_positions[f]
         if not random_intercept and not pos:
             raise ValueError(f"grouping factor {f!r} has neither a random intercept nor random slopes")
-        codes, levels = encode_levels(groups[f].to_numpy())
+        codes, levels = encode_levels(groups[f])
         cols = ([np.ones(n)] if random_intercept else []) + [X[:, j] for j in pos]
         terms = ([INTERCEPT] if random_intercept else []) + [names[j] for j in pos]
         factors.append(RandomFactor(f, codes, levels, np.column_stack(cols), terms, covariance == "diagonal"))

@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import MixedModelMixin, mean_random_variance
+from ._base import MixedModelMixin, fitted_view, mean_random_variance
 from ._inference import InferenceMixin
 from ._core.design import split_theta
 from ._core.search import fit_lmm
@@ -194,10 +194,6 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         self.intercept_ = float(beta[0]) if self.fit_intercept else 0.0
         self.coef_ = beta[1:] if self.fit_intercept else beta
         self.coef_cov_ = est["cov_beta"]
-        se = np.sqrt(np.diag(self.coef_cov_))
-        self.fixed_effects_ = pd.DataFrame(
-            {"Estimate": beta, "Std. Error": se, "t value": beta / se}, index=self._fixed_names
-        )
         covs = {}
         for f, th in zip(factors, split_theta(factors, opt.x)):
             T = f.cholesky_factor(th)
@@ -214,10 +210,8 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         self.converged_ = opt.converged
         self.n_iter_ = opt.n_iter
         self.singular_ = bool(np.any((model.theta_lower == 0) & (opt.x < SINGULAR_TOL)))
-        self.optimizer_log_ = pd.DataFrame(
-            np.column_stack([np.array([x for x, _ in opt.log]), [f for _, f in opt.log]]),
-            columns=[f"theta_{k}" for k in range(len(opt.x))] + ["deviance"],
-        )
+        self._optimizer_log = opt.log
+        self._optimizer_log_names = [f"theta_{k}" for k in range(len(opt.x))]
         self._var_random = var_random = mean_random_variance(factors, covs)
         self.icc_ = var_random / (var_random + sigma2)
         fitted = d["Xf"] @ beta + self._random_part_train(factors, est["random_effects"])
@@ -232,6 +226,13 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         # -- inference state (skmlm._inference): begin --
         self._keep_for_inference(model, d)
         # -- inference state: end --
+
+    @fitted_view
+    def fixed_effects_(self):
+        """Estimate, Std. Error and t value of every fixed effect, intercept first."""
+        beta = np.r_[self.intercept_, self.coef_] if self.fit_intercept else self.coef_
+        se = np.sqrt(np.diag(self.coef_cov_))
+        return pd.DataFrame({"Estimate": beta, "Std. Error": se, "t value": beta / se}, index=self._fixed_names)
 
     @staticmethod
     def _random_part_train(factors, modes):

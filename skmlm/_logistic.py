@@ -325,8 +325,8 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
         self.converged_ = opt.converged
         self.n_iter_ = max(1, opt.n_iter)
         self.singular_ = bool(np.any((model.theta_lower == 0) & (theta < SINGULAR_TOL)))
-        names = [f"theta_{k}" for k in range(nt)] + [f"beta_{k}" for k in range(p)] + ["deviance"]
-        self.optimizer_log_ = pd.DataFrame([list(x) + [f] for x, f in opt.log], columns=names)
+        self._optimizer_log = opt.log
+        self._optimizer_log_names = [f"theta_{k}" for k in range(nt)] + [f"beta_{k}" for k in range(p)]
         mu = np.clip(expit(est["eta"]), 1e-15, 1 - 1e-15)
         pearson = (d["y"] - mu) * np.sqrt(d["w"] / (mu * (1 - mu)))
         self._fit_info = {
@@ -390,7 +390,7 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
             z = self._random_design(Xn, f)
             known = np.zeros(n, dtype=bool)
             if g is not None:
-                idx = re.index.get_indexer(pd.Index(g[f].to_numpy()))
+                idx = re.index.get_indexer(pd.Index(g[f]))
                 known = idx >= 0
                 if known.any():
                     eta[known] += np.einsum("ij,ij->i", z[known], re.to_numpy()[idx[known]])

@@ -136,11 +136,21 @@ class DenseGradient:
         *_, Lxy, logdet_z = self.factorise(np.asarray(theta, dtype=float))
         return logdet_z, Lxy[-1, -1] ** 2, 2.0 * np.log(np.diag(Lxy)[:-1]).sum()
 
+    def solution(self, theta):
+        """``(beta, Lx^-1, u, parts)`` at ``theta``: the profiled fixed effects, the inverse
+        Cholesky factor of their information, the spherical modes (the factors' in order)
+        and :meth:`parts`."""
+        theta = np.asarray(theta, dtype=float)
+        lam, lam_a, l_inv, B, Lxy, logdet_z = self.factorise(theta)
+        lx_inv = inverse_lower(Lxy[:-1, :-1]) if self.p else Lxy[:0, :0]
+        beta = lx_inv.T @ Lxy[-1, :-1]
+        u = l_inv.T @ (B[:, -1] - B[:, :-1] @ beta)
+        return beta, lx_inv, u, self.parts(theta)
+
     def _gradient(self, theta):
         p = self.p
         lam, lam_a, l_inv, B, Lxy, _ = self.factorise(theta)
-        Lx = Lxy[:-1, :-1]
-        lx_inv = inverse_lower(Lx) if p else Lx
+        lx_inv = inverse_lower(Lxy[:-1, :-1]) if p else Lxy[:0, :0]
         beta = lx_inv.T @ Lxy[-1, :-1]
         pwrss = Lxy[-1, -1] ** 2
         u = l_inv.T @ (B[:, -1] - B[:, :-1] @ beta)

@@ -21,6 +21,7 @@ and an evaluation costs nothing in the number of rows.
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.linalg as sla
@@ -88,7 +89,20 @@ class CrossProducts:
         z1 = f1.design_matrix()
         self.a1x = np.asarray(z1.T @ wxy).reshape(m1, q1, p + 1)
 
-        self.second = CouplingBlock(self.rest, z1, q1, weights, wxy, MAX_DENSE_BLOCK) if self.rest else None
+        self._second_inputs = (z1, q1, weights, wxy) if self.rest else None
+        self.second_size = sum(f.n_levels * f.q for f in self.rest)
+
+    @cached_property
+    def second(self):
+        """The coupling block of the other factors (None with one factor).
+
+        Built on first use: small designs go the dense way (:mod:`.dense_gradient`) and
+        never need it, and building it costs more than their whole search.
+        """
+        if self._second_inputs is None:
+            return None
+        z1, q1, weights, wxy = self._second_inputs
+        return CouplingBlock(self.rest, z1, q1, weights, wxy, MAX_DENSE_BLOCK)
 
 
 @dataclass
@@ -163,6 +177,17 @@ class LinearMixedModel:
 
     # -- the factorisation -------------------------------------------------------
     def decompose(self, theta):
+        """The factorisation at ``theta``. The last one is kept: a search asks for the
+        value and then the gradient at the same point."""
+        theta = np.asarray(theta, dtype=float)
+        last = self.__dict__.get("_last_decomposition")
+        if last is not None and last[0] is self.cp and np.array_equal(last[1], theta):
+            return last[2]
+        dec = self._decompose(theta)
+        self._last_decomposition = (self.cp, theta.copy(), dec)
+        return dec
+
+    def _decompose(self, theta):
         cp = self.cp
         pieces = split_theta(self.factors, np.asarray(theta, dtype=float))
         pieces = [pieces[k] for k in cp.order]
@@ -211,12 +236,12 @@ class LinearMixedModel:
     @property
     def costly_evaluation(self):
         """Whether one evaluation costs enough to prefer few of them (a large dense block)."""
-        return self.cp.second is not None and self.cp.second.size >= COSTLY_BLOCK
+        return self.cp.second_size >= COSTLY_BLOCK
 
     @property
     def has_gradient(self):
         """Whether :meth:`gradient` is available: one factor, or several with few levels."""
-        return self.cp.second is None or self._dense_gradient is not None
+        return not self.cp.rest or self._dense_gradient is not None
 
     def gradient(self, theta):
         """Analytic gradient of the profiled deviance.
@@ -275,15 +300,19 @@ class LinearMixedModel:
 
     def estimates(self, theta):
         """beta, sigma^2, covariance of beta and the conditional modes at ``theta``."""
-        dec = self.decompose(theta)
-        p = self.p
-        Lx = dec.Lx
-        beta = self._beta(dec)
-        dof = self.n - p if self.reml else self.n
-        sigma2 = dec.pwrss / dof
-        lx_inv = small_inverse(Lx)
+        if self._dense_gradient is not None:
+            beta, lx_inv, u_all, (logdet_z, pwrss, logdet_x) = self._dense_gradient.solution(theta)
+            widths = np.cumsum([f.n_levels * f.q for f in self.factors])[:-1]
+            u = np.split(u_all, widths)
+            deviance = self.deviance(logdet_z, pwrss, logdet_x)
+        else:
+            dec = self.decompose(theta)
+            beta, pwrss, deviance = self._beta(dec), dec.pwrss, self.deviance_from(dec)
+            lx_inv = small_inverse(dec.Lx)
+            u = self._spherical_modes(dec, beta)
+        dof = self.n - self.p if self.reml else self.n
+        sigma2 = pwrss / dof
         cov_beta = sigma2 * (lx_inv.T @ lx_inv)
-        u = self._spherical_modes(dec, beta)
         pieces = split_theta(self.factors, np.asarray(theta, dtype=float))
         modes = {}
         for f, th, uf in zip(self.factors, pieces, u):
@@ -294,8 +323,7 @@ class LinearMixedModel:
             "sigma2": sigma2,
             "cov_beta": cov_beta,
             "random_effects": modes,
-            "deviance": self.deviance_from(dec),
-            "decomposition": dec,
+            "deviance": deviance,
         }
 
     def _spherical_modes(self, dec, beta):

@@ -59,7 +59,7 @@ class MixedModelMixin:
             raise ValueError(f"n_samples = {n}: a mixed model needs at least 2 rows")
         y_given = y
         y, w = validate_y_weights(y, sample_weight, n)
-        groups = group_frame(groups, n, g_from_X)
+        groups = group_frame(groups, n, g_from_X, check_missing=False)  # build_factors checks
         all_names = column_names(X)
         names = [all_names[j] for j in kept]
         slopes = resolve_random_slopes(self.random_slopes, list(groups.columns), X, kept)

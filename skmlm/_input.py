@@ -194,12 +194,13 @@ def _label_arrays(groups, from_X):
     raise ValueError(f"groups must be 1-d or 2-d; got {a.ndim} dimensions")
 
 
-def group_frame(groups, n, from_X=None):
+def group_frame(groups, n, from_X=None, check_missing=True):
     """The grouping factors as :class:`GroupLabels`, one named label array per factor.
 
     ``groups`` is a 1-d array or Series (one factor) or a 2-d array or DataFrame (one
     column per factor). Names: a DataFrame's columns, a Series' name, else ``group``
-    (one factor) or ``group0, group1, ...``.
+    (one factor) or ``group0, group1, ...``. ``check_missing=False`` leaves the test
+    for missing labels to :func:`encode_levels`, which a fit calls anyway.
     """
     if groups is None and from_X is None:
         raise ValueError(
@@ -216,12 +217,14 @@ def group_frame(groups, n, from_X=None):
     if len(set(names)) != len(names):
         raise ValueError(f"grouping factors need distinct names; got {names}")
     for c, a in zip(names, arrays):
-        bad = pd.isna(a)
-        if a.dtype.kind == "f":
-            bad |= ~np.isfinite(a)
-        if bad.any():
-            raise ValueError(f"grouping factor {c!r} has NaN, inf or missing labels in {int(bad.sum())} rows")
+        bad = ~np.isfinite(a) if a.dtype.kind == "f" else (pd.isna(a) if check_missing else None)
+        if bad is not None and bad.any():
+            _missing_labels(c, bad)
     return GroupLabels(names, arrays)
+
+
+def _missing_labels(name, bad):
+    raise ValueError(f"grouping factor {name!r} has NaN, inf or missing labels in {int(bad.sum())} rows")
 
 
 def resolve_random_slopes(random_slopes, factor_names, X, kept):
@@ -260,9 +263,12 @@ def resolve_random_slopes(random_slopes, factor_names, X, kept):
     return out
 
 
-def encode_levels(labels):
-    """Integer codes and sorted unique levels of one grouping factor."""
+def encode_levels(labels, name):
+    """Integer codes and sorted unique levels of one grouping factor; an error for
+    missing labels (None, NaN, NaT: code -1)."""
     codes, levels = pd.factorize(np.asarray(labels), sort=True)
+    if codes.min() < 0:
+        _missing_labels(name, codes < 0)
     return codes.astype(np.intp), np.asarray(levels)
 
 
@@ -274,7 +280,7 @@ def build_factors(groups, slope_positions, X, names, random_intercept, covarianc
         pos = slope_positions[f]
         if not random_intercept and not pos:
             raise ValueError(f"grouping factor {f!r} has neither a random intercept nor random slopes")
-        codes, levels = encode_levels(groups[f])
+        codes, levels = encode_levels(groups[f], f)
         cols = ([np.ones(n)] if random_intercept else []) + [X[:, j] for j in pos]
         terms = ([INTERCEPT] if random_intercept else []) + [names[j] for j in pos]
         factors.append(RandomFactor(f, codes, levels, np.column_stack(cols), terms, covariance == "diagonal"))

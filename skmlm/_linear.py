@@ -218,7 +218,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         scaled = (d["y"] - fitted) * np.sqrt(d["w"]) / np.sqrt(sigma2)
         self._fit_info = {
             "n_obs": model.n,
-            "scaled_residual_quantiles": np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1]),
+            "scaled_residuals": scaled,
             "df_resid": model.n - n_params,
             "gradient": opt.gradient,
             "hessian": opt.hessian,

@@ -331,7 +331,7 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
         pearson = (d["y"] - mu) * np.sqrt(d["w"] / (mu * (1 - mu)))
         self._fit_info = {
             "n_obs": model.n,
-            "scaled_residual_quantiles": np.quantile(pearson, [0, 0.25, 0.5, 0.75, 1]),
+            "scaled_residuals": pearson,
             "df_resid": model.n - self.n_params_,
             "gradient": opt.gradient,
             "hessian": opt.hessian,

@@ -145,7 +145,8 @@ def test_bootstrap_refit_reuses_cross_products():
     theta = np.array([1.1, 2.5])
     for b in range(3):
         direct = LinearMixedModel(d["factors"], d["X"], Y[:, b], d["w"], reml=True)
-        assert rcp.model_for(parts, b).objective(theta) == pytest.approx(direct.objective(theta), rel=1e-12)
+        # the two sum the cross-products in different orders: equal to rounding, ~1e-12 after pwrss's cancellation
+        assert rcp.model_for(parts, b).objective(theta) == pytest.approx(direct.objective(theta), rel=1e-10)
 
 
 def test_progress_bar_prints_to_stderr():

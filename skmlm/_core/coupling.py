@@ -9,8 +9,9 @@ Cholesky factor of ``Lambda' Z'W Z Lambda + I`` is
 ``L21 L21' = Lambda2' (sum_g A21_g W_g A21_g') Lambda2`` with ``W_g = K1_g K1_g'``: the
 inner sum is linear in the entries of the small matrices ``W_g``. Which pairs of rows
 of ``A21`` meet in a column is fixed by the data, so the pairs are listed once
-(:class:`PairExpansion`) and each evaluation is a single weighted ``bincount``, instead
-of a sparse matrix product whose bookkeeping costs more than its arithmetic.
+(:class:`PairExpansion`, as a fixed sparse matrix from the entries of all ``W_g`` to
+those of the sum), and each evaluation is one sparse matrix-vector product instead of a
+sparse matrix-matrix product whose bookkeeping costs more than its arithmetic.
 """
 
 import numpy as np
@@ -28,9 +29,10 @@ class PairExpansion:
 
     Entry ``(i, j)`` of the sum is ``sum over pairs of coef * W_g[a, b]``, over the pairs
     of nonzeros ``A[i, (g, a)]``, ``A[j, (g, b)]`` in the columns of one level ``g``. The
-    pairs with ``i <= j`` are listed once, sorted by entry, so an evaluation is a gather,
-    a product and one segmented sum; the lower triangle is the mirror image (each ``W_g``
-    is symmetric).
+    pairs with ``i <= j`` are listed once, grouped by entry, as the rows of a sparse
+    matrix acting on the entries of all ``W_g``: an evaluation is one sparse
+    matrix-vector product. The lower triangle is the mirror image (each ``W_g`` is
+    symmetric).
 
     Parameters
     ----------
@@ -64,13 +66,16 @@ class PairExpansion:
         flat = np.concatenate(flat)
         order = np.argsort(flat, kind="stable")
         flat = flat[order]
-        self.coef = np.concatenate(coef)[order]
-        self.widx = np.concatenate(widx)[order]
         starts = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1]) if flat.size else np.zeros(0, np.intp)
-        self.starts = starts
         self.entries = flat[starts]
         rows, cols = np.divmod(self.entries, self.size)
         self.mirror = cols * self.size + rows  # the same entries, lower triangle
+        # row e of this matrix holds entry e's pairs: one sparse product per evaluation
+        # does the gather, the product and the segmented sum in a single pass
+        self.matrix = sp.csr_matrix(
+            (np.concatenate(coef)[order], np.concatenate(widx)[order], np.append(starts, flat.size)),
+            shape=(self.entries.size, m1 * q1 * q1),
+        )
 
     @staticmethod
     def count(a21, q1):
@@ -82,7 +87,7 @@ class PairExpansion:
         """``sum_g A_g W_g A_g'`` (dense, Q2 x Q2) for ``w`` of shape (m1, q1, q1)."""
         out = np.zeros(self.size * self.size)
         if self.entries.size:
-            sums = np.add.reduceat(self.coef * w.ravel()[self.widx], self.starts)
+            sums = self.matrix @ w.ravel()
             out[self.entries] = sums
             out[self.mirror] = sums
         return out.reshape(self.size, self.size)

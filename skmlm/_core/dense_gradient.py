@@ -40,6 +40,8 @@ def inverse_lower(L):
     return inv
 
 
+_ONE = np.ones(1)
+
 #: Largest n * Q for which Z is formed as a dense array (BLAS products beat sparse ones).
 MAX_DENSE_Z = 2_000_000
 
@@ -124,12 +126,12 @@ class DenseGradient:
         lam[self.rows, self.cols] = theta[self.src]
         lam_a = lam.T @ self.a
         m = lam_a @ lam
-        m[np.diag_indices(Q)] += 1.0
+        m.flat[:: Q + 1] += 1.0
         L = cholesky_lower(m)
         l_inv = inverse_lower(L)
         B = l_inv @ (lam.T @ self.a_zx)
         Lxy = cholesky_lower(self.a_xx - B.T @ B)
-        return lam, lam_a, l_inv, B, Lxy, 2.0 * np.log(np.diag(L)).sum()
+        return lam, lam_a, l_inv, B, Lxy, 2.0 * np.log(L.flat[:: Q + 1]).sum()
 
     def parts(self, theta):
         """``(logdet_z, pwrss, logdet_x)``: what the deviance is made of, at ``theta``."""
@@ -144,7 +146,7 @@ class DenseGradient:
         lam, lam_a, l_inv, B, Lxy, logdet_z = self.factorise(theta)
         lx_inv = inverse_lower(Lxy[:-1, :-1]) if self.p else Lxy[:0, :0]
         beta = lx_inv.T @ Lxy[-1, :-1]
-        u = l_inv.T @ (B[:, -1] - B[:, :-1] @ beta)
+        u = l_inv.T @ (B @ np.concatenate((-beta, _ONE)))
         return beta, lx_inv, u, self.parts(theta)
 
     def _gradient(self, theta):
@@ -153,11 +155,12 @@ class DenseGradient:
         lx_inv = inverse_lower(Lxy[:-1, :-1]) if p else Lxy[:0, :0]
         beta = lx_inv.T @ Lxy[-1, :-1]
         pwrss = Lxy[-1, -1] ** 2
-        u = l_inv.T @ (B[:, -1] - B[:, :-1] @ beta)
-        s = self.a_zx[:, -1] - self.a_zx[:, :-1] @ beta - self.a @ (lam @ u)
+        residual = np.concatenate((-beta, _ONE))  # [X y] times this is y - X beta
+        u = l_inv.T @ (B @ residual)
+        s = self.a_zx @ residual - self.a @ (lam @ u)
         m_inv = l_inv.T @ l_inv
         dof = self.n - p if self.reml else self.n
-        grad = 2.0 * (m_inv @ lam_a).T - 2.0 * dof / pwrss * np.outer(s, u)
+        grad = 2.0 * (m_inv @ lam_a).T - (2.0 * dof / pwrss) * (s[:, None] * u[None, :])
         if self.reml and p > 0:
             sx_inv = lx_inv.T @ lx_inv
             a_x = self.a_zx[:, :-1]

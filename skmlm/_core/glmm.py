@@ -275,7 +275,7 @@ def _polish(fg, x, f, g, lower, decrement_tol, max_steps=20):
     H, decrease = np.zeros((len(x), len(x))), np.inf
     for _ in range(max_steps + 1):
         free = ~((x <= lower + 1e-12) & (g > 0))
-        H = gradient_jacobian(lambda z: fg(z)[1], x, free, lower, step=1e-5)
+        H = gradient_jacobian(lambda z: fg(z)[1], x, free, lower, step=1e-5, g0=g)
         decrease, step = newton_decrement(g, H, free)
         if decrease <= decrement_tol or not np.isfinite(decrease):
             break

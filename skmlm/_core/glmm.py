@@ -332,12 +332,12 @@ def fit_glmm(model, max_iter=1000, tol=1e-6, verbose=0, two_stage=None):
 
         def stage1(theta):
             f = model.objective_stage1(theta)
-            return f, finite_difference_gradient(model.objective_stage1, theta, f, lower)
+            return f, finite_difference_gradient(model.objective_stage1, theta, f, lower, central=False)
 
         model.objective_stage1(theta1)
-        res1 = minimize(
+        res1 = minimize(  # only a start for the joint search: forward differences, loose tolerance
             stage1, theta1, jac=True, method="L-BFGS-B", bounds=bounds,
-            options={"maxiter": max_iter, "ftol": 1e-10, "gtol": 1e-6},
+            options={"maxiter": max_iter, "ftol": 1e-8, "gtol": 1e-4},
         )
         theta1 = np.maximum(res1.x, lower)
     model.objective_stage1(theta1)

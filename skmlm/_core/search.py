@@ -5,7 +5,8 @@ estimator, so that it reads as one procedure:
 
 1. search on centred random-slope covariates (:mod:`.centring`): the same model,
    better conditioned;
-2. start at ``T = diag(1 / RMS of z)``, or, for large crossed designs, at one-factor fits;
+2. start at moment estimates of the covariances (else ``T = diag(1 / RMS of z)``), or,
+   for large crossed designs, at one-factor fits;
 3. with a gradient, search without bounds (``T`` and its column-sign mirror give the same
    ``T T'``, and a variance of 0 is then no wall to stall at); without one, COBYQA within
    lme4's bounds (the mirror confuses its model of the surface);
@@ -21,7 +22,7 @@ from .centring import centre_factors, raw_modes, raw_theta
 from .design import canonical_theta, split_theta
 from .lmm import LinearMixedModel
 from .optimize import minimize_bounded, snap_to_bounds
-from .start import one_factor_start
+from .start import moment_start, one_factor_start
 
 #: Variance parameters closer to 0 than this are tried at 0 (lme4 reports boundary fits so).
 SNAP_TOL = 1e-6
@@ -44,6 +45,8 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
     start, radius = model.theta_start * model.theta_scale, 0.25
     if model.costly_evaluation:
         start, radius = one_factor_start(search_factors, X, y, weights, reml), 0.05
+    elif (moments := moment_start(search_factors, X, y, weights)) is not None:
+        start = moments
     lower = model.theta_lower if model.costly_evaluation else np.full_like(start, -np.inf)
     opt = minimize_bounded(
         model.objective, start, lower, search_radius=radius, scale=model.theta_scale,

@@ -179,3 +179,50 @@ def test_moment_start_keeps_off_zero_and_declines_undetermined_levels():
     assert theta[0] > 0
     one_row = RandomFactor("h", np.arange(n), np.arange(n), X.copy(), ["(Intercept)", "x"])
     assert moment_start([one_row], X, y, np.ones(n)) is None
+
+
+def test_finite_difference_schemes_on_a_cubic():
+    """The stencil and the cheap-cross Hessian agree with the exact derivatives of a
+    smooth function to the order of their step."""
+    from skmlm._core.optimize import finite_difference_hessian, stencil_derivatives
+
+    def fun(x):
+        return x[0] ** 2 + 3 * x[0] * x[1] + 2 * x[1] ** 2 + 0.1 * x[0] ** 3 + x[2] ** 2 * x[1]
+
+    x = np.array([0.5, -1.0, 2.0])
+    g_exact = np.array([2 * x[0] + 3 * x[1] + 0.3 * x[0] ** 2, 3 * x[0] + 4 * x[1] + x[2] ** 2, 2 * x[2] * x[1]])
+    H_exact = np.array([[2 + 0.6 * x[0], 3, 0], [3, 4, 2 * x[2]], [0, 2 * x[2], 2 * x[1]]])
+    g, H = stencil_derivatives(fun, x, fun(x))
+    np.testing.assert_allclose(g, g_exact, atol=1e-6)
+    np.testing.assert_allclose(H, H_exact, atol=1e-3)
+    H2 = finite_difference_hessian(fun, x, fun(x), np.ones(3, bool), cross="forward")
+    np.testing.assert_allclose(H2, H_exact, atol=1e-3)
+
+
+def test_newton_first_search_reaches_the_derivative_free_optimum():
+    """A crossed design whose evaluations count as costly (no analytic gradient): the
+    search from the moment start (Newton steps on finite differences) ends where COBYQA
+    from the one-factor start does."""
+    from skmlm._core import lmm
+    from skmlm._core.optimize import minimize_bounded
+    from skmlm._core.start import moment_start, one_factor_start
+
+    rng = np.random.default_rng(5)
+    n, m1, m2 = 3000, 400, 150
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    c1, c2 = rng.integers(0, m1, n), rng.integers(0, m2, n)
+    y = X @ [1.0, 0.5] + rng.normal(size=m1)[c1] + 0.5 * rng.normal(size=m2)[c2] + rng.normal(size=n)
+    w = np.ones(n)
+    factors = [RandomFactor(f"g{k}", c, np.arange(m), np.ones((n, 1)), ["(Intercept)"])
+               for k, (c, m) in enumerate([(c1, m1), (c2, m2)])]
+    model = LinearMixedModel(factors, X, y, w, reml=True)
+    assert model.costly_evaluation and not model.has_gradient
+    common = dict(scale=model.theta_scale, derivative_free=True)
+    start = moment_start(factors, X, y, w)
+    newton = minimize_bounded(model.objective, start, model.theta_lower, search_radius=0.02, newton_first=True, **common)
+    cobyqa = minimize_bounded(
+        model.objective, one_factor_start(factors, X, y, w, True), model.theta_lower, search_radius=0.05, **common
+    )
+    assert newton.converged and cobyqa.converged
+    assert newton.fun <= cobyqa.fun + 1e-7
+    np.testing.assert_allclose(newton.x, cobyqa.x, atol=1e-4)

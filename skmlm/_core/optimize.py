@@ -81,6 +81,28 @@ def finite_difference_hessian(fun, x, f0, free, step=1e-4, cross="central"):
     return H
 
 
+def stencil_derivatives(fun, x, f0, step=1e-4):
+    """Gradient and Hessian from one stencil: ``x +- h_i`` (central gradient and
+    diagonal) and ``x + h_i + h_j`` (mixed terms), ``k (k + 3) / 2`` evaluations."""
+    k = len(x)
+    h = step * np.maximum(1.0, np.abs(x))
+    g, H, plus = np.empty(k), np.empty((k, k)), np.empty(k)
+    for i in range(k):
+        xp, xm = x.copy(), x.copy()
+        xp[i] += h[i]
+        xm[i] -= h[i]
+        plus[i], minus = fun(xp), fun(xm)
+        g[i] = (plus[i] - minus) / (2 * h[i])
+        H[i, i] = (plus[i] - 2 * f0 + minus) / h[i] ** 2
+    for i in range(k):
+        for j in range(i + 1, k):
+            xpp = x.copy()
+            xpp[i] += h[i]
+            xpp[j] += h[j]
+            H[i, j] = H[j, i] = (fun(xpp) - plus[i] - plus[j] + f0) / (h[i] * h[j])
+    return g, H
+
+
 def gradient_jacobian(gradient, x, free, lower, step=1e-6, g0=None):
     """Hessian as the central-difference Jacobian of an analytic gradient (forward at a
     bound). Given the gradient ``g0`` at ``x``, forward differences throughout: half the
@@ -156,22 +178,28 @@ def diagonal_check(fun, x, lower, step=1e-4):
     return x, f, g, H, 0.5 * float(np.sum(g**2 / d))
 
 
-def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7):
+def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivatives=None, full_steps_only=False):
     """Newton steps on the coordinates off their bounds, accepted while they improve.
 
     L-BFGS-B on a badly scaled objective (a random slope whose variance is tiny next
     to the intercept's) stops on a flat stretch before the optimum; Newton's method is
     indifferent to the scaling. ``grad(x, f)`` and ``hess(x, f, g, free)`` give the
-    derivatives. Once the decrement is below tolerance, its step is still taken if it
+    derivatives, or ``derivatives(x, f)`` both at once. ``full_steps_only`` stops at the
+    first step that must be shortened (the objective is far from quadratic there, and the
+    caller has a better method for that). Once the decrement is below tolerance, its step is still taken if it
     is no worse: one evaluation for a quadratically converged point. Returns
     ``(x, f, g, H, decrease)``; ``g``, ``H`` and ``decrease`` are those of the point
     before that last step.
     """
     f = fun(x)
     for _ in range(max_steps + 1):
-        g = grad(x, f)
-        free = ~((x <= lower + 1e-12) & (g > 0))
-        H = hess(x, f, g, free)
+        if derivatives is not None:
+            g, H = derivatives(x, f)
+            free = ~((x <= lower + 1e-12) & (g > 0))
+        else:
+            g = grad(x, f)
+            free = ~((x <= lower + 1e-12) & (g > 0))
+            H = hess(x, f, g, free)
         decrease, step = newton_decrement(g, H, free)
         if decrease <= decrement_tol and decrease > 0:  # converged: one free last step for precision
             cand = np.maximum(x + step, lower)
@@ -189,7 +217,7 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7):
                 x, f, improved = cand, fc, True
                 break
             t /= 2
-        if not improved:
+        if not improved or (full_steps_only and t < 1.0):
             break
     return x, f, g, H, decrease
 
@@ -257,7 +285,7 @@ def quasi_newton(fun_and_grad, x, max_iter, hessian=None, gtol=1e-6, ftol=1e-12)
 
 def minimize_bounded(
     fun, x0, lower, gradient=None, derivative_free=False, search_radius=0.25, scale=None, stationary=None,
-    max_iter=1000, tol=1e-10, decrement_tol=1e-6, verbose=0,
+    max_iter=1000, tol=1e-10, decrement_tol=1e-6, verbose=0, newton_first=False,
 ):
     """Minimise ``fun`` subject to ``x >= lower``.
 
@@ -292,12 +320,15 @@ def minimize_bounded(
         coordinates off their bounds) accepted as converged.
     verbose : int
         Print each evaluation when > 0.
+    newton_first : bool
+        Without a gradient, when ``x0`` is near the optimum: first try Newton steps on
+        finite differences (one stencil per step); COBYQA only if they do not converge.
     """
     if scale is not None:
         return _minimize_scaled(
             fun, x0, lower, gradient, np.asarray(scale, dtype=float), derivative_free=derivative_free,
             search_radius=search_radius, stationary=stationary, max_iter=max_iter, tol=tol,
-            decrement_tol=decrement_tol, verbose=verbose,
+            decrement_tol=decrement_tol, verbose=verbose, newton_first=newton_first,
         )
     log = []
     lower = np.asarray(lower, dtype=float)
@@ -326,8 +357,17 @@ def minimize_bounded(
         return f, grad(x, f)
 
     x, n_iter = np.asarray(x0, dtype=float), 0
-    for _ in range(MAX_RESTARTS + 1):
-        if derivative_free and gradient is None:
+    for attempt in range(MAX_RESTARTS + 1):
+        decrease = np.inf
+        if derivative_free and gradient is None and newton_first and attempt == 0:
+            x, f, g, H, decrease = polish(
+                logged, None, None, x, lower, max_steps=NEWTON_FIRST_STEPS, decrement_tol=decrement_tol,
+                derivatives=lambda z, fz: stencil_derivatives(logged, z, fz), full_steps_only=True,
+            )
+            res = SimpleNamespace(x=x, nit=0, message="Newton steps on finite differences")
+        if decrease <= decrement_tol:
+            pass
+        elif derivative_free and gradient is None:
             res = minimize(
                 logged, x, method="COBYQA", bounds=Bounds(lower, np.inf),
                 options={"maxfev": 100 * max_iter, "initial_tr_radius": search_radius, "final_tr_radius": 1e-5},
@@ -343,8 +383,8 @@ def minimize_bounded(
                 options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-4, "maxcor": 20},
             )
         n_iter += int(res.nit)
-        x, f, g, H, decrease = None, None, None, None, np.inf
-        if derivative_free and gradient is None:  # COBYQA ends near the optimum: check cheaply
+        if not decrease <= decrement_tol and derivative_free and gradient is None:
+            # COBYQA ends near the optimum: check cheaply
             x, f, g, H, decrease = diagonal_check(logged, np.maximum(res.x, lower), lower)
         if not decrease <= decrement_tol:
             x, f, g, H, decrease = polish(logged, grad, hess, np.maximum(res.x, lower), lower)
@@ -385,6 +425,9 @@ def snap_to_bounds(fun, x, f, lower, tol):
     fc = fun(cand)
     return (cand, fc) if fc <= f + 1e-10 * max(1.0, abs(f)) else (x, f)
 
+
+#: Newton steps tried from a start near the optimum before the derivative-free search.
+NEWTON_FIRST_STEPS = 4
 
 #: How often the optimiser is restarted off a bound where it stalled.
 MAX_RESTARTS = 3

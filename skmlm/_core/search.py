@@ -24,6 +24,9 @@ from .lmm import LinearMixedModel
 from .optimize import minimize_bounded, snap_to_bounds
 from .start import moment_start, one_factor_start
 
+#: COBYQA's first trust-region radius from a moment start (in units of theta's scale).
+RADIUS = 0.02
+
 #: Variance parameters closer to 0 than this are tried at 0 (lme4 reports boundary fits so).
 SNAP_TOL = 1e-6
 
@@ -43,16 +46,17 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
             "mixed model is unbounded there; there is no residual variance to split between levels"
         )
     start, radius = model.theta_start * model.theta_scale, 0.25
+    moments = moment_start(search_factors, X, y, weights)
     if model.costly_evaluation:
-        start, radius = one_factor_start(search_factors, X, y, weights, reml), 0.05
-    elif (moments := moment_start(search_factors, X, y, weights)) is not None:
+        start, radius = (one_factor_start(search_factors, X, y, weights, reml), 0.05) if moments is None else (moments, RADIUS)
+    elif moments is not None:
         start = moments
     lower = model.theta_lower if model.costly_evaluation else np.full_like(start, -np.inf)
     opt = minimize_bounded(
         model.objective, start, lower, search_radius=radius, scale=model.theta_scale,
         stationary=np.where(model.theta_lower == 0, 0.0, np.nan),
         gradient=model.gradient if model.has_gradient else None, derivative_free=model.costly_evaluation,
-        max_iter=max_iter, decrement_tol=tol, verbose=verbose,
+        max_iter=max_iter, decrement_tol=tol, verbose=verbose, newton_first=moments is not None,
     )
     opt.x = canonical_theta(search_factors, opt.x)
     opt.x, opt.fun = snap_to_bounds(model.objective, opt.x, opt.fun, model.theta_lower, SNAP_TOL)

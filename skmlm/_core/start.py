@@ -63,6 +63,10 @@ def moment_start(factors, X, y, weights):
     return np.concatenate([fit.relative_theta(sigma2) for fit in fits])
 
 
+#: Levels whose sampling variance (trace of the inverse cross-products) exceeds this
+#: multiple of the median are left out of a factor's spread.
+PRECISE_LEVELS = 4.0
+
 #: Backfitting sweeps over several factors for :func:`moment_start`.
 BACKFIT_SWEEPS = 3
 
@@ -85,6 +89,11 @@ class LevelRegressions:
         self.ok = (eig[:, -1] > 0) & (eig[:, 0] > LEVEL_CONDITION * eig[:, -1])
         self.n_ok = int(self.ok.sum())
         self.A_inv = np.linalg.inv(A[self.ok]) if self.n_ok else np.zeros((0, q, q))
+        # the spread is taken over levels of typical precision: a few near-degenerate ones
+        # (a slope's covariate nearly constant within the level) would swamp both terms;
+        # choosing them by their design alone leaves the estimate unbiased
+        size = np.trace(self.A_inv, axis1=1, axis2=2)
+        self.precise = size <= PRECISE_LEVELS * np.median(size) if self.n_ok else np.zeros(0, bool)
         self.coef = None
 
     def solve(self, r):
@@ -100,7 +109,10 @@ class LevelRegressions:
     def relative_theta(self, sigma2):
         """theta of the coefficients' covariance less their sampling covariance, over sigma2."""
         f = self.factor
-        spread = np.atleast_2d(np.cov(self.coef.T, ddof=1)) - sigma2 * self.A_inv.mean(axis=0)
+        coef, A_inv = self.coef[self.precise], self.A_inv[self.precise]
+        if len(coef) < 2:
+            coef, A_inv = self.coef, self.A_inv
+        spread = np.atleast_2d(np.cov(coef.T, ddof=1)) - sigma2 * A_inv.mean(axis=0)
         if f.diagonal:
             spread = np.diag(np.diag(spread))
         lam, vec = np.linalg.eigh(spread / sigma2)

@@ -87,10 +87,14 @@ class PairExpansion:
         """``sum_g A_g W_g A_g'`` (dense, Q2 x Q2) for ``w`` of shape (m1, q1, q1)."""
         out = np.zeros(self.size * self.size)
         if self.entries.size:
-            sums = self.matrix @ w.ravel()
+            sums = self.sums(w)
             out[self.entries] = sums
             out[self.mirror] = sums
         return out.reshape(self.size, self.size)
+
+    def sums(self, w):
+        """The entries of the sum at ``entries`` (upper triangle) = ``mirror`` (lower)."""
+        return self.matrix @ w.ravel()
 
 
 class CouplingBlock:
@@ -143,7 +147,19 @@ class CouplingBlock:
         return np.asarray((lam2.T @ left.T).T)
 
     def schur(self, pieces, K1):
-        """``Lambda2' (A22 - A21 K1 K1' A21') Lambda2 + I``: what ``L22`` factorises."""
+        """``Lambda2' (A22 - A21 K1 K1' A21') Lambda2 + I``: what ``L22`` factorises.
+
+        Only its lower triangle is meant to be read (as LAPACK's Cholesky does): with
+        scalar factors the upper one is left as it comes, which saves writing half the
+        matrix at every evaluation.
+        """
+        if self.pairs is not None and self.scalar:
+            out = self.a22.copy()
+            if self.pairs.entries.size:
+                out.ravel()[self.pairs.mirror] -= self.pairs.sums(K1 @ np.swapaxes(K1, 1, 2))
+            out = self.congruence(pieces, out)
+            out.flat[:: self.size + 1] += 1.0
+            return out
         if self.pairs is not None:
             inner = self.pairs(K1 @ np.swapaxes(K1, 1, 2))
             np.subtract(self.a22, inner, out=inner)

@@ -31,7 +31,7 @@ from .blocks import (
     congruence, left_multiply_t,
 )
 from .coupling import CouplingBlock
-from .dense_gradient import MAX_DENSE_GRADIENT, MAX_DENSE_ONE_FACTOR, DenseGradient
+from .dense_gradient import MAX_DENSE_GRADIENT, MAX_DENSE_ONE_FACTOR, DenseGradient, cholesky_lower_overwrite
 from .design import lower_bounds, split_theta, start_theta, theta_scales
 
 #: Block 2 (all factors but the largest) is held as a dense matrix of this many rows at most.
@@ -204,7 +204,7 @@ class LinearMixedModel:
         if second is not None:
             p2 = pieces[1:]
             K1 = T1 @ np.swapaxes(batched_inverse_lower(L11), 1, 2)  # Lambda1 L11^-T, per level
-            L22 = np.linalg.cholesky(second.schur(p2, K1))
+            L22 = cholesky_lower_overwrite(second.schur(p2, K1))  # reads the lower triangle only
             rhs = second.lambda2_at(p2).T @ second.a2x - second.l21_times(p2, K1, B1)
             B2 = sla.solve_triangular(L22, rhs, lower=True, check_finite=False)
             s = s - B2.T @ B2

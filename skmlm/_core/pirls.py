@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 from .blocks import batched_cholesky, batched_inverse_lower, batched_solve_lower, batched_solve_upper_t
+from .dense_gradient import cholesky_lower_overwrite
 from .design import block_lambda_template, split_theta
 from .lmm import MAX_DENSE_BLOCK
 
@@ -256,7 +257,7 @@ class PIRLS:
                 l21l21 = dense @ dense.T
             else:
                 l21l21 = (L21 @ L21.T).toarray()
-            fac.L22 = sla.cholesky(a22 - l21l21, lower=True, check_finite=False)
+            fac.L22 = cholesky_lower_overwrite(a22 - l21l21)
         if joint:
             X = self.X
             wx = X * W[:, None]

@@ -79,7 +79,7 @@ class RandomFactor:
         own units: a slope on a predictor measured in large numbers has a small theta.
         Dividing by this scale gives the optimiser entries of similar size.
         """
-        rms = np.sqrt(np.mean(self.z**2, axis=0))
+        rms = np.sqrt(np.einsum("ij,ij->j", self.z, self.z) / len(self.z))
         rows, _ = self._tri
         return 1.0 / np.where(rms > 0, rms, 1.0)[rows]
 

@@ -34,6 +34,9 @@ from .coupling import CouplingBlock
 from .dense_gradient import MAX_DENSE_GRADIENT, MAX_DENSE_ONE_FACTOR, DenseGradient, cholesky_lower_overwrite
 from .design import lower_bounds, split_theta, start_theta, theta_scales
 
+#: Up to this many columns of ``Z1'W[X y]``, each is one ``bincount`` over the rows.
+MAX_BINCOUNT_COLUMNS = 16
+
 #: Block 2 (all factors but the largest) is held as a dense matrix of this many rows at most.
 MAX_DENSE_BLOCK = 15000
 
@@ -86,10 +89,17 @@ class CrossProducts:
                 a11[:, i, j] = s
                 a11[:, j, i] = s
         self.a11 = a11
-        z1 = f1.design_matrix()
-        self.a1x = np.asarray(z1.T @ wxy).reshape(m1, q1, p + 1)
+        if q1 * (p + 1) <= MAX_BINCOUNT_COLUMNS:  # a few passes over the rows beat building Z1
+            a1x = np.empty((m1, q1, p + 1))
+            for i in range(q1):
+                wz = weights * f1.z[:, i]
+                for j in range(p + 1):
+                    a1x[:, i, j] = np.bincount(f1.codes, weights=wz * xy[:, j], minlength=m1)
+            self.a1x = a1x
+        else:
+            self.a1x = np.asarray(f1.design_matrix().T @ wxy).reshape(m1, q1, p + 1)
 
-        self._second_inputs = (z1, q1, weights, wxy) if self.rest else None
+        self._second_inputs = (q1, weights, wxy) if self.rest else None
         self.second_size = sum(f.n_levels * f.q for f in self.rest)
 
     @cached_property
@@ -101,8 +111,8 @@ class CrossProducts:
         """
         if self._second_inputs is None:
             return None
-        z1, q1, weights, wxy = self._second_inputs
-        return CouplingBlock(self.rest, z1, q1, weights, wxy, MAX_DENSE_BLOCK)
+        q1, weights, wxy = self._second_inputs
+        return CouplingBlock(self.rest, self.first.design_matrix(), q1, weights, wxy, MAX_DENSE_BLOCK)
 
 
 @dataclass

@@ -35,18 +35,22 @@ def one_factor_start(factors, X, y, weights, reml):
     return np.concatenate(pieces)
 
 
-def moment_start(factors, X, y, weights):
+def moment_start(factors, X, y, weights, cross_products=None):
     """theta from moment estimates of every factor's covariance, or None where one fails.
 
     The residuals of y on X are regressed on each factor's covariates, level by level;
     with several factors, by backfitting (each factor on what the others leave), so
     that one factor's spread does not inflate another's residual variance. A factor's
     relative covariance is then the covariance of its levels' coefficients less their
-    mean sampling covariance, over the pooled residual variance.
+    mean sampling covariance, over the pooled residual variance. With one factor and
+    the model's :class:`~.lmm.CrossProducts`, all of it comes from them (no pass over
+    the rows).
     """
+    if len(factors) == 1 and cross_products is not None:
+        return one_factor_moments(cross_products)
     beta = np.linalg.lstsq(X * np.sqrt(weights)[:, None], y * np.sqrt(weights), rcond=None)[0]
     r = y - X @ beta
-    fits = [LevelRegressions(f, weights) for f in factors]
+    fits = [LevelRegressions.from_rows(f, weights) for f in factors]
     if any(fit.n_ok < 2 for fit in fits):
         return None
     effects = [np.zeros_like(r) for _ in fits]
@@ -61,6 +65,23 @@ def moment_start(factors, X, y, weights):
         return None
     sigma2 = rss / dof
     return np.concatenate([fit.relative_theta(sigma2) for fit in fits])
+
+
+def one_factor_moments(cp):
+    """:func:`moment_start` for one factor from its blocked cross-products."""
+    p, a = cp.p, cp.a_xx
+    beta = np.linalg.solve(a[:p, :p], a[:p, p]) if p else np.zeros(0)  # X has full rank
+    residual = np.append(-beta, 1.0)  # [X y] times this is the residual of y on X
+    fit = LevelRegressions(cp.first, cp.a11, total_weight=cp.n)
+    if fit.n_ok < 2:
+        return None
+    c = cp.a1x @ residual  # (m, q): Z_g'W r per level
+    fit.coef = np.einsum("gij,gj->gi", fit.A_inv, c[fit.ok])
+    rss = float(residual @ a @ residual) - float(np.einsum("gi,gi->", c[fit.ok], fit.coef))
+    dof = cp.n - fit.n_ok * cp.first.q
+    if dof <= 0 or not rss > 0:
+        return None
+    return fit.relative_theta(rss / dof)
 
 
 #: Levels whose sampling variance (trace of the inverse cross-products) exceeds this
@@ -78,13 +99,11 @@ class LevelRegressions:
     others get coefficients of 0.
     """
 
-    def __init__(self, factor, weights):
-        f, m, q = factor, factor.n_levels, factor.q
-        self.factor, self.weights = f, weights
-        A = np.empty((m, q, q))
-        for a in range(q):
-            for b in range(a + 1):
-                A[:, a, b] = A[:, b, a] = np.bincount(f.codes, weights=weights * f.z[:, a] * f.z[:, b], minlength=m)
+    def __init__(self, factor, A, weights=None, total_weight=None):
+        q = factor.q
+        self.factor, self.weights = factor, weights
+        # mean square of each covariate over the rows: the scale of the start's floor
+        self.mean_square = np.diagonal(A.sum(axis=0)) / (weights.sum() if total_weight is None else total_weight)
         eig = np.linalg.eigvalsh(A)
         self.ok = (eig[:, -1] > 0) & (eig[:, 0] > LEVEL_CONDITION * eig[:, -1])
         self.n_ok = int(self.ok.sum())
@@ -93,8 +112,19 @@ class LevelRegressions:
         # (a slope's covariate nearly constant within the level) would swamp both terms;
         # choosing them by their design alone leaves the estimate unbiased
         size = np.trace(self.A_inv, axis1=1, axis2=2)
-        self.precise = size <= PRECISE_LEVELS * np.median(size) if self.n_ok else np.zeros(0, bool)
+        typical = np.sort(size)[self.n_ok // 2] if self.n_ok else 0.0  # the median, near enough
+        self.precise = size <= PRECISE_LEVELS * typical
         self.coef = None
+
+    @classmethod
+    def from_rows(cls, factor, weights):
+        """From the rows: ``A_g = sum of w z z'`` over each level's rows."""
+        f, m, q = factor, factor.n_levels, factor.q
+        A = np.empty((m, q, q))
+        for a in range(q):
+            for b in range(a + 1):
+                A[:, a, b] = A[:, b, a] = np.bincount(f.codes, weights=weights * f.z[:, a] * f.z[:, b], minlength=m)
+        return cls(factor, A, weights)
 
     def solve(self, r):
         """Fit ``r``; returns the fitted part ``z . coef[level]`` per row."""
@@ -112,10 +142,11 @@ class LevelRegressions:
         coef, A_inv = self.coef[self.precise], self.A_inv[self.precise]
         if len(coef) < 2:
             coef, A_inv = self.coef, self.A_inv
-        spread = np.atleast_2d(np.cov(coef.T, ddof=1)) - sigma2 * A_inv.mean(axis=0)
+        dev = coef - coef.mean(axis=0)
+        spread = dev.T @ dev / (len(coef) - 1) - sigma2 * A_inv.mean(axis=0)
         if f.diagonal:
             spread = np.diag(np.diag(spread))
         lam, vec = np.linalg.eigh(spread / sigma2)
-        floor = START_FLOOR * float(np.min(f.theta_scale()) ** 2)
+        floor = START_FLOOR / float(np.max(self.mean_square))  # START_FLOOR * min(theta_scale)^2
         relative = (vec * np.maximum(lam, floor)) @ vec.T
         return f.theta_from_cholesky(np.linalg.cholesky(relative))

@@ -248,7 +248,7 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
         # latent (logit) scale, residual variance pi^2/3, as performance::icc
         self._var_fixed = float(np.var(d["Xf"] @ opt.x[nt:], ddof=1)) if d["Xf"].shape[1] else 0.0
         self._var_random = var_random = mean_random_variance(
-            model.factors, {f: c.to_numpy() for f, c in self.random_covariance_.items()}
+            model.factors, {name: cov for name, _, _, _, cov in self._random_parts}
         )
         self.icc_ = var_random / (var_random + np.pi**2 / 3)
         # -- reporting hooks: end --

@@ -208,7 +208,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         self.aic_ = self.deviance_ + 2 * n_params
         self.bic_ = self.deviance_ + np.log(model.n) * n_params
         self.converged_ = opt.converged
-        self.n_iter_ = opt.n_iter
+        self.n_iter_ = max(1, opt.n_iter)  # a start at the optimum still took one look
         self.singular_ = bool(np.any((model.theta_lower == 0) & (opt.x < SINGULAR_TOL)))
         self._optimizer_log = opt.log
         self._optimizer_log_names = [f"theta_{k}" for k in range(len(opt.x))]

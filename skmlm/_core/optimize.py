@@ -186,12 +186,12 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
     indifferent to the scaling. ``grad(x, f)`` and ``hess(x, f, g, free)`` give the
     derivatives, or ``derivatives(x, f)`` both at once. ``full_steps_only`` stops at the
     first step that must be shortened (the objective is far from quadratic there, and the
-    caller has a better method for that). Once the decrement is below tolerance, its step is still taken if it
-    is no worse: one evaluation for a quadratically converged point. Returns
-    ``(x, f, g, H, decrease)``; ``g``, ``H`` and ``decrease`` are those of the point
-    before that last step.
+    caller has a better method for that). Once the decrement is below tolerance, its
+    step is still taken if it is no worse: one evaluation for a quadratically converged
+    point. Returns ``(x, f, g, H, decrease, steps)``; ``g``, ``H`` and ``decrease`` are
+    those of the point before that last step.
     """
-    f = fun(x)
+    f, steps = fun(x), 0
     for _ in range(max_steps + 1):
         if derivatives is not None:
             g, H = derivatives(x, f)
@@ -205,7 +205,7 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
             cand = np.maximum(x + step, lower)
             fc = fun(cand)
             if fc <= f + 1e-14 * abs(f):  # no worse, up to rounding
-                x, f = cand, fc
+                x, f, steps = cand, fc, steps + 1
             break
         if decrease <= decrement_tol or not np.isfinite(decrease):
             break
@@ -214,12 +214,12 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
             cand = np.maximum(x + t * step, lower)
             fc = fun(cand)
             if fc < f:
-                x, f, improved = cand, fc, True
+                x, f, improved, steps = cand, fc, True, steps + 1
                 break
             t /= 2
         if not improved or (full_steps_only and t < 1.0):
             break
-    return x, f, g, H, decrease
+    return x, f, g, H, decrease, steps
 
 
 #: Length of quasi_newton's first step (and of one after a restart), before BFGS has a
@@ -356,15 +356,22 @@ def minimize_bounded(
             return f, finite_difference_gradient(logged, x, f, lower, central=False)
         return f, grad(x, f)
 
+    unbounded_gradient = gradient is not None and not np.isfinite(lower).any()
     x, n_iter = np.asarray(x0, dtype=float), 0
     for attempt in range(MAX_RESTARTS + 1):
         decrease = np.inf
-        if derivative_free and gradient is None and newton_first and attempt == 0:
-            x, f, g, H, decrease = polish(
-                logged, None, None, x, lower, max_steps=NEWTON_FIRST_STEPS, decrement_tol=decrement_tol,
-                derivatives=lambda z, fz: stencil_derivatives(logged, z, fz), full_steps_only=True,
-            )
-            res = SimpleNamespace(x=x, nit=0, message="Newton steps on finite differences")
+        if attempt == 0 and (unbounded_gradient or (derivative_free and gradient is None and newton_first)):
+            # Newton first: from a start near the optimum it converges in a few steps
+            if unbounded_gradient:
+                x, f, g, H, decrease, steps = polish(
+                    logged, grad, hess, x, lower, max_steps=NEWTON_FIRST_STEPS, decrement_tol=decrement_tol
+                )
+            else:  # one stencil of evaluations per step; the first shortened step hands over
+                x, f, g, H, decrease, steps = polish(
+                    logged, None, None, x, lower, max_steps=NEWTON_FIRST_STEPS, decrement_tol=decrement_tol,
+                    derivatives=lambda z, fz: stencil_derivatives(logged, z, fz), full_steps_only=True,
+                )
+            res = SimpleNamespace(x=x, nit=steps, message="Newton steps")
         if decrease <= decrement_tol:
             pass
         elif derivative_free and gradient is None:
@@ -372,7 +379,7 @@ def minimize_bounded(
                 logged, x, method="COBYQA", bounds=Bounds(lower, np.inf),
                 options={"maxfev": 100 * max_iter, "initial_tr_radius": search_radius, "final_tr_radius": 1e-5},
             )
-        elif gradient is not None and not np.isfinite(lower).any():
+        elif unbounded_gradient:
             x_end, nit, message = quasi_newton(
                 with_gradient, x, max_iter, hessian=lambda z, g: gradient_jacobian(gradient, z, np.ones(len(z), bool), lower, g0=g)
             )
@@ -387,7 +394,8 @@ def minimize_bounded(
             # COBYQA ends near the optimum: check cheaply
             x, f, g, H, decrease = diagonal_check(logged, np.maximum(res.x, lower), lower)
         if not decrease <= decrement_tol:
-            x, f, g, H, decrease = polish(logged, grad, hess, np.maximum(res.x, lower), lower)
+            x, f, g, H, decrease, steps = polish(logged, grad, hess, np.maximum(res.x, lower), lower)
+            n_iter += steps
         off = leave_bound(logged, x, f, lower if stationary is None else stationary)
         if off is None:
             break
@@ -426,7 +434,8 @@ def snap_to_bounds(fun, x, f, lower, tol):
     return (cand, fc) if fc <= f + 1e-10 * max(1.0, abs(f)) else (x, f)
 
 
-#: Newton steps tried from a start near the optimum before the derivative-free search.
+#: Newton steps tried from the start before the main search (BFGS, or COBYQA without a
+#: gradient) takes over.
 NEWTON_FIRST_STEPS = 4
 
 #: How often the optimiser is restarted off a bound where it stalled.

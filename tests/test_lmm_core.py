@@ -203,7 +203,6 @@ def test_newton_first_search_reaches_the_derivative_free_optimum():
     """A crossed design whose evaluations count as costly (no analytic gradient): the
     search from the moment start (Newton steps on finite differences) ends where COBYQA
     from the one-factor start does."""
-    from skmlm._core import lmm
     from skmlm._core.optimize import minimize_bounded
     from skmlm._core.start import moment_start, one_factor_start
 

@@ -235,7 +235,8 @@ def quasi_newton(fun_and_grad, x, max_iter, hessian=None, gtol=1e-6, ftol=1e-12)
     ``(f, g)``, with ``f = +inf`` where undefined. Stops when the largest gradient entry
     is below ``gtol``, or when an iteration improves ``f``, or is predicted to, by less
     than ``ftol`` relative; :func:`polish` then judges convergence. ``hessian(x, g)``,
-    if given, sets the first inverse Hessian (else a short step along the gradient). Returns ``(x, n_iter, message)``.
+    if given, sets the first inverse Hessian (else a short step along the gradient).
+    Returns ``(x, n_iter, message)``.
     """
     f, g = fun_and_grad(x)
     if not np.isfinite(f):
@@ -323,6 +324,8 @@ def minimize_bounded(
     newton_first : bool
         Without a gradient, when ``x0`` is near the optimum: first try Newton steps on
         finite differences (one stencil per step); COBYQA only if they do not converge.
+        (With an analytic gradient and no bounds, Newton steps always come first, BFGS
+        only where they stop short.)
     """
     if scale is not None:
         return _minimize_scaled(

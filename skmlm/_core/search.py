@@ -5,11 +5,12 @@ estimator, so that it reads as one procedure:
 
 1. search on centred random-slope covariates (:mod:`.centring`): the same model,
    better conditioned;
-2. start at moment estimates of the covariances (else ``T = diag(1 / RMS of z)``), or,
-   for large crossed designs, at one-factor fits;
+2. start at moment estimates of the covariances (:mod:`.start`); where they cannot be
+   had, at ``T = diag(1 / RMS of z)``, or, for large crossed designs, at one-factor fits;
 3. with a gradient, search without bounds (``T`` and its column-sign mirror give the same
-   ``T T'``, and a variance of 0 is then no wall to stall at); without one, COBYQA within
-   lme4's bounds (the mirror confuses its model of the surface);
+   ``T T'``, and a variance of 0 is then no wall to stall at): Newton steps, BFGS where
+   they stop short; without one, Newton steps on finite differences from a moment
+   start, then COBYQA within lme4's bounds (the mirror confuses its model of the surface);
 4. map the optimum back to lme4's form (diagonal >= 0, near-zero variances set to 0
    where no worse) and to the user's coordinates.
 """

@@ -70,7 +70,10 @@ def moment_start(factors, X, y, weights, cross_products=None):
 def one_factor_moments(cp):
     """:func:`moment_start` for one factor from its blocked cross-products."""
     p, a = cp.p, cp.a_xx
-    beta = np.linalg.solve(a[:p, :p], a[:p, p]) if p else np.zeros(0)  # X has full rank
+    try:
+        beta = np.linalg.solve(a[:p, :p], a[:p, p]) if p else np.zeros(0)
+    except np.linalg.LinAlgError:  # X rank deficient: no start from here
+        return None
     residual = np.append(-beta, 1.0)  # [X y] times this is the residual of y on X
     fit = LevelRegressions(cp.first, cp.a11, total_weight=cp.n)
     if fit.n_ok < 2:

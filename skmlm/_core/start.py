@@ -48,7 +48,11 @@ def moment_start(factors, X, y, weights, cross_products=None):
     """
     if len(factors) == 1 and cross_products is not None:
         return one_factor_moments(cross_products)
-    beta = np.linalg.lstsq(X * np.sqrt(weights)[:, None], y * np.sqrt(weights), rcond=None)[0]
+    Xw = X * weights[:, None]
+    try:
+        beta = np.linalg.solve(X.T @ Xw, Xw.T @ y) if X.shape[1] else np.zeros(0)
+    except np.linalg.LinAlgError:  # X rank deficient: no start from here
+        return None
     r = y - X @ beta
     fits = [LevelRegressions.from_rows(f, weights) for f in factors]
     if any(fit.n_ok < 2 for fit in fits):
@@ -107,10 +111,15 @@ class LevelRegressions:
         self.factor, self.weights = factor, weights
         # mean square of each covariate over the rows: the scale of the start's floor
         self.mean_square = np.diagonal(A.sum(axis=0)) / (weights.sum() if total_weight is None else total_weight)
-        eig = np.linalg.eigvalsh(A)
-        self.ok = (eig[:, -1] > 0) & (eig[:, 0] > LEVEL_CONDITION * eig[:, -1])
-        self.n_ok = int(self.ok.sum())
-        self.A_inv = np.linalg.inv(A[self.ok]) if self.n_ok else np.zeros((0, q, q))
+        if q == 1:  # a scalar per level: numpy's linalg calls cost more than the arithmetic
+            self.ok = A[:, 0, 0] > 0
+            self.n_ok = int(self.ok.sum())
+            self.A_inv = 1.0 / A[self.ok]
+        else:
+            eig = np.linalg.eigvalsh(A)
+            self.ok = (eig[:, -1] > 0) & (eig[:, 0] > LEVEL_CONDITION * eig[:, -1])
+            self.n_ok = int(self.ok.sum())
+            self.A_inv = np.linalg.inv(A[self.ok]) if self.n_ok else np.zeros((0, q, q))
         # the spread is taken over levels of typical precision: a few near-degenerate ones
         # (a slope's covariate nearly constant within the level) would swamp both terms;
         # choosing them by their design alone leaves the estimate unbiased
@@ -147,9 +156,11 @@ class LevelRegressions:
             coef, A_inv = self.coef, self.A_inv
         dev = coef - coef.mean(axis=0)
         spread = dev.T @ dev / (len(coef) - 1) - sigma2 * A_inv.mean(axis=0)
+        floor = START_FLOOR / float(np.max(self.mean_square))  # START_FLOOR * min(theta_scale)^2
+        if f.q == 1:
+            return np.sqrt(np.maximum(spread[0] / sigma2, floor))
         if f.diagonal:
             spread = np.diag(np.diag(spread))
         lam, vec = np.linalg.eigh(spread / sigma2)
-        floor = START_FLOOR / float(np.max(self.mean_square))  # START_FLOOR * min(theta_scale)^2
         relative = (vec * np.maximum(lam, floor)) @ vec.T
         return f.theta_from_cholesky(np.linalg.cholesky(relative))

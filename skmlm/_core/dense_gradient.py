@@ -156,25 +156,29 @@ class DenseGradient:
         *_, Lxy, logdet_z = self.factorise(np.asarray(theta, dtype=float))
         return logdet_z, Lxy[-1, -1] ** 2, 2.0 * np.log(np.diag(Lxy)[:-1]).sum()
 
+    def _profiled(self, Lxy, l_inv, B):
+        """``(Lx^-1, beta, [-beta, 1], u)`` from a factorisation: the inverse Cholesky factor
+        of the fixed effects' information, their profiled values, the vector that turns
+        ``[X y]`` into ``y - X beta``, and the spherical modes."""
+        lx_inv = inverse_lower(Lxy[:-1, :-1]) if self.p else Lxy[:0, :0]
+        beta = lx_inv.T @ Lxy[-1, :-1]
+        residual = np.concatenate((-beta, _ONE))
+        return lx_inv, beta, residual, l_inv.T @ (B @ residual)
+
     def solution(self, theta):
         """``(beta, Lx^-1, u, parts)`` at ``theta``: the profiled fixed effects, the inverse
         Cholesky factor of their information, the spherical modes (the factors' in order)
         and :meth:`parts`."""
         theta = np.asarray(theta, dtype=float)
-        lam, lam_a, l_inv, B, Lxy, logdet_z = self.factorise(theta)
-        lx_inv = inverse_lower(Lxy[:-1, :-1]) if self.p else Lxy[:0, :0]
-        beta = lx_inv.T @ Lxy[-1, :-1]
-        u = l_inv.T @ (B @ np.concatenate((-beta, _ONE)))
+        _, _, l_inv, B, Lxy, _ = self.factorise(theta)
+        lx_inv, beta, _, u = self._profiled(Lxy, l_inv, B)
         return beta, lx_inv, u, self.parts(theta)
 
     def _gradient(self, theta):
         p = self.p
         lam, lam_a, l_inv, B, Lxy, _ = self.factorise(theta)
-        lx_inv = inverse_lower(Lxy[:-1, :-1]) if p else Lxy[:0, :0]
-        beta = lx_inv.T @ Lxy[-1, :-1]
+        lx_inv, beta, residual, u = self._profiled(Lxy, l_inv, B)
         pwrss = Lxy[-1, -1] ** 2
-        residual = np.concatenate((-beta, _ONE))  # [X y] times this is y - X beta
-        u = l_inv.T @ (B @ residual)
         s = self.a_zx @ residual - self.a @ (lam @ u)
         m_inv = l_inv.T @ l_inv
         dof = self.n - p if self.reml else self.n

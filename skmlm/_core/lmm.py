@@ -53,6 +53,16 @@ def small_inverse(a):
     return np.linalg.inv(a) if a.shape[0] else a.copy()
 
 
+def level_cross_products(factor, weights):
+    """``sum of w z z'`` over each level's rows: shape (n_levels, q, q)."""
+    m, q = factor.n_levels, factor.q
+    A = np.empty((m, q, q))
+    for i in range(q):
+        for j in range(i + 1):
+            A[:, i, j] = A[:, j, i] = np.bincount(factor.codes, weights=weights * factor.z[:, i] * factor.z[:, j], minlength=m)
+    return A
+
+
 class CrossProducts:
     """The weighted cross-products of ``[Z X y]`` that the deviance needs.
 
@@ -81,14 +91,7 @@ class CrossProducts:
 
         f1 = self.first
         m1, q1 = f1.n_levels, f1.q
-        # A11: one q1 x q1 block per level of the first factor
-        a11 = np.empty((m1, q1, q1))
-        for i in range(q1):
-            for j in range(i + 1):
-                s = np.bincount(f1.codes, weights=weights * f1.z[:, i] * f1.z[:, j], minlength=m1)
-                a11[:, i, j] = s
-                a11[:, j, i] = s
-        self.a11 = a11
+        self.a11 = level_cross_products(f1, weights)  # A11: one q1 x q1 block per level
         if q1 * (p + 1) <= MAX_BINCOUNT_COLUMNS:  # a few passes over the rows beat building Z1
             a1x = np.empty((m1, q1, p + 1))
             for i in range(q1):

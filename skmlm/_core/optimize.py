@@ -47,18 +47,12 @@ def finite_difference_gradient(fun, x, f0, lower, step=1e-6, central=True):
     return g
 
 
-def finite_difference_hessian(fun, x, f0, free, step=1e-4, cross="central"):
-    """Central-difference Hessian over the ``free`` coordinates (others left 0).
-
-    ``cross="forward"`` takes each mixed derivative from one more evaluation, at
-    ``x + h_i + h_j``, and the ``x + h_i`` the diagonal needed anyway: ``k (k + 3) / 2``
-    evaluations instead of ``2 k^2``, with an error of order ``h`` relative, ample for a
-    Newton step or a standard error.
-    """
+def _stencil(fun, x, f0, idx, step, cross):
+    """``(plus, minus, H)``: ``fun`` at ``x +- h_i`` for ``i`` in ``idx`` and the Hessian
+    over those coordinates (others left 0); see :func:`finite_difference_hessian`."""
     k = len(x)
-    H = np.zeros((k, k))
+    H, plus, minus = np.zeros((k, k)), np.zeros(k), np.zeros(k)
     h = step * np.maximum(1.0, np.abs(x))
-    idx = np.flatnonzero(free)
 
     def at(i, si, j=None, sj=0):
         z = x.copy()
@@ -67,10 +61,9 @@ def finite_difference_hessian(fun, x, f0, free, step=1e-4, cross="central"):
             z[j] += sj * h[j]
         return fun(z)
 
-    plus = {}
-    for a, i in enumerate(idx):
-        plus[i] = at(i, 1)
-        H[i, i] = (plus[i] - 2 * f0 + at(i, -1)) / h[i] ** 2
+    for i in idx:
+        plus[i], minus[i] = at(i, 1), at(i, -1)
+        H[i, i] = (plus[i] - 2 * f0 + minus[i]) / h[i] ** 2
     for a, i in enumerate(idx):
         for j in idx[a + 1 :]:
             if cross == "forward":
@@ -78,29 +71,25 @@ def finite_difference_hessian(fun, x, f0, free, step=1e-4, cross="central"):
             else:
                 H[i, j] = (at(i, 1, j, 1) - at(i, 1, j, -1) - at(i, -1, j, 1) + at(i, -1, j, -1)) / (4 * h[i] * h[j])
             H[j, i] = H[i, j]
-    return H
+    return plus, minus, H, h
+
+
+def finite_difference_hessian(fun, x, f0, free, step=1e-4, cross="central"):
+    """Central-difference Hessian over the ``free`` coordinates (others left 0).
+
+    ``cross="forward"`` takes each mixed derivative from one more evaluation, at
+    ``x + h_i + h_j``, and the ``x + h_i`` the diagonal needed anyway: ``k (k + 3) / 2``
+    evaluations instead of ``2 k^2``, with an error of order ``h`` relative, ample for a
+    Newton step or a standard error.
+    """
+    return _stencil(fun, x, f0, np.flatnonzero(free), step, cross)[2]
 
 
 def stencil_derivatives(fun, x, f0, step=1e-4):
     """Gradient and Hessian from one stencil: ``x +- h_i`` (central gradient and
     diagonal) and ``x + h_i + h_j`` (mixed terms), ``k (k + 3) / 2`` evaluations."""
-    k = len(x)
-    h = step * np.maximum(1.0, np.abs(x))
-    g, H, plus = np.empty(k), np.empty((k, k)), np.empty(k)
-    for i in range(k):
-        xp, xm = x.copy(), x.copy()
-        xp[i] += h[i]
-        xm[i] -= h[i]
-        plus[i], minus = fun(xp), fun(xm)
-        g[i] = (plus[i] - minus) / (2 * h[i])
-        H[i, i] = (plus[i] - 2 * f0 + minus) / h[i] ** 2
-    for i in range(k):
-        for j in range(i + 1, k):
-            xpp = x.copy()
-            xpp[i] += h[i]
-            xpp[j] += h[j]
-            H[i, j] = H[j, i] = (fun(xpp) - plus[i] - plus[j] + f0) / (h[i] * h[j])
-    return g, H
+    plus, minus, H, h = _stencil(fun, x, f0, np.arange(len(x)), step, "forward")
+    return (plus - minus) / (2 * h), H
 
 
 def gradient_jacobian(gradient, x, free, lower, step=1e-6, g0=None):
@@ -242,7 +231,11 @@ def quasi_newton(fun_and_grad, x, max_iter, hessian=None, gtol=1e-6, ftol=1e-12)
     if not np.isfinite(f):
         return x, 0, "objective undefined at the start"
     k = len(x)
-    H = np.eye(k) * (FIRST_STEP / max(FIRST_STEP, float(np.linalg.norm(g))))
+
+    def gradient_step(g):  # the inverse Hessian of a step of length <= FIRST_STEP along -g
+        return np.eye(k) * (FIRST_STEP / max(FIRST_STEP, float(np.linalg.norm(g))))
+
+    H = gradient_step(g)
     if hessian is not None:  # Newton's first step, when the start's curvature is convex
         lam, vec = np.linalg.eigh(hessian(x, g))
         if np.all(np.isfinite(lam)) and lam.min() > 1e-8 * max(1.0, lam.max()):
@@ -251,7 +244,7 @@ def quasi_newton(fun_and_grad, x, max_iter, hessian=None, gtol=1e-6, ftol=1e-12)
         d = -(H @ g)
         slope = float(g @ d)
         if not slope < 0:  # lost its way: restart on the gradient
-            H = np.eye(k) * (FIRST_STEP / max(FIRST_STEP, float(np.linalg.norm(g))))
+            H = gradient_step(g)
             d, slope = -(H @ g), -float(g @ H @ g)
         if -slope <= ftol * max(1.0, abs(f)):  # the predicted decrease is rounding noise
             return x, n_iter, "predicted decrease below rounding"

@@ -10,7 +10,7 @@ lands near the joint optimum (:func:`one_factor_start`).
 
 import numpy as np
 
-from .lmm import LinearMixedModel
+from .lmm import LinearMixedModel, level_cross_products
 from .optimize import minimize_bounded
 
 #: A level's own regression counts only when its cross-product matrix is this well conditioned.
@@ -131,12 +131,7 @@ class LevelRegressions:
     @classmethod
     def from_rows(cls, factor, weights):
         """From the rows: ``A_g = sum of w z z'`` over each level's rows."""
-        f, m, q = factor, factor.n_levels, factor.q
-        A = np.empty((m, q, q))
-        for a in range(q):
-            for b in range(a + 1):
-                A[:, a, b] = A[:, b, a] = np.bincount(f.codes, weights=weights * f.z[:, a] * f.z[:, b], minlength=m)
-        return cls(factor, A, weights)
+        return cls(factor, level_cross_products(factor, weights), weights)
 
     def solve(self, r):
         """Fit ``r``; returns the fitted part ``z . coef[level]`` per row."""

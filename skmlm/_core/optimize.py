@@ -219,8 +219,8 @@ FIRST_STEP = 0.1
 def quasi_newton(fun_and_grad, x, max_iter, hessian=None, gtol=1e-6, ftol=1e-12):
     """BFGS with a backtracking line search, for a few parameters without bounds.
 
-    scipy's L-BFGS-B costs ~40 us of bookkeeping per iteration, more than an evaluation
-    of a small model's deviance; this loop costs a few. ``fun_and_grad(x)`` returns
+    scipy's L-BFGS-B spends ~30 us per evaluation on its own bookkeeping, this loop ~20
+    (``benchmarks/micro.py``): on a small model that is as much as the evaluation. ``fun_and_grad(x)`` returns
     ``(f, g)``, with ``f = +inf`` where undefined. Stops when the largest gradient entry
     is below ``gtol``, or when an iteration improves ``f``, or is predicted to, by less
     than ``ftol`` relative; :func:`polish` then judges convergence. ``hessian(x, g)``,

@@ -49,11 +49,36 @@ class MixedModelMixin:
     __metadata_request__predict = {"groups": True}
     __metadata_request__score = {"groups": True}
 
-    def _prepare_fit(self, X, y, groups, sample_weight):
-        """Validate inputs and build the core's design: returns a dict of arrays and factors."""
+    def _validate_params(self):
+        """scikit-learn's check of the constructor parameters, once per setting and class.
+
+        The check costs ~60 us, as much as a small model's search; a grid search repeats
+        a few settings many times. Settings made of plain values (None, bool, int, float,
+        str, and lists, tuples or dicts of them) that passed are remembered; any other
+        setting is checked every time.
+        """
+        cls = type(self)
+        names = _PARAM_NAMES.get(cls)
+        if names is None:
+            names = _PARAM_NAMES[cls] = tuple(cls._get_param_names())
+        try:
+            key = (cls, tuple(_plain(getattr(self, name)) for name in names))
+        except TypeError:  # not plain values
+            key = None
+        if key is not None and key in _VALID_SETTINGS:
+            return
+        super()._validate_params()
+        if key is not None:
+            if len(_VALID_SETTINGS) >= 4096:
+                _VALID_SETTINGS.clear()
+            _VALID_SETTINGS.add(key)
+
+    def _prepare_fit(self, X, y, groups, sample_weight, validated_X=None):
+        """Validate inputs and build the core's design: returns a dict of arrays and factors.
+        ``validated_X``: what :func:`validate_X` returned for ``X``, if the caller has it."""
         if not isinstance(X, pd.DataFrame) and not hasattr(X, "shape"):
             X = np.asarray(X)
-        Xn, g_from_X, kept = validate_X(self, X, reset=True)
+        Xn, g_from_X, kept = validate_X(self, X, reset=True) if validated_X is None else validated_X
         n = Xn.shape[0]
         if n < 2:
             raise ValueError(f"n_samples = {n}: a mixed model needs at least 2 rows")
@@ -129,6 +154,22 @@ class MixedModelMixin:
             b = re.to_numpy()[idx[known]]
             eta[known] += np.einsum("ij,ij->i", z[known], b)
         return eta
+
+
+#: Constructor parameter names per estimator class, and settings that passed validation.
+_PARAM_NAMES = {}
+_VALID_SETTINGS = set()
+
+
+def _plain(value):
+    """A hashable, type-exact copy of a plain parameter value; TypeError for anything else."""
+    if value is None or type(value) in (bool, int, float, str):
+        return (type(value), value)
+    if type(value) in (list, tuple):
+        return (type(value), tuple(_plain(v) for v in value))
+    if type(value) is dict:
+        return (dict, tuple((_plain(k), _plain(v)) for k, v in value.items()))
+    raise TypeError(f"not a plain value: {type(value).__name__}")
 
 
 def mean_random_variance(factors, covariances):

@@ -5,8 +5,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit, logit
-from scipy.stats import norm
+from scipy.special import expit, logit, ndtr
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score
@@ -14,7 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
-from ._base import MixedModelMixin, mean_random_variance
+from ._base import MixedModelMixin, fitted_view, mean_random_variance
 from ._inference import InferenceMixin
 from ._core.design import split_theta
 from ._core.glmm import BinomialMixedModel, fit_glmm, gauss_hermite_normal
@@ -27,6 +26,19 @@ SINGULAR_TOL = 1e-4
 N_AVERAGE_POINTS = 40
 #: |fixed-effect linear predictor| beyond which a fitted probability is 0 or 1 numerically.
 SEPARATION_ETA = 15.0
+
+
+def _two_numeric_labels(y):
+    """``(y, classes, codes)`` when ``y`` is a 1-d numeric array or Series of at most two
+    finite, whole-valued labels (what scikit-learn's checks accept as binary), else None:
+    then those checks run and explain what is wrong."""
+    values = y.to_numpy() if isinstance(y, pd.Series) else y
+    if not (isinstance(values, np.ndarray) and values.ndim == 1 and values.dtype.kind in "biuf" and len(values)):
+        return None
+    classes, codes = np.unique(values, return_inverse=True)
+    if len(classes) > 2 or (values.dtype.kind == "f" and not np.all(np.isfinite(classes) & (classes == np.round(classes)))):
+        return None
+    return values, classes, codes
 
 
 class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, BaseEstimator):
@@ -179,10 +191,14 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
         """``(classes, 0/1 float y)``; a clear error unless y has exactly two labels."""
         if y is None:
             raise ValueError("requires y to be passed, but the target y is None")
-        y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=True, input_name="y")
-        y = column_or_1d(y, warn=True)
-        check_classification_targets(y)
-        classes, y01 = np.unique(y, return_inverse=True)
+        labels = _two_numeric_labels(y)
+        if labels is not None:  # the common case, without scikit-learn's general checks
+            y, classes, y01 = labels
+        else:
+            y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=True, input_name="y")
+            y = column_or_1d(y, warn=True)
+            check_classification_targets(y)
+            classes, y01 = np.unique(y, return_inverse=True)
         if len(classes) > 2:
             raise ValueError(
                 "Only binary classification is supported. The type of the target is "
@@ -224,9 +240,11 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
         """
         if y is None:
             raise ValueError("requires y to be passed, but the target y is None")
-        validate_X(self, X, reset=True)  # X errors before y errors, as scikit-learn
+        if not isinstance(X, pd.DataFrame) and not hasattr(X, "shape"):
+            X = np.asarray(X)
+        validated_X = validate_X(self, X, reset=True)  # X errors before y errors, as scikit-learn
         classes, y01 = self._encode_y(y, sample_weight)
-        d = self._prepare_fit(X, y01, groups, sample_weight)
+        d = self._prepare_fit(X, y01, groups, sample_weight, validated_X=validated_X)
         self.classes_ = classes
         self._warn_about_data(d)
         model = BinomialMixedModel(d["factors"], d["Xf"], d["y"], d["w"], self.n_quadrature_points)
@@ -304,13 +322,6 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
         self.intercept_ = float(beta[0]) if self.fit_intercept else 0.0
         self.coef_ = beta[1:].copy() if self.fit_intercept else beta.copy()
         self.coef_cov_ = self._fixed_covariance(opt, est, nt, p)
-        se = np.sqrt(np.diag(self.coef_cov_))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            zval = beta / se
-        self.fixed_effects_ = pd.DataFrame(
-            {"Estimate": beta, "Std. Error": se, "z value": zval, "Pr(>|z|)": 2 * norm.sf(np.abs(zval))},
-            index=self._fixed_names,
-        )
         covs = {}
         for f, th in zip(factors, split_theta(factors, theta)):
             T = f.cholesky_factor(th)
@@ -339,6 +350,18 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
         # -- inference state (skmlm._inference): begin --
         self._keep_for_inference(model, d)
         # -- inference state: end --
+
+    @fitted_view
+    def fixed_effects_(self):
+        """Estimate, Std. Error, z value and Pr(>|z|) of every fixed effect, intercept first."""
+        beta = np.r_[self.intercept_, self.coef_] if self.fit_intercept else self.coef_
+        se = np.sqrt(np.diag(self.coef_cov_))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            zval = beta / se
+        return pd.DataFrame(
+            {"Estimate": beta, "Std. Error": se, "z value": zval, "Pr(>|z|)": 2 * ndtr(-np.abs(zval))},
+            index=self._fixed_names,
+        )
 
     @staticmethod
     def _fixed_covariance(opt, est, nt, p):

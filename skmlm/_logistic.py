@@ -379,7 +379,8 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
                 return 0.5 * (cov + cov.T)
             except np.linalg.LinAlgError:
                 pass
-        Lx = est["mode"].factor.Lx  # pragma: no cover - a Hessian that is not positive definite
+        mode = est["mode"]  # pragma: no cover - a Hessian that is not positive definite
+        Lx = None if mode is None else mode.factor.Lx
         if Lx is None:
             return np.full((p, p), np.nan)
         inv = np.linalg.inv(Lx)

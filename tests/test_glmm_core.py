@@ -159,3 +159,49 @@ def test_population_average_probability():
         exact = expit(e) if v == 0 else quad(lambda b: expit(e + np.sqrt(v) * b) * np.exp(-b * b / 2) / np.sqrt(2 * np.pi), -40, 40)[0]
         assert p == pytest.approx(exact, abs=1e-7)
     assert got[1] == pytest.approx(0.5)
+
+
+def _scalar_data(slope_only, seed=3):
+    """One scalar random term: an intercept, or (slope_only) a slope without intercept."""
+    factors, X, y, w = _data(seed=seed, slopes=False)
+    f = factors[0]
+    if slope_only:
+        f = RandomFactor("a", f.codes, f.levels, X[:, 1:2].copy(), ["x"])
+    return [f], X, y, w
+
+
+@pytest.mark.parametrize("slope_only", [False, True])
+def test_scalar_path_matches_the_general_path(slope_only):
+    """The level-by-level Laplace path gives the general path's deviance and gradient,
+    and the same at -theta (the deviance is even in theta; its theta slope odd)."""
+    factors, X, y, w = _scalar_data(slope_only)
+    model = BinomialMixedModel(factors, X, y, w)
+    general = BinomialMixedModel(factors, X, y, w, scalar_path=False)
+    assert model.scalar is not None and general.scalar is None
+    for x in (np.array([0.8, 0.1, 0.5]), np.array([2.5, -1.0, 1.5]), np.array([0.05, 0.3, 0.2])):
+        f_gen, g_gen = general.value_and_gradient(x)
+        f_sc, g_sc = model.value_and_gradient(x)
+        assert f_sc == pytest.approx(f_gen, abs=1e-9)
+        np.testing.assert_allclose(g_sc, g_gen, atol=1e-7)
+        f_mirror, g_mirror = model.scalar.value_and_gradient(x * np.r_[-1.0, 1.0, 1.0])
+        assert f_mirror == pytest.approx(f_sc, abs=1e-9)
+        np.testing.assert_allclose(g_mirror, g_sc * np.r_[-1.0, 1.0, 1.0], atol=1e-7)
+
+
+@pytest.mark.parametrize("slope_only", [False, True])
+def test_scalar_path_search_reaches_the_general_optimum(slope_only):
+    """Newton steps on the scalar path's approximate Hessian end where L-BFGS-B on the
+    general path ends, and the estimates agree."""
+    factors, X, y, w = _scalar_data(slope_only)
+    fast = BinomialMixedModel(factors, X, y, w)
+    general = BinomialMixedModel(factors, X, y, w, scalar_path=False)
+    opt_fast, opt_general = fit_glmm(fast), fit_glmm(general)
+    assert opt_fast.converged and opt_general.converged
+    assert opt_fast.fun <= opt_general.fun + 1e-8
+    np.testing.assert_allclose(opt_fast.x, opt_general.x, atol=1e-4)
+    np.testing.assert_allclose(opt_fast.hessian, opt_general.hessian, rtol=1e-3, atol=1e-3)
+    est_fast = fast.estimates(opt_fast.x[:1], opt_fast.x[1:])
+    est_general = general.estimates(opt_fast.x[:1], opt_fast.x[1:])
+    assert est_fast["deviance"] == pytest.approx(est_general["deviance"], abs=1e-9)
+    np.testing.assert_allclose(est_fast["eta"], est_general["eta"], atol=1e-8)
+    np.testing.assert_allclose(est_fast["random_effects"]["a"], est_general["random_effects"]["a"], atol=1e-8)

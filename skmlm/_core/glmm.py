@@ -32,6 +32,7 @@ from .blocks import batched_inverse_lower, batched_solve_lower, batched_solve_up
 from .design import lower_bounds, split_theta, start_theta
 from .optimize import OptimizeResult, finite_difference_gradient, gradient_jacobian, minimize_bounded, newton_decrement
 from .pirls import PIRLS, bernoulli_deviance
+from .scalar_laplace import ScalarLaplace
 
 #: Largest number of points of a product quadrature rule (``n_points ** q``).
 MAX_PRODUCT_POINTS = 20000
@@ -63,9 +64,12 @@ class BinomialMixedModel:
     n_agq : int
         1 for the Laplace approximation, ``k > 1`` for adaptive Gauss-Hermite quadrature
         with ``k`` points per dimension (one grouping factor only).
+    scalar_path : bool
+        Use :class:`~.scalar_laplace.ScalarLaplace` where it applies (one factor, one
+        random term, Laplace); False forces the general path (for tests).
     """
 
-    def __init__(self, factors, X, y, weights, n_agq=1):
+    def __init__(self, factors, X, y, weights, n_agq=1, scalar_path=True):
         self.factors = list(factors)
         self.n, self.p = X.shape
         self.n_agq = int(n_agq)
@@ -88,7 +92,12 @@ class BinomialMixedModel:
                 )
             self.nodes, self.node_weights = product_rule(self.n_agq, q)
         self.beta_start = np.zeros(self.p)
-        if self.has_gradient:
+        # one scalar random term and the Laplace approximation: the level-by-level path
+        self.scalar = (
+            ScalarLaplace(self.factors[0], X, y, weights)
+            if scalar_path and self.n_agq == 1 and len(self.factors) == 1 and self.factors[0].q == 1 else None
+        )
+        if self.has_gradient and self.scalar is None:
             f = self.factors[0]
             self._indicator = sp.csr_matrix(
                 (np.ones(self.n), f.codes, np.arange(self.n + 1)), shape=(self.n, f.n_levels)
@@ -158,6 +167,8 @@ class BinomialMixedModel:
         nt = self.n_theta
         theta, beta = x[:nt], x[nt:]
         try:
+            if self.scalar is not None:
+                return self.scalar.value_and_gradient(x)
             return self._value_and_gradient(theta, beta)
         except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError):
             return np.inf, np.zeros_like(x)
@@ -261,6 +272,10 @@ class BinomialMixedModel:
     # -- estimates ------------------------------------------------------------------
     def estimates(self, theta, beta):
         """Conditional modes ``b = Lambda u`` per factor and the deviance at ``(theta, beta)``."""
+        if self.scalar is not None:
+            u, eta, dev = self.scalar.estimates(float(theta[0]), beta)
+            f = self.factors[0]
+            return {"random_effects": {f.name: (theta[0] * u)[:, None]}, "deviance": dev, "eta": eta, "mode": None}
         m = self.mode(theta, beta)
         u = self.pirls.modes_by_factor(m.u1, m.u2)
         modes = {}
@@ -292,18 +307,89 @@ def _polish(fg, x, f, g, lower, decrement_tol, max_steps=20):
     return x, f, g, H, decrease
 
 
-def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose):
-    """L-BFGS-B on an analytic gradient, then Newton polish; convergence by Newton decrement."""
+#: Newton steps on the approximate Hessian of the scalar path before the exact check.
+APPROXIMATE_NEWTON_STEPS = 30
+
+
+def _approximate_newton(fgh, x, f, g, H, decrement_tol, free, max_steps=APPROXIMATE_NEWTON_STEPS):
+    """Newton steps on an approximate Hessian in the ``free`` coordinates (no bounds: the
+    deviance is even in theta). A step is halved until it improves and lands where the
+    approximate Hessian is positive definite (a step that overshoots towards theta = 0,
+    a stationary point, can land where it is not). Stops once the predicted decrease is
+    100 times below ``decrement_tol`` (the exact check that follows then passes at once)
+    or no step is found. Returns ``(x, f, g, H)``."""
+    idx = np.flatnonzero(free)
+
+    def factor(H):
+        try:
+            return sla.cho_factor(H[np.ix_(idx, idx)], lower=True, check_finite=False)
+        except sla.LinAlgError:
+            return None
+
+    c = factor(H)
+    for _ in range(max_steps):
+        if c is None:
+            break
+        step = np.zeros_like(x)
+        step[idx] = -sla.cho_solve(c, g[idx], check_finite=False)
+        decrease = -0.5 * float(g @ step)
+        if not np.isfinite(decrease) or decrease <= 0.01 * decrement_tol:
+            break
+        t, c = 1.0, None
+        while t > 1e-4:
+            cand = x + t * step
+            fc, gc, Hc = fgh(cand)
+            if fc < f and (cc := factor(Hc)) is not None:
+                x, f, g, H, c = cand, fc, gc, Hc, cc
+                break
+            t /= 2
+    return x, f, g, H
+
+
+def _scalar_newton(scalar, x0, record, decrement_tol):
+    """The scalar path's search: Newton steps on its approximate Hessian for beta at the
+    start's theta (a convex problem: lme4's first stage), one EM step for theta, then
+    for all together. Returns ``(x, f, g)`` with ``theta >= 0`` (the deviance is even in
+    theta: a search that crossed 0 reports the mirror)."""
+
+    def logged(x):
+        f, g, H = scalar.value_gradient_hessian(x)
+        record(x, f)
+        return f, g, H
+
+    beta_only = np.r_[False, np.ones(len(x0) - 1, dtype=bool)]
+    x, f, g, H = _approximate_newton(logged, x0, *logged(x0), 1.0, beta_only)
+    x = np.r_[scalar.em_theta(x[0], x[1:]), x[1:]]
+    x, f, g, H = _approximate_newton(logged, x, *logged(x), decrement_tol, np.ones(len(x), dtype=bool))
+    mirror = np.r_[-1.0 if x[0] < 0 else 1.0, np.ones(len(x) - 1)]
+    return x * mirror, f, g * mirror
+
+
+def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, scalar=None):
+    """L-BFGS-B on an analytic gradient, then Newton polish; convergence by Newton decrement.
+
+    With ``scalar`` (a :class:`~.scalar_laplace.ScalarLaplace`), :func:`_scalar_newton`
+    comes first; L-BFGS-B only where the exact check after it finds no optimum.
+    """
     log = []
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
 
-    def logged(x):
-        f, g = fg(x)
+    def record(x, f):
         log.append((np.array(x, dtype=float), f))
         if verbose:
             print(f"[skmlm] eval {len(log):4d}  deviance {f:.10f}  x {np.array2string(np.asarray(x), precision=6)}")
+
+    def logged(x):
+        f, g = fg(x)
+        record(x, f)
         return f, g
 
+    if scalar is not None:
+        x, f, g = _scalar_newton(scalar, np.asarray(x0, dtype=float), record, decrement_tol)
+        x, f, g, H, decrease = _polish(logged, x, f, g, lower, decrement_tol)
+        if decrease <= decrement_tol:
+            return OptimizeResult(x, f, True, len(log), len(log), g, H, "Newton steps", log)
+        x0 = x
     res = minimize(
         logged, x0, jac=True, method="L-BFGS-B", bounds=bounds,
         options={"maxiter": max_iter, "ftol": 1e-13, "gtol": 1e-7, "maxcor": 20},
@@ -340,9 +426,10 @@ def fit_glmm(model, max_iter=1000, tol=1e-6, verbose=0, two_stage=None):
             options={"maxiter": max_iter, "ftol": 1e-8, "gtol": 1e-4},
         )
         theta1 = np.maximum(res1.x, lower)
-    model.objective_stage1(theta1)
+    if model.scalar is None:  # lme4's start for beta: the joint PIRLS estimate at theta1
+        model.objective_stage1(theta1)
     x0 = np.concatenate([theta1, model.beta_start])
     lower2 = np.concatenate([lower, np.full(model.p, -np.inf)])
     if model.has_gradient:
-        return _minimize_with_gradient(model.value_and_gradient, x0, lower2, max_iter, tol, verbose)
+        return _minimize_with_gradient(model.value_and_gradient, x0, lower2, max_iter, tol, verbose, scalar=model.scalar)
     return minimize_bounded(model.objective, x0, lower2, max_iter=max_iter, decrement_tol=tol, verbose=verbose)

@@ -1,0 +1,190 @@
+"""Laplace deviance of a binary logistic GLMM with one scalar random effect per level.
+
+The commonest binary model (cbpp: ``y ~ period + (1 | herd)``) has one grouping factor
+and one random term. Then ``Lambda' Z' W Z Lambda + I`` is diagonal, every level's
+conditional mode solves its own one-dimensional problem, and the Laplace deviance and
+its gradient in ``(theta, beta)`` are sums over levels. With the rows sorted by level,
+each sum is one ``numpy.add.reduceat``: no sparse matrices, no batched factorisations.
+The general code (:mod:`.pirls`, :mod:`.glmm`) gives the same numbers at several times
+the cost.
+
+Notation as :mod:`.glmm`: ``eta = X beta + theta z u_j``, ``h_j = theta^2 sum_j z^2 W + 1``
+(the level's ``L_j^2``), and the deviance ``sum dev.resid + sum u_j^2 + sum log h_j``.
+"""
+
+import numpy as np
+from scipy.special import expit
+
+from .pirls import bernoulli_deviance
+
+
+#: Below this predicted decrease (per level) a Newton step for the mode is taken without
+#: checking that it lowers the level's penalised deviance: so close to the mode of a
+#: convex problem it does.
+SAFE_DECREASE = 1e-6
+
+
+class ScalarLaplace:
+    """Laplace deviance and gradient of ``x = [theta, beta]`` for one scalar random term.
+
+    Parameters
+    ----------
+    factor : RandomFactor
+        The grouping factor, with ``q = 1`` (an intercept or a single slope).
+    X : ndarray of shape (n, p)
+    y : ndarray of shape (n,), 0/1
+    weights : ndarray of shape (n,)
+
+    Each evaluation starts its Newton iterations for the modes from the last evaluation's
+    modes moved along their derivative (known from the gradient): nearby evaluations,
+    those of a finite-difference Hessian above all, need one step. The deviance is even in ``theta`` (``u -> -u``), so a search may
+    cross 0 freely.
+    """
+
+    def __init__(self, factor, X, y, weights):
+        if factor.q != 1:
+            raise ValueError("ScalarLaplace needs one random term per level")
+        order = np.argsort(factor.codes, kind="stable")
+        self.order = order
+        self.codes = factor.codes[order]
+        counts = np.bincount(self.codes, minlength=factor.n_levels)
+        if np.any(counts == 0):
+            raise ValueError("every level needs at least one row")
+        self.counts = counts
+        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self.z = factor.z[order, 0]
+        self.X = np.asarray(X, dtype=float)[order]
+        self.XT = np.ascontiguousarray(self.X.T)
+        self.y = np.asarray(y, dtype=float)[order]
+        self.w = np.asarray(weights, dtype=float)[order]
+        self.n, self.p = self.X.shape
+        self.u = np.zeros(factor.n_levels)
+        self._tangent = None  # (x, modes, their derivative in x) of the last evaluation
+        self.n_newton = 0
+
+    def _level_sums(self, a):
+        """Sums over each level's rows (the rows are sorted by level)."""
+        return np.add.reduceat(a, self.starts, axis=0)
+
+    def _curvature(self, theta, eta):
+        """``h_j = theta^2 sum_j z^2 W + 1`` at the rows' ``eta``."""
+        mu = expit(eta)
+        return theta * theta * self._level_sums(self.z * self.z * (self.w * mu * (1.0 - mu))) + 1.0
+
+    def _penalised(self, offset, v, u):
+        """Per-level penalised deviance ``sum dev.resid + u^2`` and the rows' ``eta``."""
+        eta = offset + v * u[self.codes]
+        return self._level_sums(bernoulli_deviance(self.y, eta, self.w)) + u**2, eta
+
+    def mode(self, theta, beta, tol=1e-12, max_iter=100):
+        """Conditional modes ``u`` at ``(theta, beta)`` by Newton's method, level by level.
+
+        Each level's problem is convex. Far from the mode (a predicted decrease above
+        ``SAFE_DECREASE``) a step must lower its level's penalised deviance, else it is
+        halved; once every level's predicted decrease is below ``tol``, the step is taken
+        and, Newton converging quadratically, is the last (what remains is of order
+        ``tol^2``). Returns ``(u, eta)``.
+        """
+        offset = self.X @ beta
+        v = theta * self.z
+        w, y = self.w, self.y
+        u = self.u
+        eta = offset + v * u[self.codes]
+        pdev = None
+        for _ in range(max_iter):
+            mu = expit(eta)
+            grad = self._level_sums(v * w * (y - mu)) - u
+            curv = self._level_sums(v * v * (w * mu * (1.0 - mu))) + 1.0
+            step = grad / curv
+            decrease = grad * step
+            self.n_newton += 1
+            largest = decrease.max()
+            if largest <= SAFE_DECREASE:  # near the mode: full steps, no check
+                u = u + step
+                eta = offset + v * u[self.codes]
+                pdev = None
+                if largest <= tol:
+                    break
+                continue
+            if pdev is None:
+                pdev, _ = self._penalised(offset, v, u)
+            t = np.ones_like(u)
+            while True:
+                cand = u + t * step
+                cdev, ceta = self._penalised(offset, v, cand)
+                worse = cdev > pdev + 1e-12 * np.abs(pdev)
+                if not worse.any() or t.min() < 1e-10:
+                    break
+                t = np.where(worse, 0.5 * t, t)
+            u, pdev, eta = cand, cdev, ceta
+        self.u = u
+        return u, eta
+
+    def value_and_gradient(self, x):
+        """Laplace deviance at ``x = [theta, beta]`` and its gradient (the total derivative,
+        the mode moving with ``x``: implicit differentiation of the mode's equation)."""
+        return self._evaluate(x, hessian=False)[:2]
+
+    def value_gradient_hessian(self, x):
+        """:meth:`value_and_gradient` and an approximate Hessian: that of the penalised part
+        ``sum dev.resid + ||u||^2``, ``2 (E' W E - R' diag(1/h) R)`` (the Schur complement
+        of the joint PIRLS system), plus the curvature of ``sum log h_j`` in theta at fixed
+        weights. What it leaves out (the weights' movement in ``log det``) is a sum over
+        levels where the rest sums over rows: Newton steps on it converge fast, at the
+        cost of one product."""
+        return self._evaluate(x, hessian=True)
+
+    def _evaluate(self, x, hessian):
+        """Value, gradient and (if ``hessian``) the approximate Hessian at ``x``. Arrays
+        over rows are held as ``(terms, rows)``: each row of them is contiguous."""
+        theta, beta = float(x[0]), x[1:]
+        if self._tangent is not None:  # start the modes on the last evaluation's tangent
+            x0, u0, dU0 = self._tangent
+            self.u = u0 + (x - x0) @ dU0
+        u, eta = self.mode(theta, beta)
+        z, w, y, counts = self.z, self.w, self.y, self.counts
+        mu = expit(eta)
+        W = w * mu * (1.0 - mu)
+        r = w * (y - mu)
+        v = theta * z
+        a = self._level_sums(z * z * W)
+        h = theta * theta * a + 1.0
+        value = float(bernoulli_deviance(y, eta, w).sum() + u @ u + np.log(h).sum())
+        # d eta / d x with the modes held: [z u_j, X]
+        E = np.empty((1 + self.p, self.n))
+        np.multiply(z, np.repeat(u, counts), out=E[0])
+        E[1:] = self.XT
+        # the modes' derivative: h_j du_j = d/dx (sum v r) at fixed u
+        R = -np.add.reduceat(E * (v * W), self.starts, axis=1)
+        R[0] += self._level_sums(z * r)
+        dU = R / h
+        self._tangent = (np.array(x, dtype=float), u, dU)
+        deta = E + v * np.repeat(dU, counts, axis=1)
+        dlogh = np.add.reduceat(deta * (z * z * W * (1.0 - 2.0 * mu)), self.starts, axis=1)  # dW/deta
+        dlogh *= theta * theta
+        dlogh[0] += 2.0 * theta * a
+        grad = -2.0 * (E @ r) + (dlogh / h).sum(axis=1)
+        if not hessian:
+            return value, grad, None
+        H = 2.0 * ((E * W) @ E.T - (R / h) @ R.T)
+        # and the largest term of the log det part: its curvature in theta at fixed weights
+        H[0, 0] += float(np.sum(2.0 * a * (1.0 - theta * theta * a) / h**2))
+        return value, grad, H
+
+    def em_theta(self, theta, beta):
+        """One EM step for theta: the root mean square of the levels' random effects under
+        their Laplace posteriors, ``sqrt(mean(theta^2 (u_j^2 + 1 / h_j)))``. From lme4's
+        start it moves most of the way towards the optimum, for the cost of one mode."""
+        u, eta = self.mode(theta, beta)
+        h = self._curvature(theta, eta)
+        return float(np.sqrt(np.mean(theta * theta * (u * u + 1.0 / h))))
+
+    def estimates(self, theta, beta):
+        """Modes ``u`` (level order), ``eta`` (the caller's row order) and the Laplace
+        deviance at ``(theta, beta)``."""
+        u, eta = self.mode(theta, beta)
+        h = self._curvature(theta, eta)
+        deviance = float(bernoulli_deviance(self.y, eta, self.w).sum() + u @ u + np.log(h).sum())
+        out = np.empty_like(eta)
+        out[self.order] = eta
+        return u, out, deviance

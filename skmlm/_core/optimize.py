@@ -449,17 +449,22 @@ def leave_bound(fun, x, f, anchors):
     method that steps onto it (a bound, or in a search without bounds a first step that
     lands on 0) can stay there. Before a point on an anchor (a finite entry of
     ``anchors``) is accepted, the coordinates on it are moved off by each of
-    ``BOUND_PROBES``; the best point that improves on ``f`` is returned to restart from.
+    ``BOUND_PROBES``, together and, where several are on it, each alone; the best point
+    that improves on ``f`` is returned to restart from.
     """
     with np.errstate(invalid="ignore"):
         at_bound = np.isfinite(anchors) & (np.abs(x - anchors) <= 1e-12)
     if not at_bound.any():
         return None
+    # all of them together, and with several, each alone (one variance may belong off its
+    # bound while another stays on it, and moving both looks worse than moving neither)
+    moves = [at_bound] + ([np.eye(len(x), dtype=bool)[i] for i in np.flatnonzero(at_bound)] if at_bound.sum() > 1 else [])
     best, best_f = None, f
-    for t in BOUND_PROBES:
-        cand = x.copy()
-        cand[at_bound] = anchors[at_bound] + t
-        fc = fun(cand)
-        if fc < best_f - 1e-10 * max(1.0, abs(best_f)):
-            best, best_f = cand, fc
+    for move in moves:
+        for t in BOUND_PROBES:
+            cand = x.copy()
+            cand[move] = anchors[move] + t
+            fc = fun(cand)
+            if fc < best_f - 1e-10 * max(1.0, abs(best_f)):
+                best, best_f = cand, fc
     return best

@@ -205,3 +205,31 @@ def test_scalar_path_search_reaches_the_general_optimum(slope_only):
     assert est_fast["deviance"] == pytest.approx(est_general["deviance"], abs=1e-9)
     np.testing.assert_allclose(est_fast["eta"], est_general["eta"], atol=1e-8)
     np.testing.assert_allclose(est_fast["random_effects"]["a"], est_general["random_effects"]["a"], atol=1e-8)
+
+
+@pytest.mark.parametrize("slope_only", [False, True])
+def test_scalar_path_exact_hessian_against_finite_differences(slope_only):
+    """The scalar path's exact Hessian is the central-difference Jacobian of its gradient;
+    its approximate one agrees on the beta block to a few percent."""
+    factors, X, y, w = _scalar_data(slope_only)
+    scalar = BinomialMixedModel(factors, X, y, w).scalar
+    for x in (np.array([0.8, 0.1, 0.5]), np.array([-1.7, 0.4, -0.2]), np.array([0.0, 0.3, 0.2])):
+        _, g, H = scalar.value_gradient_exact_hessian(x)
+        h = 1e-5
+        fd = np.column_stack([
+            (scalar.value_and_gradient(x + h * e)[1] - scalar.value_and_gradient(x - h * e)[1]) / (2 * h)
+            for e in np.eye(len(x))
+        ])
+        np.testing.assert_allclose(H, fd, atol=1e-5 * max(1.0, np.abs(fd).max()))
+        _, _, approx = scalar.value_gradient_hessian(x)
+        np.testing.assert_allclose(approx[1:, 1:], H[1:, 1:], rtol=0.05, atol=0.05 * np.abs(H).max())
+
+
+def test_scalar_joint_mode_matches_pirls():
+    """lme4's first stage on the scalar path: beta and the modes solve their joint
+    penalised equations, as the general PIRLS's joint mode."""
+    factors, X, y, w = _scalar_data(slope_only=False)
+    model = BinomialMixedModel(factors, X, y, w)
+    beta = model.scalar.joint_mode(0.9)
+    model.pirls.set_theta(np.array([0.9]))
+    np.testing.assert_allclose(beta, model.pirls.joint_mode(np.zeros(2)).beta, atol=1e-7)

@@ -285,12 +285,16 @@ class BinomialMixedModel:
         return {"random_effects": modes, "deviance": dev, "eta": m.eta, "mode": m}
 
 
-def _polish(fg, x, f, g, lower, decrement_tol, max_steps=20):
-    """Newton steps on the coordinates off their bounds, accepted while they improve."""
+def _polish(fg, x, f, g, lower, decrement_tol, max_steps=20, hessian=None):
+    """Newton steps on the coordinates off their bounds, accepted while they improve.
+    ``hessian(x)``: the exact Hessian, where known; else finite differences of the gradient."""
     H, decrease = np.zeros((len(x), len(x))), np.inf
     for _ in range(max_steps + 1):
         free = ~((x <= lower + 1e-12) & (g > 0))
-        H = gradient_jacobian(lambda z: fg(z)[1], x, free, lower, step=1e-5, g0=g)
+        if hessian is not None:
+            H = np.where(np.outer(free, free), hessian(x), 0.0)
+        else:
+            H = gradient_jacobian(lambda z: fg(z)[1], x, free, lower, step=1e-5, g0=g)
         decrease, step = newton_decrement(g, H, free)
         if decrease <= decrement_tol or not np.isfinite(decrease):
             break
@@ -307,60 +311,50 @@ def _polish(fg, x, f, g, lower, decrement_tol, max_steps=20):
     return x, f, g, H, decrease
 
 
-#: Newton steps on the approximate Hessian of the scalar path before the exact check.
-APPROXIMATE_NEWTON_STEPS = 30
+#: Newton steps of the scalar path's search before the exact check.
+SCALAR_NEWTON_STEPS = 30
 
 
-def _approximate_newton(fgh, x, f, g, H, decrement_tol, free, max_steps=APPROXIMATE_NEWTON_STEPS):
-    """Newton steps on an approximate Hessian in the ``free`` coordinates (no bounds: the
-    deviance is even in theta). A step is halved until it improves and lands where the
-    approximate Hessian is positive definite (a step that overshoots towards theta = 0,
-    a stationary point, can land where it is not). Stops once the predicted decrease is
-    100 times below ``decrement_tol`` (the exact check that follows then passes at once)
-    or no step is found. Returns ``(x, f, g, H)``."""
-    idx = np.flatnonzero(free)
+def _scalar_newton(scalar, x0, record, decrement_tol, max_steps=SCALAR_NEWTON_STEPS):
+    """The scalar path's search, from ``x0``'s theta.
 
-    def factor(H):
+    The start is lme4's first stage, beta estimated jointly with the modes
+    (:meth:`~.scalar_laplace.ScalarLaplace.joint_mode`), with one EM step for theta.
+    Then Newton steps, no bounds (the deviance is even in theta), on the exact Hessian
+    where it is positive definite, else the approximate one. A step is halved until it
+    improves and lands where the Hessian used is positive definite (a step that
+    overshoots towards theta = 0, a stationary point, can land where it is not). Stops
+    once the predicted decrease is 100 times below ``decrement_tol`` (the exact check
+    that follows then passes at once), or no step is found. Returns ``(x, f, g)`` with
+    ``theta >= 0`` (a search that crossed 0 reports the mirror).
+    """
+
+    def evaluate(x):
+        f, g, H = scalar.value_gradient_convex_hessian(x)
+        record(x, f)
         try:
-            return sla.cho_factor(H[np.ix_(idx, idx)], lower=True, check_finite=False)
+            return f, g, sla.cho_factor(H, lower=True, check_finite=False)
         except sla.LinAlgError:
-            return None
+            return f, g, None
 
-    c = factor(H)
+    beta = scalar.joint_mode(x0[0])
+    x = np.r_[scalar.em_theta(x0[0], beta), beta]
+    f, g, c = evaluate(x)
     for _ in range(max_steps):
         if c is None:
             break
-        step = np.zeros_like(x)
-        step[idx] = -sla.cho_solve(c, g[idx], check_finite=False)
+        step = -sla.cho_solve(c, g, check_finite=False)
         decrease = -0.5 * float(g @ step)
         if not np.isfinite(decrease) or decrease <= 0.01 * decrement_tol:
             break
         t, c = 1.0, None
         while t > 1e-4:
             cand = x + t * step
-            fc, gc, Hc = fgh(cand)
-            if fc < f and (cc := factor(Hc)) is not None:
-                x, f, g, H, c = cand, fc, gc, Hc, cc
+            fc, gc, cc = evaluate(cand)
+            if fc < f and cc is not None:
+                x, f, g, c = cand, fc, gc, cc
                 break
             t /= 2
-    return x, f, g, H
-
-
-def _scalar_newton(scalar, x0, record, decrement_tol):
-    """The scalar path's search: Newton steps on its approximate Hessian for beta at the
-    start's theta (a convex problem: lme4's first stage), one EM step for theta, then
-    for all together. Returns ``(x, f, g)`` with ``theta >= 0`` (the deviance is even in
-    theta: a search that crossed 0 reports the mirror)."""
-
-    def logged(x):
-        f, g, H = scalar.value_gradient_hessian(x)
-        record(x, f)
-        return f, g, H
-
-    beta_only = np.r_[False, np.ones(len(x0) - 1, dtype=bool)]
-    x, f, g, H = _approximate_newton(logged, x0, *logged(x0), 1.0, beta_only)
-    x = np.r_[scalar.em_theta(x[0], x[1:]), x[1:]]
-    x, f, g, H = _approximate_newton(logged, x, *logged(x), decrement_tol, np.ones(len(x), dtype=bool))
     mirror = np.r_[-1.0 if x[0] < 0 else 1.0, np.ones(len(x) - 1)]
     return x * mirror, f, g * mirror
 
@@ -386,7 +380,9 @@ def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, sca
 
     if scalar is not None:
         x, f, g = _scalar_newton(scalar, np.asarray(x0, dtype=float), record, decrement_tol)
-        x, f, g, H, decrease = _polish(logged, x, f, g, lower, decrement_tol)
+        x, f, g, H, decrease = _polish(
+            logged, x, f, g, lower, decrement_tol, hessian=scalar.exact_hessian
+        )
         if decrease <= decrement_tol:
             return OptimizeResult(x, f, True, len(log), len(log), g, H, "Newton steps", log)
         x0 = x

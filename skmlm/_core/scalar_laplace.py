@@ -21,7 +21,7 @@ from .pirls import bernoulli_deviance
 #: Below this predicted decrease (per level) a Newton step for the mode is taken without
 #: checking that it lowers the level's penalised deviance: so close to the mode of a
 #: convex problem it does.
-SAFE_DECREASE = 1e-6
+SAFE_DECREASE = 1e-3
 
 
 class ScalarLaplace:
@@ -60,6 +60,7 @@ class ScalarLaplace:
         self.n, self.p = self.X.shape
         self.u = np.zeros(factor.n_levels)
         self._tangent = None  # (x, modes, their derivative in x) of the last evaluation
+        self._last_exact = None  # (x, exact Hessian) of the last one computed
         self.n_newton = 0
 
     def _level_sums(self, a):
@@ -125,6 +126,29 @@ class ScalarLaplace:
         the mode moving with ``x``: implicit differentiation of the mode's equation)."""
         return self._evaluate(x, hessian=False)[:2]
 
+    def value_gradient_exact_hessian(self, x):
+        """:meth:`value_and_gradient` and the exact Hessian (for the optimum's check and the
+        standard errors: what a finite-difference Hessian gives, without its ``d``
+        gradient evaluations)."""
+        return self._evaluate(x, hessian="exact")
+
+    def exact_hessian(self, x):
+        """The exact Hessian at ``x``; no evaluation when the last exact one was at ``x`` or
+        at its mirror ``-theta`` (where it is ``M H M``, ``M = diag(-1, 1, ...)``)."""
+        if self._last_exact is not None:
+            x0, H = self._last_exact
+            if np.array_equal(x, x0):
+                return H
+            mirror = np.r_[-1.0, np.ones(len(x) - 1)]
+            if np.array_equal(x, x0 * mirror):
+                return H * np.outer(mirror, mirror)
+        return self.value_gradient_exact_hessian(x)[2]
+
+    def value_gradient_convex_hessian(self, x):
+        """:meth:`value_gradient_exact_hessian` where the exact Hessian is positive definite
+        (Newton steps on it converge quadratically), else :meth:`value_gradient_hessian`."""
+        return self._evaluate(x, hessian="convex")
+
     def value_gradient_hessian(self, x):
         """:meth:`value_and_gradient` and an approximate Hessian: that of the penalised part
         ``sum dev.resid + ||u||^2``, ``2 (E' W E - R' diag(1/h) R)`` (the Schur complement
@@ -160,16 +184,89 @@ class ScalarLaplace:
         dU = R / h
         self._tangent = (np.array(x, dtype=float), u, dU)
         deta = E + v * np.repeat(dU, counts, axis=1)
-        dlogh = np.add.reduceat(deta * (z * z * W * (1.0 - 2.0 * mu)), self.starts, axis=1)  # dW/deta
-        dlogh *= theta * theta
-        dlogh[0] += 2.0 * theta * a
-        grad = -2.0 * (E @ r) + (dlogh / h).sum(axis=1)
+        Da = np.add.reduceat(deta * (z * z * W * (1.0 - 2.0 * mu)), self.starts, axis=1)  # W' = dW/deta
+        dh = theta * theta * Da
+        dh[0] += 2.0 * theta * a
+        grad = -2.0 * (E @ r) + (dh / h).sum(axis=1)
         if not hessian:
             return value, grad, None
+        if hessian in ("exact", "convex"):
+            H = self._exact_hessian(theta, mu, W, r, a, h, E, dU, deta, Da, dh)
+            self._last_exact = (self._tangent[0], H)
+            if hessian == "exact" or np.all(np.linalg.eigvalsh(H) > 0):
+                return value, grad, H
         H = 2.0 * ((E * W) @ E.T - (R / h) @ R.T)
         # and the largest term of the log det part: its curvature in theta at fixed weights
         H[0, 0] += float(np.sum(2.0 * a * (1.0 - theta * theta * a) / h**2))
         return value, grad, H
+
+    def _exact_hessian(self, theta, mu, W, r, a, h, E, dU, deta, Da, dh):
+        """The Hessian of the Laplace deviance: the derivative of the gradient's two terms,
+        ``-2 sum r E`` and ``sum_j Dh_j / h_j``, with the modes moving.
+
+        Differentiating the mode's equation twice gives the modes' second derivative,
+        ``h_j D2u_j = -(e q_j' + q_j e' + sum_j v W' deta deta')`` (``e``: theta's unit
+        vector, ``W'`` = dW/deta). Every product of two row derivatives ends up in one
+        weighted sum ``deta diag(omega) deta'``; the rest are per-level vectors along ``e``.
+        ``Da``, ``dh``: the derivatives of ``a_j`` and ``h_j`` (terms, levels).
+        """
+        z, counts = self.z, self.counts
+        v = theta * z
+        s1 = W * (1.0 - 2.0 * mu)  # W'
+        s2 = W * (1.0 - 6.0 * mu * (1.0 - mu))  # W''
+        c = self._level_sums(z * r)
+        b = self._level_sums(z**3 * s1)
+        q = np.add.reduceat(deta * (z * W), self.starts, axis=1) + theta * a * dU
+        # the products of row derivatives: from D2a (W'' deta deta') and from D2u (W' deta deta')
+        omega = theta * theta * (z * z * s2 / np.repeat(h, counts) - theta * v * s1 * np.repeat(b / h**2, counts))
+        H = (deta * omega) @ deta.T
+        H += 2.0 * (E * W) @ deta.T
+        H -= (dh / h) @ (dh / h).T
+        # the terms along theta's unit vector: e t' + t e'
+        t = 2.0 * theta * (Da @ (1.0 / h)) + theta**2 * (dU @ (b / h)) - theta**3 * (q @ (b / h**2)) - dU @ c
+        H[0] += t
+        H[:, 0] += t
+        H[0, 0] += float(np.sum(2.0 * a / h))
+        return 0.5 * (H + H.T)
+
+    def joint_mode(self, theta, tol=1e-8, max_iter=100):
+        """``beta`` maximising the penalised likelihood jointly with the modes at ``theta``
+        (lme4's ``nAGQ = 0`` estimate, its start for the Laplace search): Newton's method
+        on ``(u, beta)``, the ``u`` block diagonal, so each step solves a ``p x p`` system
+        (the Schur complement). From ``beta = 0``, ``u = 0``; leaves the modes in place."""
+        X, XT, w, y = self.X, self.XT, self.w, self.y
+        v = theta * self.z
+        u, beta = np.zeros_like(self.u), np.zeros(self.p)
+        offset = np.zeros(self.n)
+        pdev = None
+        for _ in range(max_iter):
+            eta = offset + v * u[self.codes]
+            mu = expit(eta)
+            W = w * mu * (1.0 - mu)
+            r = w * (y - mu)
+            g_u = self._level_sums(v * r) - u
+            g_b = XT @ r
+            h = self._level_sums(v * v * W) + 1.0
+            C = np.add.reduceat(XT * (v * W), self.starts, axis=1)  # (p, levels)
+            S = (XT * W) @ X - (C / h) @ C.T
+            db = np.linalg.solve(S, g_b - C @ (g_u / h))
+            du = (g_u - db @ C) / h
+            decrease = 0.5 * float(g_u @ du + g_b @ db)
+            if pdev is None:
+                pdev = float(bernoulli_deviance(y, eta, w).sum() + u @ u)
+            t = 1.0
+            while t > 1e-10:  # the penalised deviance is convex in (u, beta): halve until lower
+                cand_u, cand_b = u + t * du, beta + t * db
+                cand_off = X @ cand_b
+                cdev = float(bernoulli_deviance(y, cand_off + v * cand_u[self.codes], w).sum() + cand_u @ cand_u)
+                if cdev <= pdev:
+                    break
+                t *= 0.5
+            u, beta, offset, pdev = cand_u, cand_b, cand_off, cdev
+            if decrease <= tol:
+                break
+        self.u = u
+        return beta
 
     def em_theta(self, theta, beta):
         """One EM step for theta: the root mean square of the levels' random effects under

@@ -229,40 +229,45 @@ class ScalarLaplace:
         H[0, 0] += float(np.sum(2.0 * a / h))
         return 0.5 * (H + H.T)
 
-    def joint_mode(self, theta, tol=1e-8, max_iter=100):
+    def joint_mode(self, theta, tol=1e-6, max_iter=100):
         """``beta`` maximising the penalised likelihood jointly with the modes at ``theta``
         (lme4's ``nAGQ = 0`` estimate, its start for the Laplace search): Newton's method
         on ``(u, beta)``, the ``u`` block diagonal, so each step solves a ``p x p`` system
-        (the Schur complement). From ``beta = 0``, ``u = 0``; leaves the modes in place."""
+        (the Schur complement). From ``beta = 0``, ``u = 0``; leaves the modes in place.
+        The problem is convex: steps are halved until the penalised deviance falls, a
+        check skipped once the predicted decrease is below ``SAFE_DECREASE``."""
         X, XT, w, y = self.X, self.XT, self.w, self.y
         v = theta * self.z
         u, beta = np.zeros_like(self.u), np.zeros(self.p)
-        offset = np.zeros(self.n)
+        eta = np.zeros(self.n)
         pdev = None
         for _ in range(max_iter):
-            eta = offset + v * u[self.codes]
             mu = expit(eta)
             W = w * mu * (1.0 - mu)
             r = w * (y - mu)
             g_u = self._level_sums(v * r) - u
-            g_b = XT @ r
             h = self._level_sums(v * v * W) + 1.0
             C = np.add.reduceat(XT * (v * W), self.starts, axis=1)  # (p, levels)
             S = (XT * W) @ X - (C / h) @ C.T
+            g_b = XT @ r
             db = np.linalg.solve(S, g_b - C @ (g_u / h))
             du = (g_u - db @ C) / h
             decrease = 0.5 * float(g_u @ du + g_b @ db)
-            if pdev is None:
-                pdev = float(bernoulli_deviance(y, eta, w).sum() + u @ u)
             t = 1.0
-            while t > 1e-10:  # the penalised deviance is convex in (u, beta): halve until lower
+            while True:
                 cand_u, cand_b = u + t * du, beta + t * db
-                cand_off = X @ cand_b
-                cdev = float(bernoulli_deviance(y, cand_off + v * cand_u[self.codes], w).sum() + cand_u @ cand_u)
+                cand_eta = X @ cand_b + v * cand_u[self.codes]
+                if decrease <= SAFE_DECREASE or t < 1e-10:
+                    pdev = None  # not computed at the new point
+                    break
+                if pdev is None:
+                    pdev = float(bernoulli_deviance(y, eta, w).sum() + u @ u)
+                cdev = float(bernoulli_deviance(y, cand_eta, w).sum() + cand_u @ cand_u)
                 if cdev <= pdev:
+                    pdev = cdev
                     break
                 t *= 0.5
-            u, beta, offset, pdev = cand_u, cand_b, cand_off, cdev
+            u, beta, eta = cand_u, cand_b, cand_eta
             if decrease <= tol:
                 break
         self.u = u

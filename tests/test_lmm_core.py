@@ -163,6 +163,31 @@ def test_moment_start_recovers_simulated_covariance():
     np.testing.assert_allclose(theta, f.theta_from_cholesky(np.linalg.cholesky(S)), rtol=0.15, atol=0.05)
 
 
+def test_moment_start_of_balanced_nested_design_is_the_reml_optimum():
+    """Casks nested in batches, balanced (as lme4's Pastes): the outer factor's
+    coefficients carry the inner spread and the inner ones lose a degree of freedom per
+    outer level; corrected for both, the moments are the ANOVA estimates, which are the
+    REML optimum of a balanced design."""
+    from skmlm._core.optimize import minimize_bounded
+    from skmlm._core.start import moment_start, nesting_parents
+
+    rng = np.random.default_rng(6)
+    n_batch, casks, per = 12, 3, 2
+    batch = np.repeat(np.arange(n_batch), casks * per)
+    cask = np.repeat(np.arange(n_batch * casks), per)
+    y = 60 + 1.5 * rng.normal(size=n_batch)[batch] + 3.0 * rng.normal(size=n_batch * casks)[cask] + rng.normal(size=len(batch))
+    n = len(y)
+    one = np.ones((n, 1))
+    factors = [RandomFactor("cask", cask, np.arange(n_batch * casks), one, ["(Intercept)"]),
+               RandomFactor("batch", batch, np.arange(n_batch), one.copy(), ["(Intercept)"])]
+    assert list(nesting_parents(factors)) == [0]
+    X, w = np.ones((n, 1)), np.ones(n)
+    start = moment_start(factors, X, y, w)
+    model = LinearMixedModel(factors, X, y, w, reml=True)
+    opt = minimize_bounded(model.objective, np.ones(2), model.theta_lower, gradient=model.gradient)
+    np.testing.assert_allclose(start, opt.x, rtol=1e-5)
+
+
 def test_moment_start_keeps_off_zero_and_declines_undetermined_levels():
     """No spread between levels still starts off 0 (a stationary point); levels whose own
     regression is undetermined (one row for an intercept and a slope) give no start."""

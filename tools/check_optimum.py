@@ -1,7 +1,7 @@
 """Fit random designs and compare with a brute-force multi-start search on the same objective.
 
-Each design draws the number of rows, one or two grouping factors, a random slope or
-not, ML or REML, correlated or diagonal terms, variances from 0 up, and a predictor far
+Each design draws the number of rows, one or two grouping factors (the second crossed
+with the first or nested in it), a random slope or not, ML or REML, correlated or diagonal terms, variances from 0 up, and a predictor far
 from 0 or not. skmlm's deviance must not exceed the best of six L-BFGS-B + Nelder-Mead
 searches from random starts by more than 1e-6.
 
@@ -34,8 +34,15 @@ def random_design(seed):
         y += r.normal(size=m)[g] * r.choice([0.0, 0.05, 0.5, 2.0])
         if slopes and j == 0:
             y += r.normal(size=m)[g] * r.choice([0.0, 0.02, 0.3]) * x
+    nest = np.random.default_rng(seed + 20_000)  # its own stream: the designs above stay as they were
+    nested = len(groups) == 2 and nest.random() < 0.5
+    if nested:  # g1 nested in g0 (pastes: cask within batch)
+        k = int(nest.choice([2, 3, 6]))
+        groups["g1"] = groups["g0"] * k + nest.integers(0, k, n)
+        y += nest.normal(size=groups["g1"].max() + 1)[groups["g1"]] * nest.choice([0.0, 0.3, 1.5])
+    slope_factors = ["g0", "g1"] if nested and nest.random() < 0.5 else ["g0"]
     params = {
-        "random_slopes": {"g0": ["x"]} if slopes else None,
+        "random_slopes": {g: ["x"] for g in slope_factors} if slopes else None,
         "reml": bool(r.random() < 0.5),
         "covariance": "diagonal" if r.random() < 0.25 else "unstructured",
     }

@@ -42,9 +42,13 @@ def moment_start(factors, X, y, weights, cross_products=None):
     with several factors, by backfitting (each factor on what the others leave), so
     that one factor's spread does not inflate another's residual variance. A factor's
     relative covariance is then the covariance of its levels' coefficients less their
-    mean sampling covariance, over the pooled residual variance. With one factor and
-    the model's :class:`~.lmm.CrossProducts`, all of it comes from them (no pass over
-    the rows).
+    mean sampling covariance, over the pooled residual variance. Where one factor is
+    nested in another (:func:`nesting_parents`), the outer levels' sampling error is
+    their inner levels' spread, the inner coefficients lose a degree of freedom per
+    outer level, and the residual's degrees of freedom count the inner factor only: on
+    a balanced design (pastes) these are the ANOVA estimates, the REML optimum. With one
+    factor and the model's :class:`~.lmm.CrossProducts`, all of it comes from them (no
+    pass over the rows).
     """
     if len(factors) == 1 and cross_products is not None:
         return one_factor_moments(cross_products)
@@ -63,12 +67,48 @@ def moment_start(factors, X, y, weights, cross_products=None):
         for k in coarse_first:
             effects[k] = fits[k].solve(r - sum(e for j, e in enumerate(effects) if j != k))
     residual = r - sum(effects)
-    dof = len(r) - sum(fit.n_ok * fit.factor.q for fit in fits)
+    parents = nesting_parents(factors)
+    spanned = {k for k, _ in parents.values()}  # an outer factor's columns lie in its inner one's span
+    dof = len(r) - sum(fit.n_ok * fit.factor.q for k, fit in enumerate(fits) if k not in spanned)
     rss = float(weights @ residual**2)
     if dof <= 0 or not rss > 0:
         return None
     sigma2 = rss / dof
-    return np.concatenate([fit.relative_theta(sigma2) for fit in fits])
+    raw = [fit.coefficient_spread(parents[k][1] if k in parents else None) for k, fit in enumerate(fits)]
+    pieces = []
+    for k, fit in enumerate(fits):
+        inner = [(j, parent_of) for j, (outer, parent_of) in parents.items() if outer == k]
+        if inner:  # the sampling error of an outer level's coefficient is its inner levels' spread
+            spread = raw[k] - sum(fits[k].mean_inverse_count(parent_of, fits[j].ok) * raw[j] for j, parent_of in inner)
+        else:
+            spread = raw[k] - sigma2 * fit.mean_sampling_covariance()
+        pieces.append(fit.relative_theta(spread, sigma2))
+    return np.concatenate(pieces)
+
+
+def nesting_parents(factors):
+    """Nested pairs: ``{inner: (outer, outer level of each inner level)}``.
+
+    A factor is nested in another with the same covariates when each of its levels lies
+    within one of the other's levels (pastes: cask within batch); of several such, the
+    one with most levels. Then the outer factor's columns are sums of the inner one's,
+    which backfitting splits as outer means and within-outer deviations.
+    """
+    parents = {}
+    for k, inner in enumerate(factors):
+        best = None
+        for j, outer in enumerate(factors):
+            if j == k or outer.n_levels >= inner.n_levels or outer.z.shape != inner.z.shape:
+                continue
+            first_row = np.zeros(inner.n_levels, dtype=np.intp)
+            first_row[inner.codes[::-1]] = np.arange(len(inner.codes))[::-1]
+            parent_of = outer.codes[first_row]
+            if np.array_equal(parent_of[inner.codes], outer.codes) and np.array_equal(outer.z, inner.z):
+                if best is None or outer.n_levels > factors[best[0]].n_levels:
+                    best = (j, parent_of)
+        if best is not None:
+            parents[k] = best
+    return parents
 
 
 def one_factor_moments(cp):
@@ -88,7 +128,8 @@ def one_factor_moments(cp):
     dof = cp.n - fit.n_ok * cp.first.q
     if dof <= 0 or not rss > 0:
         return None
-    return fit.relative_theta(rss / dof)
+    sigma2 = rss / dof
+    return fit.relative_theta(fit.coefficient_spread() - sigma2 * fit.mean_sampling_covariance(), sigma2)
 
 
 #: Levels whose sampling variance (trace of the inverse cross-products) exceeds this
@@ -143,14 +184,38 @@ class LevelRegressions:
         self.coef = coef[self.ok]
         return np.einsum("ij,ij->i", f.z, coef[f.codes])
 
-    def relative_theta(self, sigma2):
-        """theta of the coefficients' covariance less their sampling covariance, over sigma2."""
-        f = self.factor
-        coef, A_inv = self.coef[self.precise], self.A_inv[self.precise]
-        if len(coef) < 2:
-            coef, A_inv = self.coef, self.A_inv
+    def _precise(self):
+        """Coefficients and inverse cross-products of the levels the spread is taken over,
+        and those levels' codes."""
+        levels = np.flatnonzero(self.ok)
+        if self.precise.sum() >= 2:
+            return self.coef[self.precise], self.A_inv[self.precise], levels[self.precise]
+        return self.coef, self.A_inv, levels
+
+    def coefficient_spread(self, parent_of=None):
+        """Covariance of the levels' coefficients. For an inner factor of a nesting
+        (``parent_of``: its levels' outer levels) the coefficients are deviations within
+        each outer level, which costs one degree of freedom per outer level."""
+        coef, _, levels = self._precise()
+        n_groups = 1 if parent_of is None else len(np.unique(parent_of[levels]))
         dev = coef - coef.mean(axis=0)
-        spread = dev.T @ dev / (len(coef) - 1) - sigma2 * A_inv.mean(axis=0)
+        return dev.T @ dev / max(len(coef) - n_groups, 1)
+
+    def mean_sampling_covariance(self):
+        """Mean sampling covariance of a coefficient, relative to the residual variance."""
+        return self._precise()[1].mean(axis=0)
+
+    def mean_inverse_count(self, parent_of, inner_ok):
+        """Mean over this (outer) factor's levels of 1 / its number of inner levels: the
+        share of the inner spread in each outer coefficient."""
+        counts = np.bincount(parent_of[inner_ok], minlength=self.factor.n_levels)
+        _, _, levels = self._precise()
+        counts = counts[levels]
+        return float(np.mean(1.0 / counts[counts > 0])) if np.any(counts > 0) else 0.0
+
+    def relative_theta(self, spread, sigma2):
+        """theta of a covariance ``spread`` of the random effects, relative to ``sigma2``."""
+        f = self.factor
         floor = START_FLOOR / float(np.max(self.mean_square))  # START_FLOOR * min(theta_scale)^2
         if f.q == 1:
             return np.sqrt(np.maximum(spread[0] / sigma2, floor))

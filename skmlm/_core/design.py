@@ -8,9 +8,19 @@ or diagonal (``"diagonal"``, lme4's ``(x || g)``). ``theta`` holds the free entr
 """
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
+
+
+@lru_cache(maxsize=None)
+def _lower_triangle(q):
+    """Row and column indices of a ``q x q`` lower triangle, column by column (lme4's
+    order of theta); read-only, shared by every factor with ``q`` terms."""
+    cols, rows = np.triu_indices(q)
+    rows.flags.writeable = cols.flags.writeable = False
+    return rows, cols
 
 
 @dataclass
@@ -47,8 +57,7 @@ class RandomFactor:
             self._tri = (np.arange(q), np.arange(q))
         else:
             # lme4 orders the lower triangle column by column
-            cols, rows = np.triu_indices(q)
-            self._tri = (rows, cols)
+            self._tri = _lower_triangle(q)
 
     @property
     def q(self):

@@ -167,6 +167,9 @@ class LevelRegressions:
         size = np.trace(self.A_inv, axis1=1, axis2=2)
         typical = np.sort(size)[self.n_ok // 2] if self.n_ok else 0.0  # the median, near enough
         self.precise = size <= PRECISE_LEVELS * typical
+        if self.precise.sum() < 2:  # too few left for a spread: all count
+            self.precise[:] = True
+        self.spread_levels = np.flatnonzero(self.ok)[self.precise]  # codes of those levels
         self.coef = None
 
     @classmethod
@@ -177,6 +180,13 @@ class LevelRegressions:
     def solve(self, r):
         """Fit ``r``; returns the fitted part ``z . coef[level]`` per row."""
         f = self.factor
+        if f.q == 1:  # scalars: no stacking, no einsum
+            z = f.z[:, 0]
+            c = np.bincount(f.codes, weights=self.weights * z * r, minlength=f.n_levels)
+            coef = np.zeros(f.n_levels)
+            coef[self.ok] = self.A_inv[:, 0, 0] * c[self.ok]
+            self.coef = coef[self.ok][:, None]
+            return z * coef[f.codes]
         c = np.column_stack([np.bincount(f.codes, weights=self.weights * f.z[:, a] * r, minlength=f.n_levels)
                              for a in range(f.q)])
         coef = np.zeros_like(c)
@@ -184,33 +194,23 @@ class LevelRegressions:
         self.coef = coef[self.ok]
         return np.einsum("ij,ij->i", f.z, coef[f.codes])
 
-    def _precise(self):
-        """Coefficients and inverse cross-products of the levels the spread is taken over,
-        and those levels' codes."""
-        levels = np.flatnonzero(self.ok)
-        if self.precise.sum() >= 2:
-            return self.coef[self.precise], self.A_inv[self.precise], levels[self.precise]
-        return self.coef, self.A_inv, levels
-
     def coefficient_spread(self, parent_of=None):
         """Covariance of the levels' coefficients. For an inner factor of a nesting
         (``parent_of``: its levels' outer levels) the coefficients are deviations within
         each outer level, which costs one degree of freedom per outer level."""
-        coef, _, levels = self._precise()
-        n_groups = 1 if parent_of is None else len(np.unique(parent_of[levels]))
+        coef = self.coef[self.precise]
+        n_groups = 1 if parent_of is None else len(np.unique(parent_of[self.spread_levels]))
         dev = coef - coef.mean(axis=0)
         return dev.T @ dev / max(len(coef) - n_groups, 1)
 
     def mean_sampling_covariance(self):
         """Mean sampling covariance of a coefficient, relative to the residual variance."""
-        return self._precise()[1].mean(axis=0)
+        return self.A_inv[self.precise].mean(axis=0)
 
     def mean_inverse_count(self, parent_of, inner_ok):
         """Mean over this (outer) factor's levels of 1 / its number of inner levels: the
         share of the inner spread in each outer coefficient."""
-        counts = np.bincount(parent_of[inner_ok], minlength=self.factor.n_levels)
-        _, _, levels = self._precise()
-        counts = counts[levels]
+        counts = np.bincount(parent_of[inner_ok], minlength=self.factor.n_levels)[self.spread_levels]
         return float(np.mean(1.0 / counts[counts > 0])) if np.any(counts > 0) else 0.0
 
     def relative_theta(self, spread, sigma2):

@@ -19,6 +19,7 @@ slopes) it uses the product rule of ``k^q`` points.
 """
 
 import itertools
+from functools import cached_property
 
 import numpy as np
 import scipy.linalg as sla
@@ -73,7 +74,7 @@ class BinomialMixedModel:
         self.factors = list(factors)
         self.n, self.p = X.shape
         self.n_agq = int(n_agq)
-        self.pirls = PIRLS(self.factors, X, y, weights)
+        self._data = (X, y, weights)
         self.theta_lower = lower_bounds(self.factors)
         self.theta_start = start_theta(self.factors)
         self.n_theta = len(self.theta_start)
@@ -103,6 +104,12 @@ class BinomialMixedModel:
                 (np.ones(self.n), f.codes, np.arange(self.n + 1)), shape=(self.n, f.n_levels)
             ).T.tocsr()
             self._pairs = [(a, b) for a in range(f.q) for b in range(a + 1)]
+
+    @cached_property
+    def pirls(self):
+        """The general conditional-mode solver (built on first use: the scalar path's
+        search does without it)."""
+        return PIRLS(self.factors, *self._data)
 
     # -- the objective ------------------------------------------------------------
     def mode(self, theta, beta):

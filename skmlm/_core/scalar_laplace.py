@@ -229,9 +229,10 @@ class ScalarLaplace:
         H[0, 0] += float(np.sum(2.0 * a / h))
         return 0.5 * (H + H.T)
 
-    def joint_mode(self, theta, tol=1e-6, max_iter=100):
+    def joint_mode(self, theta, tol=1e-3, max_iter=100):
         """``beta`` maximising the penalised likelihood jointly with the modes at ``theta``
-        (lme4's ``nAGQ = 0`` estimate, its start for the Laplace search): Newton's method
+        (lme4's ``nAGQ = 0`` estimate, its start for the Laplace search, so to a loose
+        ``tol`` on the predicted decrease of the penalised deviance): Newton's method
         on ``(u, beta)``, the ``u`` block diagonal, so each step solves a ``p x p`` system
         (the Schur complement). From ``beta = 0``, ``u = 0``; leaves the modes in place.
         The problem is convex: steps are halved until the penalised deviance falls, a

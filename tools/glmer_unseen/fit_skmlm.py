@@ -1,0 +1,10 @@
+"""skmlm on the designs of make_data.py: logLik, fixed effects, SEs, theta, evaluations, converged_."""
+
+import numpy as np, pandas as pd, warnings
+from skmlm import MixedLogisticClassifier
+for k, slope in enumerate([False, False, True, False]):
+    d = pd.read_csv(f"d{k}.csv")
+    kw = dict(random_slopes=["x1"], random_intercept=False) if slope else {}
+    m = MixedLogisticClassifier(**kw).fit(d[["x1", "x2"]], d.y, groups=d.g, sample_weight=d.w)
+    fe = m.fixed_effects_
+    print(f"d{k}", f"{m.log_likelihood_:.8f}", " ".join(f"{v:.8f}" for v in fe["Estimate"]), " ".join(f"{v:.6f}" for v in fe["Std. Error"]), " ".join(f"{v:.6f}" for v in m.theta_), len(m.optimizer_log_), m.converged_)

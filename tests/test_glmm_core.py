@@ -170,13 +170,13 @@ def _scalar_data(slope_only, seed=3):
     return [f], X, y, w
 
 
-@pytest.mark.parametrize("slope_only", [False, True])
-def test_scalar_path_matches_the_general_path(slope_only):
-    """The level-by-level Laplace path gives the general path's deviance and gradient,
-    and the same at -theta (the deviance is even in theta; its theta slope odd)."""
+@pytest.mark.parametrize("slope_only,n_agq", [(False, 1), (True, 1), (False, 9), (True, 5)])
+def test_scalar_path_matches_the_general_path(slope_only, n_agq):
+    """The level-by-level path (Laplace, or AGQ) gives the general path's deviance and
+    gradient, and the same at -theta (the deviance is even in theta; its theta slope odd)."""
     factors, X, y, w = _scalar_data(slope_only)
-    model = BinomialMixedModel(factors, X, y, w)
-    general = BinomialMixedModel(factors, X, y, w, scalar_path=False)
+    model = BinomialMixedModel(factors, X, y, w, n_agq=n_agq)
+    general = BinomialMixedModel(factors, X, y, w, n_agq=n_agq, scalar_path=False)
     assert model.scalar is not None and general.scalar is None
     for x in (np.array([0.8, 0.1, 0.5]), np.array([2.5, -1.0, 1.5]), np.array([0.05, 0.3, 0.2])):
         f_gen, g_gen = general.value_and_gradient(x)
@@ -188,13 +188,13 @@ def test_scalar_path_matches_the_general_path(slope_only):
         np.testing.assert_allclose(g_mirror, g_sc * np.r_[-1.0, 1.0, 1.0], atol=1e-7)
 
 
-@pytest.mark.parametrize("slope_only", [False, True])
-def test_scalar_path_search_reaches_the_general_optimum(slope_only):
-    """Newton steps on the scalar path's approximate Hessian end where L-BFGS-B on the
-    general path ends, and the estimates agree."""
+@pytest.mark.parametrize("slope_only,n_agq", [(False, 1), (True, 1), (False, 9)])
+def test_scalar_path_search_reaches_the_general_optimum(slope_only, n_agq):
+    """The scalar path's Newton search ends where L-BFGS-B on the general path ends, and
+    the estimates (and the Hessian behind the standard errors) agree."""
     factors, X, y, w = _scalar_data(slope_only)
-    fast = BinomialMixedModel(factors, X, y, w)
-    general = BinomialMixedModel(factors, X, y, w, scalar_path=False)
+    fast = BinomialMixedModel(factors, X, y, w, n_agq=n_agq)
+    general = BinomialMixedModel(factors, X, y, w, n_agq=n_agq, scalar_path=False)
     opt_fast, opt_general = fit_glmm(fast), fit_glmm(general)
     assert opt_fast.converged and opt_general.converged
     assert opt_fast.fun <= opt_general.fun + 1e-8

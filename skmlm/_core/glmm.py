@@ -33,7 +33,7 @@ from .blocks import batched_inverse_lower, batched_solve_lower, batched_solve_up
 from .design import lower_bounds, split_theta, start_theta
 from .optimize import OptimizeResult, finite_difference_gradient, gradient_jacobian, minimize_bounded, newton_decrement
 from .pirls import PIRLS, bernoulli_deviance
-from .scalar_laplace import ScalarLaplace
+from .scalar_glmm import ScalarGLMM
 
 #: Largest number of points of a product quadrature rule (``n_points ** q``).
 MAX_PRODUCT_POINTS = 20000
@@ -66,8 +66,8 @@ class BinomialMixedModel:
         1 for the Laplace approximation, ``k > 1`` for adaptive Gauss-Hermite quadrature
         with ``k`` points per dimension (one grouping factor only).
     scalar_path : bool
-        Use :class:`~.scalar_laplace.ScalarLaplace` where it applies (one factor, one
-        random term, Laplace); False forces the general path (for tests).
+        Use :class:`~.scalar_glmm.ScalarGLMM` where it applies (one factor, one
+        random term); False forces the general path (for tests).
     """
 
     def __init__(self, factors, X, y, weights, n_agq=1, scalar_path=True):
@@ -93,11 +93,11 @@ class BinomialMixedModel:
                 )
             self.nodes, self.node_weights = product_rule(self.n_agq, q)
         self.beta_start = np.zeros(self.p)
-        # one scalar random term and the Laplace approximation: the level-by-level path
-        self.scalar = (
-            ScalarLaplace(self.factors[0], X, y, weights)
-            if scalar_path and self.n_agq == 1 and len(self.factors) == 1 and self.factors[0].q == 1 else None
-        )
+        # one scalar random term: the level-by-level path
+        self.scalar = None
+        if scalar_path and len(self.factors) == 1 and self.factors[0].q == 1:
+            rule = (self.nodes[:, 0], self.node_weights) if self.n_agq > 1 else (None, None)
+            self.scalar = ScalarGLMM(self.factors[0], X, y, weights, *rule)
         if self.has_gradient and self.scalar is None:
             f = self.factors[0]
             self._indicator = sp.csr_matrix(
@@ -326,7 +326,7 @@ def _scalar_newton(scalar, x0, record, decrement_tol, max_steps=SCALAR_NEWTON_ST
     """The scalar path's search, from ``x0``'s theta.
 
     The start is lme4's first stage, beta estimated jointly with the modes
-    (:meth:`~.scalar_laplace.ScalarLaplace.joint_mode`), with one EM step for theta.
+    (:meth:`~.scalar_glmm.ScalarGLMM.joint_mode`), with one EM step for theta.
     Then Newton steps, no bounds (the deviance is even in theta), on the exact Hessian
     where it is positive definite, else the approximate one. A step is halved until it
     improves and lands where the Hessian used is positive definite (a step that
@@ -369,7 +369,7 @@ def _scalar_newton(scalar, x0, record, decrement_tol, max_steps=SCALAR_NEWTON_ST
 def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, scalar=None):
     """L-BFGS-B on an analytic gradient, then Newton polish; convergence by Newton decrement.
 
-    With ``scalar`` (a :class:`~.scalar_laplace.ScalarLaplace`), :func:`_scalar_newton`
+    With ``scalar`` (a :class:`~.scalar_glmm.ScalarGLMM`), :func:`_scalar_newton`
     comes first; L-BFGS-B only where the exact check after it finds no optimum.
     """
     log = []
@@ -387,8 +387,8 @@ def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, sca
 
     if scalar is not None:
         x, f, g = _scalar_newton(scalar, np.asarray(x0, dtype=float), record, decrement_tol)
-        x, f, g, H, decrease = _polish(
-            logged, x, f, g, lower, decrement_tol, hessian=scalar.exact_hessian
+        x, f, g, H, decrease = _polish(  # quadrature: finite differences of its gradient
+            logged, x, f, g, lower, decrement_tol, hessian=scalar.exact_hessian if scalar.nodes is None else None
         )
         if decrease <= decrement_tol:
             return OptimizeResult(x, f, True, len(log), len(log), g, H, "Newton steps", log)

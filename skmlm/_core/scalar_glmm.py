@@ -1,19 +1,21 @@
-"""Laplace deviance of a binary logistic GLMM with one scalar random effect per level.
+"""A binary logistic GLMM with one scalar random effect per level: Laplace and AGQ.
 
 The commonest binary model (cbpp: ``y ~ period + (1 | herd)``) has one grouping factor
 and one random term. Then ``Lambda' Z' W Z Lambda + I`` is diagonal, every level's
-conditional mode solves its own one-dimensional problem, and the Laplace deviance and
-its gradient in ``(theta, beta)`` are sums over levels. With the rows sorted by level,
-each sum is one ``numpy.add.reduceat``: no sparse matrices, no batched factorisations.
-The general code (:mod:`.pirls`, :mod:`.glmm`) gives the same numbers at several times
-the cost.
+conditional mode solves its own one-dimensional problem, and the deviance (Laplace, or
+adaptive Gauss-Hermite quadrature around the modes) and its derivatives in
+``(theta, beta)`` are sums over levels. With the rows sorted by level, each sum is one
+``numpy.add.reduceat``: no sparse matrices, no batched factorisations. The general code
+(:mod:`.pirls`, :mod:`.glmm`) gives the same numbers at several times the cost.
 
 Notation as :mod:`.glmm`: ``eta = X beta + theta z u_j``, ``h_j = theta^2 sum_j z^2 W + 1``
-(the level's ``L_j^2``), and the deviance ``sum dev.resid + sum u_j^2 + sum log h_j``.
+(the level's ``L_j^2``), and the Laplace deviance ``sum dev.resid + sum u_j^2 + sum log h_j``.
 """
 
+from types import SimpleNamespace
+
 import numpy as np
-from scipy.special import expit
+from scipy.special import expit, logsumexp
 
 from .pirls import bernoulli_deviance
 
@@ -24,8 +26,8 @@ from .pirls import bernoulli_deviance
 SAFE_DECREASE = 1e-3
 
 
-class ScalarLaplace:
-    """Laplace deviance and gradient of ``x = [theta, beta]`` for one scalar random term.
+class ScalarGLMM:
+    """Deviance, gradient and Hessian of ``x = [theta, beta]`` for one scalar random term.
 
     Parameters
     ----------
@@ -34,16 +36,21 @@ class ScalarLaplace:
     X : ndarray of shape (n, p)
     y : ndarray of shape (n,), 0/1
     weights : ndarray of shape (n,)
+    nodes, node_weights : ndarray, optional
+        A Gauss-Hermite rule for N(0, 1): the adaptive quadrature deviance (lme4's
+        ``nAGQ``); None for the Laplace approximation. The exact Hessian is the Laplace
+        deviance's either way (with quadrature, a close stand-in for Newton steps).
 
     Each evaluation starts its Newton iterations for the modes from the last evaluation's
     modes moved along their derivative (known from the gradient): nearby evaluations,
-    those of a finite-difference Hessian above all, need one step. The deviance is even in ``theta`` (``u -> -u``), so a search may
-    cross 0 freely.
+    those of a finite-difference Hessian above all, need one step. The deviance is even
+    in ``theta`` (``u -> -u``), so a search may cross 0 freely.
     """
 
-    def __init__(self, factor, X, y, weights):
+    def __init__(self, factor, X, y, weights, nodes=None, node_weights=None):
         if factor.q != 1:
-            raise ValueError("ScalarLaplace needs one random term per level")
+            raise ValueError("ScalarGLMM needs one random term per level")
+        self.nodes, self.node_weights = nodes, node_weights  # None: the Laplace approximation
         order = np.argsort(factor.codes, kind="stable")
         self.order = order
         self.codes = factor.codes[order]
@@ -159,8 +166,27 @@ class ScalarLaplace:
         return self._evaluate(x, hessian=True)
 
     def _evaluate(self, x, hessian):
-        """Value, gradient and (if ``hessian``) the approximate Hessian at ``x``. Arrays
-        over rows are held as ``(terms, rows)``: each row of them is contiguous."""
+        """Value, gradient and (if ``hessian``) a Hessian at ``x``: the Laplace deviance's,
+        or with quadrature nodes the AGQ deviance's value and gradient, the Laplace
+        Hessian standing in for theirs."""
+        P = self._laplace_parts(x)
+        value, grad = self._agq(P) if self.nodes is not None else (P.value, P.grad)
+        if not hessian:
+            return value, grad, None
+        if hessian in ("exact", "convex"):
+            H = self._exact_hessian(P)
+            self._last_exact = (P.x, H)
+            if hessian == "exact" or np.all(np.linalg.eigvalsh(H) > 0):
+                return value, grad, H
+        # the penalised part's Hessian, and the curvature of sum log h_j in theta at fixed weights
+        H = 2.0 * ((P.E * P.W) @ P.E.T - (P.R / P.h) @ P.R.T)
+        H[0, 0] += float(np.sum(2.0 * P.a * (1.0 - P.theta**2 * P.a) / P.h**2))
+        return value, grad, H
+
+    def _laplace_parts(self, x):
+        """The modes at ``x`` and the Laplace deviance's value, gradient and the pieces
+        its Hessian and the AGQ deviance are built from. Arrays over rows are held as
+        ``(terms, rows)``: each row of them is contiguous."""
         theta, beta = float(x[0]), x[1:]
         if self._tangent is not None:  # start the modes on the last evaluation's tangent
             x0, u0, dU0 = self._tangent
@@ -182,25 +208,51 @@ class ScalarLaplace:
         R = -np.add.reduceat(E * (v * W), self.starts, axis=1)
         R[0] += self._level_sums(z * r)
         dU = R / h
-        self._tangent = (np.array(x, dtype=float), u, dU)
+        x = np.array(x, dtype=float)
+        self._tangent = (x, u, dU)
         deta = E + v * np.repeat(dU, counts, axis=1)
         Da = np.add.reduceat(deta * (z * z * W * (1.0 - 2.0 * mu)), self.starts, axis=1)  # W' = dW/deta
         dh = theta * theta * Da
         dh[0] += 2.0 * theta * a
         grad = -2.0 * (E @ r) + (dh / h).sum(axis=1)
-        if not hessian:
-            return value, grad, None
-        if hessian in ("exact", "convex"):
-            H = self._exact_hessian(theta, mu, W, r, a, h, E, dU, deta, Da, dh)
-            self._last_exact = (self._tangent[0], H)
-            if hessian == "exact" or np.all(np.linalg.eigvalsh(H) > 0):
-                return value, grad, H
-        H = 2.0 * ((E * W) @ E.T - (R / h) @ R.T)
-        # and the largest term of the log det part: its curvature in theta at fixed weights
-        H[0, 0] += float(np.sum(2.0 * a * (1.0 - theta * theta * a) / h**2))
-        return value, grad, H
+        return SimpleNamespace(x=x, theta=theta, u=u, eta=eta, mu=mu, W=W, r=r, v=v, a=a, h=h, E=E, R=R,
+                               dU=dU, deta=deta, Da=Da, dh=dh, value=value, grad=grad)
 
-    def _exact_hessian(self, theta, mu, W, r, a, h, E, dU, deta, Da, dh):
+    def _agq(self, P):
+        """The adaptive Gauss-Hermite deviance and its gradient around the modes of ``P``.
+
+        Level ``j``'s integral is taken at ``u_jk = u_j + z_k / sqrt(h_j)``::
+
+            D = sum_j [ log h_j - 2 log sum_k w_k exp(z_k^2 / 2 - devc_j(u_jk) / 2) ]
+
+        with ``devc_j(u)`` the level's deviance residuals plus ``u^2`` (one node at 0 is the
+        Laplace approximation). The nodes move with the modes and with ``h_j``; the
+        gradient follows both. A loop over the nodes (a few), not over levels or rows.
+        """
+        z, w, y, counts, starts = self.z, self.w, self.y, self.counts, self.starts
+        offset = P.eta - P.v * np.repeat(P.u, counts)  # X beta
+        root_h = np.sqrt(P.h)
+        K, (d, m) = len(self.nodes), P.dU.shape
+        ell = np.empty((K, m))
+        dell = np.empty((K, d, m))  # d ell_jk / dx
+        Ek = P.E.copy()
+        for k, (zk, wk) in enumerate(zip(self.nodes, self.node_weights)):
+            uk = P.u + zk / root_h
+            duk = P.dU - (0.5 * zk / (root_h * P.h)) * P.dh
+            etak = offset + P.v * np.repeat(uk, counts)
+            devc = self._level_sums(bernoulli_deviance(y, etak, w)) + uk * uk
+            ell[k] = np.log(wk) + 0.5 * zk * zk - 0.5 * devc
+            rk = w * (y - expit(etak))
+            np.multiply(z, np.repeat(uk, counts), out=Ek[0])
+            detak = Ek + P.v * np.repeat(duk, counts, axis=1)
+            dell[k] = np.add.reduceat(detak * rk, starts, axis=1) - uk * duk
+        lse = logsumexp(ell, axis=0)
+        pi = np.exp(ell - lse)
+        value = float(np.log(P.h).sum() - 2.0 * lse.sum())
+        grad = (P.dh / P.h).sum(axis=1) - 2.0 * np.einsum("km,kdm->d", pi, dell)
+        return value, grad
+
+    def _exact_hessian(self, P):
         """The Hessian of the Laplace deviance: the derivative of the gradient's two terms,
         ``-2 sum r E`` and ``sum_j Dh_j / h_j``, with the modes moving.
 
@@ -208,9 +260,13 @@ class ScalarLaplace:
         ``h_j D2u_j = -(e q_j' + q_j e' + sum_j v W' deta deta')`` (``e``: theta's unit
         vector, ``W'`` = dW/deta). Every product of two row derivatives ends up in one
         weighted sum ``deta diag(omega) deta'``; the rest are per-level vectors along ``e``.
-        ``Da``, ``dh``: the derivatives of ``a_j`` and ``h_j`` (terms, levels).
+        ``P``: the Laplace parts at the point (``Da``, ``dh``: the derivatives of ``a_j``
+        and ``h_j``, terms by levels).
         """
         z, counts = self.z, self.counts
+        theta, mu, W, r, a, h, E, dU, deta, Da, dh = (
+            P.theta, P.mu, P.W, P.r, P.a, P.h, P.E, P.dU, P.deta, P.Da, P.dh
+        )
         v = theta * z
         s1 = W * (1.0 - 2.0 * mu)  # W'
         s2 = W * (1.0 - 6.0 * mu * (1.0 - mu))  # W''
@@ -283,11 +339,10 @@ class ScalarLaplace:
         return float(np.sqrt(np.mean(theta * theta * (u * u + 1.0 / h))))
 
     def estimates(self, theta, beta):
-        """Modes ``u`` (level order), ``eta`` (the caller's row order) and the Laplace
-        deviance at ``(theta, beta)``."""
-        u, eta = self.mode(theta, beta)
-        h = self._curvature(theta, eta)
-        deviance = float(bernoulli_deviance(self.y, eta, self.w).sum() + u @ u + np.log(h).sum())
+        """Modes ``u`` (level order), ``eta`` (the caller's row order) and the deviance at
+        ``(theta, beta)``."""
+        deviance = self.value_and_gradient(np.r_[theta, beta])[0]
+        u, eta = self.mode(theta, beta)  # where that evaluation left them
         out = np.empty_like(eta)
         out[self.order] = eta
         return u, out, deviance

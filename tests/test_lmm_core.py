@@ -188,6 +188,26 @@ def test_moment_start_of_balanced_nested_design_is_the_reml_optimum():
     np.testing.assert_allclose(start, opt.x, rtol=1e-5)
 
 
+@pytest.mark.parametrize("reml", [True, False])
+def test_moment_start_of_balanced_one_way_design_is_the_optimum(reml):
+    """A balanced one-way design: the moments are the ANOVA estimates (REML) or, with
+    the between-level spread over m rather than m - 1 levels, the ML ones."""
+    from skmlm._core.optimize import minimize_bounded
+    from skmlm._core.start import moment_start
+
+    rng = np.random.default_rng(8)
+    m, per = 15, 6
+    codes = np.repeat(np.arange(m), per)
+    y = 3 + 1.2 * rng.normal(size=m)[codes] + rng.normal(size=m * per)
+    n = len(y)
+    factors = [RandomFactor("g", codes, np.arange(m), np.ones((n, 1)), ["(Intercept)"])]
+    X, w = np.ones((n, 1)), np.ones(n)
+    model = LinearMixedModel(factors, X, y, w, reml=reml)
+    start = moment_start(factors, X, y, w, model.cp, reml)
+    opt = minimize_bounded(model.objective, np.ones(1), model.theta_lower, gradient=model.gradient)
+    np.testing.assert_allclose(start, opt.x, rtol=1e-5)
+
+
 def test_moment_start_keeps_off_zero_and_declines_undetermined_levels():
     """No spread between levels still starts off 0 (a stationary point); levels whose own
     regression is undetermined (one row for an intercept and a slope) give no start."""

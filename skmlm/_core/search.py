@@ -47,7 +47,7 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
             "mixed model is unbounded there; there is no residual variance to split between levels"
         )
     start, radius = model.theta_start * model.theta_scale, 0.25
-    moments = moment_start(search_factors, X, y, weights, model.cp)
+    moments = moment_start(search_factors, X, y, weights, model.cp, reml)
     if model.costly_evaluation:
         start, radius = (one_factor_start(search_factors, X, y, weights, reml), 0.05) if moments is None else (moments, RADIUS)
     elif moments is not None:

@@ -35,7 +35,7 @@ def one_factor_start(factors, X, y, weights, reml):
     return np.concatenate(pieces)
 
 
-def moment_start(factors, X, y, weights, cross_products=None):
+def moment_start(factors, X, y, weights, cross_products=None, reml=True):
     """theta from moment estimates of every factor's covariance, or None where one fails.
 
     The residuals of y on X are regressed on each factor's covariates, level by level;
@@ -46,12 +46,13 @@ def moment_start(factors, X, y, weights, cross_products=None):
     nested in another (:func:`nesting_parents`), the outer levels' sampling error is
     their inner levels' spread, the inner coefficients lose a degree of freedom per
     outer level, and the residual's degrees of freedom count the inner factor only: on
-    a balanced design (pastes) these are the ANOVA estimates, the REML optimum. With one
-    factor and the model's :class:`~.lmm.CrossProducts`, all of it comes from them (no
-    pass over the rows).
+    a balanced design (pastes) these are the ANOVA estimates, the REML optimum. For ML
+    (``reml=False``) the outermost factors' spread is divided by the number of levels,
+    not one less: on a balanced design, the ML optimum. With one factor and the model's
+    :class:`~.lmm.CrossProducts`, all of it comes from them (no pass over the rows).
     """
     if len(factors) == 1 and cross_products is not None:
-        return one_factor_moments(cross_products)
+        return one_factor_moments(cross_products, reml)
     Xw = X * weights[:, None]
     try:
         beta = np.linalg.solve(X.T @ Xw, Xw.T @ y) if X.shape[1] else np.zeros(0)
@@ -74,7 +75,7 @@ def moment_start(factors, X, y, weights, cross_products=None):
     if dof <= 0 or not rss > 0:
         return None
     sigma2 = rss / dof
-    raw = [fit.coefficient_spread(parents[k][1] if k in parents else None) for k, fit in enumerate(fits)]
+    raw = [fit.coefficient_spread(parents[k][1] if k in parents else None, reml) for k, fit in enumerate(fits)]
     pieces = []
     for k, fit in enumerate(fits):
         inner = [(j, parent_of) for j, (outer, parent_of) in parents.items() if outer == k]
@@ -111,7 +112,7 @@ def nesting_parents(factors):
     return parents
 
 
-def one_factor_moments(cp):
+def one_factor_moments(cp, reml=True):
     """:func:`moment_start` for one factor from its blocked cross-products."""
     p, a = cp.p, cp.a_xx
     try:
@@ -129,7 +130,7 @@ def one_factor_moments(cp):
     if dof <= 0 or not rss > 0:
         return None
     sigma2 = rss / dof
-    return fit.relative_theta(fit.coefficient_spread() - sigma2 * fit.mean_sampling_covariance(), sigma2)
+    return fit.relative_theta(fit.coefficient_spread(None, reml) - sigma2 * fit.mean_sampling_covariance(), sigma2)
 
 
 #: Levels whose sampling variance (trace of the inverse cross-products) exceeds this
@@ -194,12 +195,16 @@ class LevelRegressions:
         self.coef = coef[self.ok]
         return np.einsum("ij,ij->i", f.z, coef[f.codes])
 
-    def coefficient_spread(self, parent_of=None):
+    def coefficient_spread(self, parent_of=None, reml=True):
         """Covariance of the levels' coefficients. For an inner factor of a nesting
         (``parent_of``: its levels' outer levels) the coefficients are deviations within
-        each outer level, which costs one degree of freedom per outer level."""
+        each outer level, which costs one degree of freedom per outer level; for an
+        outer one the overall mean costs one under REML, none under ML."""
         coef = self.coef[self.precise]
-        n_groups = 1 if parent_of is None else len(np.unique(parent_of[self.spread_levels]))
+        if parent_of is None:
+            n_groups = 1 if reml else 0
+        else:
+            n_groups = len(np.unique(parent_of[self.spread_levels]))
         dev = coef - coef.mean(axis=0)
         return dev.T @ dev / max(len(coef) - n_groups, 1)
 

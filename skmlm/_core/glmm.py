@@ -337,8 +337,13 @@ def _scalar_newton(scalar, x0, record, decrement_tol, max_steps=SCALAR_NEWTON_ST
     """
 
     def evaluate(x):
-        f, g, H = scalar.value_gradient_convex_hessian(x)
+        try:
+            f, g, H = scalar.value_gradient_convex_hessian(x)
+        except (np.linalg.LinAlgError, FloatingPointError):
+            f, g, H = np.inf, np.full(len(x), np.nan), None
         record(x, f)
+        if H is None or not np.all(np.isfinite(H)):
+            return f, g, None
         try:
             return f, g, sla.cho_factor(H, lower=True, check_finite=False)
         except sla.LinAlgError:

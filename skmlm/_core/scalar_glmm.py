@@ -292,7 +292,9 @@ class ScalarGLMM:
         on ``(u, beta)``, the ``u`` block diagonal, so each step solves a ``p x p`` system
         (the Schur complement). From ``beta = 0``, ``u = 0``; leaves the modes in place.
         The problem is convex: steps are halved until the penalised deviance falls, a
-        check skipped once the predicted decrease is below ``SAFE_DECREASE``."""
+        check skipped once the predicted decrease is below ``SAFE_DECREASE``. Where the
+        system turns singular (weights vanishing under separation) it stops there: this
+        is a start, and the search that follows reports what it finds."""
         X, XT, w, y = self.X, self.XT, self.w, self.y
         v = theta * self.z
         u, beta = np.zeros_like(self.u), np.zeros(self.p)
@@ -307,7 +309,10 @@ class ScalarGLMM:
             C = np.add.reduceat(XT * (v * W), self.starts, axis=1)  # (p, levels)
             S = (XT * W) @ X - (C / h) @ C.T
             g_b = XT @ r
-            db = np.linalg.solve(S, g_b - C @ (g_u / h))
+            try:
+                db = np.linalg.solve(S, g_b - C @ (g_u / h))
+            except np.linalg.LinAlgError:  # weights vanishing (separation): keep the start so far
+                break
             du = (g_u - db @ C) / h
             decrease = 0.5 * float(g_u @ du + g_b @ db)
             t = 1.0

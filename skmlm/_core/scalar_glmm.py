@@ -68,6 +68,7 @@ class ScalarGLMM:
         self.u = np.zeros(factor.n_levels)
         self._tangent = None  # (x, modes, their derivative in x) of the last evaluation
         self._last_exact = None  # (x, exact Hessian) of the last one computed
+        self._last_value = None  # (x, deviance) of the last evaluation
         self.n_newton = 0
 
     def _level_sums(self, a):
@@ -171,6 +172,7 @@ class ScalarGLMM:
         Hessian standing in for theirs."""
         P = self._laplace_parts(x)
         value, grad = self._agq(P) if self.nodes is not None else (P.value, P.grad)
+        self._last_value = (P.x, value)
         if not hessian:
             return value, grad, None
         if hessian in ("exact", "convex"):
@@ -346,8 +348,12 @@ class ScalarGLMM:
     def estimates(self, theta, beta):
         """Modes ``u`` (level order), ``eta`` (the caller's row order) and the deviance at
         ``(theta, beta)``."""
-        deviance = self.value_and_gradient(np.r_[theta, beta])[0]
-        u, eta = self.mode(theta, beta)  # where that evaluation left them
+        x = np.r_[theta, beta]
+        if self._last_value is None or not np.array_equal(self._last_value[0], x):
+            self.value_and_gradient(x)  # else the search's last evaluation was at x
+        deviance = self._last_value[1]
+        u = self._tangent[1]  # the modes at x
+        eta = self.X @ beta + theta * self.z * np.repeat(u, self.counts)
         out = np.empty_like(eta)
         out[self.order] = eta
         return u, out, deviance

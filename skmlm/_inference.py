@@ -25,6 +25,8 @@ from sklearn.utils.validation import check_is_fitted
 from ._core.bootstrap import parametric_bootstrap
 from ._core.condvar import glmm_conditional_covariances, lmm_conditional_covariances
 from ._core.design import split_theta
+from ._core.glmm import BinomialMixedModel
+from ._core.lmm import LinearMixedModel
 from ._core.profile import Profiler
 from ._core.satterthwaite import Satterthwaite, hessian, jacobian
 from ._core.varpar import VarianceParameters, ml_deviance, reml_deviance
@@ -86,7 +88,7 @@ class InferenceMixin:
         design, the response and the weights: the core model is rebuilt from them on
         first use, so the estimator stays picklable.
         """
-        linear = not hasattr(model, "pirls")
+        linear = not isinstance(model, BinomialMixedModel)  # (its PIRLS is built on first use)
         self._inference_data = {
             "linear": linear,
             "factors": list(model.factors),
@@ -118,12 +120,8 @@ class InferenceMixin:
         if "model" not in cache:
             d = self._inference_data
             if d["linear"]:
-                from ._core.lmm import LinearMixedModel
-
                 cache["model"] = LinearMixedModel(d["factors"], d["X"], d["y"], d["w"], d["reml"])
             else:
-                from ._core.glmm import BinomialMixedModel
-
                 cache["model"] = BinomialMixedModel(d["factors"], d["X"], d["y"], d["w"], d["n_agq"])
         return cache["model"]
 

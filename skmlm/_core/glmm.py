@@ -337,6 +337,7 @@ def _scalar_newton(scalar, x0, record, decrement_tol, max_steps=SCALAR_NEWTON_ST
     """
 
     def evaluate(x):
+        """``(f, g, H)``, ``H`` None where it is not a positive definite Hessian."""
         try:
             f, g, H = scalar.value_gradient_convex_hessian(x)
         except (np.linalg.LinAlgError, FloatingPointError):
@@ -345,26 +346,27 @@ def _scalar_newton(scalar, x0, record, decrement_tol, max_steps=SCALAR_NEWTON_ST
         if H is None or not np.all(np.isfinite(H)):
             return f, g, None
         try:
-            return f, g, sla.cho_factor(H, lower=True, check_finite=False)
-        except sla.LinAlgError:
+            np.linalg.cholesky(H)
+        except np.linalg.LinAlgError:
             return f, g, None
+        return f, g, H
 
     beta = scalar.joint_mode(x0[0])
     x = np.r_[scalar.em_theta(x0[0], beta), beta]
-    f, g, c = evaluate(x)
+    f, g, H = evaluate(x)
     for _ in range(max_steps):
-        if c is None:
+        if H is None:
             break
-        step = -sla.cho_solve(c, g, check_finite=False)
+        step = -np.linalg.solve(H, g)
         decrease = -0.5 * float(g @ step)
         if not np.isfinite(decrease) or decrease <= 0.01 * decrement_tol:
             break
-        t, c = 1.0, None
+        t, H = 1.0, None
         while t > 1e-4:
             cand = x + t * step
-            fc, gc, cc = evaluate(cand)
-            if fc < f and cc is not None:
-                x, f, g, c = cand, fc, gc, cc
+            fc, gc, Hc = evaluate(cand)
+            if fc < f and Hc is not None:
+                x, f, g, H = cand, fc, gc, Hc
                 break
             t /= 2
     mirror = np.r_[-1.0 if x[0] < 0 else 1.0, np.ones(len(x) - 1)]

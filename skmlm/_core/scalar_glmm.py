@@ -26,6 +26,15 @@ from .pirls import bernoulli_deviance
 SAFE_DECREASE = 1e-3
 
 
+def _positive_definite(H):
+    """Whether the symmetric ``H`` is positive definite (its Cholesky factor exists)."""
+    try:
+        np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
 class ScalarGLMM:
     """Deviance, gradient and Hessian of ``x = [theta, beta]`` for one scalar random term.
 
@@ -178,7 +187,7 @@ class ScalarGLMM:
         if hessian in ("exact", "convex"):
             H = self._exact_hessian(P)
             self._last_exact = (P.x, H)
-            if hessian == "exact" or np.all(np.linalg.eigvalsh(H) > 0):
+            if hessian == "exact" or _positive_definite(H):
                 return value, grad, H
         # the penalised part's Hessian, and the curvature of sum log h_j in theta at fixed weights
         H = 2.0 * ((P.E * P.W) @ P.E.T - (P.R / P.h) @ P.R.T)

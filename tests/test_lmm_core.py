@@ -226,6 +226,35 @@ def test_moment_start_keeps_off_zero_and_declines_undetermined_levels():
     assert moment_start([one_row], X, y, np.ones(n)) is None
 
 
+def test_bfgs_update_meets_the_secant_condition():
+    """The updated Hessian maps the step to the change of gradient, stays symmetric and
+    positive definite; no update where the curvature along the step is not positive."""
+    from skmlm._core.optimize import bfgs_update
+
+    H = np.array([[2.0, 0.3], [0.3, 1.0]])
+    s, y = np.array([0.1, -0.2]), np.array([0.3, -0.1])
+    H1 = bfgs_update(H, s, y)
+    np.testing.assert_allclose(H1 @ s, y)
+    np.testing.assert_allclose(H1, H1.T)
+    assert np.all(np.linalg.eigvalsh(H1) > 0)
+    assert bfgs_update(H, s, -y) is None
+
+
+def test_newton_first_with_updates_reaches_the_optimum_of_a_slope_model():
+    """Newton-first steps on BFGS-updated Hessians end where a search with a fresh
+    finite-difference Hessian at every step ends (a random slope far from its start)."""
+    from skmlm._core.optimize import minimize_bounded
+
+    factors, X, y, w = random_problem(11, [(15, 1, False)])
+    model = LinearMixedModel(factors, X, y, w, reml=False)
+    start = np.array([1.0, 0.0, 1.0]) * model.theta_scale
+    unbounded = np.full(3, -np.inf)
+    opt = minimize_bounded(model.objective, start, unbounded, gradient=model.gradient, scale=model.theta_scale)
+    ref = minimize_bounded(model.objective, start, model.theta_lower, gradient=model.gradient, scale=model.theta_scale)
+    assert opt.converged and ref.converged
+    assert opt.fun <= ref.fun + 1e-7
+
+
 def test_finite_difference_schemes_on_a_cubic():
     """The stencil and the cheap-cross Hessian agree with the exact derivatives of a
     smooth function to the order of their step."""

@@ -167,7 +167,20 @@ def diagonal_check(fun, x, lower, step=1e-4):
     return x, f, g, H, 0.5 * float(np.sum(g**2 / d))
 
 
-def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivatives=None, full_steps_only=False):
+def bfgs_update(H, s, y):
+    """The BFGS update of a Hessian ``H`` along a step ``s`` whose gradient changed by
+    ``y``; None where the curvature along the step is not positive (no update keeps ``H``
+    positive definite then)."""
+    sy = float(s @ y)
+    Hs = H @ s
+    sHs = float(s @ Hs)
+    if not (sy > 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(y)) and sHs > 0):
+        return None
+    return H - np.outer(Hs, Hs) / sHs + np.outer(y, y) / sy
+
+
+def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivatives=None, full_steps_only=False,
+           update=False):
     """Newton steps on the coordinates off their bounds, accepted while they improve.
 
     L-BFGS-B on a badly scaled objective (a random slope whose variance is tiny next
@@ -175,21 +188,31 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
     indifferent to the scaling. ``grad(x, f)`` and ``hess(x, f, g, free)`` give the
     derivatives, or ``derivatives(x, f)`` both at once. ``full_steps_only`` stops at the
     first step that must be shortened (the objective is far from quadratic there, and the
-    caller has a better method for that). Once the decrement is below tolerance, its
-    step is still taken if it is no worse: one evaluation for a quadratically converged
-    point. Returns ``(x, f, g, H, decrease, steps)``; ``g``, ``H`` and ``decrease`` are
-    those of the point before that last step.
+    caller has a better method for that). ``update``: after the first Hessian, BFGS
+    updates along each step (with the gradient there) stand in for ``hess`` while every
+    coordinate is free: superlinear convergence from an exact start, without ``k``
+    gradients a step; once the updated Hessian promises convergence, a fresh one judges
+    it. Once the decrement is below tolerance, its step is still taken if it is no
+    worse: one evaluation for a quadratically converged point. Returns
+    ``(x, f, g, H, decrease, steps)``; ``g``, ``H`` and ``decrease`` are those of the
+    point before that last step.
     """
     f, steps = fun(x), 0
+    H, last = None, None  # last: (step, gradient before it) of an accepted step
     for _ in range(max_steps + 1):
+        updated = None
         if derivatives is not None:
             g, H = derivatives(x, f)
             free = ~((x <= lower + 1e-12) & (g > 0))
         else:
             g = grad(x, f)
             free = ~((x <= lower + 1e-12) & (g > 0))
-            H = hess(x, f, g, free)
+            updated = bfgs_update(H, last[0], g - last[1]) if update and last is not None and free.all() else None
+            H = updated if updated is not None else hess(x, f, g, free)
         decrease, step = newton_decrement(g, H, free)
+        if updated is not None and not decrease > decrement_tol:  # convergence is judged on a fresh Hessian
+            H = hess(x, f, g, free)
+            decrease, step = newton_decrement(g, H, free)
         if decrease <= decrement_tol and decrease > 0:  # converged: one free last step for precision
             cand = np.maximum(x + step, lower)
             fc = fun(cand)
@@ -203,6 +226,7 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
             cand = np.maximum(x + t * step, lower)
             fc = fun(cand)
             if fc < f:
+                last = (cand - x, g)
                 x, f, improved, steps = cand, fc, True, steps + 1
                 break
             t /= 2
@@ -360,7 +384,8 @@ def minimize_bounded(
             # Newton first: from a start near the optimum it converges in a few steps
             if unbounded_gradient:
                 x, f, g, H, decrease, steps = polish(
-                    logged, grad, hess, x, lower, max_steps=NEWTON_FIRST_STEPS, decrement_tol=decrement_tol
+                    logged, grad, hess, x, lower, max_steps=QUASI_NEWTON_FIRST_STEPS, decrement_tol=decrement_tol,
+                    update=True,
                 )
             else:  # one stencil of evaluations per step; the first shortened step hands over
                 x, f, g, H, decrease, steps = polish(
@@ -433,6 +458,10 @@ def snap_to_bounds(fun, x, f, lower, tol):
 #: Newton steps tried from the start before the main search (BFGS, or COBYQA without a
 #: gradient) takes over.
 NEWTON_FIRST_STEPS = 4
+
+#: The same with an analytic gradient, where after the first step the Hessian is updated
+#: (BFGS) rather than recomputed: a step costs one evaluation and one gradient.
+QUASI_NEWTON_FIRST_STEPS = 8
 
 #: How often the optimiser is restarted off a bound where it stalled.
 MAX_RESTARTS = 3

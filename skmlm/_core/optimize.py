@@ -64,6 +64,8 @@ def _stencil(fun, x, f0, idx, step, cross):
     for i in idx:
         plus[i], minus[i] = at(i, 1), at(i, -1)
         H[i, i] = (plus[i] - 2 * f0 + minus[i]) / h[i] ** 2
+    if cross is None:  # the diagonal only
+        return plus, minus, H, h
     for a, i in enumerate(idx):
         for j in idx[a + 1 :]:
             if cross == "forward":
@@ -85,10 +87,14 @@ def finite_difference_hessian(fun, x, f0, free, step=1e-4, cross="central"):
     return _stencil(fun, x, f0, np.flatnonzero(free), step, cross)[2]
 
 
-def stencil_derivatives(fun, x, f0, step=1e-4):
+def stencil_derivatives(fun, x, f0, step=1e-4, mixed=None):
     """Gradient and Hessian from one stencil: ``x +- h_i`` (central gradient and
-    diagonal) and ``x + h_i + h_j`` (mixed terms), ``k (k + 3) / 2`` evaluations."""
-    plus, minus, H, h = _stencil(fun, x, f0, np.arange(len(x)), step, "forward")
+    diagonal) and ``x + h_i + h_j`` (mixed terms), ``k (k + 3) / 2`` evaluations. Given
+    ``mixed`` (a Hessian from before), its off-diagonal terms are kept and only the
+    ``2 k`` evaluations of the gradient and the diagonal are made."""
+    plus, minus, H, h = _stencil(fun, x, f0, np.arange(len(x)), step, "forward" if mixed is None else None)
+    if mixed is not None:
+        H = H + mixed - np.diag(np.diag(mixed))
     return (plus - minus) / (2 * h), H
 
 
@@ -387,10 +393,17 @@ def minimize_bounded(
                     logged, grad, hess, x, lower, max_steps=QUASI_NEWTON_FIRST_STEPS, decrement_tol=decrement_tol,
                     update=True,
                 )
-            else:  # one stencil of evaluations per step; the first shortened step hands over
+            else:  # a full stencil, then gradient and diagonal only (the mixed terms kept)
+                first = []
+
+                def stencil(z, fz):
+                    g, H = stencil_derivatives(logged, z, fz, mixed=first[0] if first else None)
+                    first.append(H)
+                    return g, H
+
                 x, f, g, H, decrease, steps = polish(
                     logged, None, None, x, lower, max_steps=NEWTON_FIRST_STEPS, decrement_tol=decrement_tol,
-                    derivatives=lambda z, fz: stencil_derivatives(logged, z, fz), full_steps_only=True,
+                    derivatives=stencil,
                 )
             res = SimpleNamespace(x=x, nit=steps, message="Newton steps")
         if decrease <= decrement_tol:

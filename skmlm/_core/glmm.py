@@ -417,7 +417,8 @@ def fit_glmm(model, max_iter=1000, tol=1e-6, verbose=0, two_stage=None):
     The start is lme4's: ``theta`` at its start (or, with ``two_stage``, optimised with
     ``beta`` estimated jointly in PIRLS, lme4's ``nAGQ = 0`` stage) and ``beta`` the
     joint PIRLS estimate there. One grouping factor: L-BFGS-B on the analytic gradient;
-    several: the finite-difference optimiser of :mod:`.optimize`.
+    several: Newton steps on finite differences from the first stage's estimate, COBYQA
+    where they stop short (:func:`~.optimize.minimize_bounded`).
     """
     lower = model.theta_lower
     if two_stage is None:
@@ -442,4 +443,9 @@ def fit_glmm(model, max_iter=1000, tol=1e-6, verbose=0, two_stage=None):
     lower2 = np.concatenate([lower, np.full(model.p, -np.inf)])
     if model.has_gradient:
         return _minimize_with_gradient(model.value_and_gradient, x0, lower2, max_iter, tol, verbose, scalar=model.scalar)
-    return minimize_bounded(model.objective, x0, lower2, max_iter=max_iter, decrement_tol=tol, verbose=verbose)
+    # several factors: no gradient, and each evaluation a PIRLS solve; from the first
+    # stage's estimate Newton steps on finite differences, COBYQA where they stop short
+    return minimize_bounded(
+        model.objective, x0, lower2, max_iter=max_iter, decrement_tol=tol, verbose=verbose,
+        derivative_free=True, newton_first=True,
+    )

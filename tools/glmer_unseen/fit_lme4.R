@@ -9,3 +9,6 @@ for (nm in names(specs)) {
 d <- read.csv("d0.csv")
 m <- glmer(y ~ x1 + x2 + (1 | g), data = d, family = binomial, weights = w, nAGQ = 9, control = glmerControl(tolPwrss = 1e-12, optCtrl = list(maxfun = 1e5)))
 cat("d0_agq9", sprintf("%.8f", logLik(m)), sprintf("%.8f", fixef(m)), sprintf("%.6f", sqrt(diag(as.matrix(vcov(m))))), sprintf("%.6f", getME(m, "theta")), "\n")
+d <- read.csv("d4.csv")
+m <- glmer(y ~ x1 + x2 + (x1 | g) + (1 | h), data = d, family = binomial, control = glmerControl(tolPwrss = 1e-12, optCtrl = list(maxfun = 1e5)))
+cat("d4", sprintf("%.8f", logLik(m)), sprintf("%.8f", fixef(m)), sprintf("%.6f", sqrt(diag(as.matrix(vcov(m))))), sprintf("%.6f", getME(m, "theta")), "\n")

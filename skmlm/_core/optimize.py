@@ -185,16 +185,13 @@ def bfgs_update(H, s, y):
     return H - np.outer(Hs, Hs) / sHs + np.outer(y, y) / sy
 
 
-def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivatives=None, full_steps_only=False,
-           update=False):
+def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivatives=None, update=False):
     """Newton steps on the coordinates off their bounds, accepted while they improve.
 
     L-BFGS-B on a badly scaled objective (a random slope whose variance is tiny next
     to the intercept's) stops on a flat stretch before the optimum; Newton's method is
     indifferent to the scaling. ``grad(x, f)`` and ``hess(x, f, g, free)`` give the
-    derivatives, or ``derivatives(x, f)`` both at once. ``full_steps_only`` stops at the
-    first step that must be shortened (the objective is far from quadratic there, and the
-    caller has a better method for that). ``update``: after the first Hessian, BFGS
+    derivatives, or ``derivatives(x, f)`` both at once. ``update``: after the first Hessian, BFGS
     updates along each step (with the gradient there) stand in for ``hess`` while every
     coordinate is free: superlinear convergence from an exact start, without ``k``
     gradients a step; once the updated Hessian promises convergence, a fresh one judges
@@ -236,7 +233,7 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
                 x, f, improved, steps = cand, fc, True, steps + 1
                 break
             t /= 2
-        if not improved or (full_steps_only and t < 1.0):
+        if not improved:
             break
     return x, f, g, H, decrease, steps
 
@@ -346,9 +343,10 @@ def minimize_bounded(
         Print each evaluation when > 0.
     newton_first : bool
         Without a gradient, when ``x0`` is near the optimum: first try Newton steps on
-        finite differences (one stencil per step); COBYQA only if they do not converge.
-        (With an analytic gradient and no bounds, Newton steps always come first, BFGS
-        only where they stop short.)
+        finite differences (a full stencil, then the gradient and diagonal only, the
+        mixed terms kept); COBYQA only if they do not converge. (With an analytic
+        gradient and no bounds, Newton steps always come first, on BFGS updates of the
+        first Hessian; BFGS only where they stop short.)
     """
     if scale is not None:
         return _minimize_scaled(

@@ -34,3 +34,18 @@ def test_one_variance_leaves_its_bound_while_another_stays():
     assert est.converged_
     assert est.deviance_ <= 8893.908957016713 + 1e-6
     assert est.theta_[0] > 0.02 and est.theta_[1] == 0
+
+
+def test_search_ending_short_searches_again_within_bounds():
+    """Seed 396 of tools/check_optimum.py: a random slope whose variance is 0 at the
+    optimum leaves the unbounded search on a degenerate ridge of the centred coordinates,
+    short of the optimum. A second search from there, in the user's coordinates and
+    within lme4's bounds, reaches it (deviance from L-BFGS-B then Nelder-Mead)."""
+    from check_optimum import random_design
+
+    from skmlm import MixedLinearRegressor
+
+    X, y, groups, params = random_design(396)
+    est = MixedLinearRegressor(**params).fit(X, y, groups=groups)
+    assert est.converged_ and est.singular_
+    assert est.deviance_ <= 1236.5746888726453 + 1e-6

@@ -12,7 +12,9 @@ estimator, so that it reads as one procedure:
    they stop short; without one, Newton steps on finite differences from a moment
    start, then COBYQA within lme4's bounds (the mirror confuses its model of the surface);
 4. map the optimum back to lme4's form (diagonal >= 0, near-zero variances set to 0
-   where no worse) and to the user's coordinates.
+   where no worse) and to the user's coordinates;
+5. where the search ended short of an optimum, search once more from there, in the
+   user's coordinates and within lme4's bounds.
 """
 
 import copy
@@ -37,7 +39,8 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
 
     ``model`` is the core model (its ``factors`` those given), ``opt`` the
     :class:`~.optimize.OptimizeResult` (``x`` is theta; its ``log`` is in the search's
-    coordinates, centred where slopes were centred), ``est`` the estimates at theta.
+    coordinates, centred where slopes were centred, followed by those of
+    :func:`search_within_bounds` where it ran), ``est`` the estimates at theta.
     """
     search_factors, maps = centre_factors(factors, weights)
     model = LinearMixedModel(search_factors, X, y, weights, reml)
@@ -68,6 +71,36 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
 
         opt.x = to_raw(opt.x)  # opt.log stays in the search's coordinates
         est["random_effects"] = raw_modes(search_factors, maps, est["random_effects"])
+        raw_model = None
         model = copy.copy(model)  # the same cross-products, reported with the user's factors
         model.factors = list(factors)
+    else:
+        raw_model = model
+    if not opt.converged and model.has_gradient:
+        model, opt, est = search_within_bounds(raw_model, factors, X, y, weights, reml, model, opt, est,
+                                               max_iter=max_iter, tol=tol, verbose=verbose)
     return model, opt, est
+
+
+def search_within_bounds(raw_model, factors, X, y, weights, reml, model, opt, est, max_iter, tol, verbose):
+    """Once more, when the search ended short of an optimum: from where it ended, in the
+    user's coordinates and within lme4's bounds (L-BFGS-B, then Newton steps).
+
+    A singular covariance (a slope's variance 0) can leave the unbounded search on a
+    degenerate ridge of the centred coordinates (``tools/check_optimum.py`` seed 396:
+    7.8e-4 short). Returns ``(model, opt, est)``: the better of the two, the second
+    search's evaluations appended to ``opt.log`` (in the user's coordinates).
+    """
+    raw = raw_model if raw_model is not None else LinearMixedModel(list(factors), X, y, weights, reml)
+    second = minimize_bounded(
+        raw.objective, np.maximum(opt.x, raw.theta_lower), raw.theta_lower, gradient=raw.gradient,
+        scale=raw.theta_scale, max_iter=max_iter, decrement_tol=tol, verbose=verbose,
+    )
+    second.x = canonical_theta(raw.factors, second.x)
+    second.x, second.fun = snap_to_bounds(raw.objective, second.x, second.fun, raw.theta_lower, SNAP_TOL)
+    if not (second.fun < opt.fun - 1e-10 * max(1.0, abs(opt.fun)) or (second.converged and second.fun <= opt.fun)):
+        return model, opt, est
+    second.log = opt.log + second.log
+    second.n_iter += opt.n_iter
+    second.n_evaluations = len(second.log)
+    return raw, second, raw.estimates(second.x)

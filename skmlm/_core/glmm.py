@@ -337,18 +337,12 @@ def _scalar_newton(scalar, x0, record, decrement_tol, max_steps=SCALAR_NEWTON_ST
     """
 
     def evaluate(x):
-        """``(f, g, H)``, ``H`` None where it is not a positive definite Hessian."""
+        """``(f, g, H)``, ``H`` a positive definite Hessian or None."""
         try:
             f, g, H = scalar.value_gradient_convex_hessian(x)
         except (np.linalg.LinAlgError, FloatingPointError):
             f, g, H = np.inf, np.full(len(x), np.nan), None
         record(x, f)
-        if H is None or not np.all(np.isfinite(H)):
-            return f, g, None
-        try:
-            np.linalg.cholesky(H)
-        except np.linalg.LinAlgError:
-            return f, g, None
         return f, g, H
 
     beta = scalar.joint_mode(x0[0])

@@ -392,11 +392,12 @@ def minimize_bounded(
                     update=True,
                 )
             else:  # a full stencil, then gradient and diagonal only (the mixed terms kept)
-                first = []
+                first = []  # the full stencil's Hessian
 
                 def stencil(z, fz):
                     g, H = stencil_derivatives(logged, z, fz, mixed=first[0] if first else None)
-                    first.append(H)
+                    if not first:
+                        first.append(H)
                     return g, H
 
                 x, f, g, H, decrease, steps = polish(

@@ -27,7 +27,10 @@ SAFE_DECREASE = 1e-3
 
 
 def _positive_definite(H):
-    """Whether the symmetric ``H`` is positive definite (its Cholesky factor exists)."""
+    """Whether the symmetric ``H`` is finite and positive definite (its Cholesky factor
+    exists)."""
+    if not np.all(np.isfinite(H)):
+        return False
     try:
         np.linalg.cholesky(H)
     except np.linalg.LinAlgError:
@@ -78,7 +81,6 @@ class ScalarGLMM:
         self._tangent = None  # (x, modes, their derivative in x) of the last evaluation
         self._last_exact = None  # (x, exact Hessian) of the last one computed
         self._last_value = None  # (x, deviance) of the last evaluation
-        self.n_newton = 0
 
     def _level_sums(self, a):
         """Sums over each level's rows (the rows are sorted by level)."""
@@ -115,7 +117,6 @@ class ScalarGLMM:
             curv = self._level_sums(v * v * (w * mu * (1.0 - mu))) + 1.0
             step = grad / curv
             decrease = grad * step
-            self.n_newton += 1
             largest = decrease.max()
             if largest <= SAFE_DECREASE:  # near the mode: full steps, no check
                 u = u + step
@@ -139,14 +140,15 @@ class ScalarGLMM:
         return u, eta
 
     def value_and_gradient(self, x):
-        """Laplace deviance at ``x = [theta, beta]`` and its gradient (the total derivative,
-        the mode moving with ``x``: implicit differentiation of the mode's equation)."""
-        return self._evaluate(x, hessian=False)[:2]
+        """The deviance at ``x = [theta, beta]`` (Laplace, or AGQ with quadrature nodes) and
+        its gradient (the total derivative, the modes moving with ``x``: implicit
+        differentiation of their equation)."""
+        return self._evaluate(x, hessian=None)[:2]
 
     def value_gradient_exact_hessian(self, x):
-        """:meth:`value_and_gradient` and the exact Hessian (for the optimum's check and the
-        standard errors: what a finite-difference Hessian gives, without its ``d``
-        gradient evaluations)."""
+        """:meth:`value_and_gradient` and the exact Hessian of the Laplace deviance (for
+        the optimum's check and the standard errors: what a finite-difference Hessian
+        gives, without its ``d`` gradient evaluations)."""
         return self._evaluate(x, hessian="exact")
 
     def exact_hessian(self, x):
@@ -162,8 +164,9 @@ class ScalarGLMM:
         return self.value_gradient_exact_hessian(x)[2]
 
     def value_gradient_convex_hessian(self, x):
-        """:meth:`value_gradient_exact_hessian` where the exact Hessian is positive definite
-        (Newton steps on it converge quadratically), else :meth:`value_gradient_hessian`."""
+        """:meth:`value_and_gradient` and, for Newton steps, a positive definite Hessian: the
+        exact one where it is (steps on it converge quadratically), else the approximate
+        one of :meth:`value_gradient_hessian` where that is, else None."""
         return self._evaluate(x, hessian="convex")
 
     def value_gradient_hessian(self, x):
@@ -173,16 +176,17 @@ class ScalarGLMM:
         weights. What it leaves out (the weights' movement in ``log det``) is a sum over
         levels where the rest sums over rows: Newton steps on it converge fast, at the
         cost of one product."""
-        return self._evaluate(x, hessian=True)
+        return self._evaluate(x, hessian="approximate")
 
     def _evaluate(self, x, hessian):
-        """Value, gradient and (if ``hessian``) a Hessian at ``x``: the Laplace deviance's,
-        or with quadrature nodes the AGQ deviance's value and gradient, the Laplace
-        Hessian standing in for theirs."""
+        """Value, gradient and a Hessian at ``x`` (``hessian``: None, ``"approximate"``,
+        ``"exact"`` or ``"convex"``, see the public methods): the Laplace deviance's, or
+        with quadrature nodes the AGQ deviance's value and gradient, the Laplace Hessian
+        standing in for theirs."""
         P = self._laplace_parts(x)
         value, grad = self._agq(P) if self.nodes is not None else (P.value, P.grad)
         self._last_value = (P.x, value)
-        if not hessian:
+        if hessian is None:
             return value, grad, None
         if hessian in ("exact", "convex"):
             H = self._exact_hessian(P)
@@ -192,6 +196,8 @@ class ScalarGLMM:
         # the penalised part's Hessian, and the curvature of sum log h_j in theta at fixed weights
         H = 2.0 * ((P.E * P.W) @ P.E.T - (P.R / P.h) @ P.R.T)
         H[0, 0] += float(np.sum(2.0 * P.a * (1.0 - P.theta**2 * P.a) / P.h**2))
+        if hessian == "convex" and not _positive_definite(H):
+            H = None
         return value, grad, H
 
     def _laplace_parts(self, x):

@@ -65,42 +65,42 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
     opt.x = canonical_theta(search_factors, opt.x)
     opt.x, opt.fun = snap_to_bounds(model.objective, opt.x, opt.fun, model.theta_lower, SNAP_TOL)
     est = model.estimates(opt.x)
-    if any(A is not None for A in maps):
+    centred = any(A is not None for A in maps)
+    if centred:
         def to_raw(theta):
             return raw_theta(search_factors, maps, split_theta(search_factors, theta))
 
         opt.x = to_raw(opt.x)  # opt.log stays in the search's coordinates
         est["random_effects"] = raw_modes(search_factors, maps, est["random_effects"])
-        raw_model = None
+    if not opt.converged and model.has_gradient:
+        raw = LinearMixedModel(list(factors), X, y, weights, reml) if centred else model
+        second = search_within_bounds(raw, opt, max_iter=max_iter, tol=tol, verbose=verbose)
+        if second is not None:
+            return raw, second, raw.estimates(second.x)
+    if centred:
         model = copy.copy(model)  # the same cross-products, reported with the user's factors
         model.factors = list(factors)
-    else:
-        raw_model = model
-    if not opt.converged and model.has_gradient:
-        model, opt, est = search_within_bounds(raw_model, factors, X, y, weights, reml, model, opt, est,
-                                               max_iter=max_iter, tol=tol, verbose=verbose)
     return model, opt, est
 
 
-def search_within_bounds(raw_model, factors, X, y, weights, reml, model, opt, est, max_iter, tol, verbose):
+def search_within_bounds(model, opt, max_iter, tol, verbose):
     """Once more, when the search ended short of an optimum: from where it ended, in the
-    user's coordinates and within lme4's bounds (L-BFGS-B, then Newton steps).
+    user's coordinates (``model``'s) and within lme4's bounds (L-BFGS-B, then Newton steps).
 
     A singular covariance (a slope's variance 0) can leave the unbounded search on a
-    degenerate ridge of the centred coordinates (``tools/check_optimum.py`` seed 396:
-    7.8e-4 short). Returns ``(model, opt, est)``: the better of the two, the second
-    search's evaluations appended to ``opt.log`` (in the user's coordinates).
+    degenerate ridge of the centred coordinates (``tools/check_optimum.py`` seed 396).
+    Returns the second search's result, its evaluations after the first's in ``log``,
+    where it is better (or as good and converged); else None.
     """
-    raw = raw_model if raw_model is not None else LinearMixedModel(list(factors), X, y, weights, reml)
     second = minimize_bounded(
-        raw.objective, np.maximum(opt.x, raw.theta_lower), raw.theta_lower, gradient=raw.gradient,
-        scale=raw.theta_scale, max_iter=max_iter, decrement_tol=tol, verbose=verbose,
+        model.objective, np.maximum(opt.x, model.theta_lower), model.theta_lower, gradient=model.gradient,
+        scale=model.theta_scale, max_iter=max_iter, decrement_tol=tol, verbose=verbose,
     )
-    second.x = canonical_theta(raw.factors, second.x)
-    second.x, second.fun = snap_to_bounds(raw.objective, second.x, second.fun, raw.theta_lower, SNAP_TOL)
+    second.x = canonical_theta(model.factors, second.x)
+    second.x, second.fun = snap_to_bounds(model.objective, second.x, second.fun, model.theta_lower, SNAP_TOL)
     if not (second.fun < opt.fun - 1e-10 * max(1.0, abs(opt.fun)) or (second.converged and second.fun <= opt.fun)):
-        return model, opt, est
+        return None
     second.log = opt.log + second.log
     second.n_iter += opt.n_iter
     second.n_evaluations = len(second.log)
-    return raw, second, raw.estimates(second.x)
+    return second

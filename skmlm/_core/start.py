@@ -97,12 +97,12 @@ def nesting_parents(factors):
     """
     parents = {}
     for k, inner in enumerate(factors):
+        first_row = np.zeros(inner.n_levels, dtype=np.intp)  # a row of each inner level
+        first_row[inner.codes[::-1]] = np.arange(len(inner.codes))[::-1]
         best = None
         for j, outer in enumerate(factors):
             if j == k or outer.n_levels >= inner.n_levels or outer.z.shape != inner.z.shape:
                 continue
-            first_row = np.zeros(inner.n_levels, dtype=np.intp)
-            first_row[inner.codes[::-1]] = np.arange(len(inner.codes))[::-1]
             parent_of = outer.codes[first_row]
             if np.array_equal(parent_of[inner.codes], outer.codes) and np.array_equal(outer.z, inner.z):
                 if best is None or outer.n_levels > factors[best[0]].n_levels:

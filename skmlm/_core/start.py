@@ -71,6 +71,10 @@ def moment_start(factors, X, y, weights, cross_products=None, reml=True):
     parents = nesting_parents(factors)
     spanned = {k for k, _ in parents.values()}  # an outer factor's columns lie in its inner one's span
     dof = len(r) - sum(fit.n_ok * fit.factor.q for k, fit in enumerate(fits) if k not in spanned)
+    # crossed factors with an intercept each all span the constant: in a connected design
+    # their levels together span one dimension fewer per factor beyond the first
+    constant = [k for k, f in enumerate(factors) if k not in spanned and np.all(f.z[:, 0] == 1.0)]
+    dof += max(len(constant) - 1, 0)
     rss = float(weights @ residual**2)
     if dof <= 0 or not rss > 0:
         return None

@@ -196,7 +196,8 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
     coordinate is free: superlinear convergence from an exact start, without ``k``
     gradients a step; once the updated Hessian promises convergence, a fresh one judges
     it. Once the decrement is below tolerance, its step is still taken if it is no
-    worse: one evaluation for a quadratically converged point. Returns
+    worse: one evaluation for a quadratically converged point (none where the decrement is
+    rounding). Returns
     ``(x, f, g, H, decrease, steps)``; ``g``, ``H`` and ``decrease`` are those of the
     point before that last step.
     """
@@ -216,7 +217,7 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
         if updated is not None and not decrease > decrement_tol:  # convergence is judged on a fresh Hessian
             H = hess(x, f, g, free)
             decrease, step = newton_decrement(g, H, free)
-        if decrease <= decrement_tol and decrease > 0:  # converged: one free last step for precision
+        if decrement_tol >= decrease > ROUNDING * max(1.0, abs(f)):  # converged: one last step for precision
             cand = np.maximum(x + step, lower)
             fc = fun(cand)
             if fc <= f + 1e-14 * abs(f):  # no worse, up to rounding
@@ -237,6 +238,10 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
             break
     return x, f, g, H, decrease, steps
 
+
+#: A Newton decrement below this, relative to the objective, is rounding: the step it
+#: promises is not worth its evaluation.
+ROUNDING = 1e-13
 
 #: Length of quasi_newton's first step (and of one after a restart), before BFGS has a
 #: scale: short, as the search starts near the optimum (parameters are of order 1).

@@ -299,3 +299,75 @@ def test_newton_first_search_reaches_the_derivative_free_optimum():
     assert newton.converged and cobyqa.converged
     assert newton.fun <= cobyqa.fun + 1e-7
     np.testing.assert_allclose(newton.x, cobyqa.x, atol=1e-4)
+
+
+def scalar_problem(seed, p, slope, weighted):
+    """One factor with one random term: an intercept, or a slope alone; p fixed columns."""
+    rng = np.random.default_rng(seed)
+    n, m = 150, 12
+    codes = rng.integers(0, m, size=n)
+    X = np.column_stack([np.ones(n), rng.normal(size=(n, 2))])[:, :p]
+    z = rng.normal(size=(n, 1)) + 0.5 if slope else np.ones((n, 1))
+    y = X.sum(axis=1) + rng.normal(size=m)[codes] * z[:, 0] + rng.normal(size=n)
+    w = rng.uniform(0.5, 2.0, size=n) if weighted else np.ones(n)
+    f = RandomFactor("g", codes, np.arange(m), z, ["x" if slope else "(Intercept)"])
+    return [f], X, y, w
+
+
+SCALAR_CASES = [(3, False, False), (3, False, True), (1, True, True), (0, False, False), (2, True, False)]
+
+
+@pytest.mark.parametrize("reml", [False, True])
+@pytest.mark.parametrize("p, slope, weighted", SCALAR_CASES)
+def test_scalar_path_equals_the_general_paths(p, slope, weighted, reml):
+    """One scalar random term goes the closed-form way (:mod:`.scalar_lmm`): its deviance,
+    gradient and estimates equal the blocked factorisation's and the dense path's."""
+    from skmlm._core.dense_gradient import DenseGradient
+
+    factors, X, y, w = scalar_problem(11, p, slope, weighted)
+    model = LinearMixedModel(factors, X, y, w, reml)
+    assert model._scalar and model.has_hessian and model._dense_gradient is None
+    dense = DenseGradient(factors, X, y, w, reml)
+    for t in (0.4, 1.3, -0.9):  # the search runs without bounds: t < 0 is the same model
+        theta = np.array([t])
+        assert model.objective(theta) == pytest.approx(model.deviance_from(model.decompose(theta)), rel=1e-12)
+        np.testing.assert_allclose(model.gradient(theta), dense(theta), rtol=1e-9)
+    est = model.estimates(np.array([0.8]))
+    model._scalar, model._dense_gradient = False, dense
+    ref = model.estimates(np.array([0.8]))
+    for key in ("beta", "sigma2", "cov_beta", "deviance"):
+        np.testing.assert_allclose(est[key], ref[key], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(est["random_effects"]["g"], ref["random_effects"]["g"], rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("reml", [False, True])
+@pytest.mark.parametrize("p, slope, weighted", SCALAR_CASES)
+def test_scalar_hessian_equals_finite_differences(p, slope, weighted, reml):
+    factors, X, y, w = scalar_problem(12, p, slope, weighted)
+    model = LinearMixedModel(factors, X, y, w, reml)
+    for t in (0.3, 1.1, -0.7):
+        theta, h = np.array([t]), 1e-5
+        fd = (model.gradient(theta + h) - model.gradient(theta - h)) / (2 * h)
+        np.testing.assert_allclose(model.hessian(theta)[0], fd, rtol=1e-6)
+
+
+def test_moment_start_of_balanced_crossed_design_is_the_reml_optimum():
+    """Plates crossed with samples, every pair once (as lme4's Penicillin): the levels of
+    both factors span the constant, so the residual keeps one more degree of freedom than
+    their count suggests; with it the moments are the ANOVA estimates, the REML optimum."""
+    from skmlm._core.optimize import minimize_bounded
+    from skmlm._core.start import moment_start
+
+    rng = np.random.default_rng(9)
+    n_plate, n_sample = 20, 5
+    plate = np.repeat(np.arange(n_plate), n_sample)
+    sample = np.tile(np.arange(n_sample), n_plate)
+    y = 20 + 0.8 * rng.normal(size=n_plate)[plate] + 2.0 * rng.normal(size=n_sample)[sample] + 0.5 * rng.normal(size=len(plate))
+    n = len(y)
+    factors = [RandomFactor("plate", plate, np.arange(n_plate), np.ones((n, 1)), ["(Intercept)"]),
+               RandomFactor("sample", sample, np.arange(n_sample), np.ones((n, 1)), ["(Intercept)"])]
+    X, w = np.ones((n, 1)), np.ones(n)
+    start = moment_start(factors, X, y, w)
+    model = LinearMixedModel(factors, X, y, w, reml=True)
+    opt = minimize_bounded(model.objective, np.ones(2), model.theta_lower, gradient=model.gradient)
+    np.testing.assert_allclose(start, opt.x, rtol=1e-5)

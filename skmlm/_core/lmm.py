@@ -30,8 +30,11 @@ from .blocks import (
     batched_cholesky, batched_inverse_lower, batched_logdet_chol, batched_solve_lower, batched_solve_upper_t,
     congruence, left_multiply_t,
 )
+from . import scalar_lmm
 from .coupling import CouplingBlock
-from .dense_gradient import MAX_DENSE_GRADIENT, MAX_DENSE_ONE_FACTOR, DenseGradient, cholesky_lower_overwrite
+from .dense_gradient import (
+    MAX_DENSE_GRADIENT, MAX_DENSE_ONE_FACTOR, DenseGradient, cholesky_lower, cholesky_lower_overwrite,
+)
 from .design import lower_bounds, split_theta, start_theta, theta_scales
 
 #: Up to this many columns of ``Z1'W[X y]``, each is one ``bincount`` over the rows.
@@ -175,18 +178,21 @@ class LinearMixedModel:
         self.theta_lower = lower_bounds(self.factors)
         self.theta_start = start_theta(self.factors)
         self.theta_scale = theta_scales(self.factors)
+        self._scalar = scalar_lmm.is_scalar(self.factors)  # closed forms: see .scalar_lmm
         q_total = sum(f.n_levels * f.q for f in self.factors)
         limit = MAX_DENSE_GRADIENT if len(self.factors) > 1 else MAX_DENSE_ONE_FACTOR
-        small = q_total <= limit
+        small = q_total <= limit and not self._scalar
         self._dense_gradient = DenseGradient(self.factors, X, y, weights, reml, self.cp) if small else None
 
     def fixed_effects_rss(self):
-        """Weighted residual sum of squares of y on X alone (the fit with no random effects)."""
-        a, p = self.cp.a_xx, self.p
-        if p == 0:
-            return float(a[-1, -1])
-        beta = np.linalg.lstsq(a[:p, :p], a[:p, -1], rcond=None)[0]
-        return float(a[-1, -1] - a[-1, :p] @ beta)
+        """Weighted residual sum of squares of y on X alone (the fit with no random effects):
+        the last diagonal entry of the Cholesky factor of ``[X y]'W[X y]``, squared; 0 where
+        that factorisation fails, as it does when y lies in the span of X (X itself has
+        full rank: :func:`skmlm._input.check_full_rank`)."""
+        try:
+            return float(cholesky_lower(self.cp.a_xx)[-1, -1] ** 2)
+        except np.linalg.LinAlgError:
+            return 0.0
 
     # -- the factorisation -------------------------------------------------------
     def decompose(self, theta):
@@ -199,6 +205,16 @@ class LinearMixedModel:
         dec = self._decompose(theta)
         self._last_decomposition = (self.cp, theta.copy(), dec)
         return dec
+
+    def _scalar_factorise(self, theta):
+        """:func:`.scalar_lmm.factorise` at ``theta`` (one number), the last one kept."""
+        t = float(theta[0])
+        last = self.__dict__.get("_last_scalar")
+        if last is not None and last[0] is self.cp and last[1] == t:
+            return last[2]
+        fact = scalar_lmm.factorise(self.cp, t)
+        self._last_scalar = (self.cp, t, fact)
+        return fact
 
     def _decompose(self, theta):
         cp = self.cp
@@ -240,6 +256,8 @@ class LinearMixedModel:
     def objective(self, theta):
         """The profiled deviance at ``theta``; +inf where the factorisation fails."""
         try:
+            if self._scalar:
+                return self.deviance(*scalar_lmm.parts(self._scalar_factorise(theta)))
             if self._dense_gradient is not None:
                 return self.deviance(*self._dense_gradient.parts(theta))
             return self.deviance_from(self.decompose(theta))
@@ -270,6 +288,8 @@ class LinearMixedModel:
         * REML: ``d log|S_x| / dT = -2 sum_g [a_g S_x^-1 D_g' - (D_g S_x^-1 D_g' T' A_g)']``,
           ``S_x`` the Schur complement of X, ``a_g = Z_g'W X``, ``D_g = M_g^-1 T' a_g``.
         """
+        if self._scalar:
+            return self._scalar_derivatives(theta)[0]
         if self._dense_gradient is not None:
             return self._dense_gradient(theta)
         if not self.has_gradient:
@@ -306,6 +326,29 @@ class LinearMixedModel:
         rows, cols = f._tri
         return grad_T[rows, cols]
 
+    @property
+    def has_hessian(self):
+        """Whether :meth:`hessian` is available: one factor with one random term."""
+        return self._scalar
+
+    def hessian(self, theta):
+        """Exact Hessian of the profiled deviance (one factor with one random term only);
+        NaN where the factorisation fails."""
+        if not self._scalar:
+            raise NotImplementedError("an exact Hessian only for one factor with one random term")
+        return self._scalar_derivatives(theta)[1]
+
+    def _scalar_derivatives(self, theta):
+        """Gradient (1,) and Hessian (1, 1) arrays by :func:`.scalar_lmm.derivatives`."""
+        theta = np.asarray(theta, dtype=float)
+        try:
+            fact = self._scalar_factorise(theta)
+        except np.linalg.LinAlgError:
+            return np.full(1, np.nan), np.full((1, 1), np.nan)
+        dof = self.n - self.p if self.reml else self.n
+        g, h = scalar_lmm.derivatives(fact, float(theta[0]), dof, self.reml, self.p)
+        return np.array([g]), np.array([[h]])
+
     # -- estimates at a theta -----------------------------------------------------
     def _beta(self, dec):
         """The profiled fixed effects: ``Lx' beta = l`` from the last row of ``Lxy``."""
@@ -313,7 +356,13 @@ class LinearMixedModel:
 
     def estimates(self, theta):
         """beta, sigma^2, covariance of beta and the conditional modes at ``theta``."""
-        if self._dense_gradient is not None:
+        if self._scalar:
+            fact = self._scalar_factorise(np.asarray(theta, dtype=float))
+            beta, lx_inv, u_all = scalar_lmm.solution(fact, float(theta[0]), self.p)
+            logdet_z, pwrss, logdet_x = scalar_lmm.parts(fact)
+            u = [u_all]
+            deviance = self.deviance(logdet_z, pwrss, logdet_x)
+        elif self._dense_gradient is not None:
             beta, lx_inv, u_all, (logdet_z, pwrss, logdet_x) = self._dense_gradient.solution(theta)
             widths = np.cumsum([f.n_levels * f.q for f in self.factors])[:-1]
             u = np.split(u_all, widths)

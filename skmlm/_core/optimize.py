@@ -311,7 +311,7 @@ def quasi_newton(fun_and_grad, x, max_iter, hessian=None, gtol=1e-6, ftol=1e-12)
 
 def minimize_bounded(
     fun, x0, lower, gradient=None, derivative_free=False, search_radius=0.25, scale=None, stationary=None,
-    max_iter=1000, tol=1e-10, decrement_tol=1e-6, verbose=0, newton_first=False,
+    max_iter=1000, tol=1e-10, decrement_tol=1e-6, verbose=0, newton_first=False, hessian=None,
 ):
     """Minimise ``fun`` subject to ``x >= lower``.
 
@@ -352,12 +352,15 @@ def minimize_bounded(
         mixed terms kept); COBYQA only if they do not converge. (With an analytic
         gradient and no bounds, Newton steps always come first, on BFGS updates of the
         first Hessian; BFGS only where they stop short.)
+    hessian : callable, optional
+        Exact Hessian of ``fun`` (with ``gradient``): Newton steps use it as it is, and
+        neither finite differences nor BFGS updates are made.
     """
     if scale is not None:
         return _minimize_scaled(
             fun, x0, lower, gradient, np.asarray(scale, dtype=float), derivative_free=derivative_free,
             search_radius=search_radius, stationary=stationary, max_iter=max_iter, tol=tol,
-            decrement_tol=decrement_tol, verbose=verbose, newton_first=newton_first,
+            decrement_tol=decrement_tol, verbose=verbose, newton_first=newton_first, hessian=hessian,
         )
     log = []
     lower = np.asarray(lower, dtype=float)
@@ -378,6 +381,8 @@ def minimize_bounded(
         hess = lambda x, f, g, free: gradient_jacobian(  # noqa: E731
             gradient, x, free, lower, g0=g if not np.isfinite(lower).any() else None
         )
+    if hessian is not None:
+        hess = lambda x, f, g, free: np.where(np.outer(free, free), hessian(x), 0.0)  # noqa: E731
 
     def with_gradient(x):
         f = logged(x)
@@ -394,7 +399,7 @@ def minimize_bounded(
             if unbounded_gradient:
                 x, f, g, H, decrease, steps = polish(
                     logged, grad, hess, x, lower, max_steps=QUASI_NEWTON_FIRST_STEPS, decrement_tol=decrement_tol,
-                    update=True,
+                    update=hessian is None,
                 )
             else:  # a full stencil, then gradient and diagonal only (the mixed terms kept)
                 first = []  # the full stencil's Hessian
@@ -418,9 +423,11 @@ def minimize_bounded(
                 options={"maxfev": 100 * max_iter, "initial_tr_radius": search_radius, "final_tr_radius": 1e-5},
             )
         elif unbounded_gradient:
-            x_end, nit, message = quasi_newton(
-                with_gradient, x, max_iter, hessian=lambda z, g: gradient_jacobian(gradient, z, np.ones(len(z), bool), lower, g0=g)
-            )
+            if hessian is not None:
+                first = lambda z, g: hessian(z)  # noqa: E731
+            else:
+                first = lambda z, g: gradient_jacobian(gradient, z, np.ones(len(z), bool), lower, g0=g)  # noqa: E731
+            x_end, nit, message = quasi_newton(with_gradient, x, max_iter, hessian=first)
             res = SimpleNamespace(x=x_end, nit=nit, message=message)
         else:
             res = minimize(
@@ -445,6 +452,9 @@ def minimize_bounded(
 def _minimize_scaled(fun, x0, lower, gradient, scale, **options):
     """:func:`minimize_bounded` on ``x / scale``, with results mapped back to ``x``."""
     scaled_gradient = None if gradient is None else (lambda z: gradient(z * scale) * scale)
+    if options.get("hessian") is not None:
+        hessian = options["hessian"]
+        options["hessian"] = lambda z: hessian(z * scale) * np.outer(scale, scale)
     if options.get("stationary") is not None:
         options["stationary"] = np.asarray(options["stationary"], dtype=float) / scale
     res = minimize_bounded(

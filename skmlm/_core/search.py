@@ -61,6 +61,7 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
         stationary=np.where(model.theta_lower == 0, 0.0, np.nan),
         gradient=model.gradient if model.has_gradient else None, derivative_free=model.costly_evaluation,
         max_iter=max_iter, decrement_tol=tol, verbose=verbose, newton_first=moments is not None,
+        hessian=model.hessian if model.has_hessian else None,
     )
     opt.x = canonical_theta(search_factors, opt.x)
     opt.x, opt.fun = snap_to_bounds(model.objective, opt.x, opt.fun, model.theta_lower, SNAP_TOL)

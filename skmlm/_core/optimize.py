@@ -130,19 +130,23 @@ def newton_decrement(g, H, free, flat_tol=1e-8):
     minimum in sight.
     """
     step = np.zeros_like(g)
-    idx = np.flatnonzero(free)
-    if idx.size == 0:
-        return 0.0, step
-    if not (np.all(np.isfinite(g[idx])) and np.all(np.isfinite(H[np.ix_(idx, idx)]))):
+    if free.all():  # the common case: no copies
+        g_free, H_free = g, H
+    else:
+        idx = np.flatnonzero(free)
+        if idx.size == 0:
+            return 0.0, step
+        g_free, H_free = g[idx], H[np.ix_(idx, idx)]
+    if not (np.isfinite(g_free).all() and np.isfinite(H_free).all()):
         return np.inf, step
-    lam, vec = np.linalg.eigh(H[np.ix_(idx, idx)])
-    gv = vec.T @ g[idx]
-    scale = max(1.0, float(np.abs(lam).max()))
-    flat = np.abs(lam) <= flat_tol * scale
-    if np.any(lam < -flat_tol * scale) or np.any(np.abs(gv[flat]) > 1e-4):
+    lam, vec = np.linalg.eigh(H_free)
+    gv = vec.T @ g_free
+    tol = flat_tol * max(1.0, float(np.abs(lam).max()))
+    flat = np.abs(lam) <= tol
+    if lam.min() < -tol or (flat.any() and np.abs(gv[flat]).max() > 1e-4):
         return np.inf, step
     coef = np.where(flat, 0.0, gv / np.where(flat, 1.0, lam))
-    step[idx] = -(vec @ coef)
+    step[free] = -(vec @ coef)
     return 0.5 * float(gv @ coef), step
 
 

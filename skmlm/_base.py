@@ -119,6 +119,22 @@ class MixedModelMixin:
         """Covariance of each factor's random effects: factor name -> q x q DataFrame."""
         return {name: pd.DataFrame(cov, index=terms, columns=terms) for name, _, terms, _, cov in self._random_parts}
 
+    def _training_linear_predictor(self):
+        """``X beta + Z b`` on the training rows, from the fitted coefficients and modes."""
+        d = self._inference_data
+        beta = np.r_[self.intercept_, self.coef_] if self.fit_intercept else self.coef_
+        eta = d["X"] @ beta if len(beta) else np.zeros(len(d["y"]))
+        for f, (_, _, _, modes, _) in zip(d["factors"], self._random_parts):
+            eta += np.einsum("ij,ij->i", f.z, modes[f.codes])
+        return eta
+
+    @fitted_view
+    def _var_fixed(self):
+        """Variance of the fixed part ``X beta`` over the training rows (Nakagawa's R^2)."""
+        d = self._inference_data
+        beta = np.r_[self.intercept_, self.coef_] if self.fit_intercept else self.coef_
+        return float(np.var(d["X"] @ beta, ddof=1)) if len(beta) else 0.0
+
     @fitted_view
     def optimizer_log_(self):
         """Every evaluation of the objective: the search's parameters and the deviance."""
@@ -178,7 +194,7 @@ def mean_random_variance(factors, covariances):
     Nakagawa's random-effect variance (performance's ``var.random``): with random slopes
     it depends on the covariates, so it is the mean of ``z_i' Sigma z_i`` over the rows.
     """
-    return sum(float((((f.z @ covariances[f.name]) * f.z).sum(axis=1)).mean()) for f in factors)
+    return sum(float(np.sum(covariances[f.name] * (f.z.T @ f.z))) / len(f.z) for f in factors)
 
 
 def choose_factor(names, factor, purpose):

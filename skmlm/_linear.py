@@ -179,12 +179,11 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
                 "off. Try a larger max_iter, or rescale X.", ConvergenceWarning, stacklevel=4,
             )
         self._store_estimates(model, opt, est, d)
-        # -- reporting hooks (skmlm._r2, skmlm._compare): begin --
-        # variance of the fixed part on the training rows (Nakagawa's R^2), and for REML fits
-        # references (no copies) to the inputs, so compare_models can refit by ML as lme4's anova
-        self._var_fixed = float(np.var(d["Xf"] @ est["beta"], ddof=1)) if d["Xf"].shape[1] else 0.0
+        # -- reporting hook (skmlm._compare): begin --
+        # for REML fits references (no copies) to the inputs, so compare_models can refit by
+        # ML as lme4's anova
         self._refit_data = (X, d["y"], groups, sample_weight) if self.reml else None
-        # -- reporting hooks: end --
+        # -- reporting hook: end --
         return self
 
     def _store_estimates(self, model, opt, est, d):
@@ -214,11 +213,8 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         self._optimizer_log_names = [f"theta_{k}" for k in range(len(opt.x))]
         self._var_random = var_random = mean_random_variance(factors, covs)
         self.icc_ = var_random / (var_random + sigma2)
-        fitted = d["Xf"] @ beta + self._random_part_train(factors, est["random_effects"])
-        scaled = (d["y"] - fitted) * np.sqrt(d["w"]) / np.sqrt(sigma2)
         self._fit_info = {
             "n_obs": model.n,
-            "scaled_residuals": scaled,
             "df_resid": model.n - n_params,
             "gradient": opt.gradient,
             "hessian": opt.hessian,
@@ -234,10 +230,12 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         se = np.sqrt(np.diag(self.coef_cov_))
         return pd.DataFrame({"Estimate": beta, "Std. Error": se, "t value": beta / se}, index=self._fixed_names)
 
-    @staticmethod
-    def _random_part_train(factors, modes):
-        """``Z b`` on the training rows."""
-        return sum(np.einsum("ij,ij->i", f.z, modes[f.name][f.codes]) for f in factors)
+    @fitted_view
+    def _scaled_residuals(self):
+        """Residuals on the training rows over their standard deviation (lme4's scaled
+        residuals, in the summary)."""
+        d = self._inference_data
+        return (d["y"] - self._training_linear_predictor()) * np.sqrt(d["w"] / self.residual_variance_)
 
     def predict(self, X, groups=None):
         """Predict y: conditional on the random effects of known levels.

@@ -262,9 +262,7 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
         if self._separated:
             self.converged_ = False  # the maximum likelihood estimate does not exist
         # -- reporting hooks (skmlm._r2): begin --
-        # variance of the fixed part on the training rows (Nakagawa's R^2) and the ICC on the
-        # latent (logit) scale, residual variance pi^2/3, as performance::icc
-        self._var_fixed = float(np.var(d["Xf"] @ opt.x[nt:], ddof=1)) if d["Xf"].shape[1] else 0.0
+        # the ICC on the latent (logit) scale, residual variance pi^2/3, as performance::icc
         self._var_random = var_random = mean_random_variance(
             model.factors, {name: cov for name, _, _, _, cov in self._random_parts}
         )
@@ -338,11 +336,8 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
         self.singular_ = bool(np.any((model.theta_lower == 0) & (theta < SINGULAR_TOL)))
         self._optimizer_log = opt.log
         self._optimizer_log_names = [f"theta_{k}" for k in range(nt)] + [f"beta_{k}" for k in range(p)]
-        mu = np.clip(expit(est["eta"]), 1e-15, 1 - 1e-15)
-        pearson = (d["y"] - mu) * np.sqrt(d["w"] / (mu * (1 - mu)))
         self._fit_info = {
             "n_obs": model.n,
-            "scaled_residuals": pearson,
             "df_resid": model.n - self.n_params_,
             "gradient": opt.gradient,
             "hessian": opt.hessian,
@@ -350,6 +345,14 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
         # -- inference state (skmlm._inference): begin --
         self._keep_for_inference(model, d)
         # -- inference state: end --
+
+    @fitted_view
+    def _scaled_residuals(self):
+        """Pearson residuals on the training rows, at the conditional modes (glmer's
+        scaled residuals, in the summary)."""
+        d = self._inference_data
+        mu = np.clip(expit(self._training_linear_predictor()), 1e-15, 1 - 1e-15)
+        return (d["y"] - mu) * np.sqrt(d["w"] / (mu * (1 - mu)))
 
     @fitted_view
     def fixed_effects_(self):

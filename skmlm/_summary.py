@@ -163,7 +163,7 @@ def linear_summary(model):
 def middle_blocks(model, with_residual):
     """What both summaries share between the formula and the fixed effects' table."""
     info = model._fit_info
-    q = np.quantile(info["scaled_residuals"], [0, 0.25, 0.5, 0.75, 1])
+    q = np.quantile(model._scaled_residuals, [0, 0.25, 0.5, 0.75, 1])
     res = pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"], index=[""])
     groups = ", ".join(f"{f}, {k}" for f, k in model.n_groups_.items())
     return [

@@ -8,14 +8,30 @@ a 1,142 x 1,142 Cholesky factorisation was 5 times slower on two threads than on
 So the optimiser runs on one BLAS thread; the cross-products, formed once, keep all.
 """
 
+from contextlib import contextmanager
+
 from threadpoolctl import ThreadpoolController
 
-_controller = None
+_blas = None
 
 
+@contextmanager
 def single_blas_thread():
-    """A context manager limiting every loaded BLAS library to one thread."""
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")
+    """A context limiting every loaded BLAS library to one thread for its duration.
+
+    threadpoolctl's own ``limit`` costs three times as much; where a library already
+    runs one thread (as in the benchmarks), nothing is set.
+    """
+    global _blas
+    if _blas is None:
+        _blas = ThreadpoolController().select(user_api="blas").lib_controllers
+    saved = [(lib, lib.get_num_threads()) for lib in _blas]
+    for lib, n in saved:
+        if n != 1:
+            lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in saved:
+            if n != 1:
+                lib.set_num_threads(n)

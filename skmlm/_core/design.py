@@ -104,6 +104,8 @@ class RandomFactor:
         Flipping the sign of a column of ``T`` leaves ``T T'``, and so the model,
         unchanged: the optimiser may search without bounds and be mapped back here.
         """
+        if self.q == 1:  # T is theta itself
+            return np.abs(theta)
         T = self.cholesky_factor(theta)
         return self.theta_from_cholesky(T * np.where(np.diag(T) < 0, -1.0, 1.0)[None, :])
 

@@ -371,3 +371,23 @@ def test_moment_start_of_balanced_crossed_design_is_the_reml_optimum():
     model = LinearMixedModel(factors, X, y, w, reml=True)
     opt = minimize_bounded(model.objective, np.ones(2), model.theta_lower, gradient=model.gradient)
     np.testing.assert_allclose(start, opt.x, rtol=1e-5)
+
+
+@pytest.mark.parametrize("reml", [False, True])
+@pytest.mark.parametrize("slope", [False, True])
+def test_scalar_moments_equal_the_level_regressions(slope, reml):
+    """The scalar moment start (one random term, from the cross-products) is the estimator
+    that the level-by-level regressions over the rows give, imprecise levels left out alike."""
+    from skmlm._core.start import moment_start, scalar_moments
+
+    rng = np.random.default_rng(13)
+    m = 25
+    codes = np.concatenate([np.repeat(np.arange(m - 3), 12), np.arange(m - 3, m)])  # 3 one-row levels
+    n = len(codes)
+    x = rng.normal(size=n)
+    X = np.column_stack([np.ones(n), x])
+    z = (x + 0.3)[:, None] if slope else np.ones((n, 1))
+    y = 1 + x + 0.7 * rng.normal(size=m)[codes] * z[:, 0] + rng.normal(size=n)
+    f = RandomFactor("g", codes, np.arange(m), z, ["x" if slope else "(Intercept)"])
+    model = LinearMixedModel([f], X, y, np.ones(n), reml)
+    np.testing.assert_allclose(scalar_moments(model.cp, reml), moment_start([f], X, y, np.ones(n), None, reml), rtol=1e-12)

@@ -118,6 +118,8 @@ def nesting_parents(factors):
 
 def one_factor_moments(cp, reml=True):
     """:func:`moment_start` for one factor from its blocked cross-products."""
+    if cp.first.q == 1:
+        return scalar_moments(cp, reml)
     p, a = cp.p, cp.a_xx
     try:
         beta = np.linalg.solve(a[:p, :p], a[:p, p]) if p else np.zeros(0)
@@ -135,6 +137,43 @@ def one_factor_moments(cp, reml=True):
         return None
     sigma2 = rss / dof
     return fit.relative_theta(fit.coefficient_spread(None, reml) - sigma2 * fit.mean_sampling_covariance(), sigma2)
+
+
+def scalar_moments(cp, reml=True):
+    """:func:`one_factor_moments` for one random term, in scalar arithmetic.
+
+    The same estimator as :class:`LevelRegressions` gives, level by level: each level's
+    coefficient ``e_g / a_g`` (``a_g = sum w z^2``, ``e_g = sum w z r`` of the residuals
+    ``r`` of y on X), their spread over the levels of typical precision less their mean
+    sampling variance ``sigma^2 / a_g``, over ``sigma^2``.
+    """
+    p, A = cp.p, cp.a_xx
+    a, C = cp.a11[:, 0, 0], cp.a1x[:, 0, :]
+    try:
+        beta = np.linalg.solve(A[:p, :p], A[:p, p]) if p else np.zeros(0)
+    except np.linalg.LinAlgError:  # X rank deficient: no start from here
+        return None
+    ok = a > 0
+    n_ok = int(np.count_nonzero(ok))
+    dof = cp.n - n_ok
+    if n_ok < 2 or dof <= 0:
+        return None
+    inverse = 1.0 / a[ok]
+    e = C[ok, p] - C[ok, :p] @ beta
+    coef = e * inverse
+    rss = float(A[p, p] - A[p, :p] @ beta - e @ coef)
+    if not rss > 0:
+        return None
+    sigma2 = rss / dof
+    typical = np.partition(inverse, n_ok // 2)[n_ok // 2]
+    precise = inverse <= PRECISE_LEVELS * typical
+    if np.count_nonzero(precise) < 2:
+        precise[:] = True
+    kept = coef[precise]
+    spread = float(np.sum((kept - kept.mean()) ** 2)) / max(len(kept) - (1 if reml else 0), 1)
+    relative = (spread - sigma2 * float(inverse[precise].mean())) / sigma2
+    floor = START_FLOOR * cp.n / float(a.sum())  # START_FLOOR / the mean square of z
+    return np.sqrt([max(relative, floor)])
 
 
 #: Levels whose sampling variance (trace of the inverse cross-products) exceeds this

@@ -339,14 +339,21 @@ class LinearMixedModel:
         return self._scalar_derivatives(theta)[1]
 
     def _scalar_derivatives(self, theta):
-        """Gradient (1,) and Hessian (1, 1) arrays by :func:`.scalar_lmm.derivatives`."""
+        """Gradient (1,) and Hessian (1, 1) arrays by :func:`.scalar_lmm.derivatives`; the
+        last pair is kept (a Newton step asks for both at one point)."""
         theta = np.asarray(theta, dtype=float)
-        try:
-            fact = self._scalar_factorise(theta)
-        except np.linalg.LinAlgError:
-            return np.full(1, np.nan), np.full((1, 1), np.nan)
-        dof = self.n - self.p if self.reml else self.n
-        g, h = scalar_lmm.derivatives(fact, float(theta[0]), dof, self.reml, self.p)
+        key = (self.cp, self.reml, float(theta[0]))
+        last = self.__dict__.get("_last_derivatives")
+        if last is not None and last[0][0] is key[0] and last[0][1:] == key[1:]:
+            g, h = last[1]
+        else:
+            try:
+                fact = self._scalar_factorise(theta)
+            except np.linalg.LinAlgError:
+                return np.full(1, np.nan), np.full((1, 1), np.nan)
+            dof = self.n - self.p if self.reml else self.n
+            g, h = scalar_lmm.derivatives(fact, key[2], dof, self.reml, self.p)
+            self._last_derivatives = (key, (g, h))
         return np.array([g]), np.array([[h]])
 
     # -- estimates at a theta -----------------------------------------------------

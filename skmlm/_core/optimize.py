@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
+from scipy.linalg import lapack
 from scipy.optimize import Bounds, minimize
 
 
@@ -139,6 +140,15 @@ def newton_decrement(g, H, free, flat_tol=1e-8):
         g_free, H_free = g[idx], H[np.ix_(idx, idx)]
     if not (np.isfinite(g_free).all() and np.isfinite(H_free).all()):
         return np.inf, step
+    # clearly positive definite (the usual case near an optimum): a Cholesky solve
+    L, info = lapack.dpotrf(H_free, lower=1)
+    if info == 0:
+        pivots, trace = np.diagonal(L) ** 2, float(np.trace(H_free))
+        # the smallest eigenvalue is at least det / largest^(k-1) >= prod(pivots) / trace^(k-1)
+        if float(np.prod(pivots)) > flat_tol * max(1.0, trace) * trace ** (len(pivots) - 1):
+            newton = lapack.dpotrs(L, g_free, lower=1)[0]
+            step[free] = -newton
+            return 0.5 * float(g_free @ newton), step
     lam, vec = np.linalg.eigh(H_free)
     gv = vec.T @ g_free
     tol = flat_tol * max(1.0, float(np.abs(lam).max()))

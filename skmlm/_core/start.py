@@ -9,6 +9,7 @@ lands near the joint optimum (:func:`one_factor_start`).
 """
 
 import numpy as np
+from scipy.linalg import lapack
 
 from .lmm import LinearMixedModel, level_cross_products
 from .optimize import minimize_bounded
@@ -54,9 +55,8 @@ def moment_start(factors, X, y, weights, cross_products=None, reml=True):
     if len(factors) == 1 and cross_products is not None:
         return one_factor_moments(cross_products, reml)
     Xw = X * weights[:, None]
-    try:
-        beta = np.linalg.solve(X.T @ Xw, Xw.T @ y) if X.shape[1] else np.zeros(0)
-    except np.linalg.LinAlgError:  # X rank deficient: no start from here
+    beta, info = lapack.dposv(X.T @ Xw, Xw.T @ y)[1:] if X.shape[1] else (np.zeros(0), 0)
+    if info != 0:  # X rank deficient: no start from here
         return None
     r = y - X @ beta
     fits = [LevelRegressions.from_rows(f, weights) for f in factors]
@@ -198,20 +198,21 @@ class LevelRegressions:
         self.mean_square = np.diagonal(A.sum(axis=0)) / (weights.sum() if total_weight is None else total_weight)
         if q == 1:  # a scalar per level: numpy's linalg calls cost more than the arithmetic
             self.ok = A[:, 0, 0] > 0
-            self.n_ok = int(self.ok.sum())
+            self.n_ok = int(np.count_nonzero(self.ok))
             self.A_inv = 1.0 / A[self.ok]
+            size = self.A_inv[:, 0, 0]
         else:
             eig = np.linalg.eigvalsh(A)
             self.ok = (eig[:, -1] > 0) & (eig[:, 0] > LEVEL_CONDITION * eig[:, -1])
             self.n_ok = int(self.ok.sum())
             self.A_inv = np.linalg.inv(A[self.ok]) if self.n_ok else np.zeros((0, q, q))
+            size = np.trace(self.A_inv, axis1=1, axis2=2)
         # the spread is taken over levels of typical precision: a few near-degenerate ones
         # (a slope's covariate nearly constant within the level) would swamp both terms;
         # choosing them by their design alone leaves the estimate unbiased
-        size = np.trace(self.A_inv, axis1=1, axis2=2)
-        typical = np.sort(size)[self.n_ok // 2] if self.n_ok else 0.0  # the median, near enough
+        typical = np.partition(size, self.n_ok // 2)[self.n_ok // 2] if self.n_ok else 0.0  # the median, near enough
         self.precise = size <= PRECISE_LEVELS * typical
-        if self.precise.sum() < 2:  # too few left for a spread: all count
+        if np.count_nonzero(self.precise) < 2:  # too few left for a spread: all count
             self.precise[:] = True
         self.spread_levels = np.flatnonzero(self.ok)[self.precise]  # codes of those levels
         self.coef = None
@@ -248,12 +249,13 @@ class LevelRegressions:
             n_groups = 1 if reml else 0
         else:
             n_groups = len(np.unique(parent_of[self.spread_levels]))
-        dev = coef - coef.mean(axis=0)
+        dev = coef - coef.sum(axis=0) / len(coef)
         return dev.T @ dev / max(len(coef) - n_groups, 1)
 
     def mean_sampling_covariance(self):
         """Mean sampling covariance of a coefficient, relative to the residual variance."""
-        return self.A_inv[self.precise].mean(axis=0)
+        inverse = self.A_inv[self.precise]
+        return inverse.sum(axis=0) / len(inverse)
 
     def mean_inverse_count(self, parent_of, inner_ok):
         """Mean over this (outer) factor's levels of 1 / its number of inner levels: the
@@ -264,7 +266,7 @@ class LevelRegressions:
     def relative_theta(self, spread, sigma2):
         """theta of a covariance ``spread`` of the random effects, relative to ``sigma2``."""
         f = self.factor
-        floor = START_FLOOR / float(np.max(self.mean_square))  # START_FLOOR * min(theta_scale)^2
+        floor = START_FLOOR / float(self.mean_square.max())  # START_FLOOR * min(theta_scale)^2
         if f.q == 1:
             return np.sqrt(np.maximum(spread[0] / sigma2, floor))
         if f.diagonal:

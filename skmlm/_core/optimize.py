@@ -106,7 +106,8 @@ def gradient_jacobian(gradient, x, free, lower, step=1e-6, g0=None):
     decrement needs."""
     k = len(x)
     H = np.zeros((k, k))
-    for i in np.flatnonzero(free):
+    every = free.all()
+    for i in range(k) if every else np.flatnonzero(free):
         h = step * max(1.0, abs(x[i]))
         xp = x.copy()
         xp[i] += h
@@ -118,8 +119,8 @@ def gradient_jacobian(gradient, x, free, lower, step=1e-6, g0=None):
             H[:, i] = (gradient(xp) - gradient(xm)) / (2 * h)
         else:
             H[:, i] = (gradient(xp) - gradient(x)) / h
-    keep = np.outer(free, free)
-    return np.where(keep, (H + H.T) / 2, 0.0)
+    H = (H + H.T) / 2
+    return H if every else np.where(np.outer(free, free), H, 0.0)
 
 
 def newton_decrement(g, H, free, flat_tol=1e-8):
@@ -378,7 +379,6 @@ def minimize_bounded(
         )
     log = []
     lower = np.asarray(lower, dtype=float)
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
 
     def logged(x):
         f = fun(x)
@@ -444,6 +444,7 @@ def minimize_bounded(
             x_end, nit, message = quasi_newton(with_gradient, x, max_iter, hessian=first)
             res = SimpleNamespace(x=x_end, nit=nit, message=message)
         else:
+            bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
             res = minimize(
                 with_gradient, x, jac=True, method="L-BFGS-B", bounds=bounds,
                 options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-4, "maxcor": 20},
@@ -522,8 +523,7 @@ def leave_bound(fun, x, f, anchors):
     ``BOUND_PROBES``, together and, where several are on it, each alone; the best point
     that improves on ``f`` is returned to restart from.
     """
-    with np.errstate(invalid="ignore"):
-        at_bound = np.isfinite(anchors) & (np.abs(x - anchors) <= 1e-12)
+    at_bound = np.abs(x - anchors) <= 1e-12  # False where the anchor is NaN (none)
     if not at_bound.any():
         return None
     # all of them together, and with several, each alone (one variance may belong off its

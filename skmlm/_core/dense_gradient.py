@@ -61,6 +61,10 @@ def _dot_rows(a, b):
     """Row-wise dot products of two arrays of the same shape."""
     return np.einsum("ij,ij->i", a, b)
 
+#: Factorisations kept by :meth:`DenseGradient.factorise`: a point and its neighbours of a
+#: finite-difference Hessian over a few parameters.
+RECENT_FACTORISATIONS = 4
+
 #: Largest n * Q for which Z is formed as a dense array (BLAS products beat sparse ones).
 MAX_DENSE_Z = 2_000_000
 
@@ -108,7 +112,7 @@ class DenseGradient:
         self.n_theta = int(self.src.max()) + 1
         self.n, self.p = X.shape
         self.reml = reml
-        self._last = None
+        self._last = None  # {theta bytes: factorisation} of the last few thetas
 
     def _from_one_factor(self, cp):
         """One factor: ``Z'WZ`` is block diagonal, and the blocked cross-products hold it."""
@@ -129,14 +133,18 @@ class DenseGradient:
     def factorise(self, theta):
         """``(lam, lam' A, L^-1, B, Lxy, logdet)`` at ``theta``: the dense factorisation.
 
-        The last one is kept: an optimiser asks for the value and then the gradient at
-        the same point.
+        The last few are kept: an optimiser asks for the value and then the gradient at
+        the same point, and after a finite-difference Hessian around it, the estimates.
         """
         key = theta.tobytes()
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
-        result = self._factorise(theta)
-        self._last = (key, result)
+        if self._last is None:
+            self._last = {}
+        result = self._last.get(key)
+        if result is None:
+            result = self._factorise(theta)
+            if len(self._last) >= RECENT_FACTORISATIONS:
+                del self._last[next(iter(self._last))]  # the oldest
+            self._last[key] = result
         return result
 
     def _factorise(self, theta):

@@ -314,9 +314,12 @@ def build_factors(groups, slope_positions, X, names, random_intercept, covarianc
         if not random_intercept and not pos:
             raise ValueError(f"grouping factor {f!r} has neither a random intercept nor random slopes")
         codes, levels = encode_levels(groups[f], f)
-        cols = ([np.ones(n)] if random_intercept else []) + [X[:, j] for j in pos]
+        if pos:
+            z = np.column_stack(([np.ones(n)] if random_intercept else []) + [X[:, j] for j in pos])
+        else:  # a random intercept alone
+            z = np.ones((n, 1))
         terms = ([INTERCEPT] if random_intercept else []) + [names[j] for j in pos]
-        factors.append(RandomFactor(f, codes, levels, np.column_stack(cols), terms, covariance == "diagonal"))
+        factors.append(RandomFactor(f, codes, levels, z, terms, covariance == "diagonal"))
     return factors
 
 

@@ -151,6 +151,10 @@ def lambda_pattern(factors):
     Returns ``(rows, cols, src, size)``: entry ``k`` of the pattern is
     ``Lambda[rows[k], cols[k]] = theta[src[k]]``; ``size`` is Lambda's order.
     """
+    if all(f.q == 1 for f in factors):  # Lambda is diagonal: theta k on factor k's levels
+        levels = [f.n_levels for f in factors]
+        diagonal = np.arange(sum(levels))
+        return diagonal, diagonal, np.repeat(np.arange(len(factors)), levels), len(diagonal)
     rows, cols, src, offset, theta_offset = [], [], [], 0, 0
     for f in factors:
         tr, tc = f._tri

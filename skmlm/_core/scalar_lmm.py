@@ -63,25 +63,30 @@ def profiled(fact, p):
 def derivatives(fact, t, dof, reml, p):
     """First and second derivative in ``t`` of the deviance.
 
-    With ``phi' = 2 t / M^2`` and ``phi'' = (2 M - 8 t^2 a) / M^3``, ``S' = -C' diag(phi') C``
-    and likewise ``S''``. By the envelope theorem ``pwrss' = r' S' r`` (``r = [-beta, 1]``),
-    and ``pwrss'' = r' S'' r - 2 v' S_xx^-1 v`` with ``v = (S' r)_x`` (beta moves with
-    ``t``). Under REML, ``log|S_xx|`` adds ``tr(S_xx^-1 S'_xx)`` and
+    With ``t^2 a = M - 1``: ``phi' = 2 t / M^2`` and ``phi'' = (8 - 6 M) / M^3``, so that
+    ``S' = -C' diag(phi') C`` and likewise ``S''``; ``log|M|' = 2 t sum a / M`` and
+    ``log|M|'' = 2 sum a (2 - M) / M^2``. By the envelope theorem ``pwrss' = r' S' r``
+    (``r = [-beta, 1]``), and ``pwrss'' = r' S'' r - 2 v' S_xx^-1 v`` with ``v = (S' r)_x``
+    (beta moves with ``t``). Under REML, ``log|S_xx|`` adds ``tr(S_xx^-1 S'_xx)`` and
     ``tr(S_xx^-1 S''_xx) - tr((S_xx^-1 S'_xx)^2)``.
     """
     a, C, M, L = fact
     beta, lx_inv, e = profiled(fact, p)
-    t2 = t * t
-    d1 = 2.0 * t / M**2
-    d2 = (2.0 * M - 8.0 * t2 * a) / M**3
+    inv_m = 1.0 / M
+    inv_m2 = inv_m * inv_m
+    d1 = (2.0 * t) * inv_m2
+    d2 = (8.0 - 6.0 * M) * inv_m2 * inv_m
     pwrss = L[-1, -1] ** 2
-    Cx = C[:, :p]
-    sx_inv = lx_inv.T @ lx_inv
-    v = -(Cx.T @ (d1 * e))
-    pw1 = -float(d1 @ e**2) / pwrss
-    pw2 = (-float(d2 @ e**2) - 2.0 * float(v @ sx_inv @ v)) / pwrss
-    g = float((2.0 * t * a / M).sum()) + dof * pw1
-    h = float((2.0 * a * (1.0 - t2 * a) / M**2).sum()) + dof * (pw2 - pw1**2)
+    e2 = e * e
+    pw1 = -float(d1 @ e2) / pwrss
+    pw2 = -float(d2 @ e2) / pwrss
+    if p:
+        Cx = C[:, :p]
+        sx_inv = lx_inv.T @ lx_inv
+        v = Cx.T @ (d1 * e)  # -(S' r)_x
+        pw2 -= 2.0 * float(v @ sx_inv @ v) / pwrss
+    g = 2.0 * t * float(a @ inv_m) + dof * pw1
+    h = 2.0 * float(a @ ((2.0 - M) * inv_m2)) + dof * (pw2 - pw1**2)
     if reml and p:
         P1 = sx_inv @ -((Cx.T * d1) @ Cx)
         g += float(np.trace(P1))

@@ -149,9 +149,8 @@ def scalar_moments(cp, reml=True):
     """
     p, A = cp.p, cp.a_xx
     a, C = cp.a11[:, 0, 0], cp.a1x[:, 0, :]
-    try:
-        beta = np.linalg.solve(A[:p, :p], A[:p, p]) if p else np.zeros(0)
-    except np.linalg.LinAlgError:  # X rank deficient: no start from here
+    beta, info = lapack.dposv(A[:p, :p], A[:p, p])[1:] if p else (np.zeros(0), 0)
+    if info != 0:  # X rank deficient: no start from here
         return None
     ok = a > 0
     n_ok = int(np.count_nonzero(ok))
@@ -170,8 +169,9 @@ def scalar_moments(cp, reml=True):
     if np.count_nonzero(precise) < 2:
         precise[:] = True
     kept = coef[precise]
-    spread = float(np.sum((kept - kept.mean()) ** 2)) / max(len(kept) - (1 if reml else 0), 1)
-    relative = (spread - sigma2 * float(inverse[precise].mean())) / sigma2
+    deviation = kept - kept.sum() / len(kept)
+    spread = float(deviation @ deviation) / max(len(kept) - (1 if reml else 0), 1)
+    relative = (spread - sigma2 * float(inverse[precise].sum()) / len(kept)) / sigma2
     floor = START_FLOOR * cp.n / float(a.sum())  # START_FLOOR / the mean square of z
     return np.sqrt([max(relative, floor)])
 

@@ -396,7 +396,8 @@ def minimize_bounded(
             gradient, x, free, lower, g0=g if not np.isfinite(lower).any() else None
         )
     if hessian is not None:
-        hess = lambda x, f, g, free: np.where(np.outer(free, free), hessian(x), 0.0)  # noqa: E731
+        def hess(x, f, g, free):
+            return hessian(x) if free.all() else np.where(np.outer(free, free), hessian(x), 0.0)
 
     def with_gradient(x):
         f = logged(x)
@@ -468,8 +469,8 @@ def _minimize_scaled(fun, x0, lower, gradient, scale, **options):
     """:func:`minimize_bounded` on ``x / scale``, with results mapped back to ``x``."""
     scaled_gradient = None if gradient is None else (lambda z: gradient(z * scale) * scale)
     if options.get("hessian") is not None:
-        hessian = options["hessian"]
-        options["hessian"] = lambda z: hessian(z * scale) * np.outer(scale, scale)
+        hessian, outer = options["hessian"], np.outer(scale, scale)
+        options["hessian"] = lambda z: hessian(z * scale) * outer
     if options.get("stationary") is not None:
         options["stationary"] = np.asarray(options["stationary"], dtype=float) / scale
     res = minimize_bounded(

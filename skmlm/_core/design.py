@@ -41,6 +41,8 @@ class RandomFactor:
         Names of the ``q`` terms, intercept first (``"(Intercept)"``).
     diagonal : bool
         Whether the terms are uncorrelated (``T`` diagonal).
+    q, n_levels : int
+        The number of terms and of levels (set from ``z`` and ``levels``).
     """
 
     name: str
@@ -50,22 +52,18 @@ class RandomFactor:
     terms: list
     diagonal: bool = False
     _tri: tuple = field(init=False, repr=False)
+    q: int = field(init=False, repr=False)  # number of terms (columns of z)
+    n_levels: int = field(init=False, repr=False)
 
     def __post_init__(self):
-        q = self.q
+        # plain attributes, not properties: a small fit reads them a hundred times
+        self.q = q = self.z.shape[1]
+        self.n_levels = len(self.levels)
         if self.diagonal:
             self._tri = (np.arange(q), np.arange(q))
         else:
             # lme4 orders the lower triangle column by column
             self._tri = _lower_triangle(q)
-
-    @property
-    def q(self):
-        return self.z.shape[1]
-
-    @property
-    def n_levels(self):
-        return len(self.levels)
 
     @property
     def n_theta(self):

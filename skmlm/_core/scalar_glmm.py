@@ -96,14 +96,14 @@ class ScalarGLMM:
         eta = offset + v * u[self.codes]
         return self._level_sums(bernoulli_deviance(self.y, eta, self.w)) + u**2, eta
 
-    def mode(self, theta, beta, tol=1e-12, max_iter=100):
+    def mode(self, theta, beta, tol=1e-9, max_iter=100):
         """Conditional modes ``u`` at ``(theta, beta)`` by Newton's method, level by level.
 
         Each level's problem is convex. Far from the mode (a predicted decrease above
         ``SAFE_DECREASE``) a step must lower its level's penalised deviance, else it is
         halved; once every level's predicted decrease is below ``tol``, the step is taken
         and, Newton converging quadratically, is the last (what remains is of order
-        ``tol^2``). Returns ``(u, eta)``.
+        ``tol^2``, below rounding). Returns ``(u, eta)``.
         """
         offset = self.X @ beta
         v = theta * self.z

@@ -64,9 +64,15 @@ def moment_start(factors, X, y, weights, cross_products=None, reml=True):
         return None
     effects = [np.zeros_like(r) for _ in fits]
     coarse_first = sorted(range(len(fits)), key=lambda k: fits[k].factor.n_levels)  # nested: outer, then inner
-    for _ in range(BACKFIT_SWEEPS if len(fits) > 1 else 1):
+    for sweep in range(BACKFIT_SWEEPS if len(fits) > 1 else 1):
+        change = 0.0
         for k in coarse_first:
-            effects[k] = fits[k].solve(r - sum(e for j, e in enumerate(effects) if j != k))
+            fitted = fits[k].solve(r - sum(e for j, e in enumerate(effects) if j != k))
+            if sweep:
+                change = max(change, float(np.abs(fitted - effects[k]).max()))
+            effects[k] = fitted
+        if sweep and change <= BACKFIT_TOL * float(np.abs(r).max()):  # converged (orthogonal factors: at once)
+            break
     residual = r - sum(effects)
     parents = nesting_parents(factors)
     spanned = {k for k, _ in parents.values()}  # an outer factor's columns lie in its inner one's span
@@ -180,8 +186,10 @@ def scalar_moments(cp, reml=True):
 #: multiple of the median are left out of a factor's spread.
 PRECISE_LEVELS = 4.0
 
-#: Backfitting sweeps over several factors for :func:`moment_start`.
+#: Backfitting sweeps over several factors for :func:`moment_start`, and the change of
+#: the fitted effects (relative to the largest residual) below which a sweep is the last.
 BACKFIT_SWEEPS = 3
+BACKFIT_TOL = 1e-12
 
 
 class LevelRegressions:

@@ -250,3 +250,41 @@ def test_small_variance_is_found_after_a_first_step_onto_zero():
                            options={"xatol": 1e-9})
     assert m.theta_[0] == pytest.approx(best.x, abs=1e-4)
     assert m.deviance_ <= best.fun + 1e-8
+
+
+def test_levels_are_sorted_as_pandas_sorts_them():
+    """Levels are found in order of appearance, then sorted; labels of mixed types, which
+    do not sort among themselves, are ordered as pandas orders them."""
+    import pandas as pd
+
+    from skmlm._input import encode_levels
+
+    cases = [
+        np.array(["b", "a", "c", "a"], dtype=object),
+        np.array([3, 1, 2, 1]),
+        np.array([2.5, 1.0, 2.5]),
+        np.array([True, False, True]),
+        np.array([1, "a", 2, "a"], dtype=object),
+        pd.to_datetime(["2020-01-02", "2020-01-01", "2020-01-02"]).to_numpy(),
+    ]
+    for labels in cases:
+        codes, levels = encode_levels(labels, "g")
+        expected_codes, expected_levels = pd.factorize(labels, sort=True)
+        np.testing.assert_array_equal(codes, expected_codes)
+        np.testing.assert_array_equal(levels, np.asarray(expected_levels))
+    with pytest.raises(ValueError, match="missing labels in 1 rows"):
+        encode_levels(np.array(["a", None], dtype=object), "g")
+
+
+def test_fit_runs_on_one_blas_thread_and_restores_the_setting():
+    from threadpoolctl import threadpool_info
+
+    from skmlm._threads import single_blas_thread
+
+    def blas_threads():
+        return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+
+    before = blas_threads()
+    with single_blas_thread():
+        assert all(n == 1 for n in blas_threads())
+    assert blas_threads() == before

@@ -391,3 +391,28 @@ def test_scalar_moments_equal_the_level_regressions(slope, reml):
     f = RandomFactor("g", codes, np.arange(m), z, ["x" if slope else "(Intercept)"])
     model = LinearMixedModel([f], X, y, np.ones(n), reml)
     np.testing.assert_allclose(scalar_moments(model.cp, reml), moment_start([f], X, y, np.ones(n), None, reml), rtol=1e-12)
+
+
+def test_newton_decrement_cholesky_path_equals_eigen_path():
+    """A clearly positive definite Hessian goes the Cholesky way; flat and indefinite ones
+    the eigen way. Both give the decrement and step of the free coordinates' Newton step."""
+    from skmlm._core.optimize import newton_decrement
+
+    rng = np.random.default_rng(21)
+    for k in (1, 2, 4, 7):
+        for _ in range(50):
+            a = rng.normal(size=(k, k))
+            H = a @ a.T + rng.uniform(0.01, 2.0) * np.eye(k)
+            g = rng.normal(size=k)
+            free = rng.random(k) < 0.8
+            decrease, step = newton_decrement(g, H, free)
+            idx = np.flatnonzero(free)
+            expected = np.zeros(k)
+            if idx.size:
+                expected[idx] = -np.linalg.solve(H[np.ix_(idx, idx)], g[idx])
+            assert decrease == pytest.approx(-0.5 * float(g @ expected), rel=1e-10, abs=1e-14)
+            np.testing.assert_allclose(step, expected, rtol=1e-9, atol=1e-12)
+    # a flat direction with no slope adds nothing; negative curvature promises no minimum
+    decrease, step = newton_decrement(np.array([1e-5, 0.0]), np.diag([1.0, 1e-12]), np.ones(2, bool))
+    assert decrease == pytest.approx(5e-11) and step[1] == 0.0
+    assert newton_decrement(np.array([1.0, 0.0]), np.diag([1.0, -1.0]), np.ones(2, bool))[0] == np.inf

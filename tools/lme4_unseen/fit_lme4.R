@@ -12,3 +12,8 @@ f("a.csv", y ~ x1 + x2 + (x1 | g1) + (1 | g2), TRUE)
 f("a.csv", y ~ x1 + x2 + (x1 || g1) + (1 | g2), FALSE, TRUE)
 f("b.csv", y ~ x1 + x2 + (x1 | g1) + (1 | g2), TRUE)
 f("d.csv", y ~ x1 + x2 + (x1 | g1) + (1 | g2), FALSE)
+# one scalar random term (the closed-form path) and crossed random intercepts
+f("a.csv", y ~ x1 + x2 + (1 | g1), TRUE, TRUE)
+f("b.csv", y ~ x1 + x2 + (0 + x1 | g1), FALSE)
+f("d.csv", y ~ x1 + x2 + (1 | g1), FALSE)
+f("a.csv", y ~ x1 + x2 + (1 | g1) + (1 | g2), TRUE)

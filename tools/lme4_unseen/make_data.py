@@ -1,4 +1,4 @@
-"""Simulate three crossed designs with a correlated random slope, never seen by the tests.
+"""Simulate three designs never seen by the tests: crossed factors, a correlated random slope.
 
 Usage: python make_data.py   (writes a.csv, b.csv, d.csv here; then Rscript fit_lme4.R
 and python fit_skmlm.py, and compare the printed logLik, SEs and variances)

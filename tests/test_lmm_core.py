@@ -50,6 +50,8 @@ KINDS = {
     "correlated slopes": [(10, 2, False)],
     "diagonal slopes": [(10, 1, True)],
     "crossed": [(12, 0, False), (7, 1, False)],
+    "crossed intercepts": [(12, 0, False), (7, 0, False)],
+    "crossed uncorrelated slopes": [(12, 1, True), (7, 0, False)],
     "three factors": [(15, 1, False), (6, 0, False), (4, 0, False)],
     "slopes in the second block": [(20, 0, False), (5, 1, False)],
 }

@@ -109,6 +109,9 @@ class DenseGradient:
             self.a_zx = np.asarray(Z.T @ wxy)
             self.a_xx = xy.T @ wxy
         self.rows, self.cols, self.src, self.size = lambda_pattern(factors)
+        # Lambda diagonal (scalar or uncorrelated terms), its entries in order: products
+        # with it are scalings, and the gradient's entries need no gathering
+        self.diagonal = bool(np.array_equal(self.rows, np.arange(self.size)) and np.array_equal(self.cols, self.rows))
         self.n_theta = int(self.src.max()) + 1
         self.n, self.p = X.shape
         self.reml = reml
@@ -148,15 +151,23 @@ class DenseGradient:
         return result
 
     def _factorise(self, theta):
+        """See :meth:`factorise`; with a diagonal Lambda, ``lam`` is its diagonal."""
         Q = self.size
-        lam = np.zeros((Q, Q))
-        lam[self.rows, self.cols] = theta[self.src]
-        lam_a = lam.T @ self.a
-        m = lam_a @ lam
+        if self.diagonal:
+            lam = theta[self.src]
+            lam_a = lam[:, None] * self.a
+            m = lam_a * lam
+            lam_zx = lam[:, None] * self.a_zx
+        else:
+            lam = np.zeros((Q, Q))
+            lam[self.rows, self.cols] = theta[self.src]
+            lam_a = lam.T @ self.a
+            m = lam_a @ lam
+            lam_zx = lam.T @ self.a_zx
         m.flat[:: Q + 1] += 1.0
         L = cholesky_lower(m)
         l_inv = inverse_lower(L)
-        B = l_inv @ (lam.T @ self.a_zx)
+        B = l_inv @ lam_zx
         Lxy = cholesky_lower(self.a_xx - B.T @ B)
         return lam, lam_a, l_inv, B, Lxy, 2.0 * np.log(L.flat[:: Q + 1]).sum()
 
@@ -188,17 +199,21 @@ class DenseGradient:
         lam, lam_a, l_inv, B, Lxy, _ = self.factorise(theta)
         lx_inv, beta, residual, u = self._profiled(Lxy, l_inv, B)
         pwrss = Lxy[-1, -1] ** 2
-        s = self.a_zx @ residual - self.a @ (lam @ u)
+        diagonal = self.diagonal
+        s = self.a_zx @ residual - self.a @ (lam * u if diagonal else lam @ u)
         m_inv = l_inv.T @ l_inv
         dof = self.n - p if self.reml else self.n
         # only the entries of the Q x Q gradient where theta sits in Lambda: (r, c) pairs
+        # (with a diagonal Lambda, the diagonal in order: no gathering)
         rows, cols = self.rows, self.cols
-        lam_a_r = lam_a[:, rows]  # (Q, entries)
-        grad = 2.0 * _dot_rows(m_inv[cols], lam_a_r.T) - (2.0 * dof / pwrss) * (s[rows] * u[cols])
+        lam_a_r = lam_a if diagonal else lam_a[:, rows]  # (Q, entries)
+        m_inv_c, s_r, u_c = (m_inv, s, u) if diagonal else (m_inv[cols], s[rows], u[cols])
+        grad = 2.0 * _dot_rows(m_inv_c, lam_a_r.T) - (2.0 * dof / pwrss) * (s_r * u_c)
         if self.reml and p > 0:
             sx_inv = lx_inv.T @ lx_inv
             a_x = self.a_zx[:, :-1]
-            D = m_inv @ (lam.T @ a_x)
-            DS_c = (D @ sx_inv)[cols]
-            grad -= 2.0 * (_dot_rows(a_x[rows], DS_c) - _dot_rows(DS_c, (D.T @ lam_a_r).T))
+            D = m_inv @ (lam[:, None] * a_x if diagonal else lam.T @ a_x)
+            DS_c = D @ sx_inv if diagonal else (D @ sx_inv)[cols]
+            a_x_r = a_x if diagonal else a_x[rows]
+            grad -= 2.0 * (_dot_rows(a_x_r, DS_c) - _dot_rows(DS_c, lam_a_r.T @ D))
         return np.bincount(self.src, weights=grad, minlength=self.n_theta)

@@ -132,12 +132,12 @@ def newton_decrement(g, H, free, flat_tol=1e-8):
     minimum in sight.
     """
     step = np.zeros_like(g)
+    if not free.any():
+        return 0.0, step
     if free.all():  # the common case: no copies
         g_free, H_free = g, H
     else:
         idx = np.flatnonzero(free)
-        if idx.size == 0:
-            return 0.0, step
         g_free, H_free = g[idx], H[np.ix_(idx, idx)]
     if not (np.isfinite(g_free).all() and np.isfinite(H_free).all()):
         return np.inf, step

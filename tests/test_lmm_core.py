@@ -418,3 +418,30 @@ def test_newton_decrement_cholesky_path_equals_eigen_path():
     decrease, step = newton_decrement(np.array([1e-5, 0.0]), np.diag([1.0, 1e-12]), np.ones(2, bool))
     assert decrease == pytest.approx(5e-11) and step[1] == 0.0
     assert newton_decrement(np.array([1.0, 0.0]), np.diag([1.0, -1.0]), np.ones(2, bool))[0] == np.inf
+
+
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("q1", [1, 2])
+def test_pair_expansion_equals_the_explicit_sum(q1, direct, monkeypatch):
+    """``sum_g A_g W_g A_g'`` from the listed pairs, with a row per entry of the block
+    (small blocks) or per entry that occurs (large ones), against the sum itself."""
+    import scipy.sparse as sp
+
+    import skmlm._core.coupling as coupling
+
+    if not direct:
+        monkeypatch.setattr(coupling, "MAX_DIRECT_ENTRIES", 0)
+    rng = np.random.default_rng(17)
+    size, m1 = 9, 6
+    a21 = sp.random(size, m1 * q1, density=0.4, random_state=3, format="csr")
+    w = rng.normal(size=(m1, q1, q1))
+    w = w @ np.swapaxes(w, 1, 2)  # symmetric, as K1 K1'
+    dense = a21.toarray()
+    expected = sum(dense[:, g * q1:(g + 1) * q1] @ w[g] @ dense[:, g * q1:(g + 1) * q1].T for g in range(m1))
+    pairs = coupling.PairExpansion(a21, q1)
+    assert (pairs.entries is None) == direct
+    np.testing.assert_allclose(pairs(w), expected, atol=1e-12)
+    out = pairs.lower_difference(np.ones((size, size)), w)
+    lower = np.tril_indices(size)
+    np.testing.assert_allclose(out[lower], 1.0 - expected[lower], atol=1e-12)
+    np.testing.assert_array_equal(out[np.triu_indices(size, 1)], 1.0)

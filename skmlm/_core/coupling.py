@@ -23,6 +23,10 @@ from .design import block_lambda_template
 #: beyond it ``L21 L21'`` is formed by sparse products.
 MAX_PAIRS = 30_000_000
 
+#: Largest order squared of the second block for which :class:`PairExpansion` gives
+#: every entry of it a row (an index array of this length: 128 MB at most).
+MAX_DIRECT_ENTRIES = 2**24
+
 
 class PairExpansion:
     """``sum_g A_g W_g A_g'`` from a list of the pairs of rows of ``A`` that meet in a level.
@@ -31,8 +35,13 @@ class PairExpansion:
     of nonzeros ``A[i, (g, a)]``, ``A[j, (g, b)]`` in the columns of one level ``g``. The
     pairs with ``i <= j`` are listed once, grouped by entry, as the rows of a sparse
     matrix acting on the entries of all ``W_g``: an evaluation is one sparse
-    matrix-vector product. The lower triangle is the mirror image (each ``W_g`` is
-    symmetric).
+    matrix-vector product. The pairs give the lower triangle, entry ``(j, i)``; the upper
+    one is its mirror image (each ``W_g`` is symmetric).
+
+    Up to ``MAX_DIRECT_ENTRIES`` entries in the whole ``Q2 x Q2`` sum, the matrix has a
+    row for every one of them (most empty): building it needs no sort of the pairs, and
+    an evaluation subtracts one whole array. Beyond, its rows are the entries that occur
+    (``entries``), and an evaluation scatters into them.
 
     Parameters
     ----------
@@ -44,38 +53,26 @@ class PairExpansion:
     def __init__(self, a21, q1):
         csc = sp.csc_matrix(a21)
         csc.sort_indices()
-        self.size = csc.shape[0]
+        self.size = size = csc.shape[0]
         m1 = csc.shape[1] // q1
-        nnz = np.diff(csc.indptr)
-        flat, coef, widx = [], [], []
-        for a in range(q1):
-            for b in range(q1):
-                ca = np.arange(m1) * q1 + a
-                cb = np.arange(m1) * q1 + b
-                na, nb = nnz[ca], nnz[cb]
-                counts = na * nb
-                level = np.repeat(np.arange(m1), counts)
-                k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-                ia = csc.indptr[ca][level] + k // nb[level]
-                ib = csc.indptr[cb][level] + k % nb[level]
-                ri, rj = csc.indices[ia], csc.indices[ib]
-                upper = ri <= rj
-                flat.append(ri[upper].astype(np.int64) * self.size + rj[upper])
-                coef.append(csc.data[ia[upper]] * csc.data[ib[upper]])
-                widx.append((level * q1 * q1 + a * q1 + b)[upper])
-        flat = np.concatenate(flat)
-        order = np.argsort(flat, kind="stable")
-        flat = flat[order]
-        starts = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1]) if flat.size else np.zeros(0, np.intp)
-        self.entries = flat[starts]
-        rows, cols = np.divmod(self.entries, self.size)
-        self.mirror = cols * self.size + rows  # the same entries, lower triangle
+        ia, ib, widx = _scalar_pairs(csc) if q1 == 1 else _term_pairs(csc, q1)
+        ri, rj = csc.indices[ia], csc.indices[ib]
+        lower = rj.astype(np.int64) * size + ri
+        coef = csc.data[ia] * csc.data[ib]
+        n_w = m1 * q1 * q1
+        if size * size <= MAX_DIRECT_ENTRIES:  # a row per entry: scipy groups the pairs by counting
+            self.entries = None
+            self.matrix = sp.csr_matrix((coef, (lower, widx)), shape=(size * size, n_w))
+            return
+        order = np.argsort(lower, kind="stable")
+        lower = lower[order]
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(lower)) + 1]) if lower.size else np.zeros(0, np.intp)
+        self.entries = lower[starts]  # lower triangle
+        rows, cols = np.divmod(self.entries, size)
+        self.mirror = cols * size + rows  # the same entries, upper triangle
         # row e of this matrix holds entry e's pairs: one sparse product per evaluation
         # does the gather, the product and the segmented sum in a single pass
-        self.matrix = sp.csr_matrix(
-            (np.concatenate(coef)[order], np.concatenate(widx)[order], np.append(starts, flat.size)),
-            shape=(self.entries.size, m1 * q1 * q1),
-        )
+        self.matrix = sp.csr_matrix((coef[order], widx[order], np.append(starts, lower.size)), shape=(self.entries.size, n_w))
 
     @staticmethod
     def count(a21, q1):
@@ -85,16 +82,72 @@ class PairExpansion:
 
     def __call__(self, w):
         """``sum_g A_g W_g A_g'`` (dense, Q2 x Q2) for ``w`` of shape (m1, q1, q1)."""
+        if self.entries is None:
+            low = (self.matrix @ w.ravel()).reshape(self.size, self.size)
+            out = low + low.T
+            out.flat[:: self.size + 1] = np.diagonal(low)
+            return out
         out = np.zeros(self.size * self.size)
         if self.entries.size:
-            sums = self.sums(w)
+            sums = self.matrix @ w.ravel()
             out[self.entries] = sums
             out[self.mirror] = sums
         return out.reshape(self.size, self.size)
 
-    def sums(self, w):
-        """The entries of the sum at ``entries`` (upper triangle) = ``mirror`` (lower)."""
-        return self.matrix @ w.ravel()
+    def lower_difference(self, a, w):
+        """``a - sum_g A_g W_g A_g'`` on the lower triangle (diagonal included), ``a``'s
+        upper triangle above it, as a new C-ordered array."""
+        if self.entries is None:
+            return np.subtract(a, (self.matrix @ w.ravel()).reshape(a.shape))
+        out = np.array(a, order="C")
+        if self.entries.size:
+            out.ravel()[self.entries] -= self.matrix @ w.ravel()
+        return out
+
+
+def _scalar_pairs(csc):
+    """``(ia, ib, level)``: positions in ``csc.data`` of the pairs of nonzeros ``i <= j``
+    within each column (one term per level: a column is a level), the rows sorted.
+
+    The columns are taken by their number of nonzeros ``n``: each such group's pairs are
+    the same upper triangle of an ``n x n`` array (a loop over the distinct counts, not
+    over the levels)."""
+    nnz = np.diff(csc.indptr)
+    ia, ib, level = [], [], []
+    for n in np.unique(nnz[nnz > 0]):
+        cols = np.flatnonzero(nnz == n)
+        s, t = np.triu_indices(n)
+        first = csc.indptr[cols][:, None]
+        ia.append((first + s).ravel())
+        ib.append((first + t).ravel())
+        level.append(np.repeat(cols, len(s)))
+    if not ia:
+        return np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0, np.intp)
+    return np.concatenate(ia), np.concatenate(ib), np.concatenate(level)
+
+
+def _term_pairs(csc, q1):
+    """``(ia, ib, w)``: positions in ``csc.data`` of the pairs of nonzeros in rows
+    ``i <= j``, one in term ``a``'s and one in term ``b``'s column of the same level, and
+    the index of ``W_g[a, b]`` in the stacked ``W``."""
+    m1 = csc.shape[1] // q1
+    nnz = np.diff(csc.indptr)
+    ia_all, ib_all, w_all = [], [], []
+    for a in range(q1):
+        for b in range(q1):
+            ca = np.arange(m1) * q1 + a
+            cb = np.arange(m1) * q1 + b
+            na, nb = nnz[ca], nnz[cb]
+            counts = na * nb
+            level = np.repeat(np.arange(m1), counts)
+            k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+            ia = csc.indptr[ca][level] + k // nb[level]
+            ib = csc.indptr[cb][level] + k % nb[level]
+            upper = csc.indices[ia] <= csc.indices[ib]
+            ia_all.append(ia[upper])
+            ib_all.append(ib[upper])
+            w_all.append((level * q1 * q1 + a * q1 + b)[upper])
+    return np.concatenate(ia_all), np.concatenate(ib_all), np.concatenate(w_all)
 
 
 class CouplingBlock:
@@ -154,9 +207,7 @@ class CouplingBlock:
         matrix at every evaluation.
         """
         if self.pairs is not None and self.scalar:
-            out = self.a22.copy()
-            if self.pairs.entries.size:
-                out.ravel()[self.pairs.mirror] -= self.pairs.sums(K1 @ np.swapaxes(K1, 1, 2))
+            out = self.pairs.lower_difference(self.a22, K1 @ np.swapaxes(K1, 1, 2))
             out = self.congruence(pieces, out)
             out.flat[:: self.size + 1] += 1.0
             return out

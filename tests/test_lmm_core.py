@@ -165,13 +165,24 @@ def test_moment_start_recovers_simulated_covariance():
     np.testing.assert_allclose(theta, f.theta_from_cholesky(np.linalg.cholesky(S)), rtol=0.15, atol=0.05)
 
 
+def assert_start_is_reml_optimum(factors, y):
+    """The moment start of ``y ~ 1`` with these random intercepts is the REML optimum."""
+    from skmlm._core.optimize import minimize_bounded
+    from skmlm._core.start import moment_start
+
+    n = len(y)
+    X, w = np.ones((n, 1)), np.ones(n)
+    model = LinearMixedModel(factors, X, y, w, reml=True)
+    opt = minimize_bounded(model.objective, np.ones(len(factors)), model.theta_lower, gradient=model.gradient)
+    np.testing.assert_allclose(moment_start(factors, X, y, w), opt.x, rtol=1e-5)
+
+
 def test_moment_start_of_balanced_nested_design_is_the_reml_optimum():
     """Casks nested in batches, balanced (as lme4's Pastes): the outer factor's
     coefficients carry the inner spread and the inner ones lose a degree of freedom per
     outer level; corrected for both, the moments are the ANOVA estimates, which are the
     REML optimum of a balanced design."""
-    from skmlm._core.optimize import minimize_bounded
-    from skmlm._core.start import moment_start, nesting_parents
+    from skmlm._core.start import nesting_parents
 
     rng = np.random.default_rng(6)
     n_batch, casks, per = 12, 3, 2
@@ -183,11 +194,7 @@ def test_moment_start_of_balanced_nested_design_is_the_reml_optimum():
     factors = [RandomFactor("cask", cask, np.arange(n_batch * casks), one, ["(Intercept)"]),
                RandomFactor("batch", batch, np.arange(n_batch), one.copy(), ["(Intercept)"])]
     assert list(nesting_parents(factors)) == [0]
-    X, w = np.ones((n, 1)), np.ones(n)
-    start = moment_start(factors, X, y, w)
-    model = LinearMixedModel(factors, X, y, w, reml=True)
-    opt = minimize_bounded(model.objective, np.ones(2), model.theta_lower, gradient=model.gradient)
-    np.testing.assert_allclose(start, opt.x, rtol=1e-5)
+    assert_start_is_reml_optimum(factors, y)
 
 
 @pytest.mark.parametrize("reml", [True, False])
@@ -357,9 +364,6 @@ def test_moment_start_of_balanced_crossed_design_is_the_reml_optimum():
     """Plates crossed with samples, every pair once (as lme4's Penicillin): the levels of
     both factors span the constant, so the residual keeps one more degree of freedom than
     their count suggests; with it the moments are the ANOVA estimates, the REML optimum."""
-    from skmlm._core.optimize import minimize_bounded
-    from skmlm._core.start import moment_start
-
     rng = np.random.default_rng(9)
     n_plate, n_sample = 20, 5
     plate = np.repeat(np.arange(n_plate), n_sample)
@@ -368,11 +372,7 @@ def test_moment_start_of_balanced_crossed_design_is_the_reml_optimum():
     n = len(y)
     factors = [RandomFactor("plate", plate, np.arange(n_plate), np.ones((n, 1)), ["(Intercept)"]),
                RandomFactor("sample", sample, np.arange(n_sample), np.ones((n, 1)), ["(Intercept)"])]
-    X, w = np.ones((n, 1)), np.ones(n)
-    start = moment_start(factors, X, y, w)
-    model = LinearMixedModel(factors, X, y, w, reml=True)
-    opt = minimize_bounded(model.objective, np.ones(2), model.theta_lower, gradient=model.gradient)
-    np.testing.assert_allclose(start, opt.x, rtol=1e-5)
+    assert_start_is_reml_optimum(factors, y)
 
 
 @pytest.mark.parametrize("reml", [False, True])

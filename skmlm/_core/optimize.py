@@ -390,14 +390,16 @@ def minimize_bounded(
     if gradient is None:
         grad = lambda x, f: finite_difference_gradient(logged, x, f, lower)  # noqa: E731
         hess = lambda x, f, g, free: finite_difference_hessian(logged, x, f, free, cross="forward")  # noqa: E731
-    else:
+    elif hessian is None:
         grad = lambda x, f: gradient(x) if np.isfinite(f) else np.full_like(x, np.nan)  # noqa: E731
         hess = lambda x, f, g, free: gradient_jacobian(  # noqa: E731
             gradient, x, free, lower, g0=g if not np.isfinite(lower).any() else None
         )
-    if hessian is not None:
-        def hess(x, f, g, free):
-            return hessian(x) if free.all() else np.where(np.outer(free, free), hessian(x), 0.0)
+    else:
+        grad = lambda x, f: gradient(x) if np.isfinite(f) else np.full_like(x, np.nan)  # noqa: E731
+        hess = lambda x, f, g, free: (  # noqa: E731
+            hessian(x) if free.all() else np.where(np.outer(free, free), hessian(x), 0.0)
+        )
 
     def with_gradient(x):
         f = logged(x)

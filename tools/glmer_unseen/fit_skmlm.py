@@ -1,6 +1,7 @@
 """skmlm on the designs of make_data.py: logLik, fixed effects, SEs, theta, evaluations, converged_."""
 
-import numpy as np, pandas as pd, warnings
+import pandas as pd
+
 from skmlm import MixedLogisticClassifier
 for k, slope in enumerate([False, False, True, False]):
     d = pd.read_csv(f"d{k}.csv")

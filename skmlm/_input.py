@@ -98,9 +98,10 @@ def finite_float_array(a, ndim):
     scikit-learn's general validation, which dominates a small fit's time.
     """
     if isinstance(a, pd.DataFrame):
-        if not all(dt.kind in "fiu" for dt in a.dtypes):
+        try:  # converts what check_array converts (reading a.dtypes costs more than this)
+            arr = a.to_numpy(dtype=np.float64)
+        except (TypeError, ValueError):
             return None
-        arr = a.to_numpy(dtype=np.float64)
     elif isinstance(a, np.ndarray) and a.dtype.kind in "fiu":
         arr = np.asarray(a, dtype=np.float64)
     elif isinstance(a, pd.Series) and a.dtype.kind in "fiu":

@@ -32,6 +32,7 @@ from scipy.special import expit
 from .blocks import batched_inverse_lower, batched_solve_lower, batched_solve_upper_t
 from .design import lower_bounds, split_theta, start_theta
 from .optimize import OptimizeResult, finite_difference_gradient, gradient_jacobian, minimize_bounded, newton_decrement
+from .dense_gradient import solve_positive_definite
 from .pirls import PIRLS, bernoulli_deviance
 from .scalar_glmm import ScalarGLMM
 
@@ -346,12 +347,12 @@ def _scalar_newton(scalar, x0, record, decrement_tol, max_steps=SCALAR_NEWTON_ST
         return f, g, H
 
     beta = scalar.joint_mode(x0[0])
-    x = np.r_[scalar.em_theta(x0[0], beta), beta]
+    x = np.concatenate(([scalar.em_theta(x0[0], beta)], beta))
     f, g, H = evaluate(x)
     for _ in range(max_steps):
         if H is None:
             break
-        step = -np.linalg.solve(H, g)
+        step = -solve_positive_definite(H, g)  # H is positive definite here
         decrease = -0.5 * float(g @ step)
         if not np.isfinite(decrease) or decrease <= 0.01 * decrement_tol:
             break
@@ -363,7 +364,8 @@ def _scalar_newton(scalar, x0, record, decrement_tol, max_steps=SCALAR_NEWTON_ST
                 x, f, g, H = cand, fc, gc, Hc
                 break
             t /= 2
-    mirror = np.r_[-1.0 if x[0] < 0 else 1.0, np.ones(len(x) - 1)]
+    mirror = np.ones(len(x))
+    mirror[0] = -1.0 if x[0] < 0 else 1.0
     return x * mirror, f, g * mirror
 
 

@@ -15,8 +15,10 @@ Notation as :mod:`.glmm`: ``eta = X beta + theta z u_j``, ``h_j = theta^2 sum_j 
 from types import SimpleNamespace
 
 import numpy as np
+from scipy.linalg import lapack
 from scipy.special import expit, logsumexp
 
+from .dense_gradient import solve_positive_definite
 from .pirls import bernoulli_deviance
 
 
@@ -29,13 +31,7 @@ SAFE_DECREASE = 1e-3
 def _positive_definite(H):
     """Whether the symmetric ``H`` is finite and positive definite (its Cholesky factor
     exists)."""
-    if not np.all(np.isfinite(H)):
-        return False
-    try:
-        np.linalg.cholesky(H)
-    except np.linalg.LinAlgError:
-        return False
-    return True
+    return bool(np.isfinite(H).all()) and lapack.dpotrf(H, lower=1)[1] == 0
 
 
 class ScalarGLMM:
@@ -158,7 +154,8 @@ class ScalarGLMM:
             x0, H = self._last_exact
             if np.array_equal(x, x0):
                 return H
-            mirror = np.r_[-1.0, np.ones(len(x) - 1)]
+            mirror = np.ones(len(x))
+            mirror[0] = -1.0
             if np.array_equal(x, x0 * mirror):
                 return H * np.outer(mirror, mirror)
         return self.value_gradient_exact_hessian(x)[2]
@@ -302,7 +299,7 @@ class ScalarGLMM:
         H[0, 0] += float(np.sum(2.0 * a / h))
         return 0.5 * (H + H.T)
 
-    def joint_mode(self, theta, tol=1e-3, max_iter=100):
+    def joint_mode(self, theta, tol=1e-1, max_iter=100):
         """``beta`` maximising the penalised likelihood jointly with the modes at ``theta``
         (lme4's ``nAGQ = 0`` estimate, its start for the Laplace search, so to a loose
         ``tol`` on the predicted decrease of the penalised deviance): Newton's method
@@ -327,7 +324,7 @@ class ScalarGLMM:
             S = (XT * W) @ X - (C / h) @ C.T
             g_b = XT @ r
             try:
-                db = np.linalg.solve(S, g_b - C @ (g_u / h))
+                db = solve_positive_definite(S, g_b - C @ (g_u / h))
             except np.linalg.LinAlgError:  # weights vanishing (separation): keep the start so far
                 break
             du = (g_u - db @ C) / h
@@ -363,7 +360,7 @@ class ScalarGLMM:
     def estimates(self, theta, beta):
         """Modes ``u`` (level order), ``eta`` (the caller's row order) and the deviance at
         ``(theta, beta)``."""
-        x = np.r_[theta, beta]
+        x = np.concatenate(([theta], beta))
         if self._last_value is None or not np.array_equal(self._last_value[0], x):
             self.value_and_gradient(x)  # else the search's last evaluation was at x
         deviance = self._last_value[1]

@@ -119,10 +119,15 @@ class MixedModelMixin:
         """Covariance of each factor's random effects: factor name -> q x q DataFrame."""
         return {name: pd.DataFrame(cov, index=terms, columns=terms) for name, _, terms, _, cov in self._random_parts}
 
+    def _beta(self):
+        """The fixed effects, intercept first (where the model has one)."""
+        coef = np.asarray(self.coef_, dtype=float)
+        return np.concatenate(([self.intercept_], coef)) if self.fit_intercept else coef
+
     def _training_linear_predictor(self):
         """``X beta + Z b`` on the training rows, from the fitted coefficients and modes."""
         d = self._inference_data
-        beta = np.r_[self.intercept_, self.coef_] if self.fit_intercept else self.coef_
+        beta = self._beta()
         eta = d["X"] @ beta if len(beta) else np.zeros(len(d["y"]))
         for f, (_, _, _, modes, _) in zip(d["factors"], self._random_parts):
             eta += np.einsum("ij,ij->i", f.z, modes[f.codes])
@@ -131,9 +136,8 @@ class MixedModelMixin:
     @fitted_view
     def _var_fixed(self):
         """Variance of the fixed part ``X beta`` over the training rows (Nakagawa's R^2)."""
-        d = self._inference_data
-        beta = np.r_[self.intercept_, self.coef_] if self.fit_intercept else self.coef_
-        return float(np.var(d["X"] @ beta, ddof=1)) if len(beta) else 0.0
+        beta = self._beta()
+        return float(np.var(self._inference_data["X"] @ beta, ddof=1)) if len(beta) else 0.0
 
     @fitted_view
     def optimizer_log_(self):

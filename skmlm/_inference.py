@@ -129,9 +129,6 @@ class InferenceMixin:
     def _is_linear(self):
         return self._inference_data["linear"]
 
-    def _beta(self):
-        return np.r_[self.intercept_, self.coef_] if self.fit_intercept else np.asarray(self.coef_, dtype=float)
-
     def _sigma(self):
         return float(np.sqrt(self.residual_variance_)) if self._is_linear else 1.0
 

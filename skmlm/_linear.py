@@ -226,7 +226,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
     @fitted_view
     def fixed_effects_(self):
         """Estimate, Std. Error and t value of every fixed effect, intercept first."""
-        beta = np.r_[self.intercept_, self.coef_] if self.fit_intercept else self.coef_
+        beta = self._beta()
         se = np.sqrt(np.diag(self.coef_cov_))
         return pd.DataFrame({"Estimate": beta, "Std. Error": se, "t value": beta / se}, index=self._fixed_names)
 

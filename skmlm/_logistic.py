@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 from ._base import MixedModelMixin, fitted_view, mean_random_variance
 from ._inference import InferenceMixin
 from ._core.design import split_theta
+from ._core.dense_gradient import solve_positive_definite
 from ._core.glmm import BinomialMixedModel, fit_glmm, gauss_hermite_normal
 from ._input import INTERCEPT, group_frame, validate_X
 from ._threads import single_blas_thread
@@ -297,7 +298,7 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
     def _check_separation(self, est, d):
         """Warn when fixed effects drift to infinity (complete or quasi-complete separation)."""
         Xf = d["Xf"]
-        beta = np.r_[self.intercept_, self.coef_] if self.fit_intercept else self.coef_
+        beta = self._beta()
         fixed = Xf @ beta if Xf.shape[1] else np.zeros(len(d["y"]))
         if Xf.shape[1] == 0 or np.abs(fixed).max() < SEPARATION_ETA:
             return
@@ -357,7 +358,7 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
     @fitted_view
     def fixed_effects_(self):
         """Estimate, Std. Error, z value and Pr(>|z|) of every fixed effect, intercept first."""
-        beta = np.r_[self.intercept_, self.coef_] if self.fit_intercept else self.coef_
+        beta = self._beta()
         se = np.sqrt(np.diag(self.coef_cov_))
         with np.errstate(divide="ignore", invalid="ignore"):
             zval = beta / se
@@ -370,15 +371,17 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
     def _fixed_covariance(opt, est, nt, p):
         """lme4's ``vcov``: ``2 H^-1`` restricted to beta, H the Hessian of the deviance in
         ``(theta, beta)`` (variances at 0 left out); the joint PIRLS one where H fails."""
+        if p == 0:
+            return np.zeros((0, 0))
         H = opt.hessian
         if H is not None and H.shape == (nt + p, nt + p):
             free = np.ones(nt + p, dtype=bool)
             free[:nt] = np.abs(np.diag(H)[:nt]) > 0
             idx = np.flatnonzero(free)
+            last = np.zeros((len(idx), p))  # the columns of beta: H^-1's last p columns
+            last[-p:] = np.eye(p)
             try:
-                Hf = H[np.ix_(idx, idx)]
-                np.linalg.cholesky(Hf)
-                cov = 2.0 * np.linalg.inv(Hf)[-p:, -p:]
+                cov = 2.0 * solve_positive_definite(H[np.ix_(idx, idx)], last)[-p:]
                 return 0.5 * (cov + cov.T)
             except np.linalg.LinAlgError:
                 pass

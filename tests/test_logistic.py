@@ -1,6 +1,7 @@
 """MixedLogisticClassifier: the scikit-learn API, prediction, edge cases and checks."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -209,3 +210,16 @@ def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         check(estimator)
+
+
+def test_no_fixed_effects_matches_glmer():
+    """``y ~ 0 + (1 | herd)`` on cbpp: glmer (tolPwrss = 1e-12) gives logLik
+    -303.850614453 and theta 2.246605; beta and its covariance are empty."""
+    data = pd.read_csv(Path(__file__).parent / "golden" / "cbpp_binary_laplace.csv", dtype={"g_herd": str})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = MixedLogisticClassifier(fit_intercept=False).fit(data[[]], data["y"], groups=data["g_herd"])
+    assert m.log_likelihood_ == pytest.approx(-303.850614453, abs=1e-6)
+    assert m.theta_[0] == pytest.approx(2.246605, rel=1e-5)
+    assert m.coef_.shape == (0,) and m.coef_cov_.shape == (0, 0)
+    assert "Fixed effects" in m.summary()

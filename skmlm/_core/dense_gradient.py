@@ -49,6 +49,8 @@ def cholesky_lower_overwrite(a):
 def solve_positive_definite(a, b):
     """``a^-1 b`` for a symmetric positive definite ``a``, by LAPACK's posv (numpy's solve
     costs several times as much at this size); LinAlgError where ``a`` is not."""
+    if a.shape[0] == 0:  # nothing to solve (no fixed effects)
+        return np.zeros(b.shape)
     x, info = lapack.dposv(a, b)[1:]
     if info != 0:
         raise np.linalg.LinAlgError("matrix is not positive definite")

@@ -31,7 +31,9 @@ from scipy.special import expit
 
 from .blocks import batched_inverse_lower, batched_solve_lower, batched_solve_upper_t
 from .design import lower_bounds, split_theta, start_theta
-from .optimize import OptimizeResult, finite_difference_gradient, gradient_jacobian, minimize_bounded, newton_decrement
+from .optimize import (
+    OptimizeResult, finite_difference_gradient, free_block, gradient_jacobian, minimize_bounded, newton_decrement,
+)
 from .dense_gradient import solve_positive_definite
 from .pirls import PIRLS, bernoulli_deviance
 from .scalar_glmm import ScalarGLMM
@@ -300,7 +302,7 @@ def _polish(fg, x, f, g, lower, decrement_tol, max_steps=20, hessian=None):
     for _ in range(max_steps + 1):
         free = ~((x <= lower + 1e-12) & (g > 0))
         if hessian is not None:
-            H = np.where(np.outer(free, free), hessian(x), 0.0)
+            H = free_block(hessian(x), free)
         else:
             H = gradient_jacobian(lambda z: fg(z)[1], x, free, lower, step=1e-5, g0=g)
         decrease, step = newton_decrement(g, H, free)

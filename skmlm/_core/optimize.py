@@ -49,8 +49,9 @@ def finite_difference_gradient(fun, x, f0, lower, step=1e-6, central=True):
 
 
 def _stencil(fun, x, f0, idx, step, cross):
-    """``(plus, minus, H)``: ``fun`` at ``x +- h_i`` for ``i`` in ``idx`` and the Hessian
-    over those coordinates (others left 0); see :func:`finite_difference_hessian`."""
+    """``(plus, minus, H, h)``: ``fun`` at ``x +- h_i`` for ``i`` in ``idx``, the Hessian
+    over those coordinates (others left 0) and the steps ``h``; see
+    :func:`finite_difference_hessian`."""
     k = len(x)
     H, plus, minus = np.zeros((k, k)), np.zeros(k), np.zeros(k)
     h = step * np.maximum(1.0, np.abs(x))
@@ -119,8 +120,12 @@ def gradient_jacobian(gradient, x, free, lower, step=1e-6, g0=None):
             H[:, i] = (gradient(xp) - gradient(xm)) / (2 * h)
         else:
             H[:, i] = (gradient(xp) - gradient(x)) / h
-    H = (H + H.T) / 2
-    return H if every else np.where(np.outer(free, free), H, 0.0)
+    return free_block((H + H.T) / 2, free)
+
+
+def free_block(H, free):
+    """``H`` with the rows and columns of coordinates that are not ``free`` set to 0."""
+    return H if free.all() else np.where(np.outer(free, free), H, 0.0)
 
 
 def newton_decrement(g, H, free, flat_tol=1e-8):
@@ -390,16 +395,14 @@ def minimize_bounded(
     if gradient is None:
         grad = lambda x, f: finite_difference_gradient(logged, x, f, lower)  # noqa: E731
         hess = lambda x, f, g, free: finite_difference_hessian(logged, x, f, free, cross="forward")  # noqa: E731
-    elif hessian is None:
-        grad = lambda x, f: gradient(x) if np.isfinite(f) else np.full_like(x, np.nan)  # noqa: E731
-        hess = lambda x, f, g, free: gradient_jacobian(  # noqa: E731
-            gradient, x, free, lower, g0=g if not np.isfinite(lower).any() else None
-        )
     else:
         grad = lambda x, f: gradient(x) if np.isfinite(f) else np.full_like(x, np.nan)  # noqa: E731
-        hess = lambda x, f, g, free: (  # noqa: E731
-            hessian(x) if free.all() else np.where(np.outer(free, free), hessian(x), 0.0)
-        )
+        if hessian is None:
+            hess = lambda x, f, g, free: gradient_jacobian(  # noqa: E731
+                gradient, x, free, lower, g0=g if not np.isfinite(lower).any() else None
+            )
+        else:
+            hess = lambda x, f, g, free: free_block(hessian(x), free)  # noqa: E731
 
     def with_gradient(x):
         f = logged(x)
@@ -441,10 +444,10 @@ def minimize_bounded(
             )
         elif unbounded_gradient:
             if hessian is not None:
-                first = lambda z, g: hessian(z)  # noqa: E731
+                first_hessian = lambda z, g: hessian(z)  # noqa: E731
             else:
-                first = lambda z, g: gradient_jacobian(gradient, z, np.ones(len(z), bool), lower, g0=g)  # noqa: E731
-            x_end, nit, message = quasi_newton(with_gradient, x, max_iter, hessian=first)
+                first_hessian = lambda z, g: gradient_jacobian(gradient, z, np.ones(len(z), bool), lower, g0=g)  # noqa: E731
+            x_end, nit, message = quasi_newton(with_gradient, x, max_iter, hessian=first_hessian)
             res = SimpleNamespace(x=x_end, nit=nit, message=message)
         else:
             bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]

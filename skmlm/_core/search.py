@@ -96,6 +96,7 @@ def search_within_bounds(model, opt, max_iter, tol, verbose):
     second = minimize_bounded(
         model.objective, np.maximum(opt.x, model.theta_lower), model.theta_lower, gradient=model.gradient,
         scale=model.theta_scale, max_iter=max_iter, decrement_tol=tol, verbose=verbose,
+        hessian=model.hessian if model.has_hessian else None,
     )
     second.x = canonical_theta(model.factors, second.x)
     second.x, second.fun = snap_to_bounds(model.objective, second.x, second.fun, model.theta_lower, SNAP_TOL)

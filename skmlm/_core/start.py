@@ -9,8 +9,8 @@ lands near the joint optimum (:func:`one_factor_start`).
 """
 
 import numpy as np
-from scipy.linalg import lapack
 
+from .dense_gradient import solve_positive_definite
 from .lmm import LinearMixedModel, level_cross_products
 from .optimize import minimize_bounded
 
@@ -55,8 +55,9 @@ def moment_start(factors, X, y, weights, cross_products=None, reml=True):
     if len(factors) == 1 and cross_products is not None:
         return one_factor_moments(cross_products, reml)
     Xw = X * weights[:, None]
-    beta, info = lapack.dposv(X.T @ Xw, Xw.T @ y)[1:] if X.shape[1] else (np.zeros(0), 0)
-    if info != 0:  # X rank deficient: no start from here
+    try:
+        beta = solve_positive_definite(X.T @ Xw, Xw.T @ y)
+    except np.linalg.LinAlgError:  # X rank deficient: no start from here
         return None
     r = y - X @ beta
     fits = [LevelRegressions.from_rows(f, weights) for f in factors]
@@ -128,7 +129,7 @@ def one_factor_moments(cp, reml=True):
         return scalar_moments(cp, reml)
     p, a = cp.p, cp.a_xx
     try:
-        beta = np.linalg.solve(a[:p, :p], a[:p, p]) if p else np.zeros(0)
+        beta = solve_positive_definite(a[:p, :p], a[:p, p])
     except np.linalg.LinAlgError:  # X rank deficient: no start from here
         return None
     residual = np.append(-beta, 1.0)  # [X y] times this is the residual of y on X
@@ -155,8 +156,9 @@ def scalar_moments(cp, reml=True):
     """
     p, A = cp.p, cp.a_xx
     a, C = cp.a11[:, 0, 0], cp.a1x[:, 0, :]
-    beta, info = lapack.dposv(A[:p, :p], A[:p, p])[1:] if p else (np.zeros(0), 0)
-    if info != 0:  # X rank deficient: no start from here
+    try:
+        beta = solve_positive_definite(A[:p, :p], A[:p, p])
+    except np.linalg.LinAlgError:  # X rank deficient: no start from here
         return None
     ok = a > 0
     n_ok = int(np.count_nonzero(ok))

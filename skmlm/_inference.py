@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._core.bootstrap import parametric_bootstrap
 from ._core.condvar import glmm_conditional_covariances, lmm_conditional_covariances
 from ._core.design import split_theta
-from ._core.glmm import BinomialMixedModel
+from ._core.glmm import GeneralizedMixedModel
 from ._core.lmm import LinearMixedModel
 from ._core.profile import Profiler
 from ._core.satterthwaite import Satterthwaite, hessian, jacobian
@@ -88,7 +88,7 @@ class InferenceMixin:
         design, the response and the weights: the core model is rebuilt from them on
         first use, so the estimator stays picklable.
         """
-        linear = not isinstance(model, BinomialMixedModel)  # (its PIRLS is built on first use)
+        linear = not isinstance(model, GeneralizedMixedModel)  # (its PIRLS is built on first use)
         self._inference_data = {
             "linear": linear,
             "factors": list(model.factors),
@@ -122,7 +122,7 @@ class InferenceMixin:
             if d["linear"]:
                 cache["model"] = LinearMixedModel(d["factors"], d["X"], d["y"], d["w"], d["reml"])
             else:
-                cache["model"] = BinomialMixedModel(d["factors"], d["X"], d["y"], d["w"], d["n_agq"])
+                cache["model"] = GeneralizedMixedModel(d["factors"], d["X"], d["y"], d["w"], n_agq=d["n_agq"])
         return cache["model"]
 
     @property

@@ -17,7 +17,7 @@ from ._base import MixedModelMixin, fitted_view, mean_random_variance
 from ._inference import InferenceMixin
 from ._core.design import split_theta
 from ._core.dense_gradient import solve_positive_definite
-from ._core.glmm import BinomialMixedModel, fit_glmm, gauss_hermite_normal
+from ._core.glmm import GeneralizedMixedModel, fit_glmm, gauss_hermite_normal
 from ._input import INTERCEPT, group_frame, validate_X
 from ._threads import single_blas_thread
 
@@ -248,11 +248,10 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
         d = self._prepare_fit(X, y01, groups, sample_weight, validated_X=validated_X)
         self.classes_ = classes
         self._warn_about_data(d)
-        model = BinomialMixedModel(d["factors"], d["Xf"], d["y"], d["w"], self.n_quadrature_points)
+        model = GeneralizedMixedModel(d["factors"], d["Xf"], d["y"], d["w"], n_agq=self.n_quadrature_points)
         with single_blas_thread():
             opt = fit_glmm(model, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
-            nt = model.n_theta
-            est = model.estimates(opt.x[:nt], opt.x[nt:])
+            est = model.estimates(opt.x)
         if not opt.converged and not self._separated:
             warnings.warn(
                 f"the optimiser stopped before reaching an optimum ({opt.message}); estimates may be "

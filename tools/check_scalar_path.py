@@ -1,7 +1,7 @@
 """Fit random binary designs with one scalar random term by both logistic paths.
 
 The level-by-level path (``skmlm/_core/scalar_glmm.py``) against the general one
-(``BinomialMixedModel(..., scalar_path=False)``): Laplace and adaptive quadrature, an
+(``GeneralizedMixedModel(..., scalar_path=False)``): Laplace and adaptive quadrature, an
 intercept or a slope alone, prior weights, single-row levels, effects up to SD 5 and
 predictors up to 10 times wider (near separation). A design counts as worse when the
 scalar path's deviance exceeds the general path's by more than 1e-6, does not converge,
@@ -18,7 +18,7 @@ import numpy as np
 from scipy.special import expit
 
 from skmlm._core.design import RandomFactor
-from skmlm._core.glmm import BinomialMixedModel, fit_glmm
+from skmlm._core.glmm import GeneralizedMixedModel, fit_glmm
 
 
 def random_design(seed):
@@ -49,8 +49,8 @@ def check(seed):
     factors, X, y, w, n_agq = design
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fast = fit_glmm(BinomialMixedModel(factors, X, y, w, n_agq=n_agq))
-        general = fit_glmm(BinomialMixedModel(factors, X, y, w, n_agq=n_agq, scalar_path=False))
+        fast = fit_glmm(GeneralizedMixedModel(factors, X, y, w, n_agq=n_agq))
+        general = fit_glmm(GeneralizedMixedModel(factors, X, y, w, n_agq=n_agq, scalar_path=False))
     return fast.fun - general.fun, fast.converged, len(fast.log), len(general.log)
 
 

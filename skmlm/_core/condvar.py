@@ -86,7 +86,7 @@ def lmm_conditional_covariances(model, theta, sigma2):
 
 
 def glmm_conditional_covariances(model, theta, beta):
-    """Conditional covariances of a :class:`~.glmm.BinomialMixedModel` at ``(theta, beta)``
+    """Conditional covariances of a :class:`~.glmm.GeneralizedMixedModel` at ``(theta, beta)``
     (the weights of ``M`` at the conditional mode, as lme4)."""
     m = model.mode(theta, beta)
     fac = m.factor

@@ -1,4 +1,8 @@
-"""Laplace and adaptive Gauss-Hermite deviance of a binary logistic GLMM, as lme4's glmer.
+"""Laplace and adaptive Gauss-Hermite deviance of a GLMM, as lme4's glmer and glmmTMB.
+
+The response distribution is a :class:`~.family.Family`; families with a dispersion
+parameter (NB2's size, Gamma's phi) carry its logarithm as a last coordinate of the
+search, estimated jointly by maximum likelihood (glmmTMB's approach).
 
 At ``(theta, beta)`` PIRLS (:mod:`.pirls`) finds the conditional modes ``u`` of the
 spherical random effects and the Cholesky factor ``L`` of
@@ -9,7 +13,7 @@ spherical random effects and the Cholesky factor ``L`` of
     AGQ (one grouping factor):  -2 log L  ~=  sum_j [ devc_j(u_j) + log det(L_j)^2
                                    - 2 log sum_k w_k exp(|z_k|^2 / 2 - (devc_j(u_j + L_j^-T z_k) - devc_j(u_j)) / 2) ]
 
-where ``devc_j(u) = sum of the deviance residuals of level j + ||u_j||^2`` and
+where ``devc_j(u) = -2 log-likelihood of level j's rows + ||u_j||^2`` and
 ``(z_k, w_k)`` is the Gauss-Hermite rule for the standard normal. With one scalar random
 effect per level this is lme4's ``nAGQ``; with ``q`` terms per level (intercept and
 slopes) it uses the product rule of ``k^q`` points.
@@ -27,15 +31,14 @@ import scipy.sparse as sp
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from scipy.special import expit
-
 from .blocks import batched_inverse_lower, batched_solve_lower, batched_solve_upper_t
-from .design import lower_bounds, split_theta, start_theta
+from .design import RandomFactor, lower_bounds, split_theta, start_theta
 from .optimize import (
     OptimizeResult, finite_difference_gradient, free_block, gradient_jacobian, minimize_bounded, newton_decrement,
 )
 from .dense_gradient import solve_positive_definite
-from .pirls import PIRLS, bernoulli_deviance
+from .family import get_family
+from .pirls import PIRLS
 from .scalar_glmm import ScalarGLMM
 
 #: Largest number of points of a product quadrature rule (``n_points ** q``).
@@ -56,15 +59,33 @@ def product_rule(k, q):
     return nodes, weights
 
 
-class BinomialMixedModel:
-    """Deviance of a binary logistic GLMM as a function of ``(theta, beta)``.
+def _rms(a):
+    """Root mean square of each column of ``a`` (1 for a column of zeros)."""
+    r = np.sqrt(np.einsum("ij,ij->j", a, a) / max(1, len(a)))
+    return np.where(r > 0, r, 1.0)
+
+
+class GeneralizedMixedModel:
+    """Deviance of a GLMM as a function of ``x = [theta, beta, log(dispersion)]``.
+
+    The model speaks the user's units (``x``, ``factors``, ``X``) and computes in
+    standard ones: every column of ``X`` and of each factor's random-effect covariates is
+    divided by its root mean square, so the search's coordinates ``x * search_scale``
+    are of similar size whatever the units of the data, and the fit does not depend on
+    them (rescaling a column rescales its estimates and nothing else). The search
+    (:func:`fit_glmm`) runs on :meth:`search_objective` and
+    :meth:`search_value_and_gradient`, in those standard coordinates.
 
     Parameters
     ----------
     factors : list of RandomFactor
     X : ndarray of shape (n, p)
-    y : ndarray of shape (n,), 0/1
+    y : ndarray of shape (n,)
     weights : ndarray of shape (n,)
+    family : Family or None
+        The response distribution (None: binomial with the logit link).
+    offset : ndarray of shape (n,) or None
+        A known term of the linear predictor.
     n_agq : int
         1 for the Laplace approximation, ``k > 1`` for adaptive Gauss-Hermite quadrature
         with ``k`` points per dimension (one grouping factor only).
@@ -73,14 +94,34 @@ class BinomialMixedModel:
         random term); False forces the general path (for tests).
     """
 
-    def __init__(self, factors, X, y, weights, n_agq=1, scalar_path=True):
+    def __init__(self, factors, X, y, weights, family=None, offset=None, n_agq=1, scalar_path=True):
         self.factors = list(factors)
         self.n, self.p = X.shape
         self.n_agq = int(n_agq)
-        self._data = (X, y, weights)
+        self.family = family = get_family("binomial") if family is None else family
+        self.offset = np.zeros(self.n) if offset is None else np.asarray(offset, dtype=float)
+        self.y, self.w = y, weights
         self.theta_lower = lower_bounds(self.factors)
         self.theta_start = start_theta(self.factors)
         self.n_theta = len(self.theta_start)
+        self.n_dispersion = int(family.has_dispersion)
+        # the standard units: z / rms(z) per factor and X / rms(X); theta and beta scale inversely
+        z_scales = [_rms(f.z) for f in self.factors]
+        x_scale = _rms(X) if self.p else np.ones(0)
+        self._factors = [
+            RandomFactor(f.name, f.codes, f.levels, f.z / c, f.terms, f.diagonal) for f, c in zip(self.factors, z_scales)
+        ]
+        self.search_scale = np.concatenate(
+            [c[f._tri[0]] for f, c in zip(self.factors, z_scales)] + [x_scale, np.ones(self.n_dispersion)]
+        )
+        X = X / x_scale
+        self._data = (X, y, weights, family, self.offset)
+        self._constants = {}
+        if self.n_dispersion and self.n_agq > 1:
+            raise ValueError(
+                f"adaptive Gauss-Hermite quadrature is not available for the {family.name} family (its "
+                "dispersion is estimated by the Laplace approximation, as glmmTMB); use n_quadrature_points=1"
+            )
         if self.n_agq > 1:
             if len(self.factors) != 1:
                 raise ValueError(
@@ -95,12 +136,12 @@ class BinomialMixedModel:
                     "are supported. Use fewer points"
                 )
             self.nodes, self.node_weights = product_rule(self.n_agq, q)
-        self.beta_start = np.zeros(self.p)
+        self.beta_start, self.dispersion_start = glm_start(family, X, y, weights, self.offset)  # standard units
         # one scalar random term: the level-by-level path
         self.scalar = None
         if scalar_path and len(self.factors) == 1 and self.factors[0].q == 1:
             rule = (self.nodes[:, 0], self.node_weights) if self.n_agq > 1 else (None, None)
-            self.scalar = ScalarGLMM(self.factors[0], X, y, weights, *rule)
+            self.scalar = ScalarGLMM(self._factors[0], X, y, weights, family, self.offset, self.constant, *rule)
         if self.has_gradient and self.scalar is None:
             f = self.factors[0]
             self._indicator = sp.csr_matrix(
@@ -112,24 +153,54 @@ class BinomialMixedModel:
     def pirls(self):
         """The general conditional-mode solver (built on first use: the scalar path's
         search does without it)."""
-        return PIRLS(self.factors, *self._data)
+        return PIRLS(self._factors, *self._data)
+
+    # -- the parameters -------------------------------------------------------------
+    def split(self, x):
+        """``(theta, beta, dispersion)`` from ``x = [theta, beta, log(dispersion)]``."""
+        nt, p = self.n_theta, self.p
+        dispersion = float(np.exp(x[nt + p])) if self.n_dispersion else 1.0
+        return x[:nt], x[nt : nt + p], dispersion
+
+    def constant(self, dispersion):
+        """``-2 x`` the log-likelihood's terms free of ``eta`` at ``dispersion`` (cached)."""
+        c = self._constants.get(dispersion)
+        if c is None:
+            if len(self._constants) > 64:
+                self._constants.clear()
+            c = self._constants[dispersion] = -2.0 * self.family.constant(self.y, self.w, dispersion)
+        return c
+
+    def to_search(self, theta, beta):
+        """``theta`` and ``beta`` in the standard units the computations use."""
+        nt = self.n_theta
+        return theta * self.search_scale[:nt], beta * self.search_scale[nt : nt + self.p]
 
     # -- the objective ------------------------------------------------------------
-    def mode(self, theta, beta):
+    def mode(self, theta, beta, dispersion=1.0):
+        """The conditional mode at ``(theta, beta, dispersion)`` (user units)."""
+        return self._mode(*self.to_search(theta, beta), dispersion)
+
+    def _mode(self, theta, beta, dispersion):
         self.pirls.set_theta(theta)
+        self.pirls.dispersion = dispersion
         return self.pirls.mode(beta)
 
-    def deviance(self, theta, beta):
-        """-2 log-likelihood at ``(theta, beta)``: Laplace or AGQ."""
-        m = self.mode(theta, beta)
+    def deviance(self, theta, beta, dispersion=1.0):
+        """-2 log-likelihood at ``(theta, beta, dispersion)``: Laplace or AGQ."""
+        return self.search_objective(np.concatenate([*self.to_search(theta, beta), np.log([dispersion] * self.n_dispersion)]))
+
+    def _deviance(self, theta, beta, dispersion):
+        m = self._mode(theta, beta, dispersion)
         if self.n_agq == 1:
-            return m.laplace_deviance
-        return self.agq_deviance(m)
+            return m.laplace_deviance + self.constant(dispersion)
+        return self.agq_deviance(m) + self.constant(dispersion)
 
     def agq_deviance(self, m):
-        """The adaptive Gauss-Hermite deviance around the conditional mode ``m``."""
+        """The adaptive Gauss-Hermite deviance around the conditional mode ``m`` (less the
+        log-likelihood's constant terms)."""
         pr = self.pirls
-        y, w, codes, v1 = pr.y, pr.w, pr.codes1, pr.v1
+        codes, v1 = pr.codes1, pr.v1
         m1 = pr.m1
         L11 = m.factor.L11
         offset = m.eta - pr.random_part(m.u1, m.u2)
@@ -144,16 +215,19 @@ class BinomialMixedModel:
             du = batched_solve_upper_t(L11, np.broadcast_to(z[None, :, None], (m1, len(z), 1)))[:, :, 0]
             u = m.u1 + du
             eta = offset + np.einsum("ij,ij->i", v1, u[codes])
-            devc = np.bincount(codes, weights=bernoulli_deviance(y, eta, w), minlength=m1) + (u**2).sum(axis=1)
+            devc = np.bincount(codes, weights=pr.deviance_rows(eta), minlength=m1) + (u**2).sum(axis=1)
             terms[k] = np.log(wk) + 0.5 * sq - 0.5 * (devc - devc0)
         log_mult = logsumexp(terms, axis=0)
         return float(devc0.sum() + m.factor.logdet - 2.0 * log_mult.sum())
 
     def objective(self, x):
-        """Deviance of the stacked ``x = [theta, beta]``; +inf where it fails."""
-        theta, beta = x[: self.n_theta], x[self.n_theta :]
+        """Deviance of the stacked ``x = [theta, beta, log(dispersion)]``; +inf where it fails."""
+        return self.search_objective(np.asarray(x, dtype=float) * self.search_scale)
+
+    def search_objective(self, xs):
+        """:meth:`objective` in the standard coordinates ``xs = x * search_scale``."""
         try:
-            d = self.deviance(theta, beta)
+            d = self._deviance(*self.split(xs))
         except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError):
             return np.inf
         return d if np.isfinite(d) else np.inf
@@ -165,47 +239,51 @@ class BinomialMixedModel:
         return len(self.factors) == 1
 
     def value_and_gradient(self, x):
-        """Deviance and its gradient in ``x = [theta, beta]`` (one grouping factor).
+        """Deviance and its gradient in ``x = [theta, beta, log(dispersion)]`` (one grouping factor).
 
         The deviance is, level by level, ``log det M_j - 2 log sum_k w_k e^{|z_k|^2/2}
         e^{-devc_j(u_jk)/2}`` with ``u_jk = u_j + L_j^-T z_k`` (the Laplace approximation
         is the one-point rule ``z = 0``). Its total derivative follows the conditional
         mode ``u_j`` (implicit differentiation of the PIRLS equations) and the Cholesky
-        factor ``L_j`` of ``M_j = T' Z_j' W Z_j T + I`` (whose weights move with the mode).
-        Everything is batched over levels; the cost is a few passes over the rows.
+        factor ``L_j`` of ``M_j = T' Z_j' W Z_j T + I`` (whose weights move with the mode,
+        and with the dispersion). Everything is batched over levels; the cost is a few
+        passes over the rows.
         """
-        nt = self.n_theta
-        theta, beta = x[:nt], x[nt:]
+        f, g = self.search_value_and_gradient(np.asarray(x, dtype=float) * self.search_scale)
+        return f, g * self.search_scale
+
+    def search_value_and_gradient(self, xs):
+        """:meth:`value_and_gradient` in the standard coordinates ``xs = x * search_scale``."""
         try:
             if self.scalar is not None:
-                return self.scalar.value_and_gradient(x)
-            return self._value_and_gradient(theta, beta)
+                return self.scalar.value_and_gradient(xs)
+            return self._value_and_gradient(*self.split(xs))
         except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError):
-            return np.inf, np.zeros_like(x)
+            return np.inf, np.zeros_like(xs)
 
-    def _value_and_gradient(self, theta, beta):
-        pr = self.pirls
-        f = self.factors[0]
-        m = self.mode(theta, beta)
+    def _value_and_gradient(self, theta, beta, dispersion):
+        pr, family = self.pirls, self.family
+        f = self._factors[0]
+        m = self._mode(theta, beta, dispersion)
         G, codes, X, y, w = self._indicator, pr.codes1, pr.X, pr.y, pr.w
         z, v, u0 = f.z, pr.v1, m.u1
         m1, q = u0.shape
-        nt, d = self.n_theta, self.n_theta + self.p
+        nt, p = self.n_theta, self.p
+        d = nt + p + self.n_dispersion
         rows, cols = f._tri
         L = m.factor.L11
-        mu = expit(m.eta)
-        W = w * mu * (1.0 - mu)
-        r = w * (y - mu)
-        s = W * (1.0 - 2.0 * mu)
+        r, W, s = family.derivatives(y, m.eta, w, dispersion, order=3)
+        if self.n_dispersion:
+            dl_s, dr_s, dW_s = family.dispersion_derivatives(y, m.eta, w, dispersion)
 
         def explicit(u):
             """d eta / d x with the modes held at ``u``: (n, d)."""
-            E = np.empty((len(y), d))
+            E = np.zeros((len(y), d))
             E[:, :nt] = z[:, rows] * u[codes][:, cols]
-            E[:, nt:] = X
+            E[:, nt : nt + p] = X
             return E
 
-        # derivative of the mode: M dU = dT' Z'r - V' W E
+        # derivative of the mode: M dU = dT' Z'r - V' W E (+ V' dr/ds for the dispersion)
         E0 = explicit(u0)
         rz = G @ (r[:, None] * z)  # (m1, q)
         R = np.zeros((m1, q, d))
@@ -213,6 +291,8 @@ class BinomialMixedModel:
             R[:, cols[k], k] += rz[:, rows[k]]
         for a in range(q):
             R[:, a, :] -= G @ ((W * v[:, a])[:, None] * E0)
+            if self.n_dispersion:
+                R[:, a, -1] += G @ (dr_s * v[:, a])
         dU = batched_solve_upper_t(L, batched_solve_lower(L, R))
         deta = E0 + np.einsum("iq,iqd->id", v, dU[codes])
         # derivative of M_j = T' A_j T + I, A_j = sum W z z'
@@ -226,6 +306,8 @@ class BinomialMixedModel:
             dM[:, :, cols[k], k] += AT[:, rows[k], :]
         for a, b in self._pairs:
             blk = G @ ((s * v[:, a] * v[:, b])[:, None] * deta)
+            if self.n_dispersion:
+                blk[:, -1] += G @ (dW_s * v[:, a] * v[:, b])
             dM[:, a, b, :] += blk
             if a != b:
                 dM[:, b, a, :] += blk
@@ -233,11 +315,14 @@ class BinomialMixedModel:
         Minv = np.swapaxes(Linv, 1, 2) @ Linv
         grad = np.einsum("jab,jabd->d", Minv, dM)
         logdet = m.factor.logdet
+        constant = self.constant(dispersion)
         if self.n_agq == 1:
             grad += -2.0 * (r @ E0)
-            return m.laplace_deviance, grad
+            if self.n_dispersion:
+                grad[-1] -= 2.0 * dl_s.sum()
+            return m.laplace_deviance + constant, grad
 
-        # adaptive quadrature: nodes u_jk = u_j + L_j^-T z_k
+        # adaptive quadrature: nodes u_jk = u_j + L_j^-T z_k (no dispersion: see __init__)
         offset = m.eta - pr.random_part(u0, m.u2)
         nodes, weights = self.nodes, self.node_weights
         K = len(weights)
@@ -246,11 +331,11 @@ class BinomialMixedModel:
         for k in range(K):
             uk = u0 + ys[k]
             eta = offset + np.einsum("ij,ij->i", v, uk[codes])
-            devc = G @ bernoulli_deviance(y, eta, w) + (uk**2).sum(axis=1)
+            devc = G @ pr.deviance_rows(eta) + (uk**2).sum(axis=1)
             logterms[k] = np.log(weights[k]) + 0.5 * float(nodes[k] @ nodes[k]) - 0.5 * devc
         lse = logsumexp(logterms, axis=0)
         pi = np.exp(logterms - lse)  # (K, m1)
-        value = float(logdet - 2.0 * lse.sum())
+        value = float(logdet - 2.0 * lse.sum()) + constant
         # dL = L Phi(L^-1 dM L^-T), Phi: lower triangle with half the diagonal
         P = np.einsum("jab,jbcd,jec->jaed", Linv, dM, Linv)
         P = np.tril(P.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
@@ -262,16 +347,18 @@ class BinomialMixedModel:
             dy = -batched_solve_upper_t(L, np.einsum("jbad,jb->jad", dL, ys[k]))
             duk = dU + dy
             eta = offset + np.einsum("ij,ij->i", v, uk[codes])
-            rk = w * (y - expit(eta))
+            rk = family.derivatives(y, eta, w, dispersion, order=1)[0]
             detak = explicit(uk) + np.einsum("iq,iqd->id", v, duk[codes])
             grad += -2.0 * ((pi[k][codes] * rk) @ detak)
             grad += 2.0 * np.einsum("j,jq,jqd->d", pi[k], uk, duk)
         return value, grad
 
-    def objective_stage1(self, theta):
-        """lme4's ``nAGQ = 0`` deviance of ``theta``: beta estimated jointly in PIRLS."""
+    def objective_stage1(self, theta, dispersion=None):
+        """lme4's ``nAGQ = 0`` deviance of ``theta`` (standard units): beta estimated jointly
+        in PIRLS (at the start's dispersion unless given)."""
         try:
             self.pirls.set_theta(theta)
+            self.pirls.dispersion = self.dispersion_start if dispersion is None else dispersion
             m = self.pirls.joint_mode(self.beta_start)
         except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError):
             return np.inf
@@ -280,19 +367,51 @@ class BinomialMixedModel:
         return d if np.isfinite(d) else np.inf
 
     # -- estimates ------------------------------------------------------------------
-    def estimates(self, theta, beta):
-        """Conditional modes ``b = Lambda u`` per factor and the deviance at ``(theta, beta)``."""
+    def estimates(self, x):
+        """Conditional modes ``b = Lambda u`` per factor, the linear predictor and the deviance at ``x``."""
+        theta, beta, dispersion = self.split(x)
+        xs = np.asarray(x, dtype=float) * self.search_scale
         if self.scalar is not None:
-            u, eta, dev = self.scalar.estimates(float(theta[0]), beta)
+            u, eta, dev = self.scalar.estimates(xs)
             f = self.factors[0]
             return {"random_effects": {f.name: (theta[0] * u)[:, None]}, "deviance": dev, "eta": eta, "mode": None}
-        m = self.mode(theta, beta)
+        m = self._mode(*self.split(xs))
         u = self.pirls.modes_by_factor(m.u1, m.u2)
         modes = {}
         for f, th, uf in zip(self.factors, split_theta(self.factors, theta), u):
             modes[f.name] = uf @ f.cholesky_factor(th).T
-        dev = m.laplace_deviance if self.n_agq == 1 else self.agq_deviance(m)
+        dev = (m.laplace_deviance if self.n_agq == 1 else self.agq_deviance(m)) + self.constant(dispersion)
         return {"random_effects": modes, "deviance": dev, "eta": m.eta, "mode": m}
+
+
+def glm_start(family, X, y, w, offset, max_iter=25):
+    """The fixed effects of the GLM without random effects (IRLS from glm's ``mustart``)
+    and a moment estimate of the dispersion there: the start of the search, so that it
+    does not depend on the units of ``y`` or ``X``."""
+    p = X.shape[1]
+    mu = family.start_mean(y, w)
+    eta = family.link(mu)
+    beta = np.zeros(p)
+    if p:
+        for _ in range(max_iter):
+            mu, m1 = family.link.derivatives(eta)[:2]
+            var = family.variance(mu)
+            W = w * m1 * m1 / var
+            zw = eta - offset + (y - mu) / m1
+            try:
+                new = solve_positive_definite((X * W[:, None]).T @ X, (X * W[:, None]).T @ zw)
+            except np.linalg.LinAlgError:
+                break
+            if not np.all(np.isfinite(new)):
+                break
+            done = np.max(np.abs(new - beta)) <= 1e-6 * (1.0 + np.max(np.abs(beta)))
+            beta = new
+            eta = offset + X @ beta
+            if done:
+                break
+        mu = family.mean(offset + X @ beta)
+    dispersion = family.start_dispersion(y, mu, w) if family.has_dispersion else 1.0
+    return beta, dispersion
 
 
 def _polish(fg, x, f, g, lower, decrement_tol, max_steps=20, hessian=None):
@@ -325,7 +444,7 @@ def _polish(fg, x, f, g, lower, decrement_tol, max_steps=20, hessian=None):
 SCALAR_NEWTON_STEPS = 30
 
 
-def _scalar_newton(scalar, x0, record, decrement_tol, max_steps=SCALAR_NEWTON_STEPS):
+def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NEWTON_STEPS):
     """The scalar path's search, from ``x0``'s theta.
 
     The start is lme4's first stage, beta estimated jointly with the modes
@@ -348,7 +467,7 @@ def _scalar_newton(scalar, x0, record, decrement_tol, max_steps=SCALAR_NEWTON_ST
         record(x, f)
         return f, g, H
 
-    beta = scalar.joint_mode(x0[0])
+    beta = scalar.joint_mode(x0[0], beta0)
     x = np.concatenate(([scalar.em_theta(x0[0], beta)], beta))
     f, g, H = evaluate(x)
     for _ in range(max_steps):
@@ -374,8 +493,9 @@ def _scalar_newton(scalar, x0, record, decrement_tol, max_steps=SCALAR_NEWTON_ST
 def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, scalar=None):
     """L-BFGS-B on an analytic gradient, then Newton polish; convergence by Newton decrement.
 
-    With ``scalar`` (a :class:`~.scalar_glmm.ScalarGLMM`), :func:`_scalar_newton`
-    comes first; L-BFGS-B only where the exact check after it finds no optimum.
+    With ``scalar`` (a :class:`~.scalar_glmm.ScalarGLMM` of a family without dispersion,
+    whose exact Hessian is written out), :func:`_scalar_newton` comes first; L-BFGS-B
+    only where the exact check after it finds no optimum.
     """
     log = []
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
@@ -391,7 +511,8 @@ def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, sca
         return f, g
 
     if scalar is not None:
-        x, f, g = _scalar_newton(scalar, np.asarray(x0, dtype=float), record, decrement_tol)
+        x0 = np.asarray(x0, dtype=float)
+        x, f, g = _scalar_newton(scalar, x0, x0[1:], record, decrement_tol)
         x, f, g, H, decrease = _polish(  # quadrature: finite differences of its gradient
             logged, x, f, g, lower, decrement_tol, hessian=scalar.exact_hessian if scalar.nodes is None else None
         )
@@ -410,11 +531,14 @@ def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, sca
 
 
 def fit_glmm(model, max_iter=1000, tol=1e-6, verbose=0, two_stage=None):
-    """Maximum likelihood fit of ``(theta, beta)``; returns an :class:`~.optimize.OptimizeResult`.
+    """Maximum likelihood fit of ``x = [theta, beta, log(dispersion)]``; returns an
+    :class:`~.optimize.OptimizeResult`.
 
-    The start is lme4's: ``theta`` at its start (or, with ``two_stage``, optimised with
+    The search runs in the model's standard units (see :class:`GeneralizedMixedModel`);
+    the result is in the user's. The start is lme4's: ``theta`` at its start (or, with ``two_stage``, optimised with
     ``beta`` estimated jointly in PIRLS, lme4's ``nAGQ = 0`` stage) and ``beta`` the
-    joint PIRLS estimate there. One grouping factor: L-BFGS-B on the analytic gradient;
+    joint PIRLS estimate there; the dispersion at its moment estimate of the GLM without
+    random effects. One grouping factor: L-BFGS-B on the analytic gradient;
     several: Newton steps on finite differences from the first stage's estimate, COBYQA
     where they stop short (:func:`~.optimize.minimize_bounded`).
     """
@@ -437,13 +561,29 @@ def fit_glmm(model, max_iter=1000, tol=1e-6, verbose=0, two_stage=None):
         theta1 = np.maximum(res1.x, lower)
     if model.scalar is None:  # lme4's start for beta: the joint PIRLS estimate at theta1
         model.objective_stage1(theta1)
-    x0 = np.concatenate([theta1, model.beta_start])
-    lower2 = np.concatenate([lower, np.full(model.p, -np.inf)])
+    x0 = np.concatenate([theta1, model.beta_start, np.log([model.dispersion_start] * model.n_dispersion)])
+    lower2 = np.concatenate([lower, np.full(model.p + model.n_dispersion, -np.inf)])
     if model.has_gradient:
-        return _minimize_with_gradient(model.value_and_gradient, x0, lower2, max_iter, tol, verbose, scalar=model.scalar)
-    # several factors: no gradient, and each evaluation a PIRLS solve; from the first
-    # stage's estimate Newton steps on finite differences, COBYQA where they stop short
-    return minimize_bounded(
-        model.objective, x0, lower2, max_iter=max_iter, decrement_tol=tol, verbose=verbose,
-        derivative_free=True, newton_first=True,
-    )
+        scalar = model.scalar if model.scalar is not None and not model.n_dispersion else None
+        res = _minimize_with_gradient(
+            model.search_value_and_gradient, x0, lower2, max_iter, tol, verbose, scalar=scalar
+        )
+    else:
+        # several factors: no gradient, and each evaluation a PIRLS solve; from the first
+        # stage's estimate Newton steps on finite differences, COBYQA where they stop short
+        res = minimize_bounded(
+            model.search_objective, x0, lower2, max_iter=max_iter, decrement_tol=tol, verbose=verbose,
+            derivative_free=True, newton_first=True,
+        )
+    return _to_user_units(res, model.search_scale)
+
+
+def _to_user_units(res, scale):
+    """The search's result (standard units, ``xs = x * scale``) in the user's units."""
+    res.x = res.x / scale
+    if res.gradient is not None:
+        res.gradient = res.gradient * scale
+    if res.hessian is not None:
+        res.hessian = res.hessian * np.outer(scale, scale)
+    res.log = [(x / scale, f) for x, f in res.log]
+    return res

@@ -1,12 +1,13 @@
-"""Penalised iteratively reweighted least squares (PIRLS) for a binary logistic GLMM.
+"""Penalised iteratively reweighted least squares (PIRLS) for a GLMM of any family.
 
-Model: ``y_i ~ Bernoulli(mu_i)`` with prior weight ``w_i``, ``logit(mu) = X beta + Z b``,
-``b = Lambda(theta) u``, ``u ~ N(0, I)``. At a given ``theta`` (and ``beta``) the
-conditional mode of ``u`` maximises the penalised log-likelihood
-``sum_i w_i l_i(eta_i) - ||u||^2 / 2``; Newton's method on it is PIRLS (Bates et al.
-2015; lme4's ``pwrssUpdate``). Each Newton step solves with the matrix
-``Lambda' Z' W Z Lambda + I`` (``W = w mu (1 - mu)``), whose weights change every
-iteration, so its cross-products are rebuilt each time without a loop over groups:
+Model: ``y_i`` from the response distribution of a :class:`~.family.Family` with prior
+weight ``w_i``, ``g(mu) = eta = offset + X beta + Z b``, ``b = Lambda(theta) u``,
+``u ~ N(0, I)``. At a given ``theta`` (and ``beta``, and dispersion) the conditional
+mode of ``u`` maximises the penalised log-likelihood ``sum_i l_i(eta_i) - ||u||^2 / 2``;
+Newton's method on it is PIRLS (Bates et al. 2015; lme4's ``pwrssUpdate``). Each Newton
+step solves with the matrix ``Lambda' Z' W Z Lambda + I`` (``W`` the family's weights,
+``-d^2 l / d eta^2``), whose weights change every iteration, so its cross-products are
+rebuilt each time without a loop over groups:
 
 * block 1, the largest factor: one ``q x q`` block per level, formed by ``bincount`` and
   factorised by the batched routines of :mod:`.blocks`;
@@ -22,17 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
-from scipy.special import expit
 
 from .blocks import batched_cholesky, batched_inverse_lower, batched_solve_lower, batched_solve_upper_t
 from .dense_gradient import cholesky_lower_overwrite
 from .design import block_lambda_template, split_theta
 from .lmm import MAX_DENSE_BLOCK
-
-
-def bernoulli_deviance(y, eta, w):
-    """Per-row deviance residuals ``-2 w (y eta - log(1 + e^eta))`` of a 0/1 outcome."""
-    return -2.0 * w * (y * eta - (np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))))
 
 
 @dataclass
@@ -89,7 +84,7 @@ class Mode:
     u2: np.ndarray  # (q2,) the other factors, stacked
     beta: np.ndarray
     eta: np.ndarray
-    dev_resid: np.ndarray  # per-row deviance residuals at the mode
+    dev_resid: np.ndarray  # per-row -2 log-likelihood at the mode, less its constant terms
     factor: Factorization  # of M at the weights of the mode
     n_iter: int
 
@@ -99,12 +94,13 @@ class Mode:
 
     @property
     def laplace_deviance(self):
-        """lme4's Laplace deviance: ``sum dev.resid + ||u||^2 + log det(L)^2``."""
+        """lme4's Laplace deviance, ``sum dev.resid + ||u||^2 + log det(L)^2``, less the
+        log-likelihood's constant terms (the family's ``constant``)."""
         return float(self.dev_resid.sum()) + self.penalty + self.factor.logdet
 
 
 class PIRLS:
-    """Conditional modes of the spherical random effects of a binary logistic GLMM.
+    """Conditional modes of the spherical random effects of a GLMM.
 
     Parameters
     ----------
@@ -112,20 +108,26 @@ class PIRLS:
     X : ndarray of shape (n, p)
         Fixed-effects design.
     y : ndarray of shape (n,)
-        Outcomes, 0 or 1.
+        Outcomes.
     weights : ndarray of shape (n,)
         Prior weights.
+    family : Family
+    offset : ndarray of shape (n,) or None
+        A known term of the linear predictor.
 
     The life cycle: :meth:`set_theta` once per ``theta``, then :meth:`mode` (``beta``
     fixed) or :meth:`joint_mode` (``beta`` estimated too) as often as needed; each call
     starts from the previous modes, so nearby evaluations take one or two Newton steps.
     """
 
-    def __init__(self, factors, X, y, weights):
+    def __init__(self, factors, X, y, weights, family, offset=None):
         self.factors = list(factors)
         self.X = np.asarray(X, dtype=float)
         self.y = np.asarray(y, dtype=float)
         self.w = np.asarray(weights, dtype=float)
+        self.family = family
+        self.offset = np.zeros(len(self.y)) if offset is None else np.asarray(offset, dtype=float)
+        self.dispersion = 1.0
         self.n, self.p = self.X.shape
         order = sorted(range(len(self.factors)), key=lambda k: -self.factors[k].n_levels * self.factors[k].q)
         self.order = order
@@ -286,18 +288,20 @@ class PIRLS:
         """Joint modes of ``(u, beta)`` at the current ``theta`` (lme4's ``nAGQ = 0``)."""
         return self._newton(np.asarray(beta0, dtype=float), joint=True, tol=tol, max_iter=max_iter)
 
+    def deviance_rows(self, eta):
+        """Per-row ``-2 log-likelihood`` less its constant terms."""
+        return -2.0 * self.family.kernel(self.y, eta, self.w, self.dispersion)
+
     def _newton(self, beta, joint, tol, max_iter):
-        y, w, X = self.y, self.w, self.X
+        X = self.X
         u1, u2 = self.u1, self.u2
-        offset = X @ beta
+        offset = self.offset + X @ beta
         eta = offset + self.random_part(u1, u2)
-        dres = bernoulli_deviance(y, eta, w)
+        dres = self.deviance_rows(eta)
         pdev = dres.sum() + (u1**2).sum() + (u2**2).sum()
         last = np.inf
         for it in range(1, max_iter + 1):
-            mu = expit(eta)
-            W = w * mu * (1.0 - mu)
-            r = w * (y - mu)
+            r, W = self.family.derivatives(self.y, eta, self.w, self.dispersion)
             g1, g2 = self._gradient_u(r)
             g1 -= u1
             g2 = g2 - u2
@@ -314,9 +318,9 @@ class PIRLS:
             while True:
                 nu1, nu2 = u1 + t * d1, u2 + t * d2
                 nbeta = beta + t * dx if joint else beta
-                noff = X @ nbeta if joint else offset
+                noff = self.offset + X @ nbeta if joint else offset
                 neta = noff + self.random_part(nu1, nu2)
-                ndres = bernoulli_deviance(y, neta, w)
+                ndres = self.deviance_rows(neta)
                 npdev = ndres.sum() + (nu1**2).sum() + (nu2**2).sum()
                 # close to the mode a full Newton step is safe (the objective is convex)
                 if decrement < 1e-8 or npdev <= pdev + 1e-10 * abs(pdev) or t < 1e-10:

@@ -1,25 +1,27 @@
-"""A binary logistic GLMM with one scalar random effect per level: Laplace and AGQ.
+"""A GLMM with one scalar random effect per level: Laplace and AGQ.
 
-The commonest binary model (cbpp: ``y ~ period + (1 | herd)``) has one grouping factor
-and one random term. Then ``Lambda' Z' W Z Lambda + I`` is diagonal, every level's
+The commonest GLMM (cbpp: ``y ~ period + (1 | herd)``) has one grouping factor and one
+random term. Then ``Lambda' Z' W Z Lambda + I`` is diagonal, every level's
 conditional mode solves its own one-dimensional problem, and the deviance (Laplace, or
 adaptive Gauss-Hermite quadrature around the modes) and its derivatives in
 ``(theta, beta)`` are sums over levels. With the rows sorted by level, each sum is one
 ``numpy.add.reduceat``: no sparse matrices, no batched factorisations. The general code
 (:mod:`.pirls`, :mod:`.glmm`) gives the same numbers at several times the cost.
 
-Notation as :mod:`.glmm`: ``eta = X beta + theta z u_j``, ``h_j = theta^2 sum_j z^2 W + 1``
-(the level's ``L_j^2``), and the Laplace deviance ``sum dev.resid + sum u_j^2 + sum log h_j``.
+Notation as :mod:`.glmm`: ``eta = offset + X beta + theta z u_j``, ``h_j = theta^2 sum_j
+z^2 W + 1`` (the level's ``L_j^2``), and the Laplace deviance ``sum dev.resid + sum u_j^2 +
+sum log h_j``. ``W``, its derivatives ``W1 = dW/deta``, ``W2`` and the score ``r`` are the
+family's (:mod:`.family`). A family with a dispersion parameter adds ``s = log(dispersion)``
+as the last coordinate of ``x``.
 """
 
 from types import SimpleNamespace
 
 import numpy as np
 from scipy.linalg import lapack
-from scipy.special import expit, logsumexp
+from scipy.special import logsumexp
 
 from .dense_gradient import solve_positive_definite
-from .pirls import bernoulli_deviance
 
 
 #: Below this predicted decrease (per level) a Newton step for the mode is taken without
@@ -42,8 +44,12 @@ class ScalarGLMM:
     factor : RandomFactor
         The grouping factor, with ``q = 1`` (an intercept or a single slope).
     X : ndarray of shape (n, p)
-    y : ndarray of shape (n,), 0/1
+    y : ndarray of shape (n,)
     weights : ndarray of shape (n,)
+    family : Family
+    offset : ndarray of shape (n,)
+    constant : callable
+        ``constant(dispersion)``: ``-2 x`` the log-likelihood's terms free of ``eta``.
     nodes, node_weights : ndarray, optional
         A Gauss-Hermite rule for N(0, 1): the adaptive quadrature deviance (lme4's
         ``nAGQ``); None for the Laplace approximation. The exact Hessian is the Laplace
@@ -55,7 +61,7 @@ class ScalarGLMM:
     in ``theta`` (``u -> -u``), so a search may cross 0 freely.
     """
 
-    def __init__(self, factor, X, y, weights, nodes=None, node_weights=None):
+    def __init__(self, factor, X, y, weights, family, offset, constant, nodes=None, node_weights=None):
         if factor.q != 1:
             raise ValueError("ScalarGLMM needs one random term per level")
         self.nodes, self.node_weights = nodes, node_weights  # None: the Laplace approximation
@@ -72,6 +78,10 @@ class ScalarGLMM:
         self.XT = np.ascontiguousarray(self.X.T)
         self.y = np.asarray(y, dtype=float)[order]
         self.w = np.asarray(weights, dtype=float)[order]
+        self.offset = np.asarray(offset, dtype=float)[order]
+        self.family, self.constant = family, constant
+        self.n_dispersion = int(family.has_dispersion)
+        self.dispersion = 1.0
         self.n, self.p = self.X.shape
         self.u = np.zeros(factor.n_levels)
         self._tangent = None  # (x, modes, their derivative in x) of the last evaluation
@@ -82,15 +92,22 @@ class ScalarGLMM:
         """Sums over each level's rows (the rows are sorted by level)."""
         return np.add.reduceat(a, self.starts, axis=0)
 
+    def _derivatives(self, eta, order=2):
+        """The family's ``(r, W[, W1[, W2]])`` at the rows' ``eta``."""
+        return self.family.derivatives(self.y, eta, self.w, self.dispersion, order)
+
+    def _deviance_rows(self, eta):
+        """Per-row ``-2 log-likelihood`` less its constant terms."""
+        return -2.0 * self.family.kernel(self.y, eta, self.w, self.dispersion)
+
     def _curvature(self, theta, eta):
         """``h_j = theta^2 sum_j z^2 W + 1`` at the rows' ``eta``."""
-        mu = expit(eta)
-        return theta * theta * self._level_sums(self.z * self.z * (self.w * mu * (1.0 - mu))) + 1.0
+        return theta * theta * self._level_sums(self.z * self.z * self._derivatives(eta)[1]) + 1.0
 
     def _penalised(self, offset, v, u):
         """Per-level penalised deviance ``sum dev.resid + u^2`` and the rows' ``eta``."""
         eta = offset + v * u[self.codes]
-        return self._level_sums(bernoulli_deviance(self.y, eta, self.w)) + u**2, eta
+        return self._level_sums(self._deviance_rows(eta)) + u**2, eta
 
     def mode(self, theta, beta, tol=1e-9, max_iter=100):
         """Conditional modes ``u`` at ``(theta, beta)`` by Newton's method, level by level.
@@ -101,16 +118,15 @@ class ScalarGLMM:
         and, Newton converging quadratically, is the last (what remains is of order
         ``tol^2``, below rounding). Returns ``(u, eta)``.
         """
-        offset = self.X @ beta
+        offset = self.offset + self.X @ beta
         v = theta * self.z
-        w, y = self.w, self.y
         u = self.u
         eta = offset + v * u[self.codes]
         pdev = None
         for _ in range(max_iter):
-            mu = expit(eta)
-            grad = self._level_sums(v * w * (y - mu)) - u
-            curv = self._level_sums(v * v * (w * mu * (1.0 - mu))) + 1.0
+            r, W = self._derivatives(eta)
+            grad = self._level_sums(v * r) - u
+            curv = self._level_sums(v * v * W) + 1.0
             step = grad / curv
             decrease = grad * step
             largest = decrease.max()
@@ -201,35 +217,42 @@ class ScalarGLMM:
         """The modes at ``x`` and the Laplace deviance's value, gradient and the pieces
         its Hessian and the AGQ deviance are built from. Arrays over rows are held as
         ``(terms, rows)``: each row of them is contiguous."""
-        theta, beta = float(x[0]), x[1:]
+        p = self.p
+        theta, beta = float(x[0]), x[1 : 1 + p]
+        self.dispersion = float(np.exp(x[1 + p])) if self.n_dispersion else 1.0
         if self._tangent is not None:  # start the modes on the last evaluation's tangent
             x0, u0, dU0 = self._tangent
             self.u = u0 + (x - x0) @ dU0
         u, eta = self.mode(theta, beta)
-        z, w, y, counts = self.z, self.w, self.y, self.counts
-        mu = expit(eta)
-        W = w * mu * (1.0 - mu)
-        r = w * (y - mu)
+        z, counts = self.z, self.counts
+        r, W, W1, W2 = self._derivatives(eta, order=4)
         v = theta * z
         a = self._level_sums(z * z * W)
         h = theta * theta * a + 1.0
-        value = float(bernoulli_deviance(y, eta, w).sum() + u @ u + np.log(h).sum())
-        # d eta / d x with the modes held: [z u_j, X]
-        E = np.empty((1 + self.p, self.n))
+        value = float(self._deviance_rows(eta).sum() + u @ u + np.log(h).sum()) + self.constant(self.dispersion)
+        # d eta / d x with the modes held: [z u_j, X, 0 (the dispersion)]
+        E = np.zeros((1 + p + self.n_dispersion, self.n))
         np.multiply(z, np.repeat(u, counts), out=E[0])
-        E[1:] = self.XT
+        E[1 : 1 + p] = self.XT
         # the modes' derivative: h_j du_j = d/dx (sum v r) at fixed u
         R = -np.add.reduceat(E * (v * W), self.starts, axis=1)
         R[0] += self._level_sums(z * r)
+        if self.n_dispersion:  # the score and the weights move with the dispersion
+            dl_s, dr_s, dW_s = self.family.dispersion_derivatives(self.y, eta, self.w, self.dispersion)
+            R[-1] += self._level_sums(v * dr_s)
         dU = R / h
         x = np.array(x, dtype=float)
         self._tangent = (x, u, dU)
         deta = E + v * np.repeat(dU, counts, axis=1)
-        Da = np.add.reduceat(deta * (z * z * W * (1.0 - 2.0 * mu)), self.starts, axis=1)  # W' = dW/deta
+        Da = np.add.reduceat(deta * (z * z * W1), self.starts, axis=1)
+        if self.n_dispersion:
+            Da[-1] += self._level_sums(z * z * dW_s)
         dh = theta * theta * Da
         dh[0] += 2.0 * theta * a
         grad = -2.0 * (E @ r) + (dh / h).sum(axis=1)
-        return SimpleNamespace(x=x, theta=theta, u=u, eta=eta, mu=mu, W=W, r=r, v=v, a=a, h=h, E=E, R=R,
+        if self.n_dispersion:
+            grad[-1] -= 2.0 * dl_s.sum()
+        return SimpleNamespace(x=x, theta=theta, u=u, eta=eta, W=W, W1=W1, W2=W2, r=r, v=v, a=a, h=h, E=E, R=R,
                                dU=dU, deta=deta, Da=Da, dh=dh, value=value, grad=grad)
 
     def _agq(self, P):
@@ -243,8 +266,8 @@ class ScalarGLMM:
         Laplace approximation). The nodes move with the modes and with ``h_j``; the
         gradient follows both. A loop over the nodes (a few), not over levels or rows.
         """
-        z, w, y, counts, starts = self.z, self.w, self.y, self.counts, self.starts
-        offset = P.eta - P.v * np.repeat(P.u, counts)  # X beta
+        z, counts, starts = self.z, self.counts, self.starts
+        offset = P.eta - P.v * np.repeat(P.u, counts)  # offset + X beta
         root_h = np.sqrt(P.h)
         K, (d, m) = len(self.nodes), P.dU.shape
         ell = np.empty((K, m))
@@ -254,15 +277,15 @@ class ScalarGLMM:
             uk = P.u + zk / root_h
             duk = P.dU - (0.5 * zk / (root_h * P.h)) * P.dh
             etak = offset + P.v * np.repeat(uk, counts)
-            devc = self._level_sums(bernoulli_deviance(y, etak, w)) + uk * uk
+            devc = self._level_sums(self._deviance_rows(etak)) + uk * uk
             ell[k] = np.log(wk) + 0.5 * zk * zk - 0.5 * devc
-            rk = w * (y - expit(etak))
+            rk = self._derivatives(etak, order=1)[0]
             np.multiply(z, np.repeat(uk, counts), out=Ek[0])
             detak = Ek + P.v * np.repeat(duk, counts, axis=1)
             dell[k] = np.add.reduceat(detak * rk, starts, axis=1) - uk * duk
         lse = logsumexp(ell, axis=0)
         pi = np.exp(ell - lse)
-        value = float(np.log(P.h).sum() - 2.0 * lse.sum())
+        value = float(np.log(P.h).sum() - 2.0 * lse.sum()) + self.constant(self.dispersion)
         grad = (P.dh / P.h).sum(axis=1) - 2.0 * np.einsum("km,kdm->d", pi, dell)
         return value, grad
 
@@ -275,15 +298,16 @@ class ScalarGLMM:
         vector, ``W'`` = dW/deta). Every product of two row derivatives ends up in one
         weighted sum ``deta diag(omega) deta'``; the rest are per-level vectors along ``e``.
         ``P``: the Laplace parts at the point (``Da``, ``dh``: the derivatives of ``a_j``
-        and ``h_j``, terms by levels).
+        and ``h_j``, terms by levels). Not for a family with a dispersion parameter (its
+        second derivatives in the dispersion are not written out).
         """
+        if self.n_dispersion:
+            raise ValueError("the exact Hessian is written out for families without a dispersion parameter")
         z, counts = self.z, self.counts
-        theta, mu, W, r, a, h, E, dU, deta, Da, dh = (
-            P.theta, P.mu, P.W, P.r, P.a, P.h, P.E, P.dU, P.deta, P.Da, P.dh
+        theta, W, s1, s2, r, a, h, E, dU, deta, Da, dh = (
+            P.theta, P.W, P.W1, P.W2, P.r, P.a, P.h, P.E, P.dU, P.deta, P.Da, P.dh
         )
         v = theta * z
-        s1 = W * (1.0 - 2.0 * mu)  # W'
-        s2 = W * (1.0 - 6.0 * mu * (1.0 - mu))  # W''
         c = self._level_sums(z * r)
         b = self._level_sums(z**3 * s1)
         q = np.add.reduceat(deta * (z * W), self.starts, axis=1) + theta * a * dU
@@ -299,25 +323,23 @@ class ScalarGLMM:
         H[0, 0] += float(np.sum(2.0 * a / h))
         return 0.5 * (H + H.T)
 
-    def joint_mode(self, theta, tol=1e-1, max_iter=100):
+    def joint_mode(self, theta, beta0, tol=1e-1, max_iter=100):
         """``beta`` maximising the penalised likelihood jointly with the modes at ``theta``
         (lme4's ``nAGQ = 0`` estimate, its start for the Laplace search, so to a loose
         ``tol`` on the predicted decrease of the penalised deviance): Newton's method
         on ``(u, beta)``, the ``u`` block diagonal, so each step solves a ``p x p`` system
-        (the Schur complement). From ``beta = 0``, ``u = 0``; leaves the modes in place.
+        (the Schur complement). From ``beta0``, ``u = 0``; leaves the modes in place.
         The problem is convex: steps are halved until the penalised deviance falls, a
         check skipped once the predicted decrease is below ``SAFE_DECREASE``. Where the
         system turns singular (weights vanishing under separation) it stops there: this
         is a start, and the search that follows reports what it finds."""
-        X, XT, w, y = self.X, self.XT, self.w, self.y
+        X, XT = self.X, self.XT
         v = theta * self.z
-        u, beta = np.zeros_like(self.u), np.zeros(self.p)
-        eta = np.zeros(self.n)
+        u, beta = np.zeros_like(self.u), np.array(beta0, dtype=float)
+        eta = self.offset + X @ beta
         pdev = None
         for _ in range(max_iter):
-            mu = expit(eta)
-            W = w * mu * (1.0 - mu)
-            r = w * (y - mu)
+            r, W = self._derivatives(eta)
             g_u = self._level_sums(v * r) - u
             h = self._level_sums(v * v * W) + 1.0
             C = np.add.reduceat(XT * (v * W), self.starts, axis=1)  # (p, levels)
@@ -332,13 +354,13 @@ class ScalarGLMM:
             t = 1.0
             while True:
                 cand_u, cand_b = u + t * du, beta + t * db
-                cand_eta = X @ cand_b + v * cand_u[self.codes]
+                cand_eta = self.offset + X @ cand_b + v * cand_u[self.codes]
                 if decrease <= SAFE_DECREASE or t < 1e-10:
                     pdev = None  # not computed at the new point
                     break
                 if pdev is None:
-                    pdev = float(bernoulli_deviance(y, eta, w).sum() + u @ u)
-                cdev = float(bernoulli_deviance(y, cand_eta, w).sum() + cand_u @ cand_u)
+                    pdev = float(self._deviance_rows(eta).sum() + u @ u)
+                cdev = float(self._deviance_rows(cand_eta).sum() + cand_u @ cand_u)
                 if cdev <= pdev:
                     pdev = cdev
                     break
@@ -357,15 +379,16 @@ class ScalarGLMM:
         h = self._curvature(theta, eta)
         return float(np.sqrt(np.mean(theta * theta * (u * u + 1.0 / h))))
 
-    def estimates(self, theta, beta):
+    def estimates(self, x):
         """Modes ``u`` (level order), ``eta`` (the caller's row order) and the deviance at
-        ``(theta, beta)``."""
-        x = np.concatenate(([theta], beta))
+        ``x = [theta, beta, log(dispersion)]``."""
+        x = np.asarray(x, dtype=float)
         if self._last_value is None or not np.array_equal(self._last_value[0], x):
             self.value_and_gradient(x)  # else the search's last evaluation was at x
         deviance = self._last_value[1]
         u = self._tangent[1]  # the modes at x
-        eta = self.X @ beta + theta * self.z * np.repeat(u, self.counts)
+        theta, beta = float(x[0]), x[1 : 1 + self.p]
+        eta = self.offset + self.X @ beta + theta * self.z * np.repeat(u, self.counts)
         out = np.empty_like(eta)
         out[self.order] = eta
         return u, out, deviance

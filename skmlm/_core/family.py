@@ -1,0 +1,401 @@
+"""Exponential-family (and NB2) response distributions with their links, for the GLMM core.
+
+A :class:`Family` is everything PIRLS, the Laplace approximation and adaptive quadrature
+need to know about the response: the log-likelihood of a row as a function of its linear
+predictor ``eta`` (normalising constants such as ``log y!`` and ``log C(n, k)`` included,
+so fits compare across families and with R), its derivatives in ``eta`` up to the
+fourth, and, for the families with a dispersion parameter, the derivatives in that
+parameter. The GLMM code never sees a link or a variance function: only these numbers.
+
+Notation, per row (prior weight ``w`` included in every quantity)::
+
+    d1 = d loglik / d eta                (the score)
+    W  = -d^2 loglik / d eta^2           (the observed information: PIRLS's weight)
+    W1 = dW / d eta,  W2 = d^2 W / d eta^2
+
+With the canonical link (binomial-logit, Poisson-log) ``loglik = w (y eta - b(eta)) + c``
+and the derivatives are those of the cumulant ``b``; any other link goes through the
+chain rule from the derivatives in the mean ``mu``. The weight is the observed one (the
+true Laplace approximation, as glmmTMB); for a canonical link it equals the expected one
+(lme4's).
+
+The dispersion is carried on the log scale, ``s = log(dispersion)``, as the optimiser
+sees it: NB2's size ``theta`` (``Var y = mu + mu^2 / theta``) and Gamma's ``phi``
+(``Var y = phi mu^2``).
+"""
+
+import numpy as np
+from scipy.special import digamma, expit, gammaln, ndtr, ndtri, xlogy
+
+# -- links --------------------------------------------------------------------------------
+
+
+class Link:
+    """``eta = g(mu)``; :meth:`derivatives` gives ``mu`` and ``d^k mu / d eta^k``, k = 1..4."""
+
+    name = None
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class LogitLink(Link):
+    name = "logit"
+
+    def inverse(self, eta):
+        return expit(eta)
+
+    def __call__(self, mu):
+        return np.log(mu) - np.log1p(-mu)
+
+    def derivatives(self, eta):
+        mu = expit(eta)
+        v = mu * (1.0 - mu)
+        a = 1.0 - 2.0 * mu
+        return mu, v, v * a, v * (1.0 - 6.0 * v), v * a * (1.0 - 12.0 * v)
+
+
+class ProbitLink(Link):
+    name = "probit"
+
+    def inverse(self, eta):
+        return ndtr(eta)
+
+    def __call__(self, mu):
+        return ndtri(mu)
+
+    def derivatives(self, eta):
+        phi = np.exp(-0.5 * eta * eta) / np.sqrt(2.0 * np.pi)
+        return ndtr(eta), phi, -eta * phi, (eta * eta - 1.0) * phi, (3.0 * eta - eta**3) * phi
+
+
+class CloglogLink(Link):
+    name = "cloglog"
+
+    def inverse(self, eta):
+        return -np.expm1(-np.exp(eta))
+
+    def __call__(self, mu):
+        return np.log(-np.log1p(-mu))
+
+    def derivatives(self, eta):
+        t = np.exp(eta)
+        e = np.exp(eta - t)  # d mu / d eta = e^eta e^-e^eta
+        return -np.expm1(-t), e, e * (1.0 - t), e * (1.0 - 3.0 * t + t * t), e * (1.0 - 7.0 * t + 6.0 * t * t - t**3)
+
+
+class LogLink(Link):
+    name = "log"
+
+    def inverse(self, eta):
+        return np.exp(eta)
+
+    def __call__(self, mu):
+        return np.log(mu)
+
+    def derivatives(self, eta):
+        mu = np.exp(eta)
+        return mu, mu, mu, mu, mu
+
+
+class InverseLink(Link):
+    name = "inverse"
+
+    def inverse(self, eta):
+        return 1.0 / eta
+
+    def __call__(self, mu):
+        return 1.0 / mu
+
+    def derivatives(self, eta):
+        mu = 1.0 / eta
+        m1 = -mu * mu
+        return mu, m1, -2.0 * m1 * mu, 6.0 * m1 * mu * mu, -24.0 * m1 * mu**3
+
+
+LINKS = {cls.name: cls for cls in (LogitLink, ProbitLink, CloglogLink, LogLink, InverseLink)}
+
+
+def _chain(l, m):
+    """Derivatives in ``eta`` of ``loglik(mu(eta))`` from those in ``mu`` (``l1..l4``) and
+    those of the inverse link (``m1..m4``): Faa di Bruno's formula up to the fourth."""
+    l1, l2, l3, l4 = l
+    m1, m2, m3, m4 = m
+    d1 = l1 * m1
+    d2 = l2 * m1 * m1 + l1 * m2
+    d3 = l3 * m1**3 + 3.0 * l2 * m1 * m2 + l1 * m3
+    d4 = l4 * m1**4 + 6.0 * l3 * m1 * m1 * m2 + l2 * (3.0 * m2 * m2 + 4.0 * m1 * m3) + l1 * m4
+    return d1, -d2, -d3, -d4
+
+
+# -- families -----------------------------------------------------------------------------
+
+
+class Family:
+    """A response distribution with its link (see the module docstring)."""
+
+    name = None
+    links = ()  # the links the family accepts, its default first
+    has_dispersion = False
+    canonical_link = None
+
+    def __init__(self, link=None):
+        link = self.links[0] if link is None else link
+        if link not in self.links:
+            raise ValueError(
+                f"the {self.name} family takes the link(s) {list(self.links)}; got link={link!r}"
+            )
+        self.link = LINKS[link]()
+        self.canonical = link == self.canonical_link
+
+    def __repr__(self):
+        return f"{type(self).__name__}(link={self.link.name!r})"
+
+    # what every family defines
+    def kernel(self, y, eta, w, dispersion=1.0):
+        """Per-row log-likelihood without the terms free of ``eta`` (see :meth:`constant`)."""
+        raise NotImplementedError
+
+    def constant(self, y, w, dispersion=1.0):
+        """The sum over the rows of the log-likelihood's terms free of ``eta`` (``log y!``,
+        ``log C(n, k)``, ...): computed once per dispersion, not per evaluation."""
+        raise NotImplementedError
+
+    def loglik(self, y, eta, w, dispersion=1.0):
+        """The total log-likelihood, normalising constants included."""
+        return float(np.sum(self.kernel(y, eta, w, dispersion))) + self.constant(y, w, dispersion)
+
+    def derivatives(self, y, eta, w, dispersion=1.0, order=2):
+        """``(d1, W)`` (``order=2``), ``(d1, W, W1)`` (3) or ``(d1, W, W1, W2)`` (4)."""
+        if self.canonical:
+            b = self._cumulant_derivatives(eta, order)
+            out = (w * (y - b[0]),) + tuple(w * bk for bk in b[1:])
+        else:
+            mu, *m = self.link.derivatives(eta)
+            out = _chain(self._mean_derivatives(y, mu, dispersion), m)
+            out = tuple(w * d for d in out)
+        return out[:order]
+
+    def mean(self, eta):
+        return self.link.inverse(eta)
+
+    def variance(self, mu, dispersion=1.0):
+        """``Var y`` for a row of prior weight 1."""
+        raise NotImplementedError
+
+    def unit_deviance(self, y, mu, dispersion=1.0):
+        """``2 (loglik(saturated) - loglik(mu))`` per row of weight 1: GLM deviance terms."""
+        raise NotImplementedError
+
+    def start_mean(self, y, w):
+        """glm's ``mustart``: a mean for each row to start the iterations from."""
+        return y + 0.1 * np.mean(y) + 1e-8
+
+    def check_response(self, y, w):
+        """A clear error when ``y`` is outside the family's support."""
+
+    # families with a dispersion parameter
+    def dispersion_derivatives(self, y, eta, w, dispersion):
+        """``(d loglik, d d1, d W) / d s`` per row, ``s = log(dispersion)``."""
+        raise NotImplementedError
+
+    def start_dispersion(self, y, mu, w):
+        """A moment estimate of the dispersion at the means ``mu`` (a start for the search)."""
+        return 1.0
+
+
+class Binomial(Family):
+    """Binomial: ``y`` the proportion of successes out of ``w`` trials (0/1 with ``w = 1``)."""
+
+    name = "binomial"
+    links = ("logit", "probit", "cloglog")
+    canonical_link = "logit"
+
+    def kernel(self, y, eta, w, dispersion=1.0):
+        if self.canonical:  # y eta - log(1 + e^eta), without overflow
+            return w * (y * eta - (np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))))
+        mu = np.clip(self.mean(eta), 1e-300, 1.0 - 1e-16)
+        return w * (xlogy(y, mu) + xlogy(1.0 - y, 1.0 - mu))
+
+    def constant(self, y, w, dispersion=1.0):
+        """``sum log C(w, w y)``: 0 for 0/1 outcomes."""
+        return float(np.sum(gammaln(w + 1.0) - gammaln(w * y + 1.0) - gammaln(w * (1.0 - y) + 1.0)))
+
+    def _cumulant_derivatives(self, eta, order):
+        mu = expit(eta)
+        v = mu * (1.0 - mu)
+        out = [mu, v]
+        if order >= 3:
+            out.append(v * (1.0 - 2.0 * mu))
+        if order >= 4:
+            out.append(v * (1.0 - 6.0 * v))
+        return out
+
+    def _mean_derivatives(self, y, mu, dispersion):
+        mu = np.clip(mu, 1e-300, 1.0 - 1e-16)
+        a, b = y / mu, (1.0 - y) / (1.0 - mu)
+        return (a - b, -a / mu - b / (1.0 - mu), 2.0 * (a / mu**2 - b / (1.0 - mu) ** 2),
+                -6.0 * (a / mu**3 + b / (1.0 - mu) ** 3))
+
+    def variance(self, mu, dispersion=1.0):
+        return mu * (1.0 - mu)
+
+    def unit_deviance(self, y, mu, dispersion=1.0):
+        mu = np.clip(mu, 1e-300, 1.0 - 1e-16)
+        return 2.0 * (xlogy(y, y / mu) + xlogy(1.0 - y, (1.0 - y) / (1.0 - mu)))
+
+    def start_mean(self, y, w):
+        return (w * y + 0.5) / (w + 1.0)
+
+    def check_response(self, y, w):
+        if np.any((y < 0) | (y > 1)):
+            raise ValueError(
+                "the binomial family needs y in [0, 1]: a 0/1 outcome, or the proportion of successes "
+                "with sample_weight the number of trials"
+            )
+
+
+class Poisson(Family):
+    """Poisson counts."""
+
+    name = "poisson"
+    links = ("log",)
+    canonical_link = "log"
+
+    def kernel(self, y, eta, w, dispersion=1.0):
+        return w * (y * eta - np.exp(eta))
+
+    def constant(self, y, w, dispersion=1.0):
+        return -float(np.sum(w * gammaln(y + 1.0)))
+
+    def _cumulant_derivatives(self, eta, order):
+        mu = np.exp(eta)
+        return [mu] * order
+
+    def variance(self, mu, dispersion=1.0):
+        return mu
+
+    def unit_deviance(self, y, mu, dispersion=1.0):
+        return 2.0 * (xlogy(y, y / mu) - (y - mu))
+
+    def check_response(self, y, w):
+        if np.any(y < 0):
+            raise ValueError("the poisson family needs counts y >= 0")
+
+
+class NegativeBinomial(Family):
+    """NB2 counts: ``Var y = mu + mu^2 / theta``; the dispersion is the size ``theta``."""
+
+    name = "negative_binomial"
+    links = ("log",)
+    has_dispersion = True
+
+    def kernel(self, y, eta, w, dispersion=1.0):
+        k = dispersion
+        log_k_mu = np.logaddexp(np.log(k), eta)  # log(k + mu)
+        return w * (k * (np.log(k) - log_k_mu) + y * (eta - log_k_mu))
+
+    def constant(self, y, w, dispersion=1.0):
+        k = dispersion
+        return float(np.sum(w * (gammaln(y + k) - gammaln(k) - gammaln(y + 1.0))))
+
+    def _mean_derivatives(self, y, mu, dispersion):
+        k = dispersion
+        a, b = y / mu, (y + k) / (k + mu)
+        return (a - b, -a / mu + b / (k + mu), 2.0 * (a / mu**2 - b / (k + mu) ** 2),
+                -6.0 * (a / mu**3 - b / (k + mu) ** 3))
+
+    def dispersion_derivatives(self, y, eta, w, dispersion):
+        k = dispersion
+        mu = np.exp(eta)
+        km = k + mu
+        dl = digamma(y + k) - digamma(k) + np.log(k) + 1.0 - np.log(km) - (y + k) / km
+        dd1 = (y - mu) * mu / km**2
+        dW = mu * (2.0 * k * mu + y * mu - y * k) / km**3
+        return w * k * dl, w * k * dd1, w * k * dW  # d/ds = k d/dk
+
+    def variance(self, mu, dispersion=1.0):
+        return mu + mu * mu / dispersion
+
+    def unit_deviance(self, y, mu, dispersion=1.0):
+        k = dispersion
+        return 2.0 * (xlogy(y, y / mu) - (y + k) * np.log((y + k) / (mu + k)))
+
+    def start_dispersion(self, y, mu, w):
+        """Moments: ``sum w (y - mu)^2 = sum w (mu + mu^2 / theta)``."""
+        excess = np.sum(w * ((y - mu) ** 2 - mu))
+        return float(np.clip(np.sum(w * mu * mu) / excess, 1e-2, 1e4)) if excess > 0 else 1e4
+
+    def check_response(self, y, w):
+        if np.any(y < 0):
+            raise ValueError("the negative_binomial family needs counts y >= 0")
+
+
+class Gamma(Family):
+    """Gamma: positive ``y``, ``Var y = phi mu^2`` (shape ``1 / phi``); the dispersion is ``phi``."""
+
+    name = "gamma"
+    links = ("log", "inverse")
+    has_dispersion = True
+
+    def kernel(self, y, eta, w, dispersion=1.0):
+        log_mu = eta if self.link.name == "log" else -np.log(eta)
+        return -(w / dispersion) * (log_mu + y * np.exp(-log_mu))
+
+    def constant(self, y, w, dispersion=1.0):
+        nu = 1.0 / dispersion
+        return float(np.sum(w * (nu * np.log(nu) + (nu - 1.0) * np.log(y) - gammaln(nu))))
+
+    def _mean_derivatives(self, y, mu, dispersion):
+        nu = 1.0 / dispersion
+        return (nu * (y / mu - 1.0) / mu, nu * (1.0 - 2.0 * y / mu) / mu**2,
+                nu * (6.0 * y / mu - 2.0) / mu**3, nu * (6.0 - 24.0 * y / mu) / mu**4)
+
+    def derivatives(self, y, eta, w, dispersion=1.0, order=2):
+        if self.link.name != "log":
+            return super().derivatives(y, eta, w, dispersion, order)
+        # log link, in closed form (the chain rule's powers of mu would over- or underflow)
+        nu = w / dispersion
+        t = y * np.exp(-eta)
+        W = nu * t
+        return (nu * (t - 1.0), W, -W, W)[:order]
+
+    def dispersion_derivatives(self, y, eta, w, dispersion):
+        nu = 1.0 / dispersion
+        log_mu = eta if self.link.name == "log" else -np.log(eta)
+        t = y * np.exp(-log_mu)
+        dl_dnu = np.log(nu * t) + 1.0 - t - digamma(nu)
+        d1, W = self.derivatives(y, eta, w, dispersion, order=2)
+        return -nu * w * dl_dnu, -d1, -W  # d/ds = -nu d/dnu; d1 and W are proportional to nu
+
+    def variance(self, mu, dispersion=1.0):
+        return dispersion * mu * mu
+
+    def unit_deviance(self, y, mu, dispersion=1.0):
+        return 2.0 * ((y - mu) / mu - np.log(y / mu))
+
+    def start_mean(self, y, w):
+        return y.astype(float)
+
+    def start_dispersion(self, y, mu, w):
+        """Moments: the weighted mean of the squared Pearson residuals ``(y - mu)^2 / mu^2``."""
+        return float(np.clip(np.sum(w * ((y - mu) / mu) ** 2) / np.sum(w), 1e-6, 1e6))
+
+    def check_response(self, y, w):
+        if np.any(y <= 0):
+            raise ValueError("the gamma family needs positive y")
+
+
+FAMILIES = {cls.name: cls for cls in (Binomial, Poisson, NegativeBinomial, Gamma)}
+
+
+def get_family(family, link=None):
+    """A :class:`Family` from its name (``"binomial"``, ``"poisson"``, ``"negative_binomial"``,
+    ``"gamma"``) and link (None: the family's default)."""
+    if isinstance(family, Family):
+        if link is not None and link != family.link.name:
+            raise ValueError(f"family {family!r} already has a link; got link={link!r} too")
+        return family
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {sorted(FAMILIES)}; got {family!r}")
+    return FAMILIES[family](link)

@@ -2,6 +2,7 @@
 
 from ._centering import BetweenWithinTransformer, between_within
 from ._compare import compare_models
+from ._glm import MixedGammaRegressor, MixedGLMRegressor, MixedNegativeBinomialRegressor, MixedPoissonRegressor
 from ._linear import MixedLinearRegressor
 from ._logistic import MixedLogisticClassifier
 from ._r2 import r2_nakagawa, variance_components, variance_reduction
@@ -9,6 +10,8 @@ from ._report import ModelTable, tab_models
 
 __version__ = "0.1.0"
 
-__all__ = ["BetweenWithinTransformer", "between_within", "MixedLinearRegressor", "MixedLogisticClassifier", "__version__",
+__all__ = ["BetweenWithinTransformer", "between_within", "MixedLinearRegressor", "MixedLogisticClassifier",
+           "MixedGLMRegressor", "MixedPoissonRegressor", "MixedNegativeBinomialRegressor", "MixedGammaRegressor",
+           "__version__",
            "compare_models", "tab_models", "ModelTable", "r2_nakagawa", "variance_components",
            "variance_reduction"]

@@ -44,6 +44,11 @@ class fitted_view:
 class MixedModelMixin:
     """Shared machinery for :class:`MixedLinearRegressor` and :class:`MixedLogisticClassifier`."""
 
+    #: Whether a factor with a level per row is confounded with the residual (gaussian and
+    #: 0/1 outcomes), so that check_identifiable warns; counts and proportions tell an
+    #: observation-level random effect (overdispersion) apart.
+    _residual_confounds_observation_levels = True
+
     # scikit-learn metadata routing: groups reach fit, predict and score by default
     __metadata_request__fit = {"groups": True}
     __metadata_request__predict = {"groups": True}
@@ -89,7 +94,7 @@ class MixedModelMixin:
         names = [all_names[j] for j in kept]
         slopes = resolve_random_slopes(self.random_slopes, list(groups.columns), X, kept)
         factors = build_factors(groups, slopes, Xn, names, self.random_intercept, self.covariance)
-        check_identifiable(factors, n)
+        check_identifiable(factors, n, warn_residual=self._residual_confounds_observation_levels)
         fixed_names = ([INTERCEPT] if self.fit_intercept else []) + names
         Xf = fixed_design(Xn, self.fit_intercept)
         check_full_rank(Xf, fixed_names)

@@ -12,7 +12,7 @@ COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq
 
 
 def _method(model):
-    if hasattr(model, "classes_"):
+    if hasattr(model, "family_"):
         k = model.n_quadrature_points
         return "Laplace" if k == 1 else f"AGQ({k})"
     return "REML" if model.reml else "ML"
@@ -169,16 +169,19 @@ def compare_models(*models, names=None, refit=True):
 
 def fitted_models(models, names, caller):
     """The fitted skmlm estimators among ``models`` (or one list of them), and their names."""
+    from ._generalized import GeneralizedMixin
     from ._linear import MixedLinearRegressor
-    from ._logistic import MixedLogisticClassifier
 
     if len(models) == 1 and isinstance(models[0], (list, tuple)):
         models = tuple(models[0])
     if not models:
         raise ValueError(f"{caller} needs at least one fitted model")
     for m in models:
-        if not isinstance(m, (MixedLinearRegressor, MixedLogisticClassifier)):
-            raise TypeError(f"expected fitted MixedLinearRegressor or MixedLogisticClassifier; got {type(m).__name__}")
+        if not isinstance(m, (MixedLinearRegressor, GeneralizedMixin)):
+            raise TypeError(
+                "expected fitted MixedLinearRegressor, MixedLogisticClassifier or MixedGLMRegressor models; got "
+                f"{type(m).__name__}"
+            )
         check_is_fitted(m)
     if names is None:
         names = [f"model{i + 1}" for i in range(len(models))]

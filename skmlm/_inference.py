@@ -97,6 +97,8 @@ class InferenceMixin:
             "w": d["w"],
             "reml": bool(getattr(model, "reml", False)),
             "n_agq": int(getattr(model, "n_agq", 1)),
+            "family": getattr(model, "family", None),
+            "offset": d.get("offset"),
         }
         self._inference_cache = {}
 
@@ -122,7 +124,9 @@ class InferenceMixin:
             if d["linear"]:
                 cache["model"] = LinearMixedModel(d["factors"], d["X"], d["y"], d["w"], d["reml"])
             else:
-                cache["model"] = GeneralizedMixedModel(d["factors"], d["X"], d["y"], d["w"], n_agq=d["n_agq"])
+                cache["model"] = GeneralizedMixedModel(
+                    d["factors"], d["X"], d["y"], d["w"], d["family"], d["offset"], n_agq=d["n_agq"]
+                )
         return cache["model"]
 
     @property

@@ -324,15 +324,16 @@ def build_factors(groups, slope_positions, X, names, random_intercept, covarianc
     return factors
 
 
-def check_identifiable(factors, n):
-    """Refuse a factor with one level; warn where one cannot be told apart from the residual."""
+def check_identifiable(factors, n, warn_residual=True):
+    """Refuse a factor with one level; warn (``warn_residual``) where one cannot be told
+    apart from the residual."""
     for f in factors:
         if f.n_levels < 2:
             raise ValueError(
                 f"grouping factor {f.name!r} has a single level: a random effect needs at least 2 groups "
                 "(with one group, fit an ordinary regression)"
             )
-        if f.n_levels * f.q >= n:
+        if warn_residual and f.n_levels * f.q >= n:
             warnings.warn(
                 f"grouping factor {f.name!r} has {f.n_levels} levels for {n} rows: its random effects "
                 "cannot be told apart from the residual", UserWarning, stacklevel=4,

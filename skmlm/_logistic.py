@@ -5,26 +5,17 @@ from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit, logit, ndtr
+from scipy.special import logit
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_array, column_or_1d
 
-from ._base import MixedModelMixin, fitted_view, mean_random_variance
-from ._inference import InferenceMixin
-from ._core.design import split_theta
-from ._core.dense_gradient import solve_positive_definite
-from ._core.glmm import GeneralizedMixedModel, fit_glmm, gauss_hermite_normal
-from ._input import INTERCEPT, group_frame, validate_X
-from ._threads import single_blas_thread
+from ._core.family import get_family
+from ._generalized import GeneralizedMixin, population_average_mean
+from ._input import validate_X
 
-#: lme4's ``isSingular`` tolerance on the variance parameters of ``theta``.
-SINGULAR_TOL = 1e-4
-#: Gauss-Hermite points for the population-averaged probability (one dimension).
-N_AVERAGE_POINTS = 40
 #: |fixed-effect linear predictor| beyond which a fitted probability is 0 or 1 numerically.
 SEPARATION_ETA = 15.0
 
@@ -42,7 +33,7 @@ def _two_numeric_labels(y):
     return values, classes, codes
 
 
-class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, BaseEstimator):
+class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
     """Binary logistic mixed-effects model (lme4's ``glmer``, binomial) as a classifier.
 
     Fits ``logit P(y = 1) = X beta + Z b`` with random intercepts and slopes per level
@@ -167,9 +158,9 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
         "verbose": ["verbose"],
     }
 
-    __metadata_request__predict_proba = {"groups": True}
-    __metadata_request__predict_log_proba = {"groups": True}
-    __metadata_request__decision_function = {"groups": True}
+    __metadata_request__predict_proba = {"groups": True, "offset": True}
+    __metadata_request__predict_log_proba = {"groups": True, "offset": True}
+    __metadata_request__decision_function = {"groups": True, "offset": True}
 
     def __init__(
         self, *, random_slopes=None, random_intercept=True, covariance="unstructured", n_quadrature_points=1,
@@ -219,7 +210,7 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
         return classes, y01.astype(float)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, groups=None, sample_weight=None):
+    def fit(self, X, y, groups=None, sample_weight=None, offset=None):
         """Fit the model by maximum likelihood (Laplace or adaptive quadrature).
 
         Parameters
@@ -234,6 +225,8 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
         sample_weight : array-like of shape (n_samples,), default=None
             Prior weights, as lme4's ``weights``: a row of weight ``k`` counts as ``k``
             Bernoulli trials with the same outcome.
+        offset : array-like of shape (n_samples,), default=None
+            A known term added to the linear predictor (lme4's ``offset()``).
 
         Returns
         -------
@@ -245,32 +238,15 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
             X = np.asarray(X)
         validated_X = validate_X(self, X, reset=True)  # X errors before y errors, as scikit-learn
         classes, y01 = self._encode_y(y, sample_weight)
-        d = self._prepare_fit(X, y01, groups, sample_weight, validated_X=validated_X)
         self.classes_ = classes
-        self._warn_about_data(d)
-        model = GeneralizedMixedModel(d["factors"], d["Xf"], d["y"], d["w"], n_agq=self.n_quadrature_points)
-        with single_blas_thread():
-            opt = fit_glmm(model, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
-            est = model.estimates(opt.x)
-        if not opt.converged and not self._separated:
-            warnings.warn(
-                f"the optimiser stopped before reaching an optimum ({opt.message}); estimates may be "
-                "off. Try a larger max_iter, or rescale X.", ConvergenceWarning, stacklevel=2,
-            )
-        self._store_estimates(model, opt, est, d)
-        self._check_separation(est, d)
-        if self._separated:
-            self.converged_ = False  # the maximum likelihood estimate does not exist
+        self._fit_family(X, y01, groups, sample_weight, offset, get_family("binomial"), validated_X=validated_X)
         # -- reporting hooks (skmlm._r2): begin --
         # the ICC on the latent (logit) scale, residual variance pi^2/3, as performance::icc
-        self._var_random = var_random = mean_random_variance(
-            model.factors, {name: cov for name, _, _, _, cov in self._random_parts}
-        )
-        self.icc_ = var_random / (var_random + np.pi**2 / 3)
+        self.icc_ = self._var_random / (self._var_random + np.pi**2 / 3)
         # -- reporting hooks: end --
         return self
 
-    def _warn_about_data(self, d):
+    def _before_fit(self, d):
         """Warn about levels that carry little information on their own random effects."""
         y = d["y"]
         self._separated = False
@@ -291,8 +267,13 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
                 warnings.warn(
                     f"grouping factor {f.name!r}: {' and '.join(msgs)}; the random effects of those levels "
                     "are determined mostly by the fitted distribution (shrunk towards 0) and the fit "
-                    "stays finite", UserWarning, stacklevel=3,
+                    "stays finite", UserWarning, stacklevel=4,
                 )
+
+    def _after_fit(self, model, est, d):
+        self._check_separation(est, d)
+        if self._separated:
+            self.converged_ = False  # the maximum likelihood estimate does not exist
 
     def _check_separation(self, est, d):
         """Warn when fixed effects drift to infinity (complete or quasi-complete separation)."""
@@ -312,133 +293,8 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
             UserWarning, stacklevel=3,
         )
 
-    def _store_estimates(self, model, opt, est, d):
-        """Copy the core's results into fitted attributes."""
-        factors, nt = model.factors, model.n_theta
-        theta, beta = opt.x[:nt], opt.x[nt:]
-        p = len(beta)
-        self.intercept_ = float(beta[0]) if self.fit_intercept else 0.0
-        self.coef_ = beta[1:].copy() if self.fit_intercept else beta.copy()
-        self.coef_cov_ = self._fixed_covariance(opt, est, nt, p)
-        covs = {}
-        for f, th in zip(factors, split_theta(factors, theta)):
-            T = f.cholesky_factor(th)
-            covs[f.name] = T @ T.T
-        self._store_random_effects(factors, est["random_effects"], covs)
-        self.theta_ = theta.copy()
-        self.deviance_ = float(est["deviance"])
-        self.log_likelihood_ = -0.5 * self.deviance_
-        self.n_params_ = p + nt
-        self.aic_ = self.deviance_ + 2 * self.n_params_
-        self.bic_ = self.deviance_ + np.log(model.n) * self.n_params_
-        self.converged_ = opt.converged
-        self.n_iter_ = max(1, opt.n_iter)
-        self.singular_ = bool(np.any((model.theta_lower == 0) & (theta < SINGULAR_TOL)))
-        self._optimizer_log = opt.log
-        self._optimizer_log_names = [f"theta_{k}" for k in range(nt)] + [f"beta_{k}" for k in range(p)]
-        self._fit_info = {
-            "n_obs": model.n,
-            "df_resid": model.n - self.n_params_,
-            "gradient": opt.gradient,
-            "hessian": opt.hessian,
-        }
-        # -- inference state (skmlm._inference): begin --
-        self._keep_for_inference(model, d)
-        # -- inference state: end --
-
-    @fitted_view
-    def _scaled_residuals(self):
-        """Pearson residuals on the training rows, at the conditional modes (glmer's
-        scaled residuals, in the summary)."""
-        d = self._inference_data
-        mu = np.clip(expit(self._training_linear_predictor()), 1e-15, 1 - 1e-15)
-        return (d["y"] - mu) * np.sqrt(d["w"] / (mu * (1 - mu)))
-
-    @fitted_view
-    def fixed_effects_(self):
-        """Estimate, Std. Error, z value and Pr(>|z|) of every fixed effect, intercept first."""
-        beta = self._beta()
-        se = np.sqrt(np.diag(self.coef_cov_))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            zval = beta / se
-        return pd.DataFrame(
-            {"Estimate": beta, "Std. Error": se, "z value": zval, "Pr(>|z|)": 2 * ndtr(-np.abs(zval))},
-            index=self._fixed_names,
-        )
-
-    @staticmethod
-    def _fixed_covariance(opt, est, nt, p):
-        """lme4's ``vcov``: ``2 H^-1`` restricted to beta, H the Hessian of the deviance in
-        ``(theta, beta)`` (variances at 0 left out); the joint PIRLS one where H fails."""
-        if p == 0:
-            return np.zeros((0, 0))
-        H = opt.hessian
-        if H is not None and H.shape == (nt + p, nt + p):
-            free = np.ones(nt + p, dtype=bool)
-            free[:nt] = np.abs(np.diag(H)[:nt]) > 0
-            idx = np.flatnonzero(free)
-            last = np.zeros((len(idx), p))  # the columns of beta: H^-1's last p columns
-            last[-p:] = np.eye(p)
-            try:
-                cov = 2.0 * solve_positive_definite(H[np.ix_(idx, idx)], last)[-p:]
-                return 0.5 * (cov + cov.T)
-            except np.linalg.LinAlgError:
-                pass
-        mode = est["mode"]  # pragma: no cover - a Hessian that is not positive definite
-        Lx = None if mode is None else mode.factor.Lx
-        if Lx is None:
-            return np.full((p, p), np.nan)
-        inv = np.linalg.inv(Lx)
-        return inv.T @ inv
-
     # -- prediction ----------------------------------------------------------------
-    def _random_design(self, Xn, f):
-        n = Xn.shape[0]
-        terms = self._terms[f]
-        return np.column_stack(
-            ([np.ones(n)] if terms[0] == INTERCEPT else []) + [Xn[:, j] for j in self._slope_positions[f]]
-        )
-
-    def _eta_and_variance(self, X, groups):
-        """Linear predictor with the effects of known levels, and the variance of the random
-        part of the unknown ones (``z' Sigma z`` summed over factors)."""
-        check_is_fitted(self)
-        Xn, g_from_X, _ = validate_X(self, X, reset=False)
-        n = Xn.shape[0]
-        eta = self.intercept_ + Xn @ self.coef_
-        var = np.zeros(n)
-        g = None
-        if groups is not None or g_from_X is not None:
-            g = group_frame(groups, n, g_from_X)
-            if len(self.random_effects_) == 1 and g.shape[1] == 1:
-                g.columns = list(self.random_effects_)  # one factor: a bare array or any name is it
-            missing = [f for f in self.random_effects_ if f not in g.columns]
-            if missing:
-                raise ValueError(f"groups lack the grouping factor(s) {missing} seen in fit; got {list(g.columns)}")
-        for f, re in self.random_effects_.items():
-            z = self._random_design(Xn, f)
-            known = np.zeros(n, dtype=bool)
-            if g is not None:
-                idx = re.index.get_indexer(pd.Index(g[f]))
-                known = idx >= 0
-                if known.any():
-                    eta[known] += np.einsum("ij,ij->i", z[known], re.to_numpy()[idx[known]])
-            S = self.random_covariance_[f].to_numpy()
-            unk = ~known
-            var[unk] += np.einsum("ij,jk,ik->i", z[unk], S, z[unk])
-        return eta, var
-
-    def _eta_and_variance_for(self, X, groups, unseen_levels):
-        mode = self.unseen_levels if unseen_levels is None else unseen_levels
-        if mode not in ("average", "zero"):
-            raise ValueError(f"unseen_levels must be 'average' or 'zero'; got {mode!r}")
-        eta, var = self._eta_and_variance(X, groups)
-        return eta, (var if mode == "average" else np.zeros_like(var))
-
-    def _proba1(self, X, groups, unseen_levels):
-        return population_average_probability(*self._eta_and_variance_for(X, groups, unseen_levels))
-
-    def predict_proba(self, X, groups=None, unseen_levels=None):
+    def predict_proba(self, X, groups=None, unseen_levels=None, offset=None):
         """Probabilities of ``classes_``: conditional on the random effects of known levels.
 
         Parameters
@@ -454,57 +310,44 @@ class MixedLogisticClassifier(InferenceMixin, MixedModelMixin, ClassifierMixin, 
             integrated over.
         unseen_levels : {"average", "zero"} or None, default=None
             Overrides the estimator's ``unseen_levels`` for this call.
+        offset : array-like of shape (n_samples,), default=None
+            The rows' offsets, as in ``fit``.
 
         Returns
         -------
         ndarray of shape (n_samples, 2)
         """
-        p1 = self._proba1(X, groups, unseen_levels)
+        p1 = self._mean(X, groups, unseen_levels, offset)
         return np.column_stack([1.0 - p1, p1])
 
-    def predict_log_proba(self, X, groups=None, unseen_levels=None):
+    def predict_log_proba(self, X, groups=None, unseen_levels=None, offset=None):
         """Logarithm of :meth:`predict_proba`."""
         with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X, groups=groups, unseen_levels=unseen_levels))
+            return np.log(self.predict_proba(X, groups=groups, unseen_levels=unseen_levels, offset=offset))
 
-    def decision_function(self, X, groups=None):
+    def decision_function(self, X, groups=None, offset=None):
         """Log-odds of ``classes_[1]`` of :meth:`predict_proba`; positive predicts ``classes_[1]``.
 
         For known levels this is the linear predictor with their random effects.
         """
-        eta, var = self._eta_and_variance_for(X, groups, None)
+        eta, var = self._eta_and_variance_for(X, groups, None, offset)
         if not np.any(var > 0):
             return eta
-        p1 = np.clip(population_average_probability(eta, var), 1e-300, 1 - 1e-16)
+        p1 = np.clip(population_average_mean(self.family_, eta, var), 1e-300, 1 - 1e-16)
         return np.where(var > 0, logit(p1), eta)
 
-    def predict(self, X, groups=None):
+    def predict(self, X, groups=None, offset=None):
         """The more probable class of each row (see :meth:`predict_proba`)."""
-        eta, _ = self._eta_and_variance(X, groups)
+        eta, _ = self._eta_and_variance(X, groups, offset)
         # the population average is > 1/2 exactly when eta > 0 (symmetry of the logistic)
         return self.classes_[(eta > 0).astype(int)]
 
-    def score(self, X, y, groups=None, sample_weight=None):
+    def score(self, X, y, groups=None, sample_weight=None, offset=None):
         """Accuracy of :meth:`predict` (with ``groups``) against y."""
-        return accuracy_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
-
-    def summary(self):
-        """A text summary that reads like lme4's ``summary(glmer(...))``."""
-        from ._summary import logistic_summary
-
-        return logistic_summary(self)
+        return accuracy_score(y, self.predict(X, groups=groups, offset=offset), sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         tags.classifier_tags.multi_class = False
         return tags
-
-
-def population_average_probability(eta, var, n_points=N_AVERAGE_POINTS):
-    """``E[expit(eta + s Z)]``, ``Z ~ N(0, 1)``, ``s^2 = var``, by Gauss-Hermite quadrature."""
-    z, w = gauss_hermite_normal(n_points)
-    eta = np.asarray(eta, dtype=float)
-    s = np.sqrt(np.maximum(np.asarray(var, dtype=float), 0.0))
-    out = expit(eta[:, None] + s[:, None] * z[None, :]) @ w
-    return np.where(s > 0, out, expit(eta))

@@ -15,19 +15,23 @@ from ._input import INTERCEPT
 
 #: Variance of the standard logistic distribution: the level-1 variance on the latent scale.
 LOGISTIC_VARIANCE = np.pi**2 / 3
+#: The latent-scale level-1 variance of the binomial links (the variance of the link's
+#: standard distribution: logistic, normal, Gumbel).
+BINOMIAL_LINK_VARIANCE = {"logit": LOGISTIC_VARIANCE, "probit": 1.0, "cloglog": np.pi**2 / 6}
 
 
-def _is_logistic(model):
-    return hasattr(model, "classes_")
+def _is_generalized(model):
+    return hasattr(model, "family_")
 
 
 def _check_model(model):
+    from ._generalized import GeneralizedMixin
     from ._linear import MixedLinearRegressor
-    from ._logistic import MixedLogisticClassifier
 
-    if not isinstance(model, (MixedLinearRegressor, MixedLogisticClassifier)):
+    if not isinstance(model, (MixedLinearRegressor, GeneralizedMixin)):
         raise TypeError(
-            f"expected a fitted MixedLinearRegressor or MixedLogisticClassifier; got {type(model).__name__}"
+            "expected a fitted MixedLinearRegressor, MixedLogisticClassifier or MixedGLMRegressor; got "
+            f"{type(model).__name__}"
         )
     check_is_fitted(model)
     if not hasattr(model, "_var_fixed"):
@@ -35,6 +39,42 @@ def _check_model(model):
             "this model was fitted by a version of skmlm that did not record the variance of its fixed "
             "part; fit it again"
         )
+
+
+def _null_model_mean(model):
+    """``exp(intercept)`` of the null model: the same random effects, offset and weights,
+    the fixed part an intercept alone (insight's ``null_model``); refitted on first use."""
+    from ._core.glmm import GeneralizedMixedModel, fit_glmm
+
+    cache = model._cache()
+    if "null_mean" not in cache:
+        d = model._inference_data
+        ones = np.ones((len(d["y"]), 1))
+        null = GeneralizedMixedModel(d["factors"], ones, d["y"], d["w"], d["family"], d["offset"])
+        opt = fit_glmm(null)
+        cache["null_mean"] = float(np.exp(null.split(opt.x)[1][0]))
+    return cache["null_mean"]
+
+
+def _observation_level(model):
+    """The random-intercept factors with one level per row (observation-level effects)."""
+    n = model._fit_info["n_obs"]
+    return {f for f, k in model.n_groups_.items() if k == n and list(model.random_covariance_[f].index) == [INTERCEPT]}
+
+
+def distribution_variance(model):
+    """The level-1 variance on the link scale of a GLMM (Nakagawa et al. 2017), as R's
+    ``insight::get_variance`` computes it: the binomial link's standard distribution
+    (``pi^2 / 3`` for the logit); for the log link of counts, the lognormal approximation
+    ``log(1 + V(mu) / mu^2)`` at ``mu = exp(intercept of the null model)``; for the
+    Gamma, ``phi`` (the squared coefficient of variation)."""
+    family = model.family_
+    if family.name == "binomial":
+        return BINOMIAL_LINK_VARIANCE[family.link.name]
+    if family.name == "gamma":
+        return float(model.dispersion_)
+    mu = _null_model_mean(model)
+    return float(np.log1p(family.variance(mu, model.dispersion_) / mu**2))
 
 
 def variance_components(model):
@@ -55,8 +95,16 @@ def variance_components(model):
         scale of a logistic model. The same as R's ``insight::get_variance``.
     """
     _check_model(model)
-    resid = LOGISTIC_VARIANCE if _is_logistic(model) else float(model.residual_variance_)
-    return {"var_fixed": float(model._var_fixed), "var_random": float(model._var_random), "var_residual": resid}
+    if not _is_generalized(model):
+        resid = float(model.residual_variance_)
+        return {"var_fixed": float(model._var_fixed), "var_random": float(model._var_random), "var_residual": resid}
+    # a random intercept with one level per row is overdispersion: level 1, not level 2
+    obs = _observation_level(model)
+    dispersion = sum(float(model.random_covariance_[f].iloc[0, 0]) for f in obs)
+    return {
+        "var_fixed": float(model._var_fixed), "var_random": float(model._var_random) - dispersion,
+        "var_residual": distribution_variance(model) + dispersion,
+    }
 
 
 def r2_nakagawa(model):

@@ -37,7 +37,7 @@ class ModelTable:
         self.level = level
         self.digits = digits
         self.exponentiate = exponentiate
-        self._logistic = [hasattr(m, "classes_") for m in models]
+        self._logistic = [hasattr(m, "family_") for m in models]
         self._fixed, self._stats = self._collect(models)
 
     # -- numbers ---------------------------------------------------------------------
@@ -50,7 +50,7 @@ class ModelTable:
             with np.errstate(divide="ignore", invalid="ignore"):
                 p = 2 * norm.sf(np.abs(est / se))
             lo, hi = est - z * se, est + z * se
-            if self.exponentiate and hasattr(m, "classes_"):
+            if self.exponentiate and hasattr(m, "family_"):
                 est, lo, hi = np.exp(est), np.exp(lo), np.exp(hi)
             fixed[name] = pd.DataFrame({"estimate": est, "ci_low": lo, "ci_high": hi, "p": p},
                                        index=m.fixed_effects_.index)

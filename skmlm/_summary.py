@@ -193,13 +193,14 @@ def closing_blocks(model):
     return parts
 
 
-def logistic_summary(model):
-    """The whole summary of a fitted MixedLogisticClassifier, laid out as glmer's."""
+def generalized_summary(model):
+    """The whole summary of a fitted GLMM (classifier or regressor), laid out as glmer's."""
     k = model.n_quadrature_points
     method = "Laplace Approximation" if k == 1 else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {k}"
+    family = model.family_
     parts = [
-        f"Generalized linear mixed model fit by maximum likelihood ({method}) ['MixedLogisticClassifier']",
-        " Family: binomial  ( logit )",
+        f"Generalized linear mixed model fit by maximum likelihood ({method}) ['{type(model).__name__}']",
+        f" Family: {family.name}  ( {family.link.name} )",
         f"Formula: {formula(model)}",
         "",
         *middle_blocks(model, with_residual=False),
@@ -207,4 +208,8 @@ def logistic_summary(model):
         "---",
         SIGNIF_CODES,
     ]
+    if family.has_dispersion:
+        name = "theta (NB2 size; Var = mu + mu^2/theta)" if family.name == "negative_binomial" else (
+            "phi (Var = phi mu^2)")
+        parts.insert(3, f"Dispersion parameter {name}: {model.dispersion_:.4g}")
     return "\n".join(parts + closing_blocks(model))

@@ -9,7 +9,8 @@ from scipy.special import expit
 from skmlm._core.design import RandomFactor, split_theta
 from skmlm._core.glmm import GeneralizedMixedModel, fit_glmm, product_rule
 from skmlm._core.optimize import finite_difference_gradient
-from skmlm._logistic import population_average_probability
+from skmlm._generalized import population_average_mean
+from skmlm._core.family import get_family
 
 
 def _data(seed=0, n=240, m1=12, m2=5, slopes=True, crossed=False):
@@ -154,7 +155,7 @@ def test_product_rule_weights():
 
 def test_population_average_probability():
     eta, var = np.array([-1.0, 0.0, 2.0, 0.5]), np.array([0.5, 2.0, 0.0, 4.0])
-    got = population_average_probability(eta, var)
+    got = population_average_mean(get_family("binomial"), eta, var)
     for e, v, p in zip(eta, var, got):
         exact = expit(e) if v == 0 else quad(lambda b: expit(e + np.sqrt(v) * b) * np.exp(-b * b / 2) / np.sqrt(2 * np.pi), -40, 40)[0]
         assert p == pytest.approx(exact, abs=1e-7)

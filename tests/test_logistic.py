@@ -113,9 +113,10 @@ def test_crossed_factors_condition_on_known_integrate_unknown():
     re_a = m.random_effects_["a"].loc[a].to_numpy()
     eta = m.intercept_ + m.coef_[0] * x + re_a[:, 0] + re_a[:, 1] * x
     var_b = m.random_covariance_["b"].iloc[0, 0]
-    from skmlm._logistic import population_average_probability
+    from skmlm._generalized import population_average_mean
+    from skmlm._core.family import get_family
 
-    np.testing.assert_allclose(p, population_average_probability(eta, np.full(n, var_b)))
+    np.testing.assert_allclose(p, population_average_mean(get_family("binomial"), eta, np.full(n, var_b)))
     with pytest.raises(ValueError, match="lack the grouping factor"):
         m.predict_proba(pd.DataFrame({"x": x}), groups=G[["a"]])
 

@@ -34,7 +34,7 @@ from scipy.special import logsumexp
 from .blocks import batched_inverse_lower, batched_solve_lower, batched_solve_upper_t
 from .design import RandomFactor, lower_bounds, split_theta, start_theta
 from .optimize import (
-    OptimizeResult, finite_difference_gradient, free_block, gradient_jacobian, minimize_bounded, newton_decrement,
+    OptimizeResult, finite_difference_gradient, finite_difference_hessian, free_block, gradient_jacobian, minimize_bounded, newton_decrement,
 )
 from .dense_gradient import solve_positive_definite
 from .family import get_family
@@ -575,6 +575,10 @@ def fit_glmm(model, max_iter=1000, tol=1e-6, verbose=0, two_stage=None):
             model.search_objective, x0, lower2, max_iter=max_iter, decrement_tol=tol, verbose=verbose,
             derivative_free=True, newton_first=True,
         )
+        # the search's last Hessian may be a diagonal check or carry older mixed terms: the
+        # standard errors need every entry at the optimum (as lme4's deriv12)
+        free = ~(res.x <= lower2 + 1e-10)
+        res.hessian = finite_difference_hessian(model.search_objective, res.x, res.fun, free, cross="forward")
     return _to_user_units(res, model.search_scale)
 
 

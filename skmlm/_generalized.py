@@ -1,0 +1,236 @@
+"""What the generalized linear mixed models share: the fit on a family, the fitted
+attributes, prediction of the mean, and the glmer-style tables.
+
+:class:`GeneralizedMixin` is a base of :class:`~skmlm.MixedLogisticClassifier` (the
+binomial family as a classifier) and :class:`~skmlm.MixedGLMRegressor` (any family as a
+regressor). The numerics live in :mod:`skmlm._core.glmm` and :mod:`skmlm._core.family`.
+"""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.special import ndtr
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.validation import check_array, check_is_fitted
+
+from ._base import MixedModelMixin, fitted_view, mean_random_variance
+from ._core.design import split_theta
+from ._core.dense_gradient import solve_positive_definite
+from ._core.glmm import GeneralizedMixedModel, fit_glmm, gauss_hermite_normal
+from ._inference import InferenceMixin
+from ._input import INTERCEPT, group_frame, validate_X
+from ._threads import single_blas_thread
+
+#: lme4's ``isSingular`` tolerance on the variance parameters of ``theta``.
+SINGULAR_TOL = 1e-4
+#: Gauss-Hermite points for a population-averaged mean (one dimension).
+N_AVERAGE_POINTS = 40
+
+
+def validate_offset(offset, n):
+    """The offset as a finite float vector of length ``n`` (zeros when None)."""
+    if offset is None:
+        return np.zeros(n)
+    offset = check_array(offset, ensure_2d=False, dtype=np.float64, input_name="offset")
+    if offset.shape != (n,):
+        raise ValueError(f"offset has shape {offset.shape}; expected ({n},): one value per row of X")
+    return offset
+
+
+def population_average_mean(family, eta, var, n_points=N_AVERAGE_POINTS):
+    """``E[g^-1(eta + s Z)]``, ``Z ~ N(0, 1)``, ``s^2 = var``: the mean over the random part.
+
+    The log link has the closed form ``exp(eta + var / 2)``; any other link is
+    integrated by Gauss-Hermite quadrature.
+    """
+    eta = np.asarray(eta, dtype=float)
+    var = np.maximum(np.asarray(var, dtype=float), 0.0)
+    if family.link.name == "log":
+        return np.exp(eta + 0.5 * var)
+    z, w = gauss_hermite_normal(n_points)
+    s = np.sqrt(var)
+    out = family.mean(eta[:, None] + s[:, None] * z[None, :]) @ w
+    return np.where(s > 0, out, family.mean(eta))
+
+
+class GeneralizedMixin(InferenceMixin, MixedModelMixin):
+    """The fit of a GLMM of one family and what follows from it (see the module docstring)."""
+
+    # scikit-learn metadata routing: groups and offset reach fit, predict and score
+    __metadata_request__fit = {"groups": True, "offset": True}
+    __metadata_request__predict = {"groups": True, "offset": True}
+    __metadata_request__score = {"groups": True, "offset": True}
+
+    def _fit_family(self, X, y, groups, sample_weight, offset, family, validated_X=None):
+        """Validate, fit the GLMM of ``family`` and store the fitted attributes."""
+        d = self._prepare_fit(X, y, groups, sample_weight, validated_X=validated_X)
+        d["offset"] = validate_offset(offset, len(d["y"]))
+        family.check_response(d["y"], d["w"])
+        self._before_fit(d)
+        model = GeneralizedMixedModel(
+            d["factors"], d["Xf"], d["y"], d["w"], family, d["offset"], n_agq=self.n_quadrature_points
+        )
+        with single_blas_thread():
+            opt = fit_glmm(model, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
+            est = model.estimates(opt.x)
+        self.family_ = family
+        self._store_estimates(model, opt, est, d)
+        self._after_fit(model, est, d)
+        if not opt.converged and not getattr(self, "_separated", False):
+            warnings.warn(
+                f"the optimiser stopped before reaching an optimum ({opt.message}); estimates may be "
+                "off. Try a larger max_iter.", ConvergenceWarning, stacklevel=3,
+            )
+        return self
+
+    def _before_fit(self, d):
+        """A hook for checks of the data before the fit (the classifier's)."""
+
+    def _after_fit(self, model, est, d):
+        """A hook for checks of the estimates after the fit (the classifier's)."""
+
+    def _store_estimates(self, model, opt, est, d):
+        """Copy the core's results into fitted attributes."""
+        factors = model.factors
+        theta, beta, dispersion = model.split(opt.x)
+        nt, p = model.n_theta, len(beta)
+        self.intercept_ = float(beta[0]) if self.fit_intercept else 0.0
+        self.coef_ = beta[1:].copy() if self.fit_intercept else beta.copy()
+        self.dispersion_ = float(dispersion)
+        self.coef_cov_ = self._fixed_covariance(opt, est, nt, p)
+        covs = {}
+        for f, th in zip(factors, split_theta(factors, theta)):
+            T = f.cholesky_factor(th)
+            covs[f.name] = T @ T.T
+        self._store_random_effects(factors, est["random_effects"], covs)
+        self.theta_ = theta.copy()
+        self.deviance_ = float(est["deviance"])
+        self.log_likelihood_ = -0.5 * self.deviance_
+        self.n_params_ = p + nt + model.n_dispersion
+        self.aic_ = self.deviance_ + 2 * self.n_params_
+        self.bic_ = self.deviance_ + np.log(model.n) * self.n_params_
+        self.converged_ = opt.converged
+        self.n_iter_ = max(1, opt.n_iter)
+        self.singular_ = bool(np.any((model.theta_lower == 0) & (theta < SINGULAR_TOL)))
+        self._optimizer_log = opt.log
+        self._optimizer_log_names = (
+            [f"theta_{k}" for k in range(nt)] + [f"beta_{k}" for k in range(p)]
+            + ["log_dispersion"] * model.n_dispersion
+        )
+        self._fit_info = {
+            "n_obs": model.n,
+            "df_resid": model.n - self.n_params_,
+            "gradient": opt.gradient,
+            "hessian": opt.hessian,
+        }
+        self._var_random = mean_random_variance(factors, covs)
+        # -- inference state (skmlm._inference): begin --
+        self._keep_for_inference(model, d)
+        # -- inference state: end --
+
+    @staticmethod
+    def _fixed_covariance(opt, est, nt, p):
+        """lme4's ``vcov``: ``2 H^-1`` restricted to beta, H the Hessian of the deviance in
+        ``(theta, beta[, log dispersion])`` (variances at 0 left out); the joint PIRLS one
+        where H fails."""
+        if p == 0:
+            return np.zeros((0, 0))
+        H = opt.hessian
+        if H is not None and H.shape[0] >= nt + p:
+            d = H.shape[0]
+            free = np.ones(d, dtype=bool)
+            free[:nt] = np.abs(np.diag(H)[:nt]) > 0
+            idx = np.flatnonzero(free)
+            beta_cols = np.zeros((len(idx), p))  # the columns of beta in H^-1
+            pos = np.searchsorted(idx, np.arange(nt, nt + p))
+            beta_cols[pos, np.arange(p)] = 1.0
+            try:
+                cov = 2.0 * solve_positive_definite(H[np.ix_(idx, idx)], beta_cols)[pos]
+                return 0.5 * (cov + cov.T)
+            except np.linalg.LinAlgError:
+                pass
+        mode = est["mode"]  # a Hessian that is not positive definite
+        Lx = None if mode is None else mode.factor.Lx
+        if Lx is None:
+            return np.full((p, p), np.nan)
+        inv = np.linalg.inv(Lx)
+        return inv.T @ inv
+
+    @fitted_view
+    def fixed_effects_(self):
+        """Estimate, Std. Error, z value and Pr(>|z|) of every fixed effect, intercept first."""
+        beta = self._beta()
+        se = np.sqrt(np.diag(self.coef_cov_))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            zval = beta / se
+        return pd.DataFrame(
+            {"Estimate": beta, "Std. Error": se, "z value": zval, "Pr(>|z|)": 2 * ndtr(-np.abs(zval))},
+            index=self._fixed_names,
+        )
+
+    @fitted_view
+    def _scaled_residuals(self):
+        """Pearson residuals on the training rows at the conditional modes (glmer's scaled
+        residuals, in the summary)."""
+        d = self._inference_data
+        family = self.family_
+        mu = family.mean(self._training_linear_predictor() + d["offset"])
+        if family.name == "binomial":
+            mu = np.clip(mu, 1e-15, 1 - 1e-15)
+        return (d["y"] - mu) * np.sqrt(d["w"] / family.variance(mu, self.dispersion_))
+
+    # -- prediction ----------------------------------------------------------------
+    def _random_design(self, Xn, f):
+        n = Xn.shape[0]
+        terms = self._terms[f]
+        return np.column_stack(
+            ([np.ones(n)] if terms[0] == INTERCEPT else []) + [Xn[:, j] for j in self._slope_positions[f]]
+        )
+
+    def _eta_and_variance(self, X, groups, offset=None):
+        """Linear predictor with the effects of known levels, and the variance of the random
+        part of the unknown ones (``z' Sigma z`` summed over factors)."""
+        check_is_fitted(self)
+        Xn, g_from_X, _ = validate_X(self, X, reset=False)
+        n = Xn.shape[0]
+        eta = self.intercept_ + Xn @ self.coef_ + validate_offset(offset, n)
+        var = np.zeros(n)
+        g = None
+        if groups is not None or g_from_X is not None:
+            g = group_frame(groups, n, g_from_X)
+            if len(self.random_effects_) == 1 and g.shape[1] == 1:
+                g.columns = list(self.random_effects_)  # one factor: a bare array or any name is it
+            missing = [f for f in self.random_effects_ if f not in g.columns]
+            if missing:
+                raise ValueError(f"groups lack the grouping factor(s) {missing} seen in fit; got {list(g.columns)}")
+        for f, re in self.random_effects_.items():
+            z = self._random_design(Xn, f)
+            known = np.zeros(n, dtype=bool)
+            if g is not None:
+                idx = re.index.get_indexer(pd.Index(g[f]))
+                known = idx >= 0
+                if known.any():
+                    eta[known] += np.einsum("ij,ij->i", z[known], re.to_numpy()[idx[known]])
+            S = self.random_covariance_[f].to_numpy()
+            unk = ~known
+            var[unk] += np.einsum("ij,jk,ik->i", z[unk], S, z[unk])
+        return eta, var
+
+    def _eta_and_variance_for(self, X, groups, unseen_levels, offset=None):
+        mode = self.unseen_levels if unseen_levels is None else unseen_levels
+        if mode not in ("average", "zero"):
+            raise ValueError(f"unseen_levels must be 'average' or 'zero'; got {mode!r}")
+        eta, var = self._eta_and_variance(X, groups, offset)
+        return eta, (var if mode == "average" else np.zeros_like(var))
+
+    def _mean(self, X, groups, unseen_levels, offset=None):
+        """The mean response: conditional on known levels, averaged over unknown ones."""
+        eta, var = self._eta_and_variance_for(X, groups, unseen_levels, offset)
+        return population_average_mean(self.family_, eta, var)
+
+    def summary(self):
+        """A text summary that reads like lme4's ``summary(glmer(...))``."""
+        from ._summary import generalized_summary
+
+        return generalized_summary(self)

@@ -7,6 +7,14 @@ columns]``.  A grouping column carrying several terms (lme4 ``(x || g)``)
 maps to ``covariance="diagonal"``.  Binomial problems use
 ``MixedLogisticClassifier`` when the installed skmlm has it (its quadrature
 argument is looked up by name), otherwise they are n/a.
+
+GLMM family problems (``problem.is_family``: Poisson, negative binomial,
+Gamma, binomial with trials or with an offset) use ``MixedGLMRegressor(
+family=..., link=..., n_quadrature_points=nAGQ, random_slopes=...)`` and
+``fit(X, y, groups=..., sample_weight=trials, offset=offset)`` (binomial with
+trials: ``y`` the proportion, ``sample_weight`` the trials); ``dispersion_``
+(NB2 theta, Gamma phi) is reported next to the logLik.  An skmlm without
+``MixedGLMRegressor`` is an error for these problems (the run goes on).
 """
 
 from __future__ import annotations
@@ -18,18 +26,22 @@ from common import NotApplicable, reps_for, summary, time_fit
 NAME = "skmlm"
 
 
+_IMPORT_ERROR = []
+
+
 def available():
     try:
         import skmlm  # noqa: F401
         from skmlm import MixedLinearRegressor  # noqa: F401
 
         return True
-    except Exception:
+    except Exception as e:
+        _IMPORT_ERROR[:] = [f"{type(e).__name__}: {str(e)[:150]}"]
         return False
 
 
 def unavailable_reason():
-    return "skmlm not importable (pip install -e .)"
+    return "skmlm not importable (pip install -e .)" + (f": {_IMPORT_ERROR[0]}" if _IMPORT_ERROR else "")
 
 
 def estimator_kwargs(problem):
@@ -71,7 +83,17 @@ def build(problem):
     gcols = problem.group_columns
     groups = df[gcols[0]] if len(gcols) == 1 else df[gcols]
     kwargs = estimator_kwargs(problem)
-    if problem.family == "gaussian":
+    fit_kwargs = {}
+    if getattr(problem, "is_family", False):
+        cls = getattr(skmlm, "MixedGLMRegressor", None)
+        if cls is None:
+            raise RuntimeError("skmlm has no MixedGLMRegressor (GLMM families not in this skmlm yet)")
+        kwargs.update(family=problem.family, link=problem.link, n_quadrature_points=int(problem.nAGQ))
+        if problem.trials:
+            fit_kwargs["sample_weight"] = df[problem.trials]
+        if problem.offset:
+            fit_kwargs["offset"] = df[problem.offset]
+    elif problem.family == "gaussian":
         cls = skmlm.MixedLinearRegressor
         kwargs["reml"] = bool(problem.reml)
     elif problem.family == "binomial":
@@ -86,10 +108,20 @@ def build(problem):
             raise NotApplicable("no nAGQ argument (Laplace only)")
     else:
         raise NotApplicable(f"family {problem.family}")
-    kwargs = {k: v for k, v in kwargs.items() if k in inspect.signature(cls.__init__).parameters}
+    init_params = inspect.signature(cls.__init__).parameters
+    if "family" in kwargs and "family" not in init_params:
+        raise RuntimeError(f"{cls.__name__} takes no family argument")
+    kwargs = {k: v for k, v in kwargs.items() if k in init_params}
+
+    if fit_kwargs:
+        params = inspect.signature(cls.fit).parameters
+        missing = [k for k in fit_kwargs if k not in params
+                   and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())]
+        if missing:
+            raise RuntimeError(f"{cls.__name__}.fit takes no {missing}")
 
     def fit_once():
-        return cls(**kwargs).fit(X, y, groups=groups)
+        return cls(**kwargs).fit(X, y, groups=groups, **fit_kwargs)
 
     return fit_once
 
@@ -103,4 +135,7 @@ def fit(problem, reps=7, budget=90.0):
         note = "not converged"
     elif getattr(m, "singular_", False):
         note = "singular fit"
-    return summary(float(m.log_likelihood_), times, note=note)
+    extra = {}
+    if problem.family in ("negative_binomial", "gamma") and getattr(m, "dispersion_", None) is not None:
+        extra["dispersion"] = float(m.dispersion_)
+    return summary(float(m.log_likelihood_), times, note=note, **extra)

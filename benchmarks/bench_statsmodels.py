@@ -18,8 +18,10 @@ Mapping of the problem's random terms onto statsmodels:
 
 ``result.llf`` is the REML log-likelihood for REML fits.  Each fit uses
 statsmodels' default optimiser cascade (``method=['bfgs', 'lbfgs', 'cg']``).
-Binomial problems are n/a (statsmodels' ``BinomialBayesMixedGLM`` is a
-variational Bayes / posterior-mode fit, not a marginal-likelihood fit).
+Binomial and the other GLMM family problems are n/a (statsmodels'
+``BinomialBayesMixedGLM`` / ``PoissonBayesMixedGLM`` are variational Bayes /
+posterior-mode fits, not marginal-likelihood fits; it has no negative
+binomial or Gamma GLMM).
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ def build(problem):
     import statsmodels.api as sm
 
     if problem.family != "gaussian":
+        if getattr(problem, "is_family", False):
+            raise NotApplicable("no maximum-likelihood GLMM in statsmodels (Poisson/BinomialBayesMixedGLM "
+                                "are variational Bayes)")
         raise NotApplicable("no marginal-likelihood binomial GLMM in statsmodels")
     df = problem.data
     if len(df) > MAX_ROWS:

@@ -17,7 +17,13 @@ Problems:
 * ``crossed_3000x1000``: simulated crossed random intercepts, 3,000 x 1,000
   levels, 60,000 rows, REML;
 * ``large_slope_1m`` (opt-in, ``--large``): simulated 1,000,000 rows, 10,000
-  groups, ``y ~ x1 + x2 + (1 + x1 | g)``, ML.
+  groups, ``y ~ x1 + x2 + (1 + x1 | g)``, ML;
+* the GLMM family problems (``family_problems()``, run with ``run.py
+  --families``): Poisson with a log-exposure offset, with a correlated random
+  slope, with crossed intercepts and a 100,000-row one; binomial with trials
+  (lme4's cbpp, rebuilt from the golden Bernoulli copy, and a 5,000-row
+  simulation); negative binomial (NB2); Gamma with a log link.  All simulated
+  with fixed seeds except cbpp.
 
 Data sets are built lazily (``problem.data``) and cached in memory, so that a
 run restricted to some problems does not pay for the others.  Nothing large
@@ -60,8 +66,11 @@ class Problem:
     fit_intercept: bool
     random_terms: List[RandomTerm]
     reml: bool
-    family: str = "gaussian"  # "gaussian" | "binomial"
+    family: str = "gaussian"  # "gaussian" | "binomial" | "poisson" | "negative_binomial" | "gamma"
     nAGQ: int = 1
+    link: Optional[str] = None  # None = the family's canonical link (log for negative_binomial and gamma)
+    offset: Optional[str] = None  # column added to the linear predictor (e.g. log exposure)
+    trials: Optional[str] = None  # binomial with trials: y is a proportion, this column the trials
     size: str = "small"  # "small" | "medium" | "large" (drives default reps)
     source: str = ""  # where the data come from
     reference_loglik: Optional[float] = None  # lme4 logLik stored with golden cases
@@ -143,10 +152,31 @@ class Problem:
             bars.append("(" + " + ".join(lhs) + " | " + t.group + ")")
         return f"{self.y} ~ " + " + ".join(fixed + bars)
 
+    def r_formula(self) -> str:
+        """The formula for R (lme4, glmmTMB): the lme4 formula with ``+ offset(col)``."""
+        f = self.lme4_formula()
+        return f + f" + offset({self.offset})" if self.offset else f
+
+    @property
+    def is_family(self) -> bool:
+        """A GLMM family problem (``run.py --families``): not gaussian and not a
+        plain Bernoulli golden case."""
+        return self.family in ("poisson", "negative_binomial", "gamma") or bool(self.trials or self.offset)
+
+    @property
+    def link_name(self) -> str:
+        return self.link or {"binomial": "logit", "gaussian": "identity"}.get(self.family, "log")
+
     def describe(self) -> str:
-        return self.lme4_formula() + (" [REML]" if self.reml else " [ML]") + (
-            f" {self.family}" + (f" nAGQ={self.nAGQ}" if self.family != "gaussian" else "")
-        )
+        extra = ""
+        if self.family != "gaussian":
+            extra = f" {self.family}({self.link_name})"
+            if self.offset:
+                extra += f" offset={self.offset}"
+            if self.trials:
+                extra += f" trials={self.trials}"
+            extra += f" nAGQ={self.nAGQ}"
+        return self.lme4_formula() + (" [REML]" if self.reml else " [ML]") + extra
 
 
 # ====================================================================== golden
@@ -325,14 +355,155 @@ def extra_problems() -> List[Problem]:
     ]
 
 
+# ============================================================ GLMM families
+def load_cbpp_trials() -> pd.DataFrame:
+    """lme4's cbpp (56 herd x period rows: incidence out of size), rebuilt by
+    summing the Bernoulli copy in tests/golden/cbpp_binary_laplace.csv (842
+    animals).  ``prop = incidence / size``; ``size`` is the trials column."""
+    df = pd.read_csv(os.path.join(GOLDEN_DIR, "cbpp_binary_laplace.csv"), dtype={"g_herd": str})
+    period = 1 + df["period2"] + 2 * df["period3"] + 3 * df["period4"]
+    df = df.assign(period=period)
+    agg = df.groupby(["g_herd", "period"], sort=False).agg(incidence=("y", "sum"), size=("y", "size")).reset_index()
+    for k in (2, 3, 4):
+        agg[f"period{k}"] = (agg["period"] == k).astype(float)
+    agg["prop"] = agg["incidence"] / agg["size"]
+    agg["size"] = agg["size"].astype(float)
+    return agg[["prop", "size", "period2", "period3", "period4", "g_herd"]]
+
+
+def _labels(codes: np.ndarray, prefix: str, width: int) -> pd.Series:
+    return pd.Series(codes).map((prefix + "{:0%dd}" % width).format)
+
+
+def simulate_poisson_offset(n: int = 2000, n_groups: int = 80, seed: int = 101) -> pd.DataFrame:
+    """Counts over an exposure time t ~ U(0.5, 4): log mu = log t - 0.5 + 0.3 x1 - 0.2 x2 + b_g,
+    sd(b) = 0.6; ``logt`` is the offset."""
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, n_groups, size=n)
+    x1 = rng.standard_normal(n)
+    x2 = rng.standard_normal(n)
+    logt = np.log(rng.uniform(0.5, 4.0, size=n))
+    b = rng.normal(0.0, 0.6, size=n_groups)
+    y = rng.poisson(np.exp(logt - 0.5 + 0.3 * x1 - 0.2 * x2 + b[g]))
+    return pd.DataFrame({"y": y.astype(float), "x1": x1, "x2": x2, "logt": logt, "g": _labels(g, "g", 3)})
+
+
+def simulate_poisson_slope(n: int = 2000, n_groups: int = 80, seed: int = 202) -> pd.DataFrame:
+    """log mu = log t + 0.2 + 0.4 x + b0_g + b1_g x, sd(b0) = 0.5, sd(b1) = 0.3,
+    corr(b0, b1) = 0.4; exposure t ~ U(0.5, 2), offset ``logt``."""
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, n_groups, size=n)
+    x = rng.standard_normal(n)
+    logt = np.log(rng.uniform(0.5, 2.0, size=n))
+    sd0, sd1, rho = 0.5, 0.3, 0.4
+    cov = np.array([[sd0 ** 2, rho * sd0 * sd1], [rho * sd0 * sd1, sd1 ** 2]])
+    b = rng.multivariate_normal([0.0, 0.0], cov, size=n_groups)
+    y = rng.poisson(np.exp(logt + 0.2 + 0.4 * x + b[g, 0] + b[g, 1] * x))
+    return pd.DataFrame({"y": y.astype(float), "x": x, "logt": logt, "g": _labels(g, "g", 3)})
+
+
+def simulate_poisson_crossed(n: int = 5000, n_a: int = 100, n_b: int = 50, seed: int = 303) -> pd.DataFrame:
+    """Crossed random intercepts: log mu = 0.5 + 0.25 x + a_i + b_j, sd(a) = 0.5, sd(b) = 0.3."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, n_a, size=n)
+    b = rng.integers(0, n_b, size=n)
+    x = rng.standard_normal(n)
+    ua = rng.normal(0.0, 0.5, size=n_a)
+    ub = rng.normal(0.0, 0.3, size=n_b)
+    y = rng.poisson(np.exp(0.5 + 0.25 * x + ua[a] + ub[b]))
+    return pd.DataFrame({"y": y.astype(float), "x": x, "a": _labels(a, "a", 3), "b": _labels(b, "b", 3)})
+
+
+def simulate_binomial_trials(n: int = 5000, n_groups: int = 250, seed: int = 404) -> pd.DataFrame:
+    """k successes out of m ~ U{1..20} trials: logit p = -0.4 + 0.6 x + 0.3 z + b_g, sd(b) = 0.8,
+    z a group-level covariate; ``prop = k / m``, trials column ``m``."""
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, n_groups, size=n)
+    x = rng.standard_normal(n)
+    zg = rng.standard_normal(n_groups)
+    m = rng.integers(1, 21, size=n)
+    b = rng.normal(0.0, 0.8, size=n_groups)
+    p = 1.0 / (1.0 + np.exp(-(-0.4 + 0.6 * x + 0.3 * zg[g] + b[g])))
+    k = rng.binomial(m, p)
+    return pd.DataFrame({"prop": k / m, "m": m.astype(float), "x": x, "z": zg[g], "g": _labels(g, "g", 3)})
+
+
+def simulate_negbin(n: int = 2000, n_groups: int = 80, seed: int = 505) -> pd.DataFrame:
+    """NB2 counts, Var = mu + mu^2 / theta with theta = 2: log mu = 1 + 0.4 x1 - 0.3 x2 + b_g, sd(b) = 0.5."""
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, n_groups, size=n)
+    x1 = rng.standard_normal(n)
+    x2 = rng.standard_normal(n)
+    b = rng.normal(0.0, 0.5, size=n_groups)
+    mu = np.exp(1.0 + 0.4 * x1 - 0.3 * x2 + b[g])
+    theta = 2.0
+    y = rng.negative_binomial(theta, theta / (theta + mu))
+    return pd.DataFrame({"y": y.astype(float), "x1": x1, "x2": x2, "g": _labels(g, "g", 3)})
+
+
+def simulate_gamma(n: int = 1000, n_groups: int = 50, seed: int = 606) -> pd.DataFrame:
+    """Gamma, log link, shape 4 (phi = Var / mu^2 = 0.25): log mu = 1 + 0.5 x + b_g, sd(b) = 0.4."""
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, n_groups, size=n)
+    x = rng.standard_normal(n)
+    b = rng.normal(0.0, 0.4, size=n_groups)
+    mu = np.exp(1.0 + 0.5 * x + b[g])
+    shape = 4.0
+    y = rng.gamma(shape, mu / shape)
+    return pd.DataFrame({"y": y, "x": x, "g": _labels(g, "g", 2)})
+
+
+def simulate_poisson_large(n: int = 100_000, n_groups: int = 1000, seed: int = 707) -> pd.DataFrame:
+    """log mu = 0.3 + 0.2 x1 - 0.1 x2 + b_g, sd(b) = 0.5, 1,000 groups."""
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, n_groups, size=n)
+    x1 = rng.standard_normal(n)
+    x2 = rng.standard_normal(n)
+    b = rng.normal(0.0, 0.5, size=n_groups)
+    y = rng.poisson(np.exp(0.3 + 0.2 * x1 - 0.1 * x2 + b[g]))
+    return pd.DataFrame({"y": y.astype(float), "x1": x1, "x2": x2, "g": _labels(g, "g", 4)})
+
+
+def family_problems() -> List[Problem]:
+    """GLMM family problems (all ML, Laplace)."""
+    ri = [RandomTerm("g")]
+    return [
+        Problem(name="poisson_offset_ri", y="y", fixed=["x1", "x2"], fit_intercept=True, random_terms=ri,
+                reml=False, family="poisson", offset="logt", source="simulated, seed 101",
+                loader=simulate_poisson_offset),
+        Problem(name="poisson_slope_offset", y="y", fixed=["x"], fit_intercept=True,
+                random_terms=[RandomTerm("g", True, ["x"])], reml=False, family="poisson", offset="logt",
+                source="simulated, seed 202", loader=simulate_poisson_slope),
+        Problem(name="poisson_crossed", y="y", fixed=["x"], fit_intercept=True,
+                random_terms=[RandomTerm("a"), RandomTerm("b")], reml=False, family="poisson",
+                source="simulated, seed 303 (100 x 50 crossed levels)", loader=simulate_poisson_crossed),
+        Problem(name="cbpp_trials", y="prop", fixed=["period2", "period3", "period4"], fit_intercept=True,
+                random_terms=[RandomTerm("g_herd")], reml=False, family="binomial", trials="size",
+                source="lme4 cbpp (incidence / size), summed from tests/golden/cbpp_binary_laplace.csv",
+                loader=load_cbpp_trials),
+        Problem(name="binomial_trials_5k", y="prop", fixed=["x", "z"], fit_intercept=True, random_terms=ri,
+                reml=False, family="binomial", trials="m", source="simulated, seed 404 (250 groups)",
+                loader=simulate_binomial_trials),
+        Problem(name="negbin_ri", y="y", fixed=["x1", "x2"], fit_intercept=True, random_terms=ri, reml=False,
+                family="negative_binomial", source="simulated, seed 505 (NB2, theta 2)", loader=simulate_negbin),
+        Problem(name="gamma_log_ri", y="y", fixed=["x"], fit_intercept=True, random_terms=ri, reml=False,
+                family="gamma", link="log", source="simulated, seed 606 (shape 4)", loader=simulate_gamma),
+        Problem(name="poisson_large_100k", y="y", fixed=["x1", "x2"], fit_intercept=True, random_terms=ri,
+                reml=False, family="poisson", size="medium", source="simulated, seed 707 (1,000 groups)",
+                loader=simulate_poisson_large),
+    ]
+
+
 def all_problems() -> List[Problem]:
     return golden_problems() + extra_problems()
 
 
-def get_problems(names: Optional[List[str]] = None, large: bool = False) -> List[Problem]:
-    probs = all_problems()
+def get_problems(names: Optional[List[str]] = None, large: bool = False, families: bool = False) -> List[Problem]:
+    """The default set (gaussian and Bernoulli problems; with ``families`` the
+    GLMM family problems instead), or the named problems from either set."""
+    probs = family_problems() if families else all_problems()
     if names:
-        by_name = {p.name: p for p in probs}
+        by_name = {p.name: p for p in all_problems() + family_problems()}
         missing = [n for n in names if n not in by_name]
         if missing:
             raise SystemExit(f"unknown problem(s): {missing}; known: {sorted(by_name)}")
@@ -341,5 +512,5 @@ def get_problems(names: Optional[List[str]] = None, large: bool = False) -> List
 
 
 if __name__ == "__main__":
-    for p in all_problems():
+    for p in all_problems() + family_problems():
         print(f"{p.name:28s} {p.size:7s} {p.describe()}")

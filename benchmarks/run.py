@@ -2,6 +2,13 @@
 
     python benchmarks/run.py [--problems a,b] [--libraries skmlm,lme4,...]
                              [--reps N] [--large] [--out benchmarks/results.csv]
+    python benchmarks/run.py --families [...]   # the GLMM family problems
+
+With ``--families`` the problems are the GLMM family ones (Poisson, binomial
+with trials, negative binomial, Gamma; ``problems.family_problems()``), the
+libraries also include glmmTMB, the CSV gains a ``dispersion`` column (NB2
+theta, Gamma phi) and the default output is ``results_families.csv`` /
+``.md``.
 
 Fits every problem with every library in one run, timing the fit only (data
 already in memory; for lme4 the timing is taken inside R), and writes
@@ -57,12 +64,15 @@ import problems as problems_mod  # noqa: E402
 from common import NotApplicable  # noqa: E402
 
 LIBRARIES = ["skmlm", "lme4", "mixedlm", "statsmodels", "gpboost"]
+# --families: glmmTMB is the reference for negative binomial and Gamma
+FAMILY_LIBRARIES = ["skmlm", "lme4", "glmmTMB", "mixedlm", "statsmodels", "gpboost"]
+KNOWN_LIBRARIES = FAMILY_LIBRARIES
 
 
 def load_adapter(name):
     import importlib
 
-    return importlib.import_module(f"bench_{name}")
+    return importlib.import_module(f"bench_{name.lower()}")
 
 
 def fmt_seconds(s):
@@ -105,15 +115,15 @@ def versions(libs):
     out = {}
     for lib in libs:
         try:
-            if lib == "lme4":
+            if lib in ("lme4", "glmmTMB"):
                 import subprocess
 
                 r = subprocess.run(
-                    ["Rscript", "-e", 'cat(R.version$major, R.version$minor, as.character(packageVersion("lme4")))'],
+                    ["Rscript", "-e", f'cat(R.version$major, R.version$minor, as.character(packageVersion("{lib}")))'],
                     capture_output=True, text=True, timeout=60,
                 )
                 maj, minr, v = r.stdout.split()
-                out[lib] = f"lme4 {v} (R {maj}.{minr})"
+                out[lib] = f"{lib} {v} (R {maj}.{minr})"
             else:
                 from importlib.metadata import version
 
@@ -128,28 +138,37 @@ def versions(libs):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--problems", default="", help="comma-separated problem names (default: all but large)")
-    ap.add_argument("--libraries", default=",".join(LIBRARIES), help="comma-separated libraries")
+    ap.add_argument("--libraries", default="",
+                    help=f"comma-separated libraries (default: {','.join(LIBRARIES)}; "
+                         f"with --families: {','.join(FAMILY_LIBRARIES)})")
     ap.add_argument("--reps", type=int, default=7,
                     help="timed repetitions for small problems (medium and large: min(3, N))")
     ap.add_argument("--large", action="store_true", help="include the 1M-row problem large_slope_1m")
     ap.add_argument("--budget", type=float, default=90.0,
                     help="stop repeating a fit once this many seconds were spent on it")
-    ap.add_argument("--out", default=os.path.join(HERE, "results.csv"))
+    ap.add_argument("--families", action="store_true",
+                    help="the GLMM family problems (Poisson, binomial with trials, NB2, Gamma) "
+                         "instead of the gaussian/Bernoulli ones; default output results_families.csv")
+    ap.add_argument("--out", default=None,
+                    help="CSV path (default benchmarks/results.csv, with --families results_families.csv)")
     ap.add_argument("--threads", default="1",
                     help="threads for BLAS/OpenMP/Rayon in every library (default 1; 0 = library defaults)")
     ap.add_argument("--list", action="store_true", help="list the problems and exit")
     args = ap.parse_args(argv)
 
+    if args.out is None:
+        args.out = os.path.join(HERE, "results_families.csv" if args.families else "results.csv")
     names = [n for n in args.problems.split(",") if n]
-    probs = problems_mod.get_problems(names or None, large=args.large)
+    probs = problems_mod.get_problems(names or None, large=args.large, families=args.families)
     if args.list:
         for p in probs:
             print(f"{p.name:28s} {p.size:7s} {p.describe()}")
         return 0
-    libs = [lib for lib in args.libraries.split(",") if lib]
-    unknown = [lib for lib in libs if lib not in LIBRARIES]
+    libs = [lib for lib in args.libraries.split(",") if lib] or (FAMILY_LIBRARIES if args.families else LIBRARIES)
+    unknown = [lib for lib in libs if lib not in KNOWN_LIBRARIES]
     if unknown:
-        ap.error(f"unknown libraries {unknown}; known: {LIBRARIES}")
+        ap.error(f"unknown libraries {unknown}; known: {KNOWN_LIBRARIES}")
+    with_dispersion = args.families or any(p.family in ("negative_binomial", "gamma") for p in probs)
 
     adapters = {}
     for lib in libs:
@@ -173,7 +192,7 @@ def main(argv=None):
         for lib in libs:
             ad, ok, reason = adapters[lib]
             row = dict(problem=p.name, library=lib, n_rows=n_rows, median_seconds=None, min_seconds=None, loglik=None,
-                       reps=0, status="ok", note="")
+                       reps=0, status="ok", note="", dispersion=None)
             if not ok:
                 row.update(status="n/a", note=reason)
             else:
@@ -182,7 +201,7 @@ def main(argv=None):
                         warnings.simplefilter("ignore")
                         r = ad.fit(p, reps=args.reps, budget=args.budget)
                     row.update(median_seconds=r["seconds"], min_seconds=r.get("min_seconds"), loglik=r["loglik"], reps=r.get("reps", 0),
-                               note=r.get("note", ""))
+                               note=r.get("note", ""), dispersion=r.get("dispersion"))
                 except NotApplicable as e:
                     row.update(status="n/a", note=str(e))
                 except Exception as e:
@@ -190,8 +209,9 @@ def main(argv=None):
                     traceback.print_exc(limit=3)
             rows.append(row)
             if row["status"] == "ok":
+                disp = "" if row["dispersion"] is None else f"  dispersion={row['dispersion']:.6g}"
                 print(f"   {lib:12s} {fmt_seconds(row['median_seconds']):>10s}  logLik={row['loglik']:.6f}"
-                      f"  reps={row['reps']} {row['note']}", flush=True)
+                      f"  reps={row['reps']}{disp} {row['note']}", flush=True)
             else:
                 print(f"   {lib:12s} {row['status']}: {row['note']}", flush=True)
         if p.name == "insteval_like" and problems_mod.insteval_source():
@@ -214,7 +234,7 @@ def main(argv=None):
                                    if (r["status"] == "ok" and sk and sk["median_seconds"] > 0) else None)
 
     fields = ["problem", "library", "n_rows", "median_seconds", "min_seconds", "loglik", "loglik_minus_best",
-              "ratio_to_skmlm", "reps", "status", "note"]
+              "ratio_to_skmlm", "reps", "status", "note"] + (["dispersion"] if with_dispersion else [])
     os.makedirs(os.path.dirname(os.path.abspath(args.out)) or ".", exist_ok=True)
     with open(args.out, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
@@ -268,7 +288,8 @@ def write_markdown(path, rows, probs, libs, cmd, vers, elapsed, load=(None, None
     lines.append("")
     lines.append("**logLik minus the best logLik** reached by any library on the problem "
                  "(0 = best to 5e-7; negative = a worse optimum). "
-                 "REML fits report the REML log-likelihood, as lme4's `logLik()`.")
+                 "REML fits report the REML log-likelihood, as lme4's `logLik()`; GLMMs the Laplace "
+                 "(or nAGQ) approximation of the full log-likelihood, constants included.")
     lines.append("")
     head = ["problem", "best logLik"] + libs
     lines.append("| " + " | ".join(head) + " |")
@@ -292,6 +313,16 @@ def write_markdown(path, rows, probs, libs, cmd, vers, elapsed, load=(None, None
             who = ", ".join(r["library"] for r in ok if r["loglik"] >= best - 5e-7)
             ref = f"; lme4 golden reference {p.reference_loglik:.6f}" if p.reference_loglik is not None else ""
             lines.append(f"- `{p.name}`: best {best:.6f}, reached by {who}{ref}; data: {p.source}")
+    disp = [r for r in rows if r.get("dispersion") is not None]
+    if disp:
+        lines.append("")
+        lines.append("Dispersion estimates (negative binomial: NB2 theta, Var = mu + mu^2 / theta; "
+                     "Gamma: phi, Var = phi mu^2):")
+        lines.append("")
+        for p in probs:
+            ds = [r for r in disp if r["problem"] == p.name]
+            if ds:
+                lines.append(f"- `{p.name}`: " + ", ".join(f"{r['library']} {r['dispersion']:.6g}" for r in ds))
     notes = [r for r in rows if r["note"] and r["status"] == "ok"]
     if notes:
         lines.append("")

@@ -112,7 +112,9 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         self.bic_ = self.deviance_ + np.log(model.n) * self.n_params_
         self.converged_ = opt.converged
         self.n_iter_ = max(1, opt.n_iter)
-        self.singular_ = bool(np.any((model.theta_lower == 0) & (theta < SINGULAR_TOL)))
+        # judged in the search's standard units: in the user's, theta scales with the columns
+        theta_std = model.units.to_search(opt.x)[:nt]
+        self.singular_ = bool(np.any((model.theta_lower == 0) & (np.abs(theta_std) < SINGULAR_TOL)))
         self._optimizer_log = opt.log
         self._optimizer_log_names = (
             [f"theta_{k}" for k in range(nt)] + [f"beta_{k}" for k in range(p)]

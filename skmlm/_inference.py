@@ -22,12 +22,12 @@ from scipy import stats
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._core.bootstrap import parametric_bootstrap
+from ._core.bootstrap import glmm_parametric_bootstrap, parametric_bootstrap
 from ._core.condvar import glmm_conditional_covariances, lmm_conditional_covariances
 from ._core.design import split_theta
 from ._core.glmm import GeneralizedMixedModel
 from ._core.lmm import LinearMixedModel
-from ._core.profile import Profiler
+from ._core.profile import GeneralizedProfiler, Profiler
 from ._core.satterthwaite import Satterthwaite, hessian, jacobian
 from ._core.varpar import VarianceParameters, ml_deviance, reml_deviance
 from ._threads import single_blas_thread
@@ -221,12 +221,12 @@ class InferenceMixin:
             fixed effects (``"beta_"``), or a list of row names.
         level : float, default=0.95
         method : {"profile", "wald", "bootstrap"} or None, default=None
-            ``"profile"``: likelihood-profile intervals, as lme4's default (linear model;
-            a REML fit is profiled on its ML refit, as lme4 does). ``"wald"``: estimate
+            ``"profile"``: likelihood-profile intervals, as lme4's default (a REML fit
+            is profiled on its ML refit, as lme4 does; a GLMM on its Laplace or AGQ
+            deviance, the dispersion re-optimised with the rest). ``"wald"``: estimate
             -+ normal quantile x standard error for the fixed effects; NaN for the
             variance parameters, as lme4. ``"bootstrap"``: percentile intervals of a
-            parametric bootstrap (linear model). None: ``"profile"`` for the linear
-            model, ``"wald"`` for the logistic one.
+            parametric bootstrap. None: ``"profile"``.
         n_boot : int, default=1000
             Bootstrap replicates.
         random_state : int, RandomState, Generator or None, default=None
@@ -247,17 +247,12 @@ class InferenceMixin:
         _check_level(level)
         check_is_fitted(self)
         if method is None:
-            method = "profile" if self._is_linear else "wald"
+            method = "profile"
         method = str(method).lower()
         if method == "boot":
             method = "bootstrap"
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-        if method != "wald" and not self._is_linear:
-            raise NotImplementedError(
-                f"method={method!r} is available for MixedLinearRegressor; for MixedLogisticClassifier "
-                "use method='wald'"
-            )
         var_names, fixed_names = self._parameter_names(names)
         all_names = var_names + fixed_names
         nv = len(var_names)
@@ -295,15 +290,25 @@ class InferenceMixin:
     def _profiler(self):
         cache = self._cache()
         if "profiler" not in cache:
-            cache["profiler"] = Profiler(self._core_model(), self.theta_)
+            if self._is_linear:
+                cache["profiler"] = Profiler(self._core_model(), self.theta_)
+            else:
+                cache["profiler"] = GeneralizedProfiler(self._core_model(), self._search_x(), self.coef_cov_)
         return cache["profiler"]
+
+    def _search_x(self):
+        """A GLMM's ``[theta, beta, log(dispersion)]`` at the fit."""
+        model = self._core_model()
+        return np.concatenate([self.theta_, self._beta(), np.log([self.dispersion_] * model.n_dispersion)])
 
     def parametric_bootstrap(self, n_boot=1000, *, random_state=None, progress=None, names="lme4"):
         """Refit ``n_boot`` responses simulated from the fitted model (lme4's ``bootMer``).
 
         Each replicate draws random effects and residuals from the fitted distribution,
         adds them to the fitted fixed part, and refits by the same criterion (ML or
-        REML). Only the response's cross-products are recomputed per replicate.
+        REML); only the response's cross-products are recomputed per replicate. A GLMM's
+        replicate draws the random effects, then the response from its family at the
+        conditional means, and refits by the same deviance (Laplace or AGQ).
 
         Parameters
         ----------
@@ -320,8 +325,6 @@ class InferenceMixin:
             ``attrs["converged"]`` flags the replicates whose refit converged.
         """
         check_is_fitted(self)
-        if not self._is_linear:
-            raise NotImplementedError("the parametric bootstrap is available for MixedLinearRegressor")
         n_boot = int(n_boot)
         if n_boot < 1:
             raise ValueError(f"n_boot must be a positive integer; got {n_boot}")
@@ -329,7 +332,10 @@ class InferenceMixin:
         d = self._inference_data
         bar = _ProgressBar("bootstrap", show=progress)
         with single_blas_thread():
-            est, converged = parametric_bootstrap(self._core_model(), d["X"], d["w"], self.theta_, n_boot, rng, bar)
+            if self._is_linear:
+                est, converged = parametric_bootstrap(self._core_model(), d["X"], d["w"], self.theta_, n_boot, rng, bar)
+            else:
+                est, converged = glmm_parametric_bootstrap(self._core_model(), self._search_x(), n_boot, rng, bar)
         var_names, fixed_names = self._parameter_names(names)
         out = pd.DataFrame(est, columns=var_names + fixed_names)
         out.attrs["converged"] = converged
@@ -365,7 +371,7 @@ class InferenceMixin:
                 if self._is_linear:
                     covs = lmm_conditional_covariances(model, self.theta_, self.residual_variance_)
                 else:
-                    covs = glmm_conditional_covariances(model, self.theta_, self._beta())
+                    covs = glmm_conditional_covariances(model, self.theta_, self._beta(), self.dispersion_)
             cache["condvar"] = {f.name: c for f, c in zip(model.factors, covs)}
         covs = cache["condvar"]
         if kind == "covariance":
@@ -461,8 +467,12 @@ class InferenceMixin:
         factors = self._inference_data["factors"] if hasattr(self, "_inference_data") else None
         if factors is None or not self.singular_:
             return ""
+        theta = np.asarray(self.theta_, dtype=float)
+        if not self._is_linear:  # a GLMM's boundary is judged in its search's standard units
+            units = self._core_model().units
+            factors, theta = units.factors, units.to_search(self._search_x())[: len(theta)]
         problems = []
-        for f, th in zip(factors, split_theta(factors, np.asarray(self.theta_, dtype=float))):
+        for f, th in zip(factors, split_theta(factors, theta)):
             T = f.cholesky_factor(th)
             for j in range(f.q):
                 if T[j, j] > SINGULAR_TOL:

@@ -85,9 +85,13 @@ def lmm_conditional_covariances(model, theta, sigma2):
     return conditional_covariances(model.factors, model.cp.order, theta, dec.L11, dec.L21, dec.L22, sigma2)
 
 
-def glmm_conditional_covariances(model, theta, beta):
-    """Conditional covariances of a :class:`~.glmm.GeneralizedMixedModel` at ``(theta, beta)``
-    (the weights of ``M`` at the conditional mode, as lme4)."""
-    m = model.mode(theta, beta)
+def glmm_conditional_covariances(model, theta, beta, dispersion=1.0):
+    """Conditional covariances of a :class:`~.glmm.GeneralizedMixedModel` at ``(theta, beta, dispersion)``
+    (the weights of ``M`` at the conditional mode, as lme4). Computed in the model's
+    standard units (``b' = A b``) and mapped back: ``A^-1 cov(b') A^-T``."""
+    units = model.units
+    m = model.mode(theta, beta, dispersion)
     fac = m.factor
-    return conditional_covariances(model.factors, model.pirls.order, theta, fac.L11, fac.L21, fac.L22)
+    theta_std = units.to_search(model.join(theta, beta, dispersion))[: model.n_theta]
+    covs = conditional_covariances(units.factors, model.pirls.order, theta_std, fac.L11, fac.L21, fac.L22)
+    return [Ai @ c @ Ai.T for c, Ai in zip(covs, units.inverse_maps)]

@@ -187,6 +187,10 @@ class Family:
         """``2 (loglik(saturated) - loglik(mu))`` per row of weight 1: GLM deviance terms."""
         raise NotImplementedError
 
+    def simulate(self, mu, w, dispersion, rng):
+        """Responses drawn at the means ``mu`` (a parametric bootstrap's replicate)."""
+        raise NotImplementedError
+
     def start_mean(self, y, w):
         """glm's ``mustart``: a mean for each row to start the iterations from."""
         return y + 0.1 * np.mean(y) + 1e-8
@@ -247,6 +251,11 @@ class Binomial(Family):
     def start_mean(self, y, w):
         return (w * y + 0.5) / (w + 1.0)
 
+    def simulate(self, mu, w, dispersion, rng):
+        """Successes out of ``w`` trials (rounded, at least 1), as proportions."""
+        trials = np.maximum(np.rint(w), 1.0)
+        return rng.binomial(trials.astype(np.int64), np.clip(mu, 0.0, 1.0)) / trials
+
     def check_response(self, y, w):
         if np.any((y < 0) | (y > 1)):
             raise ValueError(
@@ -274,6 +283,9 @@ class Poisson(Family):
 
     def variance(self, mu, dispersion=1.0):
         return mu
+
+    def simulate(self, mu, w, dispersion, rng):
+        return rng.poisson(mu).astype(float)
 
     def unit_deviance(self, y, mu, dispersion=1.0):
         return 2.0 * (xlogy(y, y / mu) - (y - mu))
@@ -316,6 +328,9 @@ class NegativeBinomial(Family):
 
     def variance(self, mu, dispersion=1.0):
         return mu + mu * mu / dispersion
+
+    def simulate(self, mu, w, dispersion, rng):
+        return rng.negative_binomial(dispersion, dispersion / (dispersion + mu)).astype(float)
 
     def unit_deviance(self, y, mu, dispersion=1.0):
         k = dispersion
@@ -370,6 +385,9 @@ class Gamma(Family):
 
     def variance(self, mu, dispersion=1.0):
         return dispersion * mu * mu
+
+    def simulate(self, mu, w, dispersion, rng):
+        return rng.gamma(1.0 / dispersion, mu * dispersion)
 
     def unit_deviance(self, y, mu, dispersion=1.0):
         return 2.0 * ((y - mu) / mu - np.log(y / mu))

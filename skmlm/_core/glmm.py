@@ -32,14 +32,16 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 from .blocks import batched_inverse_lower, batched_solve_lower, batched_solve_upper_t
-from .design import RandomFactor, lower_bounds, split_theta, start_theta
+from .design import lower_bounds, split_theta, start_theta
 from .optimize import (
-    OptimizeResult, finite_difference_gradient, finite_difference_hessian, free_block, gradient_jacobian, minimize_bounded, newton_decrement,
+    MAX_RESTARTS, OptimizeResult, finite_difference_gradient, finite_difference_hessian, free_block, gradient_jacobian,
+    leave_bound, minimize_bounded, newton_decrement,
 )
 from .dense_gradient import solve_positive_definite
 from .family import get_family
 from .pirls import PIRLS
 from .scalar_glmm import ScalarGLMM
+from .units import StandardUnits
 
 #: Largest number of points of a product quadrature rule (``n_points ** q``).
 MAX_PRODUCT_POINTS = 20000
@@ -59,22 +61,15 @@ def product_rule(k, q):
     return nodes, weights
 
 
-def _rms(a):
-    """Root mean square of each column of ``a`` (1 for a column of zeros)."""
-    r = np.sqrt(np.einsum("ij,ij->j", a, a) / max(1, len(a)))
-    return np.where(r > 0, r, 1.0)
-
-
 class GeneralizedMixedModel:
     """Deviance of a GLMM as a function of ``x = [theta, beta, log(dispersion)]``.
 
-    The model speaks the user's units (``x``, ``factors``, ``X``) and computes in
-    standard ones: every column of ``X`` and of each factor's random-effect covariates is
-    divided by its root mean square, so the search's coordinates ``x * search_scale``
-    are of similar size whatever the units of the data, and the fit does not depend on
-    them (rescaling a column rescales its estimates and nothing else). The search
-    (:func:`fit_glmm`) runs on :meth:`search_objective` and
-    :meth:`search_value_and_gradient`, in those standard coordinates.
+    The model speaks the user's units (``x``, ``factors``, ``X``) and computes in the
+    standard ones of :class:`~.units.StandardUnits` (``units``), so the search's
+    coordinates ``xs = units.to_search(x)`` are of similar size and well conditioned
+    whatever the units of the data, and the fit does not depend on them (rescaling a
+    column rescales its estimates and nothing else). The search (:func:`fit_glmm`) runs
+    on :meth:`search_objective` and :meth:`search_value_and_gradient`.
 
     Parameters
     ----------
@@ -100,21 +95,13 @@ class GeneralizedMixedModel:
         self.n_agq = int(n_agq)
         self.family = family = get_family("binomial") if family is None else family
         self.offset = np.zeros(self.n) if offset is None else np.asarray(offset, dtype=float)
-        self.y, self.w = y, weights
+        self.X, self.y, self.w = X, y, weights
         self.theta_lower = lower_bounds(self.factors)
         self.theta_start = start_theta(self.factors)
         self.n_theta = len(self.theta_start)
         self.n_dispersion = int(family.has_dispersion)
-        # the standard units: z / rms(z) per factor and X / rms(X); theta and beta scale inversely
-        z_scales = [_rms(f.z) for f in self.factors]
-        x_scale = _rms(X) if self.p else np.ones(0)
-        self._factors = [
-            RandomFactor(f.name, f.codes, f.levels, f.z / c, f.terms, f.diagonal) for f, c in zip(self.factors, z_scales)
-        ]
-        self.search_scale = np.concatenate(
-            [c[f._tri[0]] for f, c in zip(self.factors, z_scales)] + [x_scale, np.ones(self.n_dispersion)]
-        )
-        X = X / x_scale
+        self.units = StandardUnits(self.factors, X, self.n_dispersion)
+        self._factors, X = self.units.factors, self.units.X
         self._data = (X, y, weights, family, self.offset)
         self._constants = {}
         if self.n_dispersion and self.n_agq > 1:
@@ -171,15 +158,14 @@ class GeneralizedMixedModel:
             c = self._constants[dispersion] = -2.0 * self.family.constant(self.y, self.w, dispersion)
         return c
 
-    def to_search(self, theta, beta):
-        """``theta`` and ``beta`` in the standard units the computations use."""
-        nt = self.n_theta
-        return theta * self.search_scale[:nt], beta * self.search_scale[nt : nt + self.p]
+    def join(self, theta, beta, dispersion=1.0):
+        """``x = [theta, beta, log(dispersion)]``."""
+        return np.concatenate([theta, beta, np.log([dispersion] * self.n_dispersion)])
 
     # -- the objective ------------------------------------------------------------
     def mode(self, theta, beta, dispersion=1.0):
         """The conditional mode at ``(theta, beta, dispersion)`` (user units)."""
-        return self._mode(*self.to_search(theta, beta), dispersion)
+        return self._mode(*self.split(self.units.to_search(self.join(theta, beta, dispersion))))
 
     def _mode(self, theta, beta, dispersion):
         self.pirls.set_theta(theta)
@@ -188,7 +174,7 @@ class GeneralizedMixedModel:
 
     def deviance(self, theta, beta, dispersion=1.0):
         """-2 log-likelihood at ``(theta, beta, dispersion)``: Laplace or AGQ."""
-        return self.search_objective(np.concatenate([*self.to_search(theta, beta), np.log([dispersion] * self.n_dispersion)]))
+        return self.objective(self.join(theta, beta, dispersion))
 
     def _deviance(self, theta, beta, dispersion):
         m = self._mode(theta, beta, dispersion)
@@ -222,10 +208,10 @@ class GeneralizedMixedModel:
 
     def objective(self, x):
         """Deviance of the stacked ``x = [theta, beta, log(dispersion)]``; +inf where it fails."""
-        return self.search_objective(np.asarray(x, dtype=float) * self.search_scale)
+        return self.search_objective(self.units.to_search(x))
 
     def search_objective(self, xs):
-        """:meth:`objective` in the standard coordinates ``xs = x * search_scale``."""
+        """:meth:`objective` in the standard coordinates ``xs = units.to_search(x)``."""
         try:
             d = self._deviance(*self.split(xs))
         except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError):
@@ -249,11 +235,11 @@ class GeneralizedMixedModel:
         and with the dispersion). Everything is batched over levels; the cost is a few
         passes over the rows.
         """
-        f, g = self.search_value_and_gradient(np.asarray(x, dtype=float) * self.search_scale)
-        return f, g * self.search_scale
+        f, g = self.search_value_and_gradient(self.units.to_search(x))
+        return f, self.units.jacobian(x).T @ g
 
     def search_value_and_gradient(self, xs):
-        """:meth:`value_and_gradient` in the standard coordinates ``xs = x * search_scale``."""
+        """:meth:`value_and_gradient` in the standard coordinates ``xs = units.to_search(x)``."""
         try:
             if self.scalar is not None:
                 return self.scalar.value_and_gradient(xs)
@@ -370,16 +356,17 @@ class GeneralizedMixedModel:
     def estimates(self, x):
         """Conditional modes ``b = Lambda u`` per factor, the linear predictor and the deviance at ``x``."""
         theta, beta, dispersion = self.split(x)
-        xs = np.asarray(x, dtype=float) * self.search_scale
+        xs = self.units.to_search(x)
         if self.scalar is not None:
             u, eta, dev = self.scalar.estimates(xs)
             f = self.factors[0]
             return {"random_effects": {f.name: (theta[0] * u)[:, None]}, "deviance": dev, "eta": eta, "mode": None}
         m = self._mode(*self.split(xs))
         u = self.pirls.modes_by_factor(m.u1, m.u2)
-        modes = {}
-        for f, th, uf in zip(self.factors, split_theta(self.factors, theta), u):
-            modes[f.name] = uf @ f.cholesky_factor(th).T
+        modes = {}  # b = A^-1 b', b' = T' u in standard units
+        for f, th, uf, Ai in zip(self._factors, split_theta(self._factors, xs[: self.n_theta]), u,
+                                 self.units.inverse_maps):
+            modes[f.name] = uf @ (Ai @ f.cholesky_factor(th)).T
         dev = (m.laplace_deviance if self.n_agq == 1 else self.agq_deviance(m)) + self.constant(dispersion)
         return {"random_effects": modes, "deviance": dev, "eta": m.eta, "mode": m}
 
@@ -519,15 +506,22 @@ def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, sca
         if decrease <= decrement_tol:
             return OptimizeResult(x, f, True, len(log), len(log), g, H, "Newton steps", log)
         x0 = x
-    res = minimize(
-        logged, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-        options={"maxiter": max_iter, "ftol": 1e-13, "gtol": 1e-7, "maxcor": 20},
-    )
-    x = np.maximum(res.x, lower)
-    f, g = logged(x)
-    x, f, g, H, decrease = _polish(logged, x, f, g, lower, decrement_tol)
+    n_iter = 0
+    for _ in range(MAX_RESTARTS + 1):
+        res = minimize(
+            logged, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+            options={"maxiter": max_iter, "ftol": 1e-13, "gtol": 1e-7, "maxcor": 20},
+        )
+        n_iter += int(res.nit)
+        x = np.maximum(res.x, lower)
+        f, g = logged(x)
+        x, f, g, H, decrease = _polish(logged, x, f, g, lower, decrement_tol)
+        # a variance of 0 is a stationary point (the deviance is even in it): probe off it
+        x0 = leave_bound(lambda z: logged(z)[0], x, f, lower)
+        if x0 is None:
+            break
     converged = bool(np.isfinite(f) and decrease <= decrement_tol)
-    return OptimizeResult(x, f, converged, int(res.nit), len(log), g, H, str(res.message), log)
+    return OptimizeResult(x, f, converged, n_iter, len(log), g, H, str(res.message), log)
 
 
 def fit_glmm(model, max_iter=1000, tol=1e-6, verbose=0, two_stage=None):
@@ -579,15 +573,18 @@ def fit_glmm(model, max_iter=1000, tol=1e-6, verbose=0, two_stage=None):
         # standard errors need every entry at the optimum (as lme4's deriv12)
         free = ~(res.x <= lower2 + 1e-10)
         res.hessian = finite_difference_hessian(model.search_objective, res.x, res.fun, free, cross="forward")
-    return _to_user_units(res, model.search_scale)
+    return _to_user_units(res, model.units)
 
 
-def _to_user_units(res, scale):
-    """The search's result (standard units, ``xs = x * scale``) in the user's units."""
-    res.x = res.x / scale
+def _to_user_units(res, units):
+    """The search's result (standard units) in the user's: ``x``, the gradient and Hessian
+    by the map's Jacobian (at an optimum the gradient vanishes, so ``J' H J`` is the
+    Hessian in the user's coordinates), the log."""
+    res.x = units.from_search(res.x)
+    J = units.jacobian(res.x)
     if res.gradient is not None:
-        res.gradient = res.gradient * scale
+        res.gradient = J.T @ res.gradient
     if res.hessian is not None:
-        res.hessian = res.hessian * np.outer(scale, scale)
-    res.log = [(x / scale, f) for x, f in res.log]
+        res.hessian = J.T @ res.hessian @ J
+    res.log = [(units.from_search(x), f) for x, f in res.log]
     return res

@@ -1,5 +1,5 @@
-"""Likelihood profiles and profile confidence intervals of a linear mixed model (lme4's
-``profile`` / ``confint(method = "profile")``).
+"""Likelihood profiles and profile confidence intervals of a linear or generalized linear
+mixed model (lme4's ``profile`` / ``confint(method = "profile")``).
 
 For one parameter ``psi`` (a fixed effect, or a variance parameter on the sd/cor scale of
 :mod:`.varpar`) the profile is the signed square root of the deviance increase::
@@ -20,6 +20,9 @@ data rows:
   ``theta``;
 * a variance parameter fixed at ``v``: the deviance of :func:`.varpar.ml_deviance` is
   minimised over the other sd's, correlations and sigma.
+
+A GLMM (:class:`GeneralizedProfiler`) has no profiled-out parameters: its Laplace (or AGQ)
+deviance is minimised over every other coordinate of ``[theta, beta, log(dispersion)]``.
 """
 
 import numpy as np
@@ -223,6 +226,10 @@ class Profiler:
     def _signed_root(self, d, direction):
         return float(np.sign(direction) * np.sqrt(max(d - self.d0, 0.0)))
 
+    def _start(self, which):
+        """Where a profile starts: ``theta`` for a fixed effect's, ``phi`` for a variance's."""
+        return self.theta.copy() if which == "beta" else self.phi.copy()
+
     # -- intervals --------------------------------------------------------------------
     def _end(self, zeta_at, center, start, step, target, bound):
         """The value on one side of ``center`` where ``zeta = target`` (or ``bound``)."""
@@ -264,7 +271,7 @@ class Profiler:
             def zeta_at(v, start):
                 return self.fixed_zeta(k, v, start)
 
-            start, lo_b, hi_b = self.theta.copy(), -np.inf, np.inf
+            start, lo_b, hi_b = self._start(which), -np.inf, np.inf
         else:
             center = float(self.phi[k])
             se = self.phi_standard_errors()[k]
@@ -275,7 +282,7 @@ class Profiler:
             def zeta_at(v, start):
                 return self.variance_zeta(k, v, start)
 
-            start = self.phi.copy()
+            start = self._start(which)
             lo_b, hi_b = self.vp.lower()[k], self.vp.upper()[k]
             if kind == "sigma":
                 lo_b = 0.0
@@ -308,3 +315,120 @@ class Profiler:
                 lo.append(a)
                 hi.append(b)
         return np.array(lo), np.array(hi)
+
+
+def minimize_some(model, x, free, tol=1e-10):
+    """Minimise a GLMM's deviance over the coordinates ``free`` of ``x`` (user units), the
+    others held; returns ``(x, deviance)``. The search runs in the model's standard
+    coordinates, on its analytic gradient where it has one (one grouping factor), else
+    on central differences."""
+    xs = model.units.to_search(x)
+    idx = np.flatnonzero(free)
+    if idx.size == 0:
+        return np.array(x, dtype=float), model.search_objective(xs)
+    lower = np.concatenate([model.theta_lower, np.full(len(xs) - model.n_theta, -np.inf)])[idx]
+
+    def fun(z):
+        full = xs.copy()
+        full[idx] = z
+        return full
+
+    if model.has_gradient:
+        def fg(z):
+            f, g = model.search_value_and_gradient(fun(z))
+            return f, (g[idx] if np.isfinite(f) else np.full(len(z), np.nan))
+
+        bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+        res = minimize(fg, np.maximum(xs[idx], lower), jac=True, method="L-BFGS-B", bounds=bounds,
+                       options={"maxiter": 1000, "ftol": tol, "gtol": 1e-8, "maxcor": 20})
+        z, d = res.x, float(res.fun)
+    else:
+        z, d = _minimize_smooth(lambda z: model.search_objective(fun(z)), xs[idx], lower,
+                                np.full(len(idx), np.inf), np.ones(len(idx)))
+    return model.units.from_search(fun(z)), d
+
+
+class GeneralizedProfiler(Profiler):
+    """Profiles of the variance parameters (sd/cor) and fixed effects of a fitted GLMM, on
+    its Laplace (or AGQ) deviance, every other parameter (the dispersion included)
+    re-optimised: lme4's ``profile`` of a ``glmer`` fit.
+
+    Parameters
+    ----------
+    model : GeneralizedMixedModel
+    x : ndarray
+        The fitted ``[theta, beta, log(dispersion)]`` (user units).
+    cov_beta : ndarray
+        The fixed effects' covariance (their standard errors set the first steps).
+    """
+
+    def __init__(self, model, x, cov_beta):
+        self.model = model
+        self.x = np.asarray(x, dtype=float)
+        nt = model.n_theta
+        self.theta, self.beta = self.x[:nt], self.x[nt : nt + model.p]
+        self.sigma = 1.0  # no residual SD: the floor of the sd's scale is 1e-3
+        self.se_beta = np.sqrt(np.diag(cov_beta))
+        self.d0 = model.objective(self.x)
+        self.vp = VarianceParameters(model.factors, has_sigma=False)
+        self.phi = self.vp.from_theta(self.theta)
+        self.n_evaluations = 0
+        self._phi_se = None
+        # where every factor has one term, sd = theta: a variance profile fixes a coordinate of x
+        self._theta_is_phi = all(f.q == 1 for f in model.factors)
+
+    def deviance_phi(self, phi):
+        """The deviance at the sd/cor ``phi``, the fixed effects and dispersion at the fit's."""
+        self.n_evaluations += 1
+        theta, _ = self.vp.to_theta(phi)
+        if theta is None:
+            return np.inf
+        return self.model.objective(np.concatenate([theta, self.x[len(self.theta) :]]))
+
+    def variance_zeta(self, k, value, start):
+        """``(zeta, x at the constrained minimum)`` for variance parameter ``k`` at ``value``."""
+        if self._theta_is_phi:
+            x = start.copy()
+            x[k] = value
+            free = np.ones(len(x), dtype=bool)
+            free[k] = False
+            x, d = minimize_some(self.model, x, free)
+            return self._signed_root(d, value - self.phi[k]), x
+        # sd's and correlations: the other phi's, the fixed effects and the dispersion free
+        nv, nt = len(self.phi), len(self.theta)
+        others = np.array([i for i in range(nv) if i != k])
+        phi0 = self.vp.from_theta(start[:nt])
+        z0 = np.concatenate([phi0[others], start[nt:]])
+        lower = np.concatenate([self.vp.lower()[others], np.full(len(start) - nt, -np.inf)])
+        upper = np.concatenate([self.vp.upper()[others], np.full(len(start) - nt, np.inf)])
+        scale = np.concatenate([self._scale()[others], np.maximum(self.se_beta, 1e-3),
+                                np.ones(len(start) - nt - len(self.beta))])
+
+        def assemble(z):
+            phi = phi0.copy()
+            phi[k] = value
+            phi[others] = z[: len(others)]
+            theta, _ = self.vp.to_theta(phi)
+            return None if theta is None else np.concatenate([theta, z[len(others) :]])
+
+        def fun(z):
+            x = assemble(z)
+            self.n_evaluations += 1
+            return np.inf if x is None else self.model.objective(x)
+
+        z, d = _minimize_smooth(fun, z0, lower, upper, scale)
+        return self._signed_root(d, value - self.phi[k]), assemble(z)
+
+    def fixed_zeta(self, j, value, start):
+        """``(zeta, x at the constrained minimum)`` for fixed effect ``j`` at ``value``."""
+        x = start.copy()
+        pos = len(self.theta) + j
+        x[pos] = value
+        free = np.ones(len(x), dtype=bool)
+        free[pos] = False
+        x, d = minimize_some(self.model, x, free)
+        return self._signed_root(d, value - self.beta[j]), x
+
+    def _start(self, which):
+        """Every profile starts from the whole fitted ``x``."""
+        return self.x.copy()

@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import choose_factor
 from ._input import INTERCEPT
+from ._threads import single_blas_thread
 
 #: Variance of the standard logistic distribution: the level-1 variance on the latent scale.
 LOGISTIC_VARIANCE = np.pi**2 / 3
@@ -51,7 +52,8 @@ def _null_model_mean(model):
         d = model._inference_data
         ones = np.ones((len(d["y"]), 1))
         null = GeneralizedMixedModel(d["factors"], ones, d["y"], d["w"], d["family"], d["offset"])
-        opt = fit_glmm(null)
+        with single_blas_thread():
+            opt = fit_glmm(null)
         cache["null_mean"] = float(np.exp(null.split(opt.x)[1][0]))
     return cache["null_mean"]
 

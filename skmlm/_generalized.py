@@ -19,7 +19,7 @@ from ._core.design import split_theta
 from ._core.dense_gradient import solve_positive_definite
 from ._core.glmm import GeneralizedMixedModel, fit_glmm, gauss_hermite_normal
 from ._inference import InferenceMixin
-from ._input import INTERCEPT, group_frame, validate_X
+from ._input import INTERCEPT, finite_float_array, group_frame, validate_X
 from ._threads import single_blas_thread
 
 #: lme4's ``isSingular`` tolerance on the variance parameters of ``theta``.
@@ -32,7 +32,8 @@ def validate_offset(offset, n):
     """The offset as a finite float vector of length ``n`` (zeros when None)."""
     if offset is None:
         return np.zeros(n)
-    offset = check_array(offset, ensure_2d=False, dtype=np.float64, input_name="offset")
+    fast = finite_float_array(offset, ndim=1)
+    offset = fast if fast is not None else check_array(offset, ensure_2d=False, dtype=np.float64, input_name="offset")
     if offset.shape != (n,):
         raise ValueError(f"offset has shape {offset.shape}; expected ({n},): one value per row of X")
     return offset

@@ -166,7 +166,9 @@ def validate_y_weights(y, sample_weight, n):
     if sample_weight is None:
         w = np.ones(n)
     else:
-        w = check_array(sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight")
+        w = finite_float_array(sample_weight, ndim=1)
+        if w is None:  # anything unusual: scikit-learn's checks, and their messages
+            w = check_array(sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight")
         if w.shape != (n,):
             raise ValueError(f"sample_weight has shape {w.shape}; expected ({n},)")
         if np.any(w <= 0):

@@ -116,16 +116,18 @@ class InverseLink(Link):
 LINKS = {cls.name: cls for cls in (LogitLink, ProbitLink, CloglogLink, LogLink, InverseLink)}
 
 
-def _chain(l, m):
-    """Derivatives in ``eta`` of ``loglik(mu(eta))`` from those in ``mu`` (``l1..l4``) and
-    those of the inverse link (``m1..m4``): Faa di Bruno's formula up to the fourth."""
+def _chain(l, m, order):
+    """``(d1, W[, W1[, W2]])`` of ``loglik(mu(eta))`` from the derivatives in ``mu``
+    (``l1..l4``) and those of the inverse link (``m1..m4``): Faa di Bruno's formula up to
+    the ``order``-th."""
     l1, l2, l3, l4 = l
     m1, m2, m3, m4 = m
-    d1 = l1 * m1
-    d2 = l2 * m1 * m1 + l1 * m2
-    d3 = l3 * m1**3 + 3.0 * l2 * m1 * m2 + l1 * m3
-    d4 = l4 * m1**4 + 6.0 * l3 * m1 * m1 * m2 + l2 * (3.0 * m2 * m2 + 4.0 * m1 * m3) + l1 * m4
-    return d1, -d2, -d3, -d4
+    out = [l1 * m1, -(l2 * m1 * m1 + l1 * m2)]
+    if order >= 3:
+        out.append(-(l3 * m1**3 + 3.0 * l2 * m1 * m2 + l1 * m3))
+    if order >= 4:
+        out.append(-(l4 * m1**4 + 6.0 * l3 * m1 * m1 * m2 + l2 * (3.0 * m2 * m2 + 4.0 * m1 * m3) + l1 * m4))
+    return out
 
 
 # -- families -----------------------------------------------------------------------------
@@ -169,12 +171,9 @@ class Family:
         """``(d1, W)`` (``order=2``), ``(d1, W, W1)`` (3) or ``(d1, W, W1, W2)`` (4)."""
         if self.canonical:
             b = self._cumulant_derivatives(eta, order)
-            out = (w * (y - b[0]),) + tuple(w * bk for bk in b[1:])
-        else:
-            mu, *m = self.link.derivatives(eta)
-            out = _chain(self._mean_derivatives(y, mu, dispersion), m)
-            out = tuple(w * d for d in out)
-        return out[:order]
+            return (w * (y - b[0]),) + tuple(w * bk for bk in b[1:order])
+        mu, *m = self.link.derivatives(eta)
+        return tuple(w * d for d in _chain(self._mean_derivatives(y, mu, dispersion), m, order))
 
     def mean(self, eta):
         return self.link.inverse(eta)
@@ -316,6 +315,21 @@ class NegativeBinomial(Family):
         a, b = y / mu, (y + k) / (k + mu)
         return (a - b, -a / mu + b / (k + mu), 2.0 * (a / mu**2 - b / (k + mu) ** 2),
                 -6.0 * (a / mu**3 - b / (k + mu) ** 3))
+
+    def derivatives(self, y, eta, w, dispersion=1.0, order=2):
+        """In closed form (the log link is the only one): with ``q = mu / (k + mu)``,
+        ``d1 = k (y - mu) / (k + mu)``, ``W = (k + y) q (1 - q)`` and its derivatives."""
+        k = dispersion
+        mu = np.exp(eta)
+        q = mu / (k + mu)
+        c = w * (k + y)
+        W = c * q * (1.0 - q)
+        out = [w * k * (y - mu) / (k + mu), W]
+        if order >= 3:
+            out.append(W * (1.0 - 2.0 * q))
+        if order >= 4:
+            out.append(W * (1.0 - 6.0 * q * (1.0 - q)))
+        return tuple(out)
 
     def dispersion_derivatives(self, y, eta, w, dispersion):
         k = dispersion

@@ -371,33 +371,24 @@ class GeneralizedMixedModel:
         return {"random_effects": modes, "deviance": dev, "eta": m.eta, "mode": m}
 
 
-def glm_start(family, X, y, w, offset, max_iter=25):
-    """The fixed effects of the GLM without random effects (IRLS from glm's ``mustart``)
-    and a moment estimate of the dispersion there: the start of the search, so that it
-    does not depend on the units of ``y`` or ``X``."""
-    p = X.shape[1]
-    mu = family.start_mean(y, w)
-    eta = family.link(mu)
+def glm_start(family, X, y, w, offset):
+    """The start of the search: the fixed effects of the intercept-only GLM (the other
+    coefficients 0) and a moment estimate of the dispersion there. One pass over the
+    rows; it puts the linear predictor at the data's level, so that the search does not
+    depend on the units of ``y`` (a Gamma's y in cents or in dollars)."""
+    n, p = X.shape
     beta = np.zeros(p)
-    if p:
-        for _ in range(max_iter):
-            mu, m1 = family.link.derivatives(eta)[:2]
-            var = family.variance(mu)
-            W = w * m1 * m1 / var
-            zw = eta - offset + (y - mu) / m1
-            try:
-                new = solve_positive_definite((X * W[:, None]).T @ X, (X * W[:, None]).T @ zw)
-            except np.linalg.LinAlgError:
-                break
-            if not np.all(np.isfinite(new)):
-                break
-            done = np.max(np.abs(new - beta)) <= 1e-6 * (1.0 + np.max(np.abs(beta)))
-            beta = new
-            eta = offset + X @ beta
-            if done:
-                break
-        mu = family.mean(offset + X @ beta)
-    dispersion = family.start_dispersion(y, mu, w) if family.has_dispersion else 1.0
+    constant = np.flatnonzero(np.ptp(X, axis=0) == 0) if n and p else np.zeros(0, dtype=int)
+    if len(constant) and X[0, constant[0]] != 0:
+        j = constant[0]
+        if family.link.name == "log":  # the GLM's intercept: log(sum w y / sum w e^offset)
+            level = np.log(max(np.sum(w * y), 1e-10) / np.sum(w * np.exp(offset)))
+        else:
+            level = float(family.link(np.average(family.start_mean(y, w), weights=w))) - float(np.mean(offset))
+        beta[j] = level / X[0, j]
+    dispersion = 1.0
+    if family.has_dispersion:
+        dispersion = family.start_dispersion(y, family.mean(offset + X @ beta), w)
     return beta, dispersion
 
 
@@ -454,8 +445,11 @@ def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NE
         record(x, f)
         return f, g, H
 
+    tail = x0[1 + len(beta0) :]  # log(dispersion), if any: held for the start
+    if len(tail):
+        scalar.dispersion = float(np.exp(tail[0]))
     beta = scalar.joint_mode(x0[0], beta0)
-    x = np.concatenate(([scalar.em_theta(x0[0], beta)], beta))
+    x = np.concatenate(([scalar.em_theta(x0[0], beta)], beta, tail))
     f, g, H = evaluate(x)
     for _ in range(max_steps):
         if H is None:
@@ -480,9 +474,9 @@ def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NE
 def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, scalar=None):
     """L-BFGS-B on an analytic gradient, then Newton polish; convergence by Newton decrement.
 
-    With ``scalar`` (a :class:`~.scalar_glmm.ScalarGLMM` of a family without dispersion,
-    whose exact Hessian is written out), :func:`_scalar_newton` comes first; L-BFGS-B
-    only where the exact check after it finds no optimum.
+    With ``scalar`` (a :class:`~.scalar_glmm.ScalarGLMM`, whose exact Hessian is written
+    out), :func:`_scalar_newton` comes first; L-BFGS-B only where the exact check after it
+    finds no optimum.
     """
     log = []
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
@@ -499,7 +493,7 @@ def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, sca
 
     if scalar is not None:
         x0 = np.asarray(x0, dtype=float)
-        x, f, g = _scalar_newton(scalar, x0, x0[1:], record, decrement_tol)
+        x, f, g = _scalar_newton(scalar, x0, x0[1 : 1 + scalar.p], record, decrement_tol)
         x, f, g, H, decrease = _polish(  # quadrature: finite differences of its gradient
             logged, x, f, g, lower, decrement_tol, hessian=scalar.exact_hessian if scalar.nodes is None else None
         )
@@ -558,7 +552,7 @@ def fit_glmm(model, max_iter=1000, tol=1e-6, verbose=0, two_stage=None):
     x0 = np.concatenate([theta1, model.beta_start, np.log([model.dispersion_start] * model.n_dispersion)])
     lower2 = np.concatenate([lower, np.full(model.p + model.n_dispersion, -np.inf)])
     if model.has_gradient:
-        scalar = model.scalar if model.scalar is not None and not model.n_dispersion else None
+        scalar = model.scalar
         res = _minimize_with_gradient(
             model.search_value_and_gradient, x0, lower2, max_iter, tol, verbose, scalar=scalar
         )

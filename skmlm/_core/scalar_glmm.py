@@ -298,15 +298,14 @@ class ScalarGLMM:
         vector, ``W'`` = dW/deta). Every product of two row derivatives ends up in one
         weighted sum ``deta diag(omega) deta'``; the rest are per-level vectors along ``e``.
         ``P``: the Laplace parts at the point (``Da``, ``dh``: the derivatives of ``a_j``
-        and ``h_j``, terms by levels). Not for a family with a dispersion parameter (its
-        second derivatives in the dispersion are not written out).
+        and ``h_j``, terms by levels). With a dispersion parameter the ``(theta, beta)``
+        block is this (the dispersion held), and the dispersion's row and column are a
+        forward difference of the analytic gradient (:meth:`_dispersion_column`).
         """
-        if self.n_dispersion:
-            raise ValueError("the exact Hessian is written out for families without a dispersion parameter")
+        k = 1 + self.p  # the (theta, beta) block
         z, counts = self.z, self.counts
-        theta, W, s1, s2, r, a, h, E, dU, deta, Da, dh = (
-            P.theta, P.W, P.W1, P.W2, P.r, P.a, P.h, P.E, P.dU, P.deta, P.Da, P.dh
-        )
+        theta, W, s1, s2, r, a, h = P.theta, P.W, P.W1, P.W2, P.r, P.a, P.h
+        E, dU, deta, Da, dh = P.E[:k], P.dU[:k], P.deta[:k], P.Da[:k], P.dh[:k]
         v = theta * z
         c = self._level_sums(z * r)
         b = self._level_sums(z**3 * s1)
@@ -321,7 +320,22 @@ class ScalarGLMM:
         H[0] += t
         H[:, 0] += t
         H[0, 0] += float(np.sum(2.0 * a / h))
-        return 0.5 * (H + H.T)
+        H = 0.5 * (H + H.T)
+        if self.n_dispersion:
+            column = self._dispersion_column(P)
+            H = np.block([[H, column[:k, None]], [column[None, :k], column[k:, None]]])
+        return H
+
+    def _dispersion_column(self, P, step=1e-6):
+        """The Hessian's column of ``s = log(dispersion)``: a forward difference of the
+        analytic gradient (one more evaluation; the state of the modes' warm start is kept)."""
+        saved = (self._tangent, self.u, self.dispersion)
+        x = P.x.copy()
+        h = step * max(1.0, abs(x[-1]))
+        x[-1] += h
+        column = (self._laplace_parts(x).grad - P.grad) / h
+        self._tangent, self.u, self.dispersion = saved
+        return column
 
     def joint_mode(self, theta, beta0, tol=1e-1, max_iter=100):
         """``beta`` maximising the penalised likelihood jointly with the modes at ``theta``

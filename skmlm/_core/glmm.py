@@ -177,34 +177,9 @@ class GeneralizedMixedModel:
         return self.objective(self.join(theta, beta, dispersion))
 
     def _deviance(self, theta, beta, dispersion):
-        m = self._mode(theta, beta, dispersion)
-        if self.n_agq == 1:
-            return m.laplace_deviance + self.constant(dispersion)
-        return self.agq_deviance(m) + self.constant(dispersion)
-
-    def agq_deviance(self, m):
-        """The adaptive Gauss-Hermite deviance around the conditional mode ``m`` (less the
-        log-likelihood's constant terms)."""
-        pr = self.pirls
-        codes, v1 = pr.codes1, pr.v1
-        m1 = pr.m1
-        L11 = m.factor.L11
-        offset = m.eta - pr.random_part(m.u1, m.u2)
-        devc0 = np.bincount(codes, weights=m.dev_resid, minlength=m1) + (m.u1**2).sum(axis=1)
-        terms = np.empty((len(self.node_weights), m1))
-        for k, (z, wk) in enumerate(zip(self.nodes, self.node_weights)):
-            sq = float(z @ z)
-            if sq == 0.0:
-                terms[k] = np.log(wk)
-                continue
-            # u = u0 + L^-T z, level by level
-            du = batched_solve_upper_t(L11, np.broadcast_to(z[None, :, None], (m1, len(z), 1)))[:, :, 0]
-            u = m.u1 + du
-            eta = offset + np.einsum("ij,ij->i", v1, u[codes])
-            devc = np.bincount(codes, weights=pr.deviance_rows(eta), minlength=m1) + (u**2).sum(axis=1)
-            terms[k] = np.log(wk) + 0.5 * sq - 0.5 * (devc - devc0)
-        log_mult = logsumexp(terms, axis=0)
-        return float(devc0.sum() + m.factor.logdet - 2.0 * log_mult.sum())
+        """The Laplace deviance in standard units (adaptive quadrature's comes with its
+        gradient, :meth:`search_value_and_gradient`: one grouping factor)."""
+        return self._mode(theta, beta, dispersion).laplace_deviance + self.constant(dispersion)
 
     def objective(self, x):
         """Deviance of the stacked ``x = [theta, beta, log(dispersion)]``; +inf where it fails."""
@@ -212,6 +187,8 @@ class GeneralizedMixedModel:
 
     def search_objective(self, xs):
         """:meth:`objective` in the standard coordinates ``xs = units.to_search(x)``."""
+        if self.n_agq > 1:
+            return self.search_value_and_gradient(xs)[0]
         try:
             d = self._deviance(*self.split(xs))
         except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError):
@@ -367,7 +344,7 @@ class GeneralizedMixedModel:
         for f, th, uf, Ai in zip(self._factors, split_theta(self._factors, xs[: self.n_theta]), u,
                                  self.units.inverse_maps):
             modes[f.name] = uf @ (Ai @ f.cholesky_factor(th)).T
-        dev = (m.laplace_deviance if self.n_agq == 1 else self.agq_deviance(m)) + self.constant(dispersion)
+        dev = m.laplace_deviance + self.constant(dispersion) if self.n_agq == 1 else self.search_objective(xs)
         return {"random_effects": modes, "deviance": dev, "eta": m.eta, "mode": m}
 
 

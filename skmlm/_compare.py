@@ -58,9 +58,10 @@ def compare_models(*models, names=None, refit=True):
 
     Parameters
     ----------
-    *models : fitted MixedLinearRegressor or MixedLogisticClassifier
-        All of one kind, fitted to the same rows. Rows of the table follow the order
-        given (lme4 sorts by the number of parameters: give nested models from the
+    *models : fitted MixedLinearRegressor, MixedLogisticClassifier or MixedGLMRegressor
+        All linear mixed models, or all GLMMs (of any families: Poisson against NB2 is
+        a likelihood-ratio test of overdispersion), fitted to the same rows. Rows of
+        the table follow the order given (lme4 sorts by the number of parameters: give nested models from the
         smallest to the largest to get the same table).
     names : list of str, default=None
         Row labels; default ``model1``, ``model2``, ...
@@ -112,9 +113,11 @@ def compare_models(*models, names=None, refit=True):
     slope         6  42.14  2.0
     """
     models, names = fitted_models(models, names, "compare_models")
-    if len({type(m) for m in models}) > 1:
-        raise ValueError("compare_models: the models are not all of one kind (linear and logistic likelihoods "
-                         "are not comparable)")
+    # GLMMs of any family compare (full log-likelihoods of the same response, constants
+    # included, as glmmTMB's); a linear model's criterion only with linear models
+    if len({hasattr(m, "family_") for m in models}) > 1:
+        raise ValueError("compare_models: the models mix linear mixed models with GLMMs; compare models of one "
+                         "kind (linear with linear, GLMMs of any family with GLMMs)")
     if len(names) != len(models):
         raise ValueError(f"{len(names)} names for {len(models)} models")
     if len(set(names)) != len(names):

@@ -67,6 +67,7 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         """Validate, fit the GLMM of ``family`` and store the fitted attributes."""
         d = self._prepare_fit(X, y, groups, sample_weight, validated_X=validated_X)
         d["offset"] = validate_offset(offset, len(d["y"]))
+        self._has_offset = offset is not None
         family.check_response(d["y"], d["w"])
         self._before_fit(d)
         model = GeneralizedMixedModel(

@@ -31,6 +31,8 @@ def formula(model):
             t = ["0"] + t
         bar = "||" if model.covariance == "diagonal" and len(terms) > 1 else "|"
         bars.append(f"({' + '.join(t)} {bar} {f})")
+    if getattr(model, "_has_offset", False):
+        rhs += " + offset(offset)"
     return f"{getattr(model, '_response_name', 'y')} ~ {rhs} + " + " + ".join(bars)
 
 

@@ -171,7 +171,10 @@ class Family:
         """``(d1, W)`` (``order=2``), ``(d1, W, W1)`` (3) or ``(d1, W, W1, W2)`` (4)."""
         if self.canonical:
             b = self._cumulant_derivatives(eta, order)
-            return (w * (y - b[0]),) + tuple(w * bk for bk in b[1:order])
+            b[0] = y - b[0]
+            for k in range(order):
+                b[k] *= w
+            return b
         mu, *m = self.link.derivatives(eta)
         return tuple(w * d for d in _chain(self._mean_derivatives(y, mu, dispersion), m, order))
 
@@ -221,7 +224,11 @@ class Binomial(Family):
         return w * (xlogy(y, mu) + xlogy(1.0 - y, 1.0 - mu))
 
     def constant(self, y, w, dispersion=1.0):
-        """``sum log C(w, w y)``: 0 for 0/1 outcomes."""
+        """``sum log C(w, w y)``: 0 for 0/1 outcomes (whatever their weights)."""
+        inner = (y > 0.0) & (y < 1.0)
+        if not inner.any():
+            return 0.0
+        y, w = y[inner], w[inner]
         return float(np.sum(gammaln(w + 1.0) - gammaln(w * y + 1.0) - gammaln(w * (1.0 - y) + 1.0)))
 
     def _cumulant_derivatives(self, eta, order):
@@ -278,7 +285,7 @@ class Poisson(Family):
 
     def _cumulant_derivatives(self, eta, order):
         mu = np.exp(eta)
-        return [mu] * order
+        return [mu] + [mu.copy() for _ in range(order - 1)]
 
     def variance(self, mu, dispersion=1.0):
         return mu

@@ -557,5 +557,9 @@ def _to_user_units(res, units):
         res.gradient = J.T @ res.gradient
     if res.hessian is not None:
         res.hessian = J.T @ res.hessian @ J
-    res.log = [(units.from_search(x), f) for x, f in res.log]
+    if units.linear and res.log:
+        xs = np.array([x for x, _ in res.log]) / units.scale
+        res.log = [(x, f) for x, (_, f) in zip(xs, res.log)]
+    else:
+        res.log = [(units.from_search(x), f) for x, f in res.log]
     return res

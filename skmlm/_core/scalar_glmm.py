@@ -92,17 +92,13 @@ class ScalarGLMM:
         """Sums over each level's rows (the rows are sorted by level)."""
         return np.add.reduceat(a, self.starts, axis=0)
 
-    def _derivatives(self, eta, order=2):
-        """The family's ``(r, W[, W1[, W2]])`` at the rows' ``eta``."""
-        return self.family.derivatives(self.y, eta, self.w, self.dispersion, order)
-
     def _deviance_rows(self, eta):
         """Per-row ``-2 log-likelihood`` less its constant terms."""
         return -2.0 * self.family.kernel(self.y, eta, self.w, self.dispersion)
 
     def _curvature(self, theta, eta):
         """``h_j = theta^2 sum_j z^2 W + 1`` at the rows' ``eta``."""
-        return theta * theta * self._level_sums(self.z * self.z * self._derivatives(eta)[1]) + 1.0
+        return theta * theta * self._level_sums(self.z * self.z * self.family.derivatives(self.y, eta, self.w, self.dispersion)[1]) + 1.0
 
     def _penalised(self, offset, v, u):
         """Per-level penalised deviance ``sum dev.resid + u^2`` and the rows' ``eta``."""
@@ -124,7 +120,7 @@ class ScalarGLMM:
         eta = offset + v * u[self.codes]
         pdev = None
         for _ in range(max_iter):
-            r, W = self._derivatives(eta)
+            r, W = self.family.derivatives(self.y, eta, self.w, self.dispersion)
             grad = self._level_sums(v * r) - u
             curv = self._level_sums(v * v * W) + 1.0
             step = grad / curv
@@ -196,7 +192,7 @@ class ScalarGLMM:
         ``"exact"`` or ``"convex"``, see the public methods): the Laplace deviance's, or
         with quadrature nodes the AGQ deviance's value and gradient, the Laplace Hessian
         standing in for theirs."""
-        P = self._laplace_parts(x)
+        P = self._laplace_parts(x, order=3 if hessian is None else 4)
         value, grad = self._agq(P) if self.nodes is not None else (P.value, P.grad)
         self._last_value = (P.x, value)
         if hessian is None:
@@ -213,7 +209,7 @@ class ScalarGLMM:
             H = None
         return value, grad, H
 
-    def _laplace_parts(self, x):
+    def _laplace_parts(self, x, order=3):
         """The modes at ``x`` and the Laplace deviance's value, gradient and the pieces
         its Hessian and the AGQ deviance are built from. Arrays over rows are held as
         ``(terms, rows)``: each row of them is contiguous."""
@@ -225,15 +221,16 @@ class ScalarGLMM:
             self.u = u0 + (x - x0) @ dU0
         u, eta = self.mode(theta, beta)
         z, counts = self.z, self.counts
-        r, W, W1, W2 = self._derivatives(eta, order=4)
+        r, W, W1, *W2 = self.family.derivatives(self.y, eta, self.w, self.dispersion, order)
         v = theta * z
         a = self._level_sums(z * z * W)
         h = theta * theta * a + 1.0
         value = float(self._deviance_rows(eta).sum() + u @ u + np.log(h).sum()) + self.constant(self.dispersion)
         # d eta / d x with the modes held: [z u_j, X, 0 (the dispersion)]
-        E = np.zeros((1 + p + self.n_dispersion, self.n))
+        E = np.empty((1 + p + self.n_dispersion, self.n))
         np.multiply(z, np.repeat(u, counts), out=E[0])
         E[1 : 1 + p] = self.XT
+        E[1 + p :] = 0.0
         # the modes' derivative: h_j du_j = d/dx (sum v r) at fixed u
         R = -np.add.reduceat(E * (v * W), self.starts, axis=1)
         R[0] += self._level_sums(z * r)
@@ -279,7 +276,7 @@ class ScalarGLMM:
             etak = offset + P.v * np.repeat(uk, counts)
             devc = self._level_sums(self._deviance_rows(etak)) + uk * uk
             ell[k] = np.log(wk) + 0.5 * zk * zk - 0.5 * devc
-            rk = self._derivatives(etak, order=1)[0]
+            rk = self.family.derivatives(self.y, etak, self.w, self.dispersion, order=1)[0]
             np.multiply(z, np.repeat(uk, counts), out=Ek[0])
             detak = Ek + P.v * np.repeat(duk, counts, axis=1)
             dell[k] = np.add.reduceat(detak * rk, starts, axis=1) - uk * duk
@@ -304,7 +301,8 @@ class ScalarGLMM:
         """
         k = 1 + self.p  # the (theta, beta) block
         z, counts = self.z, self.counts
-        theta, W, s1, s2, r, a, h = P.theta, P.W, P.W1, P.W2, P.r, P.a, P.h
+        theta, W, s1, r, a, h = P.theta, P.W, P.W1, P.r, P.a, P.h
+        (s2,) = P.W2  # dW1/deta (the Hessian's evaluations ask the family for order 4)
         E, dU, deta, Da, dh = P.E[:k], P.dU[:k], P.deta[:k], P.Da[:k], P.dh[:k]
         v = theta * z
         c = self._level_sums(z * r)
@@ -353,7 +351,7 @@ class ScalarGLMM:
         eta = self.offset + X @ beta
         pdev = None
         for _ in range(max_iter):
-            r, W = self._derivatives(eta)
+            r, W = self.family.derivatives(self.y, eta, self.w, self.dispersion)
             g_u = self._level_sums(v * r) - u
             h = self._level_sums(v * v * W) + 1.0
             C = np.add.reduceat(XT * (v * W), self.starts, axis=1)  # (p, levels)

@@ -36,6 +36,8 @@ def lower_factor(M):
 
 def _covariate_map(f):
     """``A`` with ``z = z' A`` (see the module docstring) for one factor."""
+    if f.terms == ["(Intercept)"]:  # a column of ones: already in standard units
+        return np.eye(1)
     z = f.z
     if f.q > 1 and not f.diagonal and f.terms[0] == "(Intercept)":
         mean = z.mean(axis=0)
@@ -64,16 +66,18 @@ class StandardUnits:
     X : ndarray
         ``X`` in standard units.
     linear : bool
-        Whether the map is a scaling of each coordinate (no factor centred).
+        Whether the map is a scaling of each coordinate (no factor centred): then
+        ``xs = x * scale``, signs kept (the scalar path's search crosses theta = 0).
     """
 
     def __init__(self, factors, X, n_dispersion):
         self.user_factors = list(factors)
         self.maps = [_covariate_map(f) for f in factors]
-        self.inverse_maps = [np.linalg.inv(A) for A in self.maps]
+        self.inverse_maps = [np.linalg.inv(A) if A.shape[0] > 1 else 1.0 / A for A in self.maps]
         self.factors = [
-            RandomFactor(f.name, f.codes, f.levels, f.z @ Ai, f.terms, f.diagonal)
-            for f, Ai in zip(factors, self.inverse_maps)
+            f if np.array_equal(A, np.eye(len(A))) else RandomFactor(f.name, f.codes, f.levels, f.z @ Ai, f.terms,
+                                                                     f.diagonal)
+            for f, A, Ai in zip(factors, self.maps, self.inverse_maps)
         ]
         self.x_scale = _rms(X) if X.shape[1] else np.ones(0)
         self.X = X / self.x_scale
@@ -84,11 +88,11 @@ class StandardUnits:
         self.theta_scale = np.concatenate(
             [np.diag(A)[f._tri[0]] for f, A in zip(factors, self.maps)] if factors else [np.zeros(0)]
         )
+        #: ``xs = x * scale`` where the map is linear (a scaling of each coordinate)
+        self.scale = np.concatenate([self.theta_scale, self.x_scale, np.ones(n_dispersion)])
 
     def _map_theta(self, theta, maps, source, target):
-        if self.linear:  # T' = A T entry by entry (signs kept: the scalar search crosses 0)
-            scale = self.theta_scale if maps is self.maps else 1.0 / self.theta_scale
-            return np.asarray(theta, dtype=float) * scale
+        """``T' = lower_factor(A T)`` per factor (centred factors: not a mere scaling)."""
         out = []
         for f, g, A, th in zip(source, target, maps, split_theta(source, np.asarray(theta, dtype=float))):
             out.append(g.theta_from_cholesky(lower_factor(A @ f.cholesky_factor(th))))
@@ -97,6 +101,8 @@ class StandardUnits:
     def to_search(self, x):
         """``xs`` from the user's ``x``."""
         x = np.asarray(x, dtype=float)
+        if self.linear:
+            return x * self.scale
         nt, p = self.n_theta, self.p
         theta = self._map_theta(x[:nt], self.maps, self.user_factors, self.factors)
         return np.concatenate([theta, x[nt : nt + p] * self.x_scale, x[nt + p :]])
@@ -104,6 +110,8 @@ class StandardUnits:
     def from_search(self, xs):
         """The user's ``x`` from ``xs``."""
         xs = np.asarray(xs, dtype=float)
+        if self.linear:
+            return xs / self.scale
         nt, p = self.n_theta, self.p
         theta = self._map_theta(xs[:nt], self.inverse_maps, self.factors, self.user_factors)
         return np.concatenate([theta, xs[nt : nt + p] / self.x_scale, xs[nt + p :]])
@@ -112,12 +120,11 @@ class StandardUnits:
         """``d xs / d x`` at ``x``: diagonal where the map is a scaling; the theta block by
         central differences of the closed-form map where a factor is centred (a map of a
         few numbers, so its derivative is as exact as rounding allows)."""
+        if self.linear:
+            return np.diag(self.scale)
         x = np.asarray(x, dtype=float)
         nt = self.n_theta
         J = np.diag(np.concatenate([np.ones(nt), self.x_scale, np.ones(self.n_dispersion)]))
-        if self.linear:
-            J[:nt, :nt] = np.diag(self.theta_scale)
-            return J
         for k in range(nt):
             h = step * max(1.0, abs(x[k]))
             xp, xm = x.copy(), x.copy()

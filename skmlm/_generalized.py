@@ -17,6 +17,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from ._base import MixedModelMixin, fitted_view, mean_random_variance
 from ._core.design import split_theta
 from ._core.dense_gradient import solve_positive_definite
+from ._core.family import MAX_LOG_DISPERSION
 from ._core.glmm import GeneralizedMixedModel, fit_glmm, gauss_hermite_normal
 from ._inference import InferenceMixin
 from ._input import INTERCEPT, finite_float_array, group_frame, validate_X
@@ -55,6 +56,43 @@ def population_average_mean(family, eta, var, n_points=N_AVERAGE_POINTS):
     return np.where(s > 0, out, family.mean(eta))
 
 
+def _check_variance_left(family, d):
+    """A Gamma's y constant within every level of a factor with a random intercept is fitted
+    exactly by it (phi -> 0): the likelihood has no maximum. Said before the search."""
+    if family.name != "gamma":
+        return
+    y = d["y"]
+    for f in d["factors"]:
+        if f.terms[0] != INTERCEPT:
+            continue
+        low = np.full(f.n_levels, np.inf)
+        high = np.full(f.n_levels, -np.inf)
+        np.minimum.at(low, f.codes, y)
+        np.maximum.at(high, f.codes, y)
+        if np.all(high - low <= 1e-12 * np.abs(high)):
+            raise ValueError(
+                f"y is constant within every level of {f.name!r}: the gamma model fits it exactly (its dispersion "
+                "goes to 0, where the likelihood has no maximum). There is no variance within levels to describe"
+            )
+
+
+def _check_maximum(model, opt, est):
+    """A clear error where the likelihood has no maximum for the search to find."""
+    family = model.family
+    if family.has_dispersion and np.log(model.split(opt.x)[2]) <= -MAX_LOG_DISPERSION + 1.0:
+        raise ValueError(
+            f"the {family.name} model fits y exactly (its dispersion goes to 0, where the likelihood has no "
+            "maximum): y is a function of the groups and predictors, e.g. constant within every level. There "
+            "is no variance for the model to describe"
+        )
+    if not np.isfinite(est["deviance"]):
+        raise ValueError(
+            f"the {family.name} GLMM's likelihood is not finite at the end of the search (an overflow of the "
+            "mean, or a mean outside the family's range): the data may not suit this family or link; check y "
+            "and the predictors' ranges"
+        )
+
+
 class GeneralizedMixin(InferenceMixin, MixedModelMixin):
     """The fit of a GLMM of one family and what follows from it (see the module docstring)."""
 
@@ -69,13 +107,15 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         d["offset"] = validate_offset(offset, len(d["y"]))
         self._has_offset = offset is not None
         family.check_response(d["y"], d["w"])
+        _check_variance_left(family, d)
         self._before_fit(d)
         model = GeneralizedMixedModel(
             d["factors"], d["Xf"], d["y"], d["w"], family, d["offset"], n_agq=self.n_quadrature_points
         )
-        with single_blas_thread():
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), single_blas_thread():
             opt = fit_glmm(model, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
             est = model.estimates(opt.x)
+        _check_maximum(model, opt, est)
         self.family_ = family
         self._store_estimates(model, opt, est, d)
         self._after_fit(model, est, d)

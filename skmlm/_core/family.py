@@ -25,7 +25,7 @@ sees it: NB2's size ``theta`` (``Var y = mu + mu^2 / theta``) and Gamma's ``phi`
 """
 
 import numpy as np
-from scipy.special import digamma, expit, gammaln, ndtr, ndtri, xlogy
+from scipy.special import betaln, digamma, expit, gammaln, ndtr, ndtri, xlogy
 
 # -- links --------------------------------------------------------------------------------
 
@@ -140,6 +140,8 @@ class Family:
     links = ()  # the links the family accepts, its default first
     has_dispersion = False
     canonical_link = None
+    #: Where the linear predictor must stay above for the mean to exist (None: anywhere).
+    eta_lower = None
 
     def __init__(self, link=None):
         link = self.links[0] if link is None else link
@@ -149,6 +151,8 @@ class Family:
             )
         self.link = LINKS[link]()
         self.canonical = link == self.canonical_link
+        if link == "inverse":
+            self.eta_lower = 0.0
 
     def __repr__(self):
         return f"{type(self).__name__}(link={self.link.name!r})"
@@ -311,11 +315,18 @@ class NegativeBinomial(Family):
     def kernel(self, y, eta, w, dispersion=1.0):
         k = dispersion
         log_k_mu = np.logaddexp(np.log(k), eta)  # log(k + mu)
-        return w * (k * (np.log(k) - log_k_mu) + y * (eta - log_k_mu))
+        # k log(k / (k + mu)) as -k log1p(mu / k): its digits survive a large k
+        return w * (-k * np.log1p(np.exp(eta) / k) + y * (eta - log_k_mu))
 
     def constant(self, y, w, dispersion=1.0):
+        """``sum w (log Gamma(y + k) - log Gamma(k) - log y!)``; the first difference as
+        ``log Gamma(y) - log B(k, y)`` (0 for y = 0), which keeps its digits at a large
+        ``k`` (the Poisson limit), where the two log-gammas cancel."""
         k = dispersion
-        return float(np.sum(w * (gammaln(y + k) - gammaln(k) - gammaln(y + 1.0))))
+        pos = y > 0
+        rising = np.zeros_like(y)
+        rising[pos] = gammaln(y[pos]) - betaln(k, y[pos])
+        return float(np.sum(w * (rising - gammaln(y + 1.0))))
 
     def _mean_derivatives(self, y, mu, dispersion):
         k = dispersion
@@ -375,8 +386,13 @@ class Gamma(Family):
     has_dispersion = True
 
     def kernel(self, y, eta, w, dispersion=1.0):
-        log_mu = eta if self.link.name == "log" else -np.log(eta)
-        return -(w / dispersion) * (log_mu + y * np.exp(-log_mu))
+        if self.link.name == "log":
+            return -(w / dispersion) * (eta + y * np.exp(-eta))
+        # the inverse link: a mean exists only where eta > 0 (-inf elsewhere, so that a
+        # step there is refused)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = -(w / dispersion) * (y * eta - np.log(eta))
+        return np.where(eta > 0, out, -np.inf)
 
     def constant(self, y, w, dispersion=1.0):
         nu = 1.0 / dispersion
@@ -426,6 +442,16 @@ class Gamma(Family):
 
 
 FAMILIES = {cls.name: cls for cls in (Binomial, Poisson, NegativeBinomial, Gamma)}
+
+#: The dispersion is held within ``exp(-+MAX_LOG_DISPERSION)``: beyond, a Gamma's phi of 0
+#: is a perfect fit (a likelihood without maximum, which the estimators report) and an
+#: NB2's theta of infinity is the Poisson model.
+MAX_LOG_DISPERSION = 30.0
+
+
+def dispersion_from_log(s):
+    """The dispersion at the search's coordinate ``s = log(dispersion)``, held in range."""
+    return float(np.exp(min(max(float(s), -MAX_LOG_DISPERSION), MAX_LOG_DISPERSION)))
 
 
 def get_family(family, link=None):

@@ -38,7 +38,7 @@ from .optimize import (
     leave_bound, minimize_bounded, newton_decrement,
 )
 from .dense_gradient import solve_positive_definite
-from .family import get_family
+from .family import dispersion_from_log, get_family
 from .pirls import PIRLS
 from .scalar_glmm import ScalarGLMM
 from .units import StandardUnits
@@ -146,7 +146,7 @@ class GeneralizedMixedModel:
     def split(self, x):
         """``(theta, beta, dispersion)`` from ``x = [theta, beta, log(dispersion)]``."""
         nt, p = self.n_theta, self.p
-        dispersion = float(np.exp(x[nt + p])) if self.n_dispersion else 1.0
+        dispersion = dispersion_from_log(x[nt + p]) if self.n_dispersion else 1.0
         return x[:nt], x[nt : nt + p], dispersion
 
     def constant(self, dispersion):
@@ -424,7 +424,7 @@ def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NE
 
     tail = x0[1 + len(beta0) :]  # log(dispersion), if any: held for the start
     if len(tail):
-        scalar.dispersion = float(np.exp(tail[0]))
+        scalar.dispersion = dispersion_from_log(tail[0])
     beta = scalar.joint_mode(x0[0], beta0)
     x = np.concatenate(([scalar.em_theta(x0[0], beta)], beta, tail))
     f, g, H = evaluate(x)

@@ -22,6 +22,7 @@ from scipy.linalg import lapack
 from scipy.special import logsumexp
 
 from .dense_gradient import solve_positive_definite
+from .family import dispersion_from_log
 
 
 #: Below this predicted decrease (per level) a Newton step for the mode is taken without
@@ -118,6 +119,10 @@ class ScalarGLMM:
         v = theta * self.z
         u = self.u
         eta = offset + v * u[self.codes]
+        bounded = self.family.eta_lower is not None
+        if bounded and not np.all(eta > self.family.eta_lower):  # a warm start outside the link's range
+            u = np.zeros_like(u)
+            eta = offset.copy()
         pdev = None
         for _ in range(max_iter):
             r, W = self.family.derivatives(self.y, eta, self.w, self.dispersion)
@@ -126,7 +131,8 @@ class ScalarGLMM:
             step = grad / curv
             decrease = grad * step
             largest = decrease.max()
-            if largest <= SAFE_DECREASE:  # near the mode: full steps, no check
+            # near the mode: full steps, no check (not where a step may leave the link's range)
+            if largest <= SAFE_DECREASE and not bounded:
                 u = u + step
                 eta = offset + v * u[self.codes]
                 pdev = None
@@ -215,7 +221,7 @@ class ScalarGLMM:
         ``(terms, rows)``: each row of them is contiguous."""
         p = self.p
         theta, beta = float(x[0]), x[1 : 1 + p]
-        self.dispersion = float(np.exp(x[1 + p])) if self.n_dispersion else 1.0
+        self.dispersion = dispersion_from_log(x[1 + p]) if self.n_dispersion else 1.0
         if self._tangent is not None:  # start the modes on the last evaluation's tangent
             x0, u0, dU0 = self._tangent
             self.u = u0 + (x - x0) @ dU0
@@ -239,7 +245,8 @@ class ScalarGLMM:
             R[-1] += self._level_sums(v * dr_s)
         dU = R / h
         x = np.array(x, dtype=float)
-        self._tangent = (x, u, dU)
+        if np.isfinite(value):  # the next evaluation's warm start (not from a failed one)
+            self._tangent = (x, u, dU)
         deta = E + v * np.repeat(dU, counts, axis=1)
         Da = np.add.reduceat(deta * (z * z * W1), self.starts, axis=1)
         if self.n_dispersion:

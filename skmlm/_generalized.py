@@ -57,19 +57,23 @@ def population_average_mean(family, eta, var, n_points=N_AVERAGE_POINTS):
 
 
 def _check_variance_left(family, d):
-    """A Gamma's y constant within every level of a factor with a random intercept is fitted
-    exactly by it (phi -> 0): the likelihood has no maximum. Said before the search."""
+    """A Gamma's y constant within every level (of two rows or more) of a factor with a
+    random intercept is fitted exactly by it (phi -> 0): the likelihood has no maximum.
+    Said before the search. (Levels of one row each leave it bounded: y is then lognormal.)"""
     if family.name != "gamma":
         return
     y = d["y"]
     for f in d["factors"]:
         if f.terms[0] != INTERCEPT:
             continue
+        rows = np.bincount(f.codes, minlength=f.n_levels)
+        if not np.any(rows > 1):
+            continue
         low = np.full(f.n_levels, np.inf)
         high = np.full(f.n_levels, -np.inf)
         np.minimum.at(low, f.codes, y)
         np.maximum.at(high, f.codes, y)
-        if np.all(high - low <= 1e-12 * np.abs(high)):
+        if np.all((high - low <= 1e-12 * np.abs(high)) | (rows < 2)):
             raise ValueError(
                 f"y is constant within every level of {f.name!r}: the gamma model fits it exactly (its dispersion "
                 "goes to 0, where the likelihood has no maximum). There is no variance within levels to describe"

@@ -112,13 +112,11 @@ _BINOMIAL_Y_CHECKS = [
     "check_sample_weights_pandas_series", "check_sample_weights_shape", "check_supervised_y_2d",
 ]
 
-# BUG: not expected failures but a bug, listed here so that the file runs clean; delete when fixed. These
-# checks' y is a function of the level (every row its own level, or blocks of rows with one y each): a
-# perfect fit, Gamma's phi -> 0, and fit raises ZeroDivisionError in Gamma.constant (1 / dispersion
-# after exp(log dispersion) underflowed), since 7e83dce; before it the fit ended with log_likelihood_ nan
-# and NaN predictions. See test_gamma_on_outcomes_fixed_by_the_level at the end of the file.
-_GAMMA_BUG = "BUG: ZeroDivisionError in Gamma.constant when y is a function of the level (phi -> 0)"
-_GAMMA_BUG_CHECKS = ["check_sample_weights_list", "check_sample_weights_shape", "check_sample_weights_not_overwritten"]
+# These checks' y is a function of the level (every row its own level, or blocks of rows with one
+# y each): a Gamma fits it exactly (phi -> 0), where the likelihood has no maximum, and fit raises a
+# ValueError saying so (test_gamma_on_outcomes_fixed_by_the_level), as MixedLinearRegressor does.
+_GAMMA_EXACT = "y is a function of the level: the gamma likelihood has no maximum (phi -> 0), a clear ValueError"
+_GAMMA_EXACT_CHECKS = ["check_sample_weights_list", "check_sample_weights_shape", "check_sample_weights_not_overwritten"]
 
 
 def _expected(estimator):
@@ -126,7 +124,7 @@ def _expected(estimator):
     if estimator.family == "binomial":
         failures.update(dict.fromkeys(_BINOMIAL_Y_CHECKS, _BINOMIAL))
     if estimator.family == "gamma":
-        failures.update(dict.fromkeys(_GAMMA_BUG_CHECKS, _GAMMA_BUG))
+        failures.update(dict.fromkeys(_GAMMA_EXACT_CHECKS, _GAMMA_EXACT))
     return failures
 
 
@@ -556,45 +554,29 @@ def test_negative_binomial_on_underdispersed_counts_tends_to_poisson():
     assert m.log_likelihood_ == pytest.approx(p.log_likelihood_, abs=1e-2)
 
 
-# BUG: Gamma with the inverse link does not fit even its own simulation: log_likelihood_ is nan,
-# converged_ False, with RuntimeWarnings "invalid value encountered in log" and a ConvergenceWarning.
-# The first evaluation of the search already has eta < 0 on some rows (min -0.0055 here), where
-# Gamma.kernel's -np.log(eta) is NaN; nothing steps back into eta > 0 and from the fourth evaluation on
-# the search's x is NaN. (For the same reason MixedGLMRegressor(family="gamma",
-# link="inverse", group_columns=[-1]) fails sklearn's check_regressors_train and takes 1-2 s per check:
-# add it to test_sklearn_compatible when fixed.) glmmTMB(y ~ x + (1 | g), family = Gamma(link = "inverse")) on the
-# same data (glmmTMB 1.1.5): logLik -288.8074287974, fixef 0.5023655040 and 0.5046723569, sigma^2
-# 0.2484043913, sd of g 0.1229643403. Enable when fixed:
-#
-# def test_gamma_inverse_link_fits_its_own_simulation():
-#     rng = np.random.default_rng(0)
-#     n, m = 300, 15
-#     g = np.arange(n) % m
-#     x = rng.uniform(0, 1, n)
-#     y = rng.gamma(1 / 0.3, 0.3 / (0.5 + 0.5 * x + rng.normal(0, 0.1, m)[g]))
-#     est = MixedGammaRegressor(link="inverse").fit(x[:, None], y, groups=g)
-#     assert est.converged_
-#     assert est.log_likelihood_ == pytest.approx(-288.8074287974, abs=1e-3)
-#     np.testing.assert_allclose([est.intercept_, est.coef_[0]], [0.5023655040, 0.5046723569], rtol=1e-3)
-#     assert est.dispersion_ == pytest.approx(0.2484043913, rel=1e-3)
-#     re = est.random_effects_["g"].loc[g, "(Intercept)"].to_numpy()
-#     np.testing.assert_allclose(est.predict(x[:, None], groups=g), 1 / (est.intercept_ + est.coef_[0] * x + re))
+# Gamma with the inverse link, glmmTMB's fit of its own simulation: glmmTMB(y ~ x + (1 | g),
+# family = Gamma(link = "inverse")), glmmTMB 1.1.5: logLik -288.8074287974, fixef 0.5023655040 and
+# 0.5046723569, sigma^2 0.2484043913. (It ended with NaN estimates while a step could leave eta > 0.)
+def test_gamma_inverse_link_fits_its_own_simulation():
+    rng = np.random.default_rng(0)
+    n, m = 300, 15
+    g = np.arange(n) % m
+    x = rng.uniform(0, 1, n)
+    y = rng.gamma(1 / 0.3, 0.3 / (0.5 + 0.5 * x + rng.normal(0, 0.1, m)[g]))
+    est = MixedGammaRegressor(link="inverse").fit(x[:, None], y, groups=g)
+    assert est.converged_
+    assert est.log_likelihood_ == pytest.approx(-288.8074287974, abs=1e-3)
+    np.testing.assert_allclose([est.intercept_, est.coef_[0]], [0.5023655040, 0.5046723569], rtol=1e-3)
+    assert est.dispersion_ == pytest.approx(0.2484043913, rel=1e-3)
+    re = est.random_effects_["group"].loc[g, "(Intercept)"].to_numpy()
+    np.testing.assert_allclose(est.predict(x[:, None], groups=g), 1 / (est.intercept_ + est.coef_[0] * x + re))
 
 
-# BUG: a Gamma fit where y is a function of the level (a perfect fit: the likelihood grows without bound
-# as phi -> 0) raises ZeroDivisionError: float division by zero (family.py, Gamma.constant, nu = 1.0 /
-# dispersion) since 7e83dce ("the scalar path's Newton search for NB2 and Gamma too"); at 79131ad it
-# ended with log_likelihood_ nan and NaN predictions. MixedLinearRegressor raises a clear ValueError
-# for its analogue. Enable when fixed (and remove _GAMMA_BUG_CHECKS from the expected failures):
-#
-# def test_gamma_on_outcomes_fixed_by_the_level():
-#     x = np.repeat([1.0, 2.0, 3.0, 4.0], 4)[:, None]
-#     g = np.repeat([3, 1, 3, 1], 4)
-#     y = np.repeat([3.0, 4.0, 3.0, 4.0], 4)  # sklearn's check_sample_weights_shape data
-#     with warnings.catch_warnings():
-#         warnings.simplefilter("ignore")
-#         try:
-#             m = MixedGammaRegressor().fit(x, y, groups=g)
-#         except ValueError:
-#             return  # a clear error is an answer
-#     assert np.isfinite(m.log_likelihood_) and np.all(np.isfinite(m.predict(x, groups=g)))
+def test_gamma_on_outcomes_fixed_by_the_level():
+    """y constant within every level: the gamma model fits it exactly (phi -> 0), the likelihood
+    has no maximum, and fit says so (it raised ZeroDivisionError, or ended with NaN estimates)."""
+    x = np.repeat([1.0, 2.0, 3.0, 4.0], 4)[:, None]
+    g = np.repeat([3, 1, 3, 1], 4)
+    y = np.repeat([3.0, 4.0, 3.0, 4.0], 4)  # sklearn's check_sample_weights_shape data
+    with pytest.raises(ValueError, match="constant within every level"):
+        MixedGammaRegressor().fit(x, y, groups=g)

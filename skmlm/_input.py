@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy.linalg import lapack
+from sklearn import get_config
 from sklearn.utils.validation import _check_feature_names, _check_n_features, check_array, column_or_1d
 
 from ._core.design import RandomFactor
@@ -27,7 +28,12 @@ def column_names(X):
 
 
 def _resolve_columns(spec, X, what):
-    """Positions in X of the columns named (or numbered) in ``spec``."""
+    """Positions in X of the columns named (or numbered) in ``spec``.
+
+    A name that is not a column of X is also found under the prefix a
+    ``ColumnTransformer`` gives it (``"price"`` is ``"num__price"``, ``"store"`` is
+    ``"remainder__store"``) when exactly one column ends in ``"__" + name``.
+    """
     names = column_names(X)
     raw = list(X.columns) if isinstance(X, pd.DataFrame) else None
     out = []
@@ -41,10 +47,25 @@ def _resolve_columns(spec, X, what):
         elif raw is not None and str(c) in names:
             out.append(names.index(str(c)))
         else:
-            have = ", ".join(map(repr, names)) if names else "no columns"
-            hint = "" if raw is not None else " (X has no column names: give positions)"
-            raise ValueError(f"{what} column {c!r} is not a column of X, which has {have}{hint}")
+            out.append(_prefixed_column(c, names, raw is not None, what))
     return out
+
+
+def _prefixed_column(c, names, named, what):
+    """The position of the one column named ``<prefix>__c`` (a ColumnTransformer's output
+    name for the input column ``c``), or an error that says what X has."""
+    suffix = f"__{c}"
+    found = [j for j, name in enumerate(names) if name.endswith(suffix)] if named else []
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ValueError(
+            f"{what} column {c!r} is ambiguous: X has several columns named after it, "
+            f"{[names[j] for j in found]}; give the full name"
+        )
+    have = ", ".join(map(repr, names)) if names else "no columns"
+    hint = "" if named else " (X has no column names: give positions)"
+    raise ValueError(f"{what} column {c!r} is not a column of X, which has {have}{hint}")
 
 
 def _check_2d(X):
@@ -80,7 +101,9 @@ def split_group_columns(X, group_columns):
     names = column_names(X)
     if isinstance(X, pd.DataFrame):
         g = X.iloc[:, pos].copy()
-        g.columns = [names[j] for j in pos]
+        # a factor is named as group_columns names it ("store", also when X calls it
+        # "remainder__store"), or after its column when given by position
+        g.columns = [c if isinstance(c, str) else names[j] for c, j in zip(spec, pos)]
         return X.iloc[:, keep], g, keep
     Xa = np.asarray(X)
     if len(pos) == 1:
@@ -227,10 +250,7 @@ def group_frame(groups, n, from_X=None, check_missing=True):
     for missing labels to :func:`encode_levels`, which a fit calls anyway.
     """
     if groups is None and from_X is None:
-        raise ValueError(
-            "groups is required: pass groups=... to fit (one label per row), or name the grouping "
-            "columns of X with the group_columns parameter"
-        )
+        raise ValueError(groups_required_message())
     if groups is not None and from_X is not None:
         raise ValueError("groups were given both as an argument and through group_columns; give one")
     names, arrays = _label_arrays(groups, from_X)
@@ -245,6 +265,30 @@ def group_frame(groups, n, from_X=None, check_missing=True):
         if bad is not None and bad.any():
             _missing_labels(c, bad)
     return GroupLabels(names, arrays)
+
+
+def groups_required_message():
+    """Why a step got no groups, and what to do: the commonest cause is a scikit-learn
+    tool given ``groups=`` with metadata routing off, which hands them to its splitter."""
+    base = (
+        "groups is required: pass groups=... to fit (one label per row), or name the grouping "
+        "columns of X with the group_columns parameter."
+    )
+    if get_config().get("enable_metadata_routing", False):
+        return base + (
+            " With metadata routing on, pass groups to the scikit-learn tool once: "
+            "cross_validate(..., params={'groups': g}), GridSearchCV(...).fit(X, y, groups=g), "
+            "pipeline.fit(X, y, groups=g); skmlm's estimators request them by default."
+        )
+    return base + (
+        " If you gave groups to a scikit-learn tool, e.g. cross_validate(..., groups=g) or "
+        "GridSearchCV(...).fit(X, y, groups=g), with metadata routing off (scikit-learn's default), "
+        "they went to the cross-validation splitter only, not to this estimator. Either put the "
+        "grouping column in X and name it with group_columns='...' on every skmlm step (the groups "
+        "then travel with X through pipelines, scorers, searches and calibration), or switch "
+        "routing on with sklearn.set_config(enable_metadata_routing=True) and pass "
+        "params={'groups': g} to cross_validate (groups=g to GridSearchCV.fit)."
+    )
 
 
 def _missing_labels(name, bad):

@@ -241,13 +241,14 @@ def _label_arrays(groups, from_X):
     raise ValueError(f"groups must be 1-d or 2-d; got {a.ndim} dimensions")
 
 
-def group_frame(groups, n, from_X=None, check_missing=True):
+def group_frame(groups, n, from_X=None, check_missing=True, allow_missing=False):
     """The grouping factors as :class:`GroupLabels`, one named label array per factor.
 
     ``groups`` is a 1-d array or Series (one factor) or a 2-d array or DataFrame (one
     column per factor). Names: a DataFrame's columns, a Series' name, else ``group``
     (one factor) or ``group0, group1, ...``. ``check_missing=False`` leaves the test
-    for missing labels to :func:`encode_levels`, which a fit calls anyway.
+    for missing labels to :func:`encode_levels`, which a fit calls anyway;
+    ``allow_missing=True`` accepts them (prediction: a missing label is an unseen level).
     """
     if groups is None and from_X is None:
         raise ValueError(groups_required_message())
@@ -261,6 +262,8 @@ def group_frame(groups, n, from_X=None, check_missing=True):
     if len(set(names)) != len(names):
         raise ValueError(f"grouping factors need distinct names; got {names}")
     for c, a in zip(names, arrays):
+        if allow_missing:
+            break
         bad = ~np.isfinite(a) if a.dtype.kind == "f" else (pd.isna(a) if check_missing else None)
         if bad is not None and bad.any():
             _missing_labels(c, bad)
@@ -293,6 +296,69 @@ def groups_required_message():
 
 def _missing_labels(name, bad):
     raise ValueError(f"grouping factor {name!r} has NaN, inf or missing labels in {int(bad.sum())} rows")
+
+
+def _label_text(value):
+    """A label as text, as R's factor levels are: ``308``, ``308.0``, ``np.int64(308)`` and
+    ``"308"`` are all ``"308"``."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return str(value)
+
+
+def level_text_index(levels):
+    """``(index of the levels' texts, their positions among the levels)``, for
+    :func:`match_levels`; a text shared by several levels (``1`` and ``"1"``) is left out."""
+    texts = pd.Index([_label_text(v) for v in levels])
+    unique = ~texts.duplicated(keep=False)
+    return texts[unique], np.flatnonzero(unique)
+
+
+def match_levels(levels, labels, text_index):
+    """Each label's position among the fitted ``levels`` (a ``pd.Index``); -1 for a label
+    not seen in fit and for a missing one (None, NaN, NaT).
+
+    Labels are matched by value, and those not found, when the labels and the levels are
+    of different types, by their text (as lme4 matches factor levels): a model fitted
+    with store ids ``308, 309, ...`` knows the store ``"308"``. ``text_index`` is a
+    callable that returns :func:`level_text_index` of the levels (built when needed).
+    """
+    labels = np.asarray(labels)
+    idx = levels.get_indexer(labels)
+    unmatched = idx < 0
+    kind = levels.dtype.kind
+    if unmatched.any() and (labels.dtype.kind != kind or kind == "O"):
+        rows = np.flatnonzero(unmatched)
+        rows = rows[~pd.isna(labels[rows])]
+        if len(rows):
+            texts, positions = text_index()
+            found = texts.get_indexer([_label_text(v) for v in labels[rows]])
+            ok = found >= 0
+            idx[rows[ok]] = positions[found[ok]]
+    return idx
+
+
+def unseen_levels_error(name, labels, idx):
+    """The error for ``unseen_levels="error"``: which rows have labels not seen in fit."""
+    labels = np.asarray(labels)
+    bad = idx < 0
+    missing = pd.isna(labels) & bad
+    new = bad & ~missing
+    parts = []
+    if new.any():
+        examples = list(pd.unique(labels[new])[:5])
+        parts.append(f"{int(new.sum())} rows with levels not seen in fit (e.g. {examples})")
+    if missing.any():
+        parts.append(f"{int(missing.sum())} rows with missing labels")
+    raise ValueError(
+        f"grouping factor {name!r} has {' and '.join(parts)}, and unseen_levels='error' (as lme4's "
+        "allow.new.levels=FALSE). Set unseen_levels='average' (or 'zero') to give those rows the "
+        "population prediction"
+    )
 
 
 def resolve_random_slopes(random_slopes, factor_names, X, kept):

@@ -52,8 +52,8 @@ def make_grouped_scorer(scoring):
     ...     res = cross_validate(MixedLinearRegressor(random_slopes=["Days"]), df[["Days"]], df["Reaction"],
     ...                          cv=KFold(3, shuffle=True, random_state=0), params={"groups": df["Subject"]},
     ...                          scoring=make_grouped_scorer("neg_root_mean_squared_error"))
-    >>> bool((-res["test_score"] < 30).all())  # the population line is off by ~45 ms
-    True
+    >>> (-res["test_score"]).round(1)  # RMSE (ms); the population line's is 47, 50 and 45
+    array([33.4, 28.4, 23.7])
     """
     return GroupedScorer(scoring)
 

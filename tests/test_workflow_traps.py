@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import sklearn
-from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer
 from sklearn.isotonic import IsotonicRegression
@@ -30,30 +29,13 @@ from sklearn.preprocessing import OneHotEncoder, SplineTransformer
 
 import skmlm
 from skmlm import MixedLinearRegressor, MixedLogisticClassifier, MixedPoissonRegressor
-
-
-def simulate_stores(n_stores=80, n_rows=15, seed=0):
-    """Weekly sales of stores: a random intercept and a random price slope per store; a
-    region effect and a smooth temperature effect; a binary "sold out" outcome with a
-    random intercept per store. Store ids are integers 308, 309, ..."""
-    rng = np.random.default_rng(seed)
-    s = np.repeat(np.arange(n_stores), n_rows)
-    n = len(s)
-    region = np.array(["east", "north", "south", "west"])[rng.integers(0, 4, n_stores)]
-    price = rng.uniform(1.0, 5.0, n)
-    temp = rng.uniform(-5.0, 30.0, n)
-    u0, u1, v0 = rng.normal(0, 2.0, n_stores), rng.normal(0, 1.0, n_stores), rng.normal(0, 1.5, n_stores)
-    region_effect = pd.Series({"east": 0.0, "north": -1.0, "south": 1.5, "west": 0.5})[region].to_numpy()
-    sales = (20 + region_effect[s] + 3 * np.sin(temp / 6) - 1.5 * price + u0[s] + u1[s] * (price - 3)
-             + rng.normal(0, 1.5, n))
-    sold_out = rng.random(n) < expit(-0.3 + 0.8 * (price - 3) + 0.06 * (temp - 12) + v0[s])
-    return pd.DataFrame({"store": 308 + s, "region": region[s], "price": price, "temp": temp,
-                         "sales": sales, "sold_out": sold_out.astype(int)})
+from skmlm.datasets import make_store_sales
 
 
 @pytest.fixture(scope="module")
 def stores():
-    return simulate_stores()
+    """80 stores x 15 weeks: a random intercept and price slope per store; ids 308, 309, ..."""
+    return make_store_sales(n_stores=80, n_weeks=15)
 
 
 def routing():

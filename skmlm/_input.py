@@ -351,9 +351,11 @@ def unseen_levels_error(name, labels, idx):
     parts = []
     if new.any():
         examples = list(pd.unique(labels[new])[:5])
-        parts.append(f"{int(new.sum())} rows with levels not seen in fit (e.g. {examples})")
+        k = int(new.sum())
+        parts.append(f"{k} row{'s' if k > 1 else ''} with levels not seen in fit (e.g. {examples})")
     if missing.any():
-        parts.append(f"{int(missing.sum())} rows with missing labels")
+        k = int(missing.sum())
+        parts.append(f"{k} row{'s' if k > 1 else ''} with missing labels")
     raise ValueError(
         f"grouping factor {name!r} has {' and '.join(parts)}, and unseen_levels='error' (as lme4's "
         "allow.new.levels=FALSE). Set unseen_levels='average' (or 'zero') to give those rows the "

@@ -334,12 +334,16 @@ def match_levels(levels, labels, text_index):
     if unmatched.any() and (labels.dtype.kind != kind or kind == "O"):
         rows = np.flatnonzero(unmatched)
         rows = rows[~pd.isna(labels[rows])]
-        if len(rows):
+        if len(rows) and not (_all_strings(levels) and _all_strings(labels[rows])):  # else text = value
             texts, positions = text_index()
             found = texts.get_indexer([_label_text(v) for v in labels[rows]])
             ok = found >= 0
             idx[rows[ok]] = positions[found[ok]]
     return idx
+
+
+def _all_strings(values):
+    return values.dtype.kind == "U" or (values.dtype.kind == "O" and pd.api.types.infer_dtype(values) == "string")
 
 
 def unseen_levels_error(name, labels, idx):

@@ -31,5 +31,5 @@ print(laplace.random_effects_["herd"].sort_values("(Intercept)", ascending=False
 # probability is averaged over the fitted herd distribution (or taken at effect 0)
 x1 = X.iloc[[0]]
 print(f"\nP(new case, period 1)  herd 14: {laplace.predict_proba(x1, groups=['14'])[0, 1]:.3f}   "
-      f"new herd (population average): {laplace.predict_proba(x1)[0, 1]:.3f}   "
-      f"new herd at effect 0: {laplace.predict_proba(x1, unseen_levels='zero')[0, 1]:.3f}")
+      f"new herd (population average): {laplace.predict_proba(x1, groups=['new'])[0, 1]:.3f}   "
+      f"new herd at effect 0: {laplace.predict_proba(x1, groups=['new'], unseen_levels='zero')[0, 1]:.3f}")

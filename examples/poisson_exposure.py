@@ -83,7 +83,7 @@ zero = nb2.predict(ward, groups=where, offset=kpd, unseen_levels="zero")
 print(f"\nExpected infections in 800 patient-days (hygiene 0): hospital H00 {avg[0]:.2f} "
       f"(its effect {nb2.random_effects_['hospital'].loc['H00'].iloc[0]:+.3f}); "
       f"a new hospital {avg[1]:.2f} averaged over hospitals, {zero[1]:.2f} at effect 0")
-print(f"per 1000 patient-days (no offset): new hospital {nb2.predict(ward.iloc[:1])[0]:.2f}")
+print(f"per 1000 patient-days (no offset): new hospital {nb2.predict(ward.iloc[:1], groups=['new'])[0]:.2f}")
 
 # held-out hospitals: offsets and groups are routed to fit, predict and score
 print("\nHeld-out hospitals (GroupKFold, 5 folds): observed and predicted infections")

@@ -4,14 +4,31 @@ The numeric fitting lives in :mod:`skmlm._core`; this mixin turns user input int
 objects and fitted core results back into scikit-learn attributes.
 """
 
+import os
+import sys
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
 from ._input import (
     INTERCEPT, build_factors, check_full_rank, check_identifiable, column_names, fixed_design,
-    group_frame, resolve_random_slopes, validate_X, validate_y_weights,
+    group_frame, level_text_index, match_levels, resolve_random_slopes, unseen_levels_error, validate_X,
+    validate_y_weights,
 )
+
+
+class GroupsMissingWarning(UserWarning):
+    """A model fitted with groups was asked to predict without them.
+
+    Every row then gets the population prediction (random effects 0, or averaged over
+    them), not the model's prediction with the random effects of its groups. It happens
+    silently inside scikit-learn tools that call ``predict`` with ``X`` alone: named
+    scorers (``scoring="neg_root_mean_squared_error"``, ``"roc_auc"``, ...),
+    ``GridSearchCV.predict``, ``CalibratedClassifierCV``. Given once per fitted model;
+    ``missing_groups="population"`` says that population predictions are meant.
+    """
 
 
 class fitted_view:
@@ -20,7 +37,8 @@ class fitted_view:
     The DataFrames a user reads (conditional modes, covariances, tables, the optimiser's
     log) cost more to build than a small fit's arithmetic, and a cross-validation loop
     never reads them. The built value is kept in ``self._views``, which every fit
-    replaces, so a refit never shows a stale table.
+    replaces, so a refit never shows a stale table (nor keeps a flag of the last fit,
+    such as whether :class:`GroupsMissingWarning` was given).
     """
 
     def __init__(self, build):
@@ -153,33 +171,109 @@ class MixedModelMixin:
             columns=self._optimizer_log_names + ["deviance"],
         )
 
-    def _linear_predictor(self, X, groups):
-        """Fixed part plus the random effects of known levels (0 for unseen ones)."""
-        check_is_fitted(self)
-        Xn, g_from_X, _ = validate_X(self, X, reset=False)
-        eta = self.intercept_ + Xn @ self.coef_
+    # -- prediction ----------------------------------------------------------------
+    @fitted_view
+    def _level_index(self):
+        """Per grouping factor, its levels seen in fit as a ``pd.Index``."""
+        return {name: pd.Index(levels) for name, levels, _, _, _ in self._random_parts}
+
+    @fitted_view
+    def _level_texts(self):
+        """Per grouping factor, :func:`~skmlm._input.level_text_index` of its levels (built
+        on first use: only predictions with labels of another type need it)."""
+        return {}
+
+    def _level_text_index(self, f):
+        texts = self._level_texts
+        if f not in texts:
+            texts[f] = level_text_index(self._level_index[f])
+        return texts[f]
+
+    def _unseen_mode(self, unseen_levels):
+        mode = self.unseen_levels if unseen_levels is None else unseen_levels
+        if mode not in ("average", "zero", "error"):
+            raise ValueError(f"unseen_levels must be 'average', 'zero' or 'error'; got {mode!r}")
+        return mode
+
+    def _level_positions(self, n, groups, g_from_X, unseen_levels):
+        """Per grouping factor seen in fit, each row's position among its levels: -1 for a
+        level not seen in fit and for a missing label (an error for ``unseen_levels="error"``).
+        None when no groups were given (see ``missing_groups``)."""
         if groups is None and g_from_X is None:
-            return eta
-        g = group_frame(groups, Xn.shape[0], g_from_X)
-        if g.shape[1] == 1 and len(self.random_effects_) == 1:  # one factor: its name does not matter
-            g.columns = list(self.random_effects_)
-        missing = [f for f in self.random_effects_ if f not in g.columns]
+            self._predict_without_groups()
+            return None
+        g = group_frame(groups, n, g_from_X, allow_missing=True)
+        names = list(self._terms)
+        if g.shape[1] == 1 and len(names) == 1:  # one factor: its name does not matter
+            g.columns = names
+        missing = [f for f in names if f not in g.columns]
         if missing:
             raise ValueError(f"groups lack the grouping factor(s) {missing} seen in fit; got {list(g.columns)}")
-        n = Xn.shape[0]
-        for f, re in self.random_effects_.items():
-            idx = re.index.get_indexer(pd.Index(g[f]))
-            known = idx >= 0
-            if not known.any():
-                continue
-            terms = self._terms[f]
-            z = np.column_stack(
-                ([np.ones(n)] if terms[0] == INTERCEPT else []) + [Xn[:, j] for j in self._slope_positions[f]]
+        out = {}
+        for f, levels in self._level_index.items():
+            idx = match_levels(levels, g[f], lambda f=f: self._level_text_index(f))
+            if unseen_levels == "error" and np.any(idx < 0):
+                unseen_levels_error(f, g[f], idx)
+            out[f] = idx
+        return out
+
+    def _predict_without_groups(self):
+        """``missing_groups``: warn (once per fitted model), go on quietly, or raise."""
+        mode = self.missing_groups
+        if mode == "population":
+            return
+        name = type(self).__name__
+        if mode == "error":
+            raise ValueError(
+                f"{name} was fitted with groups but was asked to predict with no groups (no groups= and no "
+                "group_columns), and missing_groups='error'. Pass groups=..., or name the grouping columns of X "
+                "with group_columns; missing_groups='population' allows population predictions"
             )
-            b = re.to_numpy()[idx[known]]
-            eta[known] += np.einsum("ij,ij->i", z[known], b)
+        if self._views.get("groups_missing_warned"):
+            return
+        self._views["groups_missing_warned"] = True
+        frame, level = sys._getframe(0), 1  # point at the first caller outside skmlm
+        while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+            frame, level = frame.f_back, level + 1
+        warnings.warn(GroupsMissingWarning(
+            f"{name} was fitted with groups but was asked to predict without them (no groups= and no "
+            "group_columns): every row gets the population prediction (random effects 0), not the model's "
+            "prediction with the random effects of its groups. scikit-learn's named scorers (scoring="
+            "'neg_root_mean_squared_error', 'roc_auc', ...), GridSearchCV.predict and CalibratedClassifierCV "
+            "call predict with X alone: put the grouping column in X and name it with group_columns='...', "
+            "or, with metadata routing on, score with skmlm.make_grouped_scorer(...), which passes the routed "
+            "groups to predict (skmlm's estimators request groups in predict by default, as "
+            "set_predict_request(groups=True)). For population predictions on purpose, set "
+            "missing_groups='population'. (Said once per fitted model.)"
+        ), stacklevel=level)
+
+    def _linear_predictor(self, X, groups, unseen_levels=None):
+        """Fixed part plus the random effects of known levels (0 for unseen ones)."""
+        check_is_fitted(self)
+        mode = self._unseen_mode(unseen_levels)
+        Xn, g_from_X, _ = validate_X(self, X, reset=False)
+        eta = self.intercept_ + Xn @ self.coef_
+        positions = self._level_positions(Xn.shape[0], groups, g_from_X, mode)
+        if positions is None:
+            return eta
+        for f, _, _, modes, _ in self._random_parts:
+            idx = positions[f]
+            known = idx >= 0
+            if known.any():
+                eta[known] += np.einsum("ij,ij->i", self._random_design(Xn[known], f), modes[idx[known]])
         return eta
 
+    def _random_design(self, Xn, f):
+        """The columns of factor ``f``'s random effects (intercept, slopes) for the rows of Xn."""
+        n = Xn.shape[0]
+        terms = self._terms[f]
+        return np.column_stack(
+            ([np.ones(n)] if terms[0] == INTERCEPT else []) + [Xn[:, j] for j in self._slope_positions[f]]
+        )
+
+
+#: Where skmlm's modules are: a warning points at the first caller outside them.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 #: Constructor parameter names per estimator class, and settings that passed validation.
 _PARAM_NAMES = {}

@@ -27,7 +27,9 @@ from sklearn.utils.validation import (
     _check_feature_names, _check_feature_names_in, _check_n_features, check_array, check_is_fitted,
 )
 
-from ._input import _check_2d, _resolve_columns, column_names, group_frame, split_group_columns
+from ._input import (
+    _check_2d, _resolve_columns, column_names, group_frame, level_text_index, match_levels, split_group_columns,
+)
 
 _SUFFIXES = {"between_within": ("_between", "_within"), "within": ("_within",), "grand": ("_grand_centered",)}
 
@@ -167,8 +169,10 @@ class BetweenWithinTransformer(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"groups is required to transform with centering={self.centering!r}: pass groups=... (one "
                 "label per row), or name the grouping columns of X with group_columns. Under metadata routing, "
-                "GridSearchCV.predict and scikit-learn's named scorers (e.g. scoring='r2') call predict "
-                "without metadata: use scoring=None (the estimator's score) or best_estimator_.predict(X, groups=g)"
+                "GridSearchCV.predict, CalibratedClassifierCV and scikit-learn's named scorers (e.g. scoring='r2') "
+                "call predict without metadata: put the grouping column in X and name it with group_columns on "
+                "every skmlm step (then any scorer works), score with skmlm.make_grouped_scorer('r2') or "
+                "scoring=None (the estimator's score), and predict with best_estimator_.predict(X, groups=g)"
             )
         else:
             g = group_frame(groups, n, g_from_X)
@@ -269,7 +273,8 @@ class BetweenWithinTransformer(TransformerMixin, BaseEstimator):
     # -------------------------------------------------------------- transform
     def _row_means(self, values, labels):
         """Group mean of every chosen column for every row: ``(n, k)``."""
-        idx = self.group_means_.index.get_indexer(pd.Index(labels))
+        levels = self.group_means_.index  # matched by value, or by text across types (as the models)
+        idx = match_levels(levels, labels, lambda: level_text_index(levels))
         out = np.empty_like(values)
         known = idx >= 0
         out[known] = self.group_means_.to_numpy()[idx[known]]

@@ -20,7 +20,7 @@ from ._core.dense_gradient import solve_positive_definite
 from ._core.family import MAX_LOG_DISPERSION
 from ._core.glmm import GeneralizedMixedModel, fit_glmm, gauss_hermite_normal
 from ._inference import InferenceMixin
-from ._input import INTERCEPT, finite_float_array, group_frame, validate_X
+from ._input import finite_float_array, validate_X
 from ._threads import single_blas_thread
 
 #: lme4's ``isSingular`` tolerance on the variance parameters of ``theta``.
@@ -229,48 +229,31 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         return (d["y"] - mu) * np.sqrt(d["w"] / family.variance(mu, self.dispersion_))
 
     # -- prediction ----------------------------------------------------------------
-    def _random_design(self, Xn, f):
-        n = Xn.shape[0]
-        terms = self._terms[f]
-        return np.column_stack(
-            ([np.ones(n)] if terms[0] == INTERCEPT else []) + [Xn[:, j] for j in self._slope_positions[f]]
-        )
-
-    def _eta_and_variance(self, X, groups, offset=None):
+    def _eta_and_variance(self, X, groups, offset=None, unseen_levels=None):
         """Linear predictor with the effects of known levels, and the variance of the random
         part of the unknown ones (``z' Sigma z`` summed over factors)."""
         check_is_fitted(self)
+        mode = self._unseen_mode(unseen_levels)
         Xn, g_from_X, _ = validate_X(self, X, reset=False)
         n = Xn.shape[0]
         eta = self.intercept_ + Xn @ self.coef_ + validate_offset(offset, n)
         var = np.zeros(n)
-        g = None
-        if groups is not None or g_from_X is not None:
-            g = group_frame(groups, n, g_from_X)
-            if len(self.random_effects_) == 1 and g.shape[1] == 1:
-                g.columns = list(self.random_effects_)  # one factor: a bare array or any name is it
-            missing = [f for f in self.random_effects_ if f not in g.columns]
-            if missing:
-                raise ValueError(f"groups lack the grouping factor(s) {missing} seen in fit; got {list(g.columns)}")
-        for f, re in self.random_effects_.items():
+        positions = self._level_positions(n, groups, g_from_X, mode)
+        for f, _, _, modes, S in self._random_parts:
             z = self._random_design(Xn, f)
-            known = np.zeros(n, dtype=bool)
-            if g is not None:
-                idx = re.index.get_indexer(pd.Index(g[f]))
-                known = idx >= 0
-                if known.any():
-                    eta[known] += np.einsum("ij,ij->i", z[known], re.to_numpy()[idx[known]])
-            S = self.random_covariance_[f].to_numpy()
+            known = np.zeros(n, dtype=bool) if positions is None else positions[f] >= 0
+            if known.any():
+                eta[known] += np.einsum("ij,ij->i", z[known], modes[positions[f][known]])
             unk = ~known
             var[unk] += np.einsum("ij,jk,ik->i", z[unk], S, z[unk])
         return eta, var
 
     def _eta_and_variance_for(self, X, groups, unseen_levels, offset=None):
-        mode = self.unseen_levels if unseen_levels is None else unseen_levels
-        if mode not in ("average", "zero"):
-            raise ValueError(f"unseen_levels must be 'average' or 'zero'; got {mode!r}")
-        eta, var = self._eta_and_variance(X, groups, offset)
-        return eta, (var if mode == "average" else np.zeros_like(var))
+        """:meth:`_eta_and_variance` with the variance of unknown rows set to 0 for
+        ``unseen_levels="zero"`` (the mean at random effect 0)."""
+        mode = self._unseen_mode(unseen_levels)
+        eta, var = self._eta_and_variance(X, groups, offset, mode)
+        return eta, (np.zeros_like(var) if mode == "zero" else var)
 
     def _mean(self, X, groups, unseen_levels, offset=None):
         """The mean response: conditional on known levels, averaged over unknown ones."""

@@ -50,13 +50,26 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
     fit_intercept : bool, default=True
         Whether the fixed effects include an intercept.
     group_columns : None, str, int or list, default=None
-        Columns of X that hold grouping factors instead of features.
-    unseen_levels : {"average", "zero"}, default="average"
+        Columns of X that hold grouping factors instead of features, so that groups
+        travel with X through scikit-learn tools (pipelines, named scorers, searches,
+        calibration): the way to give groups that works everywhere. A name also finds
+        the column under a ``ColumnTransformer``'s prefix (``"store"`` is
+        ``"remainder__store"``) when only one column ends in ``"__store"``.
+    unseen_levels : {"average", "zero", "error"}, default="average"
         How :meth:`predict` treats rows whose level of a grouping factor was not seen in
-        ``fit`` (and all rows when no groups are given). ``"average"``: the mean over the
-        fitted distribution of the random effects (for the log link,
-        ``exp(eta + z' Sigma z / 2)``), the mean of a new group drawn from the population.
-        ``"zero"``: the mean at random effect 0.
+        ``fit``, missing labels (None, NaN) included, and all rows when no groups are
+        given. ``"average"``: the mean over the fitted distribution of the random effects
+        (for the log link, ``exp(eta + z' Sigma z / 2)``), the mean of a new group drawn
+        from the population. ``"zero"``: the mean at random effect 0. ``"error"``: raise
+        for rows with unseen or missing labels, as lme4's ``allow.new.levels = FALSE``
+        (predictions without any groups follow ``missing_groups``, as ``"average"``).
+    missing_groups : {"warn", "population", "error"}, default="warn"
+        When a prediction (or ``score``) gets no groups at all (no ``groups=`` and no
+        ``group_columns``), as inside scikit-learn's named scorers, ``GridSearchCV.predict``
+        or ``CalibratedClassifierCV`` without metadata routing of groups: every row gets
+        the population prediction. ``"warn"``: with a
+        :class:`~skmlm.GroupsMissingWarning`, once per fitted model. ``"population"``:
+        population predictions are meant; no warning. ``"error"``: raise.
     max_iter : int, default=1000
         Largest number of optimiser iterations.
     tol : float, default=1e-6
@@ -121,7 +134,8 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
         "n_quadrature_points": [Interval(Integral, 1, None, closed="left")],
         "fit_intercept": ["boolean"],
         "group_columns": [None, list, tuple, str, Integral],
-        "unseen_levels": [StrOptions({"average", "zero"})],
+        "unseen_levels": [StrOptions({"average", "zero", "error"})],
+        "missing_groups": [StrOptions({"warn", "population", "error"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="neither")],
         "verbose": ["verbose"],
@@ -129,8 +143,8 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
 
     def __init__(
         self, *, family="poisson", link=None, random_slopes=None, random_intercept=True, covariance="unstructured",
-        n_quadrature_points=1, fit_intercept=True, group_columns=None, unseen_levels="average", max_iter=1000,
-        tol=1e-6, verbose=0,
+        n_quadrature_points=1, fit_intercept=True, group_columns=None, unseen_levels="average", missing_groups="warn",
+        max_iter=1000, tol=1e-6, verbose=0,
     ):
         self.family = family
         self.link = link
@@ -141,6 +155,7 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
         self.fit_intercept = fit_intercept
         self.group_columns = group_columns
         self.unseen_levels = unseen_levels
+        self.missing_groups = missing_groups
         self.max_iter = max_iter
         self.tol = tol
         self.verbose = verbose
@@ -188,13 +203,15 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
         groups : array-like, Series or DataFrame, default=None
-            Grouping factors of the rows, as in ``fit``. For levels not seen in ``fit``, and
-            for every row when ``groups=None``, the mean is averaged over the fitted
-            distribution of the random effects (see ``unseen_levels``).
+            Grouping factors of the rows, as in ``fit`` (or none, with ``group_columns``).
+            For levels not seen in ``fit`` and missing labels, and for every row when
+            ``groups=None``, the mean is averaged over the fitted distribution of the
+            random effects (see ``unseen_levels``); ``groups=None`` without
+            ``group_columns`` warns (see ``missing_groups``).
         offset : array-like of shape (n_samples,), default=None
             The rows' offsets, as in ``fit`` (for counts: the log exposure of the rows
             predicted).
-        unseen_levels : {"average", "zero"} or None, default=None
+        unseen_levels : {"average", "zero", "error"} or None, default=None
             Overrides the estimator's ``unseen_levels`` for this call.
 
         Returns
@@ -227,13 +244,14 @@ def _face(name, family, doc):
 
     def __init__(
         self, *, link=None, random_slopes=None, random_intercept=True, covariance="unstructured",
-        n_quadrature_points=1, fit_intercept=True, group_columns=None, unseen_levels="average", max_iter=1000,
-        tol=1e-6, verbose=0,
+        n_quadrature_points=1, fit_intercept=True, group_columns=None, unseen_levels="average", missing_groups="warn",
+        max_iter=1000, tol=1e-6, verbose=0,
     ):
         MixedGLMRegressor.__init__(
             self, family=family, link=link, random_slopes=random_slopes, random_intercept=random_intercept,
             covariance=covariance, n_quadrature_points=n_quadrature_points, fit_intercept=fit_intercept,
-            group_columns=group_columns, unseen_levels=unseen_levels, max_iter=max_iter, tol=tol, verbose=verbose,
+            group_columns=group_columns, unseen_levels=unseen_levels, missing_groups=missing_groups, max_iter=max_iter,
+            tol=tol, verbose=verbose,
         )
 
     constraints = dict(MixedGLMRegressor._parameter_constraints)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scipy.linalg import lapack
+from sklearn import get_config
 from sklearn.utils.validation import _check_feature_names, _check_n_features, check_array, column_or_1d
 
 from ._core.design import RandomFactor
@@ -27,7 +28,12 @@ def column_names(X):
 
 
 def _resolve_columns(spec, X, what):
-    """Positions in X of the columns named (or numbered) in ``spec``."""
+    """Positions in X of the columns named (or numbered) in ``spec``.
+
+    A name that is not a column of X is also found under the prefix a
+    ``ColumnTransformer`` gives it (``"price"`` is ``"num__price"``, ``"store"`` is
+    ``"remainder__store"``) when exactly one column ends in ``"__" + name``.
+    """
     names = column_names(X)
     raw = list(X.columns) if isinstance(X, pd.DataFrame) else None
     out = []
@@ -41,10 +47,25 @@ def _resolve_columns(spec, X, what):
         elif raw is not None and str(c) in names:
             out.append(names.index(str(c)))
         else:
-            have = ", ".join(map(repr, names)) if names else "no columns"
-            hint = "" if raw is not None else " (X has no column names: give positions)"
-            raise ValueError(f"{what} column {c!r} is not a column of X, which has {have}{hint}")
+            out.append(_prefixed_column(c, names, raw is not None, what))
     return out
+
+
+def _prefixed_column(c, names, named, what):
+    """The position of the one column named ``<prefix>__c`` (a ColumnTransformer's output
+    name for the input column ``c``), or an error that says what X has."""
+    suffix = f"__{c}"
+    found = [j for j, name in enumerate(names) if name.endswith(suffix)] if named else []
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ValueError(
+            f"{what} column {c!r} is ambiguous: X has several columns named after it, "
+            f"{[names[j] for j in found]}; give the full name"
+        )
+    have = ", ".join(map(repr, names)) if names else "no columns"
+    hint = "" if named else " (X has no column names: give positions)"
+    raise ValueError(f"{what} column {c!r} is not a column of X, which has {have}{hint}")
 
 
 def _check_2d(X):
@@ -80,7 +101,9 @@ def split_group_columns(X, group_columns):
     names = column_names(X)
     if isinstance(X, pd.DataFrame):
         g = X.iloc[:, pos].copy()
-        g.columns = [names[j] for j in pos]
+        # a factor is named as group_columns names it ("store", also when X calls it
+        # "remainder__store"), or after its column when given by position
+        g.columns = [c if isinstance(c, str) else names[j] for c, j in zip(spec, pos)]
         return X.iloc[:, keep], g, keep
     Xa = np.asarray(X)
     if len(pos) == 1:
@@ -218,19 +241,17 @@ def _label_arrays(groups, from_X):
     raise ValueError(f"groups must be 1-d or 2-d; got {a.ndim} dimensions")
 
 
-def group_frame(groups, n, from_X=None, check_missing=True):
+def group_frame(groups, n, from_X=None, check_missing=True, allow_missing=False):
     """The grouping factors as :class:`GroupLabels`, one named label array per factor.
 
     ``groups`` is a 1-d array or Series (one factor) or a 2-d array or DataFrame (one
     column per factor). Names: a DataFrame's columns, a Series' name, else ``group``
     (one factor) or ``group0, group1, ...``. ``check_missing=False`` leaves the test
-    for missing labels to :func:`encode_levels`, which a fit calls anyway.
+    for missing labels to :func:`encode_levels`, which a fit calls anyway;
+    ``allow_missing=True`` accepts them (prediction: a missing label is an unseen level).
     """
     if groups is None and from_X is None:
-        raise ValueError(
-            "groups is required: pass groups=... to fit (one label per row), or name the grouping "
-            "columns of X with the group_columns parameter"
-        )
+        raise ValueError(groups_required_message())
     if groups is not None and from_X is not None:
         raise ValueError("groups were given both as an argument and through group_columns; give one")
     names, arrays = _label_arrays(groups, from_X)
@@ -241,14 +262,109 @@ def group_frame(groups, n, from_X=None, check_missing=True):
     if len(set(names)) != len(names):
         raise ValueError(f"grouping factors need distinct names; got {names}")
     for c, a in zip(names, arrays):
+        if allow_missing:
+            break
         bad = ~np.isfinite(a) if a.dtype.kind == "f" else (pd.isna(a) if check_missing else None)
         if bad is not None and bad.any():
             _missing_labels(c, bad)
     return GroupLabels(names, arrays)
 
 
+def groups_required_message():
+    """Why a step got no groups, and what to do: the commonest cause is a scikit-learn
+    tool given ``groups=`` with metadata routing off, which hands them to its splitter."""
+    base = (
+        "groups is required: pass groups=... to fit (one label per row), or name the grouping "
+        "columns of X with the group_columns parameter."
+    )
+    if get_config().get("enable_metadata_routing", False):
+        return base + (
+            " With metadata routing on, pass groups to the scikit-learn tool once: "
+            "cross_validate(..., params={'groups': g}), GridSearchCV(...).fit(X, y, groups=g), "
+            "pipeline.fit(X, y, groups=g); skmlm's estimators request them by default."
+        )
+    return base + (
+        " If you gave groups to a scikit-learn tool, e.g. cross_validate(..., groups=g) or "
+        "GridSearchCV(...).fit(X, y, groups=g), with metadata routing off (scikit-learn's default), "
+        "they went to the cross-validation splitter only, not to this estimator. Either put the "
+        "grouping column in X and name it with group_columns='...' on every skmlm step (the groups "
+        "then travel with X through pipelines, scorers, searches and calibration), or switch "
+        "routing on with sklearn.set_config(enable_metadata_routing=True) and pass "
+        "params={'groups': g} to cross_validate (groups=g to GridSearchCV.fit)."
+    )
+
+
 def _missing_labels(name, bad):
     raise ValueError(f"grouping factor {name!r} has NaN, inf or missing labels in {int(bad.sum())} rows")
+
+
+def _label_text(value):
+    """A label as text, as R's factor levels are: ``308``, ``308.0``, ``np.int64(308)`` and
+    ``"308"`` are all ``"308"``."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return str(value)
+
+
+def level_text_index(levels):
+    """``(index of the levels' texts, their positions among the levels)``, for
+    :func:`match_levels`; a text shared by several levels (``1`` and ``"1"``) is left out."""
+    texts = pd.Index([_label_text(v) for v in levels])
+    unique = ~texts.duplicated(keep=False)
+    return texts[unique], np.flatnonzero(unique)
+
+
+def match_levels(levels, labels, text_index):
+    """Each label's position among the fitted ``levels`` (a ``pd.Index``); -1 for a label
+    not seen in fit and for a missing one (None, NaN, NaT).
+
+    Labels are matched by value, and those not found, when the labels and the levels are
+    of different types, by their text (as lme4 matches factor levels): a model fitted
+    with store ids ``308, 309, ...`` knows the store ``"308"``. ``text_index`` is a
+    callable that returns :func:`level_text_index` of the levels (built when needed).
+    """
+    labels = np.asarray(labels)
+    idx = levels.get_indexer(labels)
+    unmatched = idx < 0
+    kind = levels.dtype.kind
+    if unmatched.any() and (labels.dtype.kind != kind or kind == "O"):
+        rows = np.flatnonzero(unmatched)
+        rows = rows[~pd.isna(labels[rows])]
+        if len(rows) and not (_all_strings(levels) and _all_strings(labels[rows])):  # else text = value
+            texts, positions = text_index()
+            found = texts.get_indexer([_label_text(v) for v in labels[rows]])
+            ok = found >= 0
+            idx[rows[ok]] = positions[found[ok]]
+    return idx
+
+
+def _all_strings(values):
+    return values.dtype.kind == "U" or (values.dtype.kind == "O" and pd.api.types.infer_dtype(values) == "string")
+
+
+def unseen_levels_error(name, labels, idx):
+    """The error for ``unseen_levels="error"``: which rows have labels not seen in fit."""
+    labels = np.asarray(labels)
+    bad = idx < 0
+    missing = pd.isna(labels) & bad
+    new = bad & ~missing
+    parts = []
+    if new.any():
+        examples = list(pd.unique(labels[new])[:5])
+        k = int(new.sum())
+        parts.append(f"{k} row{'s' if k > 1 else ''} with levels not seen in fit (e.g. {examples})")
+    if missing.any():
+        k = int(missing.sum())
+        parts.append(f"{k} row{'s' if k > 1 else ''} with missing labels")
+    raise ValueError(
+        f"grouping factor {name!r} has {' and '.join(parts)}, and unseen_levels='error' (as lme4's "
+        "allow.new.levels=FALSE). Set unseen_levels='average' (or 'zero') to give those rows the "
+        "population prediction"
+    )
 
 
 def resolve_random_slopes(random_slopes, factor_names, X, kept):

@@ -45,7 +45,24 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         Whether the fixed effects include an intercept.
     group_columns : None, str, int or list, default=None
         Columns of X that hold grouping factors instead of features, so that groups
-        travel with X through scikit-learn tools. They are not used as features.
+        travel with X through scikit-learn tools (pipelines, named scorers, searches,
+        ``cross_validate``): the way to give groups that works everywhere. They are not
+        used as features. A name also finds the column under a ``ColumnTransformer``'s
+        prefix (``"store"`` is ``"remainder__store"``) when only one column ends in
+        ``"__store"``; the grouping factor keeps the name given here.
+    unseen_levels : {"average", "zero", "error"}, default="average"
+        Rows whose label was not seen in ``fit``, missing labels (None, NaN) included, at
+        prediction time. ``"average"`` and ``"zero"`` (the same for a linear model; both
+        are accepted so that the parameter reads as on the GLMMs): the population
+        prediction, random effects 0. ``"error"``: raise, as lme4's
+        ``allow.new.levels = FALSE``.
+    missing_groups : {"warn", "population", "error"}, default="warn"
+        When ``predict`` or ``score`` get no groups at all (no ``groups=`` and no
+        ``group_columns``), as inside scikit-learn's named scorers, ``GridSearchCV.predict``
+        or ``CalibratedClassifierCV`` without metadata routing of groups: every row gets
+        the population prediction. ``"warn"``: with a
+        :class:`~skmlm.GroupsMissingWarning`, once per fitted model. ``"population"``:
+        population predictions are meant; no warning. ``"error"``: raise.
     max_iter : int, default=1000
         Largest number of optimiser iterations.
     tol : float, default=1e-6
@@ -105,6 +122,9 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
     -----
     ``predict`` uses the conditional modes of levels seen in ``fit``; for unseen levels,
     or when no groups are given, it predicts the population line (random effects 0).
+    Labels are matched by value, and, when their types differ from those seen in ``fit``,
+    by their text, as lme4 matches factor levels: a model fitted with store ids
+    ``308, 309, ...`` knows the store ``"308"``.
 
     Examples
     --------
@@ -123,6 +143,8 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         "reml": ["boolean"],
         "fit_intercept": ["boolean"],
         "group_columns": [None, list, tuple, str, Integral],
+        "unseen_levels": [StrOptions({"average", "zero", "error"})],
+        "missing_groups": [StrOptions({"warn", "population", "error"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="neither")],
         "verbose": ["verbose"],
@@ -130,7 +152,8 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
 
     def __init__(
         self, *, random_slopes=None, random_intercept=True, covariance="unstructured", reml=True,
-        fit_intercept=True, group_columns=None, max_iter=1000, tol=1e-6, verbose=0,
+        fit_intercept=True, group_columns=None, unseen_levels="average", missing_groups="warn", max_iter=1000,
+        tol=1e-6, verbose=0,
     ):
         self.random_slopes = random_slopes
         self.random_intercept = random_intercept
@@ -138,6 +161,8 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         self.reml = reml
         self.fit_intercept = fit_intercept
         self.group_columns = group_columns
+        self.unseen_levels = unseen_levels
+        self.missing_groups = missing_groups
         self.max_iter = max_iter
         self.tol = tol
         self.verbose = verbose
@@ -237,24 +262,29 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         d = self._inference_data
         return (d["y"] - self._training_linear_predictor()) * np.sqrt(d["w"] / self.residual_variance_)
 
-    def predict(self, X, groups=None):
+    def predict(self, X, groups=None, unseen_levels=None):
         """Predict y: conditional on the random effects of known levels.
 
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
         groups : array-like, Series or DataFrame, default=None
-            Grouping factors of the rows, as in ``fit``. Levels not seen in ``fit``, and
-            ``groups=None``, get random effects of 0: the population prediction.
+            Grouping factors of the rows, as in ``fit`` (or none, with ``group_columns``).
+            Levels not seen in ``fit`` and missing labels get random effects of 0, the
+            population prediction (see ``unseen_levels``). ``groups=None`` without
+            ``group_columns``: the population prediction for every row, with a
+            :class:`~skmlm.GroupsMissingWarning` (see ``missing_groups``).
+        unseen_levels : {"average", "zero", "error"} or None, default=None
+            Overrides the estimator's ``unseen_levels`` for this call.
 
         Returns
         -------
         ndarray of shape (n_samples,)
         """
-        return self._linear_predictor(X, groups)
+        return self._linear_predictor(X, groups, unseen_levels)
 
     def score(self, X, y, groups=None, sample_weight=None):
-        """R^2 of :meth:`predict` (with ``groups``) against y."""
+        """R^2 of :meth:`predict` (with ``groups``, or ``group_columns``) against y."""
         return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
 
     def summary(self):

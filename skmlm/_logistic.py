@@ -62,13 +62,27 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
     fit_intercept : bool, default=True
         Whether the fixed effects include an intercept.
     group_columns : None, str, int or list, default=None
-        Columns of X that hold grouping factors instead of features.
-    unseen_levels : {"average", "zero"}, default="average"
+        Columns of X that hold grouping factors instead of features, so that groups
+        travel with X through scikit-learn tools (pipelines, named scorers, searches,
+        calibration): the way to give groups that works everywhere. A name also finds
+        the column under a ``ColumnTransformer``'s prefix (``"store"`` is
+        ``"remainder__store"``) when only one column ends in ``"__store"``.
+    unseen_levels : {"average", "zero", "error"}, default="average"
         How :meth:`predict_proba` treats rows whose level of a grouping factor was not
-        seen in ``fit`` (and all rows when no groups are given). ``"average"``: the
-        population-averaged probability, the random effect integrated over its fitted
-        normal distribution. ``"zero"``: the probability at random effect 0 (the
-        "typical" level), which is further from 0.5 than the population average.
+        seen in ``fit``, missing labels (None, NaN) included, and all rows when no groups
+        are given. ``"average"``: the population-averaged probability, the random effect
+        integrated over its fitted normal distribution. ``"zero"``: the probability at
+        random effect 0 (the "typical" level), which is further from 0.5 than the
+        population average. ``"error"``: raise for rows with unseen or missing labels, as
+        lme4's ``allow.new.levels = FALSE`` (predictions without any groups follow
+        ``missing_groups``, as ``"average"``).
+    missing_groups : {"warn", "population", "error"}, default="warn"
+        When a prediction (or ``score``) gets no groups at all (no ``groups=`` and no
+        ``group_columns``), as inside scikit-learn's named scorers, ``GridSearchCV.predict``
+        or ``CalibratedClassifierCV`` without metadata routing of groups: every row gets
+        the population prediction. ``"warn"``: with a
+        :class:`~skmlm.GroupsMissingWarning`, once per fitted model. ``"population"``:
+        population predictions are meant; no warning. ``"error"``: raise.
     max_iter : int, default=1000
         Largest number of optimiser iterations.
     tol : float, default=1e-6
@@ -152,7 +166,8 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
         "n_quadrature_points": [Interval(Integral, 1, None, closed="left")],
         "fit_intercept": ["boolean"],
         "group_columns": [None, list, tuple, str, Integral],
-        "unseen_levels": [StrOptions({"average", "zero"})],
+        "unseen_levels": [StrOptions({"average", "zero", "error"})],
+        "missing_groups": [StrOptions({"warn", "population", "error"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="neither")],
         "verbose": ["verbose"],
@@ -164,7 +179,8 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
 
     def __init__(
         self, *, random_slopes=None, random_intercept=True, covariance="unstructured", n_quadrature_points=1,
-        fit_intercept=True, group_columns=None, unseen_levels="average", max_iter=1000, tol=1e-6, verbose=0,
+        fit_intercept=True, group_columns=None, unseen_levels="average", missing_groups="warn", max_iter=1000,
+        tol=1e-6, verbose=0,
     ):
         self.random_slopes = random_slopes
         self.random_intercept = random_intercept
@@ -173,6 +189,7 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
         self.fit_intercept = fit_intercept
         self.group_columns = group_columns
         self.unseen_levels = unseen_levels
+        self.missing_groups = missing_groups
         self.max_iter = max_iter
         self.tol = tol
         self.verbose = verbose
@@ -301,14 +318,17 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
         groups : array-like, Series or DataFrame, default=None
-            Grouping factors of the rows, as in ``fit``. Rows of levels seen in ``fit`` use
-            those levels' conditional modes. For levels not seen, and for every row when
-            ``groups=None``, the random effect is unknown: by default the probability is
+            Grouping factors of the rows, as in ``fit`` (or none, with ``group_columns``).
+            Rows of levels seen in ``fit`` use those levels' conditional modes; labels are
+            matched by value, or by their text when their type differs from fit's (as
+            lme4's factors). For levels not seen and missing labels, and for every row when
+            ``groups=None`` (which warns, see ``missing_groups``), the random effect is
+            unknown: by default the probability is
             the population average, integrated over the fitted distribution of the random
             effects (not the probability at random effect 0, which ``unseen_levels="zero"``
             gives). With several factors, known ones are conditioned on and unknown ones
             integrated over.
-        unseen_levels : {"average", "zero"} or None, default=None
+        unseen_levels : {"average", "zero", "error"} or None, default=None
             Overrides the estimator's ``unseen_levels`` for this call.
         offset : array-like of shape (n_samples,), default=None
             The rows' offsets, as in ``fit``.
@@ -325,20 +345,21 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X, groups=groups, unseen_levels=unseen_levels, offset=offset))
 
-    def decision_function(self, X, groups=None, offset=None):
+    def decision_function(self, X, groups=None, offset=None, unseen_levels=None):
         """Log-odds of ``classes_[1]`` of :meth:`predict_proba`; positive predicts ``classes_[1]``.
 
         For known levels this is the linear predictor with their random effects.
+        ``unseen_levels`` overrides the estimator's for this call.
         """
-        eta, var = self._eta_and_variance_for(X, groups, None, offset)
+        eta, var = self._eta_and_variance_for(X, groups, unseen_levels, offset)
         if not np.any(var > 0):
             return eta
         p1 = np.clip(population_average_mean(self.family_, eta, var), 1e-300, 1 - 1e-16)
         return np.where(var > 0, logit(p1), eta)
 
-    def predict(self, X, groups=None, offset=None):
+    def predict(self, X, groups=None, offset=None, unseen_levels=None):
         """The more probable class of each row (see :meth:`predict_proba`)."""
-        eta, _ = self._eta_and_variance(X, groups, offset)
+        eta, _ = self._eta_and_variance(X, groups, offset, unseen_levels)
         # the population average is > 1/2 exactly when eta > 0 (symmetry of the logistic)
         return self.classes_[(eta > 0).astype(int)]
 

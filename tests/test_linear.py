@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 
 from golden_cases import GOLDEN, case_names, estimator_inputs, load_case
-from skmlm import MixedLinearRegressor
+from skmlm import GroupsMissingWarning, MixedLinearRegressor
 from skmlm.datasets import load_ess, load_sleepstudy
 
 
@@ -56,7 +56,8 @@ def test_predict_known_unknown_and_no_groups(sleep):
     m = fit_sleep(sleep)
     X = sleep[["Days"]]
     population = m.intercept_ + X["Days"].to_numpy() * m.coef_[0]
-    np.testing.assert_allclose(m.predict(X), population)
+    with pytest.warns(GroupsMissingWarning, match="population prediction"):
+        np.testing.assert_allclose(m.predict(X), population)
     np.testing.assert_allclose(m.predict(X, groups=pd.Series(["new"] * len(X))), population)
     re = m.random_effects_["Subject"].loc[sleep["Subject"]].to_numpy()
     conditional = population + re[:, 0] + re[:, 1] * X["Days"].to_numpy()

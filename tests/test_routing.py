@@ -49,7 +49,8 @@ def by_hand(X, y, g, train, test, conditional):
     """Fit both steps on the training rows; predict the test rows with or without their groups."""
     bw = BetweenWithinTransformer(columns=["eduyrs"]).set_output(transform="pandas")
     Xt = bw.fit_transform(X.iloc[train], groups=g.iloc[train])
-    m = MixedLinearRegressor(reml=False).fit(Xt, y.iloc[train], groups=g.iloc[train])
+    m = MixedLinearRegressor(reml=False, missing_groups="warn" if conditional else "population")
+    m.fit(Xt, y.iloc[train], groups=g.iloc[train])
     Xs = bw.transform(X.iloc[test], groups=g.iloc[test])
     return m.predict(Xs, groups=g.iloc[test] if conditional else None)
 
@@ -81,7 +82,8 @@ def test_pipeline_routes_groups_to_every_step(data):
     m = MixedLinearRegressor(reml=False).fit(Xt, y, groups=g)
     np.testing.assert_allclose(pred, m.predict(Xt, groups=g), rtol=1e-12)
     np.testing.assert_allclose(score, m.score(Xt, y, groups=g), rtol=1e-12)
-    assert not np.allclose(pred, m.predict(Xt))  # conditional, not population, predictions
+    population = m.predict(Xt, groups=np.full(len(y), "a new country"))
+    assert not np.allclose(pred, population)  # conditional, not population, predictions
 
 
 def test_cross_validate_with_group_kfold(data):

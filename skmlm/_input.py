@@ -145,7 +145,9 @@ def validate_X(estimator, X, reset):
         X_rest = np.empty((np.shape(X_rest)[0], 0))
     Xn = finite_float_array(X_rest, ndim=2)
     if Xn is None:  # anything unusual: scikit-learn's checks, and their error messages
-        Xn = check_array(X_rest, dtype=np.float64, ensure_min_features=0, ensure_all_finite=True, input_name="X")
+        Xn = check_array(
+            X_rest, dtype=np.float64, ensure_min_features=0, ensure_all_finite=True, input_name="X", estimator=estimator
+        )
     return Xn, g, kept
 
 

@@ -33,6 +33,26 @@ def _two_numeric_labels(y):
     return values, classes, codes
 
 
+def _check_missing_labels(y):
+    """A clear error for missing labels (None, NaN, pd.NA, NaT) in y, which would otherwise
+    fail inside ``np.unique`` (None does not sort among strings)."""
+    values = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y
+    if not isinstance(values, np.ndarray):
+        try:
+            values = np.asarray(values, dtype=object)
+        except (TypeError, ValueError):  # ragged input: check_array explains
+            return
+    if values.dtype.kind in "biuc":  # cannot hold a missing value
+        return
+    missing = pd.isna(values)
+    if np.any(missing):
+        n_missing = int(np.count_nonzero(missing))
+        raise ValueError(
+            f"y has missing labels in {n_missing} rows (None or NaN): a classifier needs a label for every "
+            "row; drop those rows (with their X and groups) before fitting"
+        )
+
+
 class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
     """Binary logistic mixed-effects model (lme4's ``glmer``, binomial) as a classifier.
 
@@ -187,6 +207,7 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
         if labels is not None:  # the common case, without scikit-learn's general checks
             y, classes, y01 = labels
         else:
+            _check_missing_labels(y)
             y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=True, input_name="y")
             y = column_or_1d(y, warn=True)
             check_classification_targets(y)

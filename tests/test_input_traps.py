@@ -61,6 +61,26 @@ def _predictions(m, X, g):
     return m.predict_proba(X, groups=g)[:, 1] if hasattr(m, "predict_proba") else m.predict(X, groups=g)
 
 
+# -- 6. missing labels in a classifier's y -----------------------------------------------------
+@pytest.mark.parametrize("make", [
+    lambda lab: np.array(lab, dtype=object),
+    lambda lab: pd.Series(lab, dtype=object),
+    lambda lab: pd.Series(lab, dtype="string"),
+    lambda lab: pd.Series(pd.Categorical(lab)),
+])
+def test_missing_labels_in_classifier_y_are_named(make):
+    """Before: string labels with None failed inside np.unique ("'<' not supported").
+    Now: "y has missing labels in N rows"."""
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(20), 10)
+    X = pd.DataFrame({"x": rng.normal(size=200)})
+    labels = list(rng.choice(["yes", "no"], 200))
+    for i in (3, 50, 51):
+        labels[i] = None
+    with pytest.raises(ValueError, match="y has missing labels in 3 rows"):
+        MixedLogisticClassifier().fit(X, make(labels), groups=g)
+
+
 # -- 7. scikit-learn's advice for NaN in X --------------------------------------------------
 @pytest.mark.parametrize("kind", list(ESTIMATORS))
 def test_nan_in_X_gives_the_imputation_hint(kind):

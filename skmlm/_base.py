@@ -4,13 +4,15 @@ The numeric fitting lives in :mod:`skmlm._core`; this mixin turns user input int
 objects and fitted core results back into scikit-learn attributes.
 """
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
 from ._input import (
-    INTERCEPT, build_factors, check_full_rank, check_identifiable, column_names, fixed_design,
-    group_frame, resolve_random_slopes, validate_X, validate_y_weights,
+    INTERCEPT, build_factors, check_identifiable, column_names, fixed_design,
+    group_frame, independent_columns, resolve_random_slopes, validate_X, validate_y_weights,
 )
 
 
@@ -97,11 +99,53 @@ class MixedModelMixin:
         check_identifiable(factors, n, warn_residual=self._residual_confounds_observation_levels)
         fixed_names = ([INTERCEPT] if self.fit_intercept else []) + names
         Xf = fixed_design(Xn, self.fit_intercept)
-        check_full_rank(Xf, fixed_names)
+        self._design_names = fixed_names
+        Xf, fixed_names = self._drop_aliased_columns(Xf, fixed_names)
         self._slope_positions = slopes
         self._fixed_names = fixed_names
         self._response_name = str(y_name) if (y_name := getattr(y_given, "name", None)) is not None else "y"
         return {"X": Xn, "Xf": Xf, "y": y, "w": w, "factors": factors}
+
+    def _drop_aliased_columns(self, Xf, names):
+        """The fixed-effects design without its aliased columns, as lme4 fits it.
+
+        Columns that are linear combinations of earlier ones (one-hot columns of every
+        category beside the intercept, spline bases with their bias) are dropped, with one
+        warning naming them; ``dropped_columns_`` lists them, and their ``coef_`` will be 0
+        (so that ``X @ coef_ + intercept_`` is the reduced model's prediction).
+        """
+        kept = independent_columns(Xf)
+        if len(kept) == Xf.shape[1]:
+            self.dropped_columns_ = []
+            self._feature_mask = None
+            return Xf, names
+        offset = 1 if self.fit_intercept else 0
+        kept_set = set(kept)
+        dropped = [names[j] for j in range(Xf.shape[1]) if j not in kept_set]
+        mask = np.zeros(Xf.shape[1] - offset, dtype=bool)
+        mask[[j - offset for j in kept if j >= offset]] = True
+        self.dropped_columns_ = dropped
+        self._feature_mask = mask
+        k = len(dropped)
+        warnings.warn(
+            f"the fixed-effects design is rank deficient: dropping {k} column{'s' if k > 1 else ''} "
+            f"{', '.join(map(repr, dropped))}, a linear combination of the others (as lme4 does); "
+            f"{'their' if k > 1 else 'its'} coef_ is 0 and dropped_columns_ lists {'them' if k > 1 else 'it'}",
+            UserWarning, stacklevel=6,  # the caller of fit
+        )
+        return Xf[:, kept], [names[j] for j in kept]
+
+    def _set_fixed_effects(self, beta):
+        """``intercept_`` and ``coef_`` from the estimated fixed effects (intercept first):
+        ``coef_`` has one entry per feature, 0 for a column dropped as aliased."""
+        self.intercept_ = float(beta[0]) if self.fit_intercept else 0.0
+        coef = beta[1:] if self.fit_intercept else beta
+        mask = self._feature_mask
+        if mask is not None:
+            full = np.zeros(len(mask))
+            full[mask] = coef
+            coef = full
+        self.coef_ = coef
 
     def _store_random_effects(self, factors, modes, covariances):
         """Keep what ``random_effects_`` and ``random_covariance_`` are built from; fill
@@ -125,8 +169,12 @@ class MixedModelMixin:
         return {name: pd.DataFrame(cov, index=terms, columns=terms) for name, _, terms, _, cov in self._random_parts}
 
     def _beta(self):
-        """The fixed effects, intercept first (where the model has one)."""
+        """The fixed effects estimated, intercept first (where the model has one); columns
+        dropped as aliased left out."""
         coef = np.asarray(self.coef_, dtype=float)
+        mask = getattr(self, "_feature_mask", None)
+        if mask is not None:
+            coef = coef[mask]
         return np.concatenate(([self.intercept_], coef)) if self.fit_intercept else coef
 
     def _training_linear_predictor(self):

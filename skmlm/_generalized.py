@@ -69,7 +69,6 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         d["offset"] = validate_offset(offset, len(d["y"]))
         self._has_offset = offset is not None
         family.check_response(d["y"], d["w"])
-        self._before_fit(d)
         model = GeneralizedMixedModel(
             d["factors"], d["Xf"], d["y"], d["w"], family, d["offset"], n_agq=self.n_quadrature_points
         )
@@ -86,9 +85,6 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
             )
         return self
 
-    def _before_fit(self, d):
-        """A hook for checks of the data before the fit (the classifier's)."""
-
     def _after_fit(self, model, est, d):
         """A hook for checks of the estimates after the fit (the classifier's)."""
 
@@ -97,8 +93,7 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         factors = model.factors
         theta, beta, dispersion = model.split(opt.x)
         nt, p = model.n_theta, len(beta)
-        self.intercept_ = float(beta[0]) if self.fit_intercept else 0.0
-        self.coef_ = beta[1:].copy() if self.fit_intercept else beta.copy()
+        self._set_fixed_effects(beta.copy())
         self.dispersion_ = float(dispersion)
         self.coef_cov_ = self._fixed_covariance(opt, est, nt, p)
         covs = {}

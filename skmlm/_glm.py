@@ -72,7 +72,8 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
     intercept_ : float
         Fixed intercept on the link scale (0.0 when ``fit_intercept=False``).
     coef_ : ndarray of shape (n_features,)
-        Fixed effects of the feature columns on the link scale.
+        Fixed effects of the feature columns on the link scale (0 for a column in
+        ``dropped_columns_``).
     dispersion_ : float
         NB2: the size theta; Gamma: phi (``Var y = phi mu^2``; glmmTMB's ``sigma()`` is
         ``sqrt(phi)``); 1.0 for binomial and Poisson.
@@ -88,7 +89,7 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
         Maximised (Laplace or AGQ) log-likelihood with its normalising constants
         (``log y!``, ``log C(n, k)``), as lme4's and glmmTMB's ``logLik``.
     deviance_, aic_, bic_, n_params_, icc_, n_groups_, converged_, singular_, n_iter_,
-    theta_, optimizer_log_, n_features_in_, feature_names_in_
+    theta_, optimizer_log_, dropped_columns_, n_features_in_, feature_names_in_
         As :class:`MixedLogisticClassifier`'s.
 
     See Also
@@ -218,6 +219,7 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True  # made dense: see skmlm._input.validate_X
         tags.target_tags.positive_only = self.family != "binomial"
         return tags
 

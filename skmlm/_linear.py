@@ -59,11 +59,12 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
     intercept_ : float
         Fixed intercept (0.0 when ``fit_intercept=False``).
     coef_ : ndarray of shape (n_features,)
-        Fixed effects of the feature columns.
+        Fixed effects of the feature columns (0 for a column in ``dropped_columns_``).
     fixed_effects_ : DataFrame
         Estimate, Std. Error and t value of every fixed effect, intercept first.
     coef_cov_ : ndarray
-        Covariance matrix of the fixed effects (intercept first).
+        Covariance matrix of the fixed effects estimated (intercept first; the columns in
+        ``dropped_columns_`` left out, as lme4's ``vcov``).
     random_effects_ : dict of str to DataFrame
         Conditional modes (BLUPs): one row per level, one column per term.
     random_covariance_ : dict of str to DataFrame
@@ -94,6 +95,10 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         for a factor with a random intercept and correlated slopes, the search runs on
         slope covariates centred at their means (the same model, better conditioned),
         so its theta there differs from ``theta_``, which is lme4's.
+    dropped_columns_ : list of str
+        Fixed-effect columns dropped as linear combinations of the columns before them
+        (lme4's rank-deficiency check); their ``coef_`` is 0 and they have no row in
+        ``fixed_effects_`` or ``coef_cov_``. Empty when none was.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
 
@@ -190,8 +195,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         """Copy the core's results into fitted attributes."""
         factors, sigma2 = model.factors, est["sigma2"]
         beta = est["beta"]
-        self.intercept_ = float(beta[0]) if self.fit_intercept else 0.0
-        self.coef_ = beta[1:] if self.fit_intercept else beta
+        self._set_fixed_effects(beta)
         self.coef_cov_ = est["cov_beta"]
         covs = {}
         for f, th in zip(factors, split_theta(factors, opt.x)):
@@ -266,4 +270,5 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True  # made dense: see skmlm._input.validate_X
         return tags

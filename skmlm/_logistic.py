@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_array, column_or_1d
 
 from ._core.family import get_family
 from ._generalized import GeneralizedMixin, population_average_mean
-from ._input import validate_X
+from ._input import INTERCEPT, validate_X
 
 #: |fixed-effect linear predictor| beyond which a fitted probability is 0 or 1 numerically.
 SEPARATION_ETA = 15.0
@@ -104,7 +104,8 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
     intercept_ : float
         Fixed intercept on the log-odds scale (0.0 when ``fit_intercept=False``).
     coef_ : ndarray of shape (n_features,)
-        Fixed effects (log-odds ratios) of the feature columns.
+        Fixed effects (log-odds ratios) of the feature columns (0 for a column in
+        ``dropped_columns_``).
     fixed_effects_ : DataFrame
         Estimate, Std. Error, z value and Pr(>|z|) of every fixed effect.
     coef_cov_ : ndarray
@@ -137,6 +138,10 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
         lme4's relative covariance factor parameters, factor by factor.
     optimizer_log_ : DataFrame
         Every evaluation of the objective: theta, beta and deviance.
+    dropped_columns_ : list of str
+        Fixed-effect columns dropped as linear combinations of the columns before them
+        (lme4's rank-deficiency check); their ``coef_`` is 0 and they have no row in
+        ``fixed_effects_`` or ``coef_cov_``. Empty when none was.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
 
@@ -267,32 +272,10 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
         # -- reporting hooks: end --
         return self
 
-    def _before_fit(self, d):
-        """Warn about levels that carry little information on their own random effects."""
-        y = d["y"]
-        self._separated = False
-        for f in d["factors"]:
-            n_rows = np.bincount(f.codes, minlength=f.n_levels)
-            ones = np.bincount(f.codes, weights=y, minlength=f.n_levels)
-            single = int((n_rows == 1).sum())
-            pure = int(((ones == 0) | (ones == n_rows)).sum()) - single
-            if single == f.n_levels:
-                continue  # check_identifiable has already said so
-            msgs = []
-            if pure:
-                msgs.append(f"{pure} level(s) have every outcome equal (all {self.classes_[1]} or all "
-                            f"{self.classes_[0]})")
-            if single:
-                msgs.append(f"{single} level(s) have a single row")
-            if msgs:
-                warnings.warn(
-                    f"grouping factor {f.name!r}: {' and '.join(msgs)}; the random effects of those levels "
-                    "are determined mostly by the fitted distribution (shrunk towards 0) and the fit "
-                    "stays finite", UserWarning, stacklevel=4,
-                )
-
     def _after_fit(self, model, est, d):
+        self._separated = False
         self._check_separation(est, d)
+        self._check_random_separation(d)
         if self._separated:
             self.converged_ = False  # the maximum likelihood estimate does not exist
 
@@ -313,6 +296,43 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
             "meaningful; remove or merge the separating predictor, or use a penalised model",
             UserWarning, stacklevel=3,
         )
+
+    def _check_random_separation(self, d):
+        """Warn when random effects drift to infinity: levels whose outcomes are all equal
+        get effects that make their fitted probabilities numerically 0 or 1, as when the
+        outcome is constant within every level and the variance grows without bound.
+
+        Levels whose outcomes are all equal are common in ordinary data (few rows per
+        level, probabilities near 0 or 1) and harmless: their effects are shrunk towards 0
+        by the fitted distribution. Only effects beyond ``SEPARATION_ETA`` are reported.
+        """
+        for f, (_, _, _, modes, cov) in zip(d["factors"], self._random_parts):
+            if f.q == 1 and f.terms[0] == INTERCEPT:  # the common case: the effects themselves
+                if not np.abs(modes).max(initial=0.0) >= SEPARATION_ETA:
+                    continue
+                part = modes[f.codes, 0]
+            else:
+                part = np.einsum("ij,ij->i", f.z, modes[f.codes])
+            big = np.abs(part) >= SEPARATION_ETA
+            if not big.any():
+                continue
+            n_rows = np.bincount(f.codes, minlength=f.n_levels)
+            ones = np.bincount(f.codes, weights=d["y"], minlength=f.n_levels)
+            levels = np.zeros(f.n_levels, dtype=bool)
+            levels[f.codes[big]] = True
+            pure = int(np.count_nonzero(levels & ((ones == 0) | (ones == n_rows))))
+            sd = np.sqrt(np.diag(cov))
+            self._separated = True
+            warnings.warn(
+                f"grouping factor {f.name!r}: its random effects separate the outcomes: {int(levels.sum())} of "
+                f"{f.n_levels} levels ({pure} with every outcome equal) have effects that make their fitted "
+                f"probabilities numerically 0 or 1, and the variance of the random effects grows without bound "
+                f"(standard deviation {', '.join(f'{v:.3g}' for v in sd)} on the logit scale; its maximum "
+                "likelihood estimate is infinite). The fit is finite but that variance and those levels' effects "
+                "are not meaningful; the grouping factor predicts the outcome by itself (consider it as a fixed "
+                "effect, or merge levels)",
+                UserWarning, stacklevel=3,
+            )
 
     # -- prediction ----------------------------------------------------------------
     def predict_proba(self, X, groups=None, unseen_levels=None, offset=None):
@@ -370,5 +390,6 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True  # made dense: see skmlm._input.validate_X
         tags.classifier_tags.multi_class = False
         return tags

@@ -20,7 +20,7 @@ def _format_table(df, floatfmt="{:.4g}"):
 
 def formula(model):
     """An lme4-style formula for the fitted model, e.g. ``y ~ Days + (Days | Subject)``."""
-    fixed = [n for n in model._fixed_names if n != INTERCEPT]
+    fixed = [n for n in getattr(model, "_design_names", model._fixed_names) if n != INTERCEPT]
     rhs = " + ".join(fixed) if fixed else "1"
     if not model.fit_intercept:
         rhs = "0 + " + rhs
@@ -192,6 +192,11 @@ def closing_blocks(model):
         parts += ["", singular_note(model)]
     if not model.converged_:
         parts += ["", "The optimiser did not converge: the estimates may not be at the optimum."]
+    dropped = getattr(model, "dropped_columns_", [])
+    if dropped:
+        k = len(dropped)
+        parts += ["", f"fixed-effect model matrix is rank deficient so dropping {k} column{'s' if k > 1 else ''} / "
+                      f"coefficient{'s' if k > 1 else ''}: {', '.join(dropped)} (coef_ 0)"]
     return parts
 
 

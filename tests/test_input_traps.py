@@ -61,6 +61,86 @@ def _predictions(m, X, g):
     return m.predict_proba(X, groups=g)[:, 1] if hasattr(m, "predict_proba") else m.predict(X, groups=g)
 
 
+# -- 1. scikit-learn's default encoders ------------------------------------------------------
+@pytest.mark.parametrize("kind", list(ESTIMATORS))
+@pytest.mark.parametrize("encoder", ["onehot", "spline"])
+def test_default_encoders_sparse_output_and_aliased_columns(kind, encoder):
+    """Before: OneHotEncoder() failed as "sparse input is not supported" (and, dense, as
+    "rank deficient"); SplineTransformer() (with its bias columns) as "rank deficient".
+    Now: sparse X is accepted, and an aliased fixed-effect column is dropped as lme4 drops
+    it: one warning naming it, ``dropped_columns_`` records it, its ``coef_`` is 0, and
+    the fit and its predictions are those of the model without it."""
+    cat, x, g, ys = _encoded_data()
+    y = ys[kind]
+    step = OneHotEncoder() if encoder == "onehot" else SplineTransformer()
+    raw, aliased = (cat, "x3") if encoder == "onehot" else (x, "x6")
+    est = clone(ESTIMATORS[kind])
+    pipe = make_pipeline(step, est)
+    name = pipe.steps[-1][0]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        pipe.fit(raw, y, **{f"{name}__groups": g})
+    about = [w for w in seen if "rank deficient" in str(w.message)]
+    assert len(about) == 1 and repr(aliased) in str(about[0].message), [str(w.message) for w in seen]
+    m = pipe[-1]
+    Xt = pipe[0].transform(raw)
+    if encoder == "onehot":
+        assert sparse.issparse(Xt)
+    Xt = Xt.toarray() if sparse.issparse(Xt) else Xt
+    assert list(m.dropped_columns_) == [aliased]
+    assert len(m.coef_) == m.n_features_in_ == Xt.shape[1]
+    j = int(aliased[1:])
+    assert m.coef_[j] == 0.0 and np.all(np.isfinite(m.coef_))
+    assert aliased not in m.fixed_effects_.index and m.coef_cov_.shape == (Xt.shape[1], Xt.shape[1])
+    assert aliased in m.summary()
+    # the reduced model: the same fit, the same predictions (also through the pipeline)
+    keep = [k for k in range(Xt.shape[1]) if k != j]
+    with _no_warnings():
+        reduced = clone(est).fit(Xt[:, keep], y, groups=g)
+    assert m.log_likelihood_ == pytest.approx(reduced.log_likelihood_, abs=1e-6)
+    np.testing.assert_allclose(m.coef_[keep], reduced.coef_, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(_predictions(m, Xt, g), _predictions(reduced, Xt[:, keep], g), rtol=1e-6)
+    through = pipe.predict_proba(raw, groups=g)[:, 1] if kind == "logistic" else pipe.predict(raw, groups=g)
+    np.testing.assert_allclose(through, _predictions(reduced, Xt[:, keep], g), rtol=1e-6)
+    # a sparse X without aliasing is the dense fit, without a warning
+    if encoder == "onehot":
+        Xs = OneHotEncoder(drop="first").fit_transform(cat)
+        with _no_warnings():
+            a = clone(est).fit(Xs, y, groups=g)
+            b = clone(est).fit(Xs.toarray(), y, groups=g)
+        assert list(a.dropped_columns_) == []
+        assert a.log_likelihood_ == pytest.approx(b.log_likelihood_, abs=1e-8)
+        np.testing.assert_allclose(_predictions(a, Xs, g), _predictions(b, Xs.toarray(), g), rtol=1e-8)
+
+
+# -- 2. no warning about levels whose outcomes are all equal -----------------------------
+def test_levels_with_equal_outcomes_warn_only_under_separation():
+    """Before: ordinary binary data (40 groups of 10 rows; 10,000 groups of 2 rows) warned
+    that "N level(s) have every outcome equal". Now: silent, as lme4 and scikit-learn;
+    the warning is kept for what matters, outcomes constant within every level, where the
+    random-effect variance is driven to the boundary (without limit)."""
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(40), 10)
+    x = rng.normal(size=400)
+    y = (rng.random(400) < expit(0.3 * x + rng.normal(0, 1, 40)[g])).astype(int)
+    ones = np.bincount(g, weights=y)
+    assert np.any((ones == 0) | (ones == 10))  # some levels are pure
+    X = pd.DataFrame({"x": x})
+    with _no_warnings():
+        m = MixedLogisticClassifier().fit(X, y, groups=g)
+    assert m.converged_
+    g2 = np.repeat(np.arange(10_000), 2)
+    x2 = rng.normal(size=20_000)
+    y2 = (rng.random(20_000) < expit(0.3 * x2 + rng.normal(0, 1, 10_000)[g2])).astype(int)
+    with _no_warnings():
+        m2 = MixedLogisticClassifier().fit(pd.DataFrame({"x": x2}), y2, groups=g2)
+    assert m2.converged_
+    # the outcome constant within every level: the random effects separate it
+    y3 = (rng.random(40) < 0.5).astype(int)[g]
+    with pytest.warns(UserWarning, match=r"grouping factor 'group'.*separate"):
+        MixedLogisticClassifier().fit(X, y3, groups=g)
+
+
 # -- 6. missing labels in a classifier's y -----------------------------------------------------
 @pytest.mark.parametrize("make", [
     lambda lab: np.array(lab, dtype=object),

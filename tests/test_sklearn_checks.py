@@ -14,6 +14,10 @@ EXPECTED_FAILURES = {
         "sample weights are lme4's prior (precision) weights, not frequency weights; and repeating "
         "a row repeats its group label, which adds an observation to that level: a different model"
     ),
+    "check_sample_weight_equivalence_on_sparse_data": (
+        "as on dense data (a sparse X is made dense): prior weights are not frequency weights, and a "
+        "repeated row adds an observation to its level"
+    ),
     "check_regressors_no_decision_function": (
         "the check fits y = X[:, 0] exactly; with a residual variance of 0 the likelihood of a mixed "
         "model is unbounded, so fit raises a clear ValueError instead"

@@ -245,6 +245,20 @@ def _plain(value):
     raise TypeError(f"not a plain value: {type(value).__name__}")
 
 
+def not_converged_message(opt, max_iter):
+    """The warning for a fit that stopped short of an optimum: the cap it reached, or why
+    the search stopped."""
+    if opt.n_iter >= max_iter:
+        return (
+            f"the optimiser stopped after max_iter={max_iter} iterations, before reaching an optimum; "
+            "estimates may be off. Increase max_iter."
+        )
+    return (
+        f"the optimiser stopped after {opt.n_iter} iterations before reaching an optimum ({opt.message}); "
+        "estimates may be off."
+    )
+
+
 def mean_random_variance(factors, covariances):
     """Variance of the random part ``z_i' b`` averaged over the rows, summed over factors.
 

@@ -14,7 +14,7 @@ from scipy.special import ndtr
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._base import MixedModelMixin, fitted_view, mean_random_variance
+from ._base import MixedModelMixin, fitted_view, mean_random_variance, not_converged_message
 from ._core.design import split_theta
 from ._core.dense_gradient import solve_positive_definite
 from ._core.glmm import GeneralizedMixedModel, fit_glmm, gauss_hermite_normal
@@ -79,10 +79,7 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         self._store_estimates(model, opt, est, d)
         self._after_fit(model, est, d)
         if not opt.converged and not getattr(self, "_separated", False):
-            warnings.warn(
-                f"the optimiser stopped before reaching an optimum ({opt.message}); estimates may be "
-                "off. Try a larger max_iter.", ConvergenceWarning, stacklevel=3,
-            )
+            warnings.warn(not_converged_message(opt, self.max_iter), ConvergenceWarning, stacklevel=3)
         return self
 
     def _after_fit(self, model, est, d):

@@ -58,7 +58,11 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
         ``exp(eta + z' Sigma z / 2)``), the mean of a new group drawn from the population.
         ``"zero"``: the mean at random effect 0.
     max_iter : int, default=1000
-        Largest number of optimiser iterations.
+        Largest number of optimiser iterations, all counted: every Newton or quasi-Newton
+        step, every iteration of L-BFGS-B or COBYQA, in both stages of the search and its
+        restarts (``n_iter_`` reports them); the inner PIRLS iterations for the
+        conditional modes are not counted, nor evaluations that only judge the final
+        point. A fit that reaches it before an optimum warns and has ``converged_`` False.
     tol : float, default=1e-6
         Convergence: the largest predicted further decrease of the deviance (Newton
         decrement) accepted at the optimum.

@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import MixedModelMixin, fitted_view, mean_random_variance
+from ._base import MixedModelMixin, fitted_view, mean_random_variance, not_converged_message
 from ._inference import InferenceMixin
 from ._core.design import split_theta
 from ._core.search import fit_lmm
@@ -47,7 +47,11 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         Columns of X that hold grouping factors instead of features, so that groups
         travel with X through scikit-learn tools. They are not used as features.
     max_iter : int, default=1000
-        Largest number of optimiser iterations.
+        Largest number of optimiser iterations, all counted: every Newton or quasi-Newton
+        step, every iteration of L-BFGS-B or COBYQA, in every stage and restart of the
+        search (``n_iter_`` reports them). Evaluations that only judge the final point are
+        not iterations. A fit that reaches it before an optimum warns and has
+        ``converged_`` False.
     tol : float, default=1e-6
         Convergence: the largest predicted further decrease of the deviance (Newton
         decrement) accepted at the optimum.
@@ -87,7 +91,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
     singular_ : bool
         Whether the fit is on the boundary (a variance, or a correlation of +-1).
     n_iter_ : int
-        Optimiser iterations.
+        Optimiser iterations, all counted (at most ``max_iter``).
     theta_ : ndarray
         lme4's relative covariance factor parameters, factor by factor.
     optimizer_log_ : DataFrame
@@ -179,10 +183,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
             d["factors"], d["Xf"], y, d["w"], self.reml, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose
         )
         if not opt.converged:
-            warnings.warn(
-                f"the optimiser stopped before reaching an optimum ({opt.message}); estimates may be "
-                "off. Try a larger max_iter, or rescale X.", ConvergenceWarning, stacklevel=4,
-            )
+            warnings.warn(not_converged_message(opt, self.max_iter), ConvergenceWarning, stacklevel=4)
         self._store_estimates(model, opt, est, d)
         # -- reporting hook (skmlm._compare): begin --
         # for REML fits references (no copies) to the inputs, so compare_models can refit by

@@ -90,7 +90,11 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
         normal distribution. ``"zero"``: the probability at random effect 0 (the
         "typical" level), which is further from 0.5 than the population average.
     max_iter : int, default=1000
-        Largest number of optimiser iterations.
+        Largest number of optimiser iterations, all counted: every Newton or quasi-Newton
+        step, every iteration of L-BFGS-B or COBYQA, in both stages of the search and its
+        restarts (``n_iter_`` reports them); the inner PIRLS iterations for the
+        conditional modes are not counted, nor evaluations that only judge the final
+        point. A fit that reaches it before an optimum warns and has ``converged_`` False.
     tol : float, default=1e-6
         Convergence: the largest predicted further decrease of the deviance (Newton
         decrement) accepted at the optimum.
@@ -133,7 +137,7 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
     singular_ : bool
         Whether the fit is on the boundary (a variance, or a correlation of +-1).
     n_iter_ : int
-        Optimiser iterations.
+        Optimiser iterations, all counted (at most ``max_iter``).
     theta_ : ndarray
         lme4's relative covariance factor parameters, factor by factor.
     optimizer_log_ : DataFrame

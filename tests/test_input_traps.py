@@ -141,6 +141,65 @@ def test_levels_with_equal_outcomes_warn_only_under_separation():
         MixedLogisticClassifier().fit(X, y3, groups=g)
 
 
+# -- 4. max_iter is a cap ----------------------------------------------------------------
+def _max_iter_cases():
+    ss = load_sleepstudy()
+    cb = load_cbpp()
+    Xc = cb["period"].str.get_dummies().drop(columns="1").add_prefix("period").astype(float)
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(30), 12)
+    h = np.tile(np.arange(12), 30)
+    x = rng.normal(size=360)
+    X = pd.DataFrame({"x": x})
+    eta = 0.2 + 0.5 * x + rng.normal(0, 0.8, 30)[g] + rng.normal(0, 0.4, 30)[g] * x + rng.normal(0, 0.5, 12)[h]
+    yl = eta + rng.normal(0, 0.7, 360)
+    yb = (rng.random(360) < expit(eta)).astype(int)
+    yc = rng.negative_binomial(3, 3 / (3 + np.exp(eta)))
+    gh = np.column_stack([g, h])
+    return {
+        "lmm scalar": (MixedLinearRegressor(), ss[["Days"]], ss["Reaction"], ss["Subject"]),
+        "lmm slope": (MixedLinearRegressor(random_slopes=["Days"]), ss[["Days"]], ss["Reaction"], ss["Subject"]),
+        "lmm diagonal": (MixedLinearRegressor(random_slopes=["Days"], covariance="diagonal"), ss[["Days"]],
+                         ss["Reaction"], ss["Subject"]),
+        "lmm crossed": (MixedLinearRegressor(random_slopes={"group0": ["x"]}), X, yl, gh),
+        "glmm scalar": (MixedLogisticClassifier(), Xc, cb["y"], cb["herd"]),
+        "glmm agq": (MixedLogisticClassifier(n_quadrature_points=5), Xc, cb["y"], cb["herd"]),
+        "glmm slope": (MixedLogisticClassifier(random_slopes=["x"]), X, yb, g),
+        "glmm crossed": (MixedLogisticClassifier(), X, yb, gh),
+        "nb2": (MixedGLMRegressor(family="negative_binomial"), X, yc, g),
+    }
+
+
+@pytest.mark.parametrize("case", list(_max_iter_cases()))
+def test_max_iter_caps_every_iteration(case):
+    """Before: max_iter=1 converged after several iterations (Newton and polishing steps
+    were not counted) while max_iter=2 could stop short. Now: ``max_iter`` bounds the
+    optimiser's iterations of every kind (``n_iter_ <= max_iter``), ``converged_`` is True
+    only at an optimum, and a fit stopped by the cap warns that it was."""
+    est, X, y, groups = _max_iter_cases()[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        full = clone(est).fit(X, y, groups=groups)
+    assert full.converged_ and 1 <= full.n_iter_ <= full.max_iter
+    for cap in range(1, full.n_iter_ + 1):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            m = clone(est).set_params(max_iter=cap).fit(X, y, groups=groups)
+        assert m.n_iter_ <= cap
+        stopped = [w for w in seen if issubclass(w.category, ConvergenceWarning)]
+        if m.converged_:
+            assert not stopped
+            assert m.log_likelihood_ == pytest.approx(full.log_likelihood_, abs=1e-5)
+        else:
+            assert stopped and re.search(r"max_iter=\d+", str(stopped[0].message))
+            assert m.n_iter_ == cap
+    again = clone(est).set_params(max_iter=full.n_iter_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        again.fit(X, y, groups=groups)
+    assert again.converged_ and again.log_likelihood_ == pytest.approx(full.log_likelihood_, abs=1e-9)
+
+
 # -- 6. missing labels in a classifier's y -----------------------------------------------------
 @pytest.mark.parametrize("make", [
     lambda lab: np.array(lab, dtype=object),

@@ -15,6 +15,8 @@ estimator, so that it reads as one procedure:
    where no worse) and to the user's coordinates;
 5. where the search ended short of an optimum, search once more from there, in the
    user's coordinates and within lme4's bounds.
+
+``max_iter`` bounds the iterations of both searches together.
 """
 
 import copy
@@ -73,9 +75,9 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
 
         opt.x = to_raw(opt.x)  # opt.log stays in the search's coordinates
         est["random_effects"] = raw_modes(search_factors, maps, est["random_effects"])
-    if not opt.converged and model.has_gradient:
+    if not opt.converged and model.has_gradient and opt.n_iter < max_iter:
         raw = LinearMixedModel(list(factors), X, y, weights, reml) if centred else model
-        second = search_within_bounds(raw, opt, max_iter=max_iter, tol=tol, verbose=verbose)
+        second = search_within_bounds(raw, opt, max_iter=max_iter - opt.n_iter, tol=tol, verbose=verbose)
         if second is not None:
             return raw, second, raw.estimates(second.x)
     if centred:
@@ -90,8 +92,9 @@ def search_within_bounds(model, opt, max_iter, tol, verbose):
 
     A singular covariance (a slope's variance 0) can leave the unbounded search on a
     degenerate ridge of the centred coordinates (``tools/check_optimum.py`` seed 396).
-    Returns the second search's result, its evaluations after the first's in ``log``,
-    where it is better (or as good and converged); else None.
+    Returns the second search's result, its evaluations after the first's in ``log`` and
+    its iterations added to the first's, where it is better (or as good and converged);
+    else None, its iterations added to ``opt.n_iter`` (``max_iter`` counts them all).
     """
     second = minimize_bounded(
         model.objective, np.maximum(opt.x, model.theta_lower), model.theta_lower, gradient=model.gradient,
@@ -101,6 +104,7 @@ def search_within_bounds(model, opt, max_iter, tol, verbose):
     second.x = canonical_theta(model.factors, second.x)
     second.x, second.fun = snap_to_bounds(model.objective, second.x, second.fun, model.theta_lower, SNAP_TOL)
     if not (second.fun < opt.fun - 1e-10 * max(1.0, abs(opt.fun)) or (second.converged and second.fun <= opt.fun)):
+        opt.n_iter += second.n_iter
         return None
     second.log = opt.log + second.log
     second.n_iter += opt.n_iter

@@ -141,6 +141,37 @@ def test_levels_with_equal_outcomes_warn_only_under_separation():
         MixedLogisticClassifier().fit(X, y3, groups=g)
 
 
+# -- 3. a likelihood without a maximum -------------------------------------------------------
+def test_y_exact_function_of_x_and_groups_is_a_clear_error():
+    """Before: y constant within every group fitted "converged" with a residual variance of
+    1e-15, or failed inside a Cholesky factorisation, or warned "Try a larger max_iter, or
+    rescale X". Now: a clear error, as for y exactly linear in X; nearly exact data still fit."""
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(40), 10)
+    h = np.tile(np.arange(10), 40)
+    x = rng.normal(size=400)
+    X = pd.DataFrame({"x": x})
+    level = rng.normal(size=40)[g]
+    cases = [
+        (dict(), X, level),  # y constant within each group
+        (dict(), X.iloc[:, :0], level),  # the null model
+        (dict(), X, level + 0.5 * x),  # y = a_g + b x
+        (dict(random_slopes=["x"]), X, level + rng.normal(size=40)[g] * x),  # y = a_g + b_g x
+        (dict(), X, level),  # two crossed factors, y constant within the first
+    ]
+    for k, (params, Xc, yc) in enumerate(cases):
+        groups = np.column_stack([g, h]) if k == 4 else g
+        with pytest.raises(ValueError, match="exact function of X and the grouping factors"):
+            MixedLinearRegressor(**params).fit(Xc, yc, groups=groups)
+    # the Gamma family: a dispersion of 0
+    with pytest.raises(ValueError, match="exact function of X and the grouping factors"):
+        MixedGLMRegressor(family="gamma").fit(X, np.exp(level), groups=g)
+    # nearly exact is a legitimate fit
+    with _no_warnings():
+        m = MixedLinearRegressor().fit(X, level + 1e-3 * rng.normal(size=400), groups=g)
+    assert m.converged_ and m.residual_variance_ == pytest.approx(1e-6, rel=0.3)
+
+
 # -- 4. max_iter is a cap ----------------------------------------------------------------
 def _max_iter_cases():
     ss = load_sleepstudy()

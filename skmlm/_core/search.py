@@ -22,6 +22,8 @@ estimator, so that it reads as one procedure:
 import copy
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import lsqr
 
 from .centring import centre_factors, raw_modes, raw_theta
 from .design import canonical_theta, split_theta
@@ -35,6 +37,16 @@ RADIUS = 0.02
 #: Variance parameters closer to 0 than this are tried at 0 (lme4 reports boundary fits so).
 SNAP_TOL = 1e-6
 
+#: A residual sum of squares below this fraction of ``y'Wy`` is rounding: y is an exact fit.
+EXACT_TOL = 1e-12
+
+EXACT_FIT = (
+    "y is an exact function of X and the grouping factors (e.g. constant within every level of a "
+    "grouping factor): the residual variance is 0, and the likelihood of a mixed model has no maximum "
+    "there (it grows without bound as the residual variance goes to 0); there is no residual variance to "
+    "split between levels"
+)
+
 
 def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
     """Fit by ML or REML; returns ``(model, opt, est)`` in the user's coordinates.
@@ -46,11 +58,26 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
     """
     search_factors, maps = centre_factors(factors, weights)
     model = LinearMixedModel(search_factors, X, y, weights, reml)
-    if model.fixed_effects_rss() <= 1e-12 * float(weights @ y**2):
+    total = float(weights @ y**2)
+    if model.fixed_effects_rss() <= EXACT_TOL * total:
         raise ValueError(
             "y is an exact linear function of X (residual sum of squares 0): the likelihood of a "
             "mixed model is unbounded there; there is no residual variance to split between levels"
         )
+    try:
+        model, opt, est = _search(factors, search_factors, maps, model, X, y, weights, reml, max_iter, tol, verbose)
+    except np.linalg.LinAlgError:  # the search ran to where a factorisation fails: an exact fit?
+        if exact_residual(factors, X, y, weights) <= EXACT_TOL * total:
+            raise ValueError(EXACT_FIT) from None
+        raise
+    dof = model.n - model.p if reml else model.n
+    if est["sigma2"] * dof <= EXACT_TOL * total:  # the residual variance went to 0: rounding
+        raise ValueError(EXACT_FIT)
+    return model, opt, est
+
+
+def _search(factors, search_factors, maps, model, X, y, weights, reml, max_iter, tol, verbose):
+    """Steps 2 to 5 of the module docstring: ``(model, opt, est)``."""
     start, radius = model.theta_start * model.theta_scale, 0.25
     moments = moment_start(search_factors, X, y, weights, model.cp, reml)
     if model.costly_evaluation:
@@ -84,6 +111,16 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
         model = copy.copy(model)  # the same cross-products, reported with the user's factors
         model.factors = list(factors)
     return model, opt, est
+
+
+def exact_residual(factors, X, y, weights):
+    """Weighted residual sum of squares of ``y`` on ``[X Z]`` without a penalty (LSQR on the
+    sparse design): 0, up to rounding, where ``y`` is an exact function of X and the
+    grouping factors. Only for a fit that failed: it costs more than a search."""
+    root = np.sqrt(weights)
+    A = sp.diags(root) @ sp.hstack([sp.csr_matrix(X)] + [f.design_matrix() for f in factors], format="csr")
+    res = lsqr(A, root * y, atol=1e-15, btol=1e-15, conlim=1e16, iter_lim=20 * A.shape[1] + 100)
+    return float(res[3]) ** 2
 
 
 def search_within_bounds(model, opt, max_iter, tol, verbose):

@@ -248,15 +248,13 @@ def _plain(value):
 def not_converged_message(opt, max_iter):
     """The warning for a fit that stopped short of an optimum: the cap it reached, or why
     the search stopped."""
+    where = "the estimates and their standard errors are those of the point where it stopped and may be off"
     if opt.n_iter >= max_iter:
         return (
-            f"the optimiser stopped after max_iter={max_iter} iterations, before reaching an optimum; "
-            "estimates may be off. Increase max_iter."
+            f"the optimiser stopped after max_iter={max_iter} iterations, before reaching an optimum: {where}. "
+            "Increase max_iter."
         )
-    return (
-        f"the optimiser stopped after {opt.n_iter} iterations before reaching an optimum ({opt.message}); "
-        "estimates may be off."
-    )
+    return f"the optimiser stopped after {opt.n_iter} iterations before reaching an optimum ({opt.message}): {where}."
 
 
 def mean_random_variance(factors, covariances):

@@ -92,7 +92,7 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         nt, p = model.n_theta, len(beta)
         self._set_fixed_effects(beta.copy())
         self.dispersion_ = float(dispersion)
-        self.coef_cov_ = self._fixed_covariance(opt, est, nt, p)
+        self.coef_cov_, source = self._fixed_covariance(model, opt, nt, p)
         covs = {}
         for f, th in zip(factors, split_theta(factors, theta)):
             T = f.cholesky_factor(th)
@@ -119,6 +119,7 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
             "df_resid": model.n - self.n_params_,
             "gradient": opt.gradient,
             "hessian": opt.hessian,
+            "coef_cov_source": source,
         }
         self._var_random = mean_random_variance(factors, covs)
         # -- inference state (skmlm._inference): begin --
@@ -126,12 +127,18 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         # -- inference state: end --
 
     @staticmethod
-    def _fixed_covariance(opt, est, nt, p):
-        """lme4's ``vcov``: ``2 H^-1`` restricted to beta, H the Hessian of the deviance in
-        ``(theta, beta[, log dispersion])`` (variances at 0 left out); the joint PIRLS one
-        where H fails."""
+    def _fixed_covariance(model, opt, nt, p):
+        """lme4's ``vcov`` and where it comes from: ``(covariance, source)``.
+
+        ``"hessian"``: ``2 H^-1`` restricted to beta, H the Hessian of the deviance in
+        ``(theta, beta[, log dispersion])`` at the point where the search ended (variances at
+        0 left out). Where H is not positive definite (a search stopped short of an
+        optimum, a degenerate singular fit), ``"pirls"``: the covariance from the joint
+        PIRLS system there, as lme4 falls back to ``RX``. NaN (source None) only where
+        neither can be had.
+        """
         if p == 0:
-            return np.zeros((0, 0))
+            return np.zeros((0, 0)), "hessian"
         H = opt.hessian
         if H is not None and H.shape[0] >= nt + p:
             d = H.shape[0]
@@ -143,15 +150,14 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
             beta_cols[pos, np.arange(p)] = 1.0
             try:
                 cov = 2.0 * solve_positive_definite(H[np.ix_(idx, idx)], beta_cols)[pos]
-                return 0.5 * (cov + cov.T)
+                if np.isfinite(cov).all():  # (a Hessian with NaN factorises into NaN)
+                    return 0.5 * (cov + cov.T), "hessian"
             except np.linalg.LinAlgError:
                 pass
-        mode = est["mode"]  # a Hessian that is not positive definite
-        Lx = None if mode is None else mode.factor.Lx
-        if Lx is None:
-            return np.full((p, p), np.nan)
-        inv = np.linalg.inv(Lx)
-        return inv.T @ inv
+        cov = model.pirls_covariance(opt.x)
+        if cov is not None:
+            return cov, "pirls"
+        return np.full((p, p), np.nan), None
 
     @fitted_view
     def fixed_effects_(self):

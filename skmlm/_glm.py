@@ -84,7 +84,9 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
     fixed_effects_ : DataFrame
         Estimate, Std. Error, z value and Pr(>|z|) of every fixed effect.
     coef_cov_ : ndarray
-        Covariance matrix of the fixed effects (intercept first), lme4's ``vcov``.
+        Covariance matrix of the fixed effects (intercept first), lme4's ``vcov``: from the
+        Hessian of the deviance, or where that is not positive definite (a fit stopped
+        short of an optimum) from the joint PIRLS system, lme4's fallback.
     random_effects_ : dict of str to DataFrame
         Conditional modes: one row per level, one column per term (link scale).
     random_covariance_ : dict of str to DataFrame

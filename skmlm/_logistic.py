@@ -114,7 +114,9 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
         Estimate, Std. Error, z value and Pr(>|z|) of every fixed effect.
     coef_cov_ : ndarray
         Covariance matrix of the fixed effects (intercept first), from the Hessian of
-        the deviance in ``(theta, beta)`` as lme4's ``vcov``.
+        the deviance in ``(theta, beta)`` as lme4's ``vcov``; where that Hessian is not
+        positive definite (a fit stopped short of an optimum), from the joint PIRLS system
+        at the point reached, as lme4 falls back to ``RX`` (the summary says so).
     random_effects_ : dict of str to DataFrame
         Conditional modes: one row per level, one column per term (log-odds scale).
     random_covariance_ : dict of str to DataFrame

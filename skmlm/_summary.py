@@ -190,8 +190,13 @@ def closing_blocks(model):
         parts += ["", corr]
     if model.singular_:
         parts += ["", singular_note(model)]
+    source = model._fit_info.get("coef_cov_source", "hessian")
     if not model.converged_:
-        parts += ["", "The optimiser did not converge: the estimates may not be at the optimum."]
+        parts += ["", "The optimiser did not converge: the estimates may not be at the optimum, and the standard "
+                      "errors are those of the point where it stopped."]
+    if source == "pirls":
+        parts += ["", "Standard errors from the PIRLS approximation (lme4's fallback to RX): the Hessian of the "
+                      "deviance is not positive definite there."]
     dropped = getattr(model, "dropped_columns_", [])
     if dropped:
         k = len(dropped)

@@ -270,3 +270,48 @@ def test_nan_in_X_gives_the_imputation_hint(kind):
         est.fit(x, ys[kind], groups=g)
     with pytest.raises(ValueError, match=re.compile(hint, re.S)):
         est.predict(bad, groups=g)
+
+
+# -- 8. standard errors of a fit that stopped early ---------------------------------------------
+def _random_slope_data(seed):
+    """The simulated designs on which a classifier with a random slope ended with all-NaN
+    standard errors (seed 49: separated, unconverged; seed 11: a singular fit)."""
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(5, 40))
+    k = int(rng.integers(2, 12))
+    g = np.repeat(np.arange(m), k)
+    x = rng.normal(size=m * k)
+    X = pd.DataFrame({"x": x, "x2": rng.normal(size=m * k)})
+    sd = rng.choice([0.0, 1.0, 3.0, 8.0, 30.0])
+    y = (rng.random(m * k) < expit(rng.normal() + rng.choice([0, 1, 5]) * x + rng.normal(0, sd, m)[g])).astype(int)
+    return X, y, g
+
+
+def test_unconverged_classifier_reports_standard_errors():
+    """Before: fits that stopped short of an optimum (and some singular ones) had all-NaN
+    standard errors (``coef_cov_``), where lme4 reports them. Now: the covariance at the
+    point where the fit stopped, from the Hessian there or, where that is not positive
+    definite, from the PIRLS approximation (lme4's fallback, from RX); a fit that did
+    not converge says so, and that its standard errors are those of where it stopped."""
+    cb = load_cbpp()
+    Xc = cb["period"].str.get_dummies().drop(columns="1").add_prefix("period").astype(float)
+    X11, y11, g11 = _random_slope_data(11)
+    X49, y49, g49 = _random_slope_data(49)
+    cases = [
+        (MixedLogisticClassifier(max_iter=1), Xc, cb["y"], cb["herd"]),
+        (MixedLogisticClassifier(random_slopes=["x"], max_iter=1), X49, y49, g49),
+        (MixedLogisticClassifier(random_slopes=["x"]), X49, y49, g49),
+        (MixedLogisticClassifier(random_slopes=["x"]), X11, y11, g11),
+        (MixedGLMRegressor(family="binomial", random_slopes=["x"]), X11, y11, g11),
+    ]
+    for est, X, y, g in cases:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            m = est.fit(X, y, groups=g)
+        cov = m.coef_cov_
+        assert np.all(np.isfinite(cov)) and np.all(np.linalg.eigvalsh(cov) > 0), (est, cov)
+        assert np.all(np.isfinite(m.fixed_effects_["Std. Error"]))
+        if not m.converged_:
+            messages = " ".join(str(w.message) for w in seen)
+            assert "standard errors" in messages
+            assert "standard errors" in m.summary()

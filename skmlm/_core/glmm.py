@@ -330,6 +330,34 @@ class GeneralizedMixedModel:
         return d if np.isfinite(d) else np.inf
 
     # -- estimates ------------------------------------------------------------------
+    def pirls_covariance(self, x):
+        """lme4's fallback covariance of ``beta`` (``vcov`` from ``RX``): the inverse of the
+        Schur complement of ``X`` in the joint PIRLS system for ``(u, beta)`` at the modes
+        of ``x``, in the user's units; None where that matrix is not positive definite.
+
+        Where the Hessian of the deviance is (at an optimum, with the modes and theta
+        held), this is the covariance it gives; it holds away from an optimum too.
+        """
+        if self.p == 0:
+            return np.zeros((0, 0))
+        xs = self.units.to_search(x)
+        try:
+            if self.scalar is not None:
+                S = self.scalar.fixed_information(xs)
+            else:
+                theta, beta, dispersion = self.split(xs)
+                m = self._mode(theta, beta, dispersion)
+                W = self.family.derivatives(self.y, m.eta, self.w, dispersion)[1]
+                Lx = self.pirls.factorize(W, joint=True).Lx
+                S = Lx @ Lx.T
+            cov = solve_positive_definite(S, np.eye(self.p))
+        except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError, ZeroDivisionError):
+            return None
+        if not np.all(np.isfinite(cov)):
+            return None
+        scale = self.units.x_scale
+        return 0.5 * (cov + cov.T) / np.outer(scale, scale)
+
     def estimates(self, x):
         """Conditional modes ``b = Lambda u`` per factor, the linear predictor and the deviance at ``x``."""
         theta, beta, dispersion = self.split(x)

@@ -147,6 +147,24 @@ class MixedModelMixin:
             coef = full
         self.coef_ = coef
 
+    def _standard_errors(self):
+        """Standard errors of the fixed effects estimated (intercept first). For a y of order
+        1e160, whose variances are not floats (``coef_cov_`` is inf), from the covariance
+        in the units the fit ran in."""
+        unscaled = self.__dict__.get("_coef_cov_unscaled")
+        if unscaled is None:
+            return np.sqrt(np.diag(self.coef_cov_))
+        cov, scale = unscaled
+        return np.sqrt(np.diag(cov)) * scale
+
+    def _fixed_correlation(self):
+        """Correlation of the fixed-effect estimates (NaN where a variance is 0)."""
+        unscaled = self.__dict__.get("_coef_cov_unscaled")
+        cov = self.coef_cov_ if unscaled is None else unscaled[0]
+        sd = np.sqrt(np.diag(cov))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return cov / np.outer(sd, sd)
+
     def _store_random_effects(self, factors, modes, covariances):
         """Keep what ``random_effects_`` and ``random_covariance_`` are built from; fill
         ``n_groups_``. Starts the fit's views afresh (see :class:`fitted_view`)."""
@@ -263,7 +281,7 @@ def mean_random_variance(factors, covariances):
     Nakagawa's random-effect variance (performance's ``var.random``): with random slopes
     it depends on the covariates, so it is the mean of ``z_i' Sigma z_i`` over the rows.
     """
-    return sum(float(np.sum(covariances[f.name] * (f.z.T @ f.z))) / len(f.z) for f in factors)
+    return sum(float(np.sum(covariances[f.name] * ((f.z.T @ f.z) / len(f.z)))) for f in factors)
 
 
 def choose_factor(names, factor, purpose):

@@ -163,7 +163,7 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
     def fixed_effects_(self):
         """Estimate, Std. Error, z value and Pr(>|z|) of every fixed effect, intercept first."""
         beta = self._beta()
-        se = np.sqrt(np.diag(self.coef_cov_))
+        se = self._standard_errors()
         with np.errstate(divide="ignore", invalid="ignore"):
             zval = beta / se
         return pd.DataFrame(

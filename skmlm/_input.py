@@ -371,11 +371,14 @@ def independent_columns(Xf):
     """
     n, p = Xf.shape
     if p == 0:
-        return []
+        return range(0)
     scale = np.sqrt(np.einsum("ij,ij->j", Xf, Xf))
+    if p <= n and scale.all():  # the common case, without copies: one QR of the whole design
+        # R in the upper triangle (LAPACK directly: a third of numpy's cost)
+        if p == 1 or np.abs(np.diag(lapack.dgeqrf(Xf / scale)[0])).min() >= RANK_TOL:
+            return range(p)
     kept = [j for j in range(p) if scale[j] > 0]
     while len(kept) > 1:
-        # R in the upper triangle (LAPACK directly: a third of numpy's cost)
         d = np.abs(np.diag(lapack.dgeqrf(Xf[:, kept] / scale[kept])[0]))
         bad = np.flatnonzero(d < RANK_TOL)
         if len(bad):  # the first aliased column; the later ones are judged again without it

@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._base import MixedModelMixin, fitted_view, mean_random_variance, not_converged_message
 from ._inference import InferenceMixin
 from ._core.design import split_theta
-from ._core.search import fit_lmm
+from ._core.search import fit_lmm, response_scale
 from ._threads import single_blas_thread
 
 #: lme4's ``isSingular`` tolerance on the variance parameters of ``theta``.
@@ -198,10 +198,14 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         beta = est["beta"]
         self._set_fixed_effects(beta)
         self.coef_cov_ = est["cov_beta"]
-        covs = {}
+        # for a y of order 1e160, whose variances are not floats: the fit's own units
+        self._coef_cov_unscaled = (est["cov_beta_unscaled"], model.y_scale) if "cov_beta_unscaled" in est else None
+        self._sigma2_unscaled = (est["sigma2_unscaled"], model.y_scale) if "sigma2_unscaled" in est else None
+        covs, relative = {}, {}
         for f, th in zip(factors, split_theta(factors, opt.x)):
             T = f.cholesky_factor(th)
-            covs[f.name] = sigma2 * (T @ T.T)
+            relative[f.name] = T @ T.T
+            covs[f.name] = sigma2 * relative[f.name]
         self._store_random_effects(factors, est["random_effects"], covs)
         self.residual_variance_ = float(sigma2)
         self.theta_ = opt.x.copy()
@@ -216,8 +220,9 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         self.singular_ = bool(np.any((model.theta_lower == 0) & (opt.x < SINGULAR_TOL)))
         self._optimizer_log = opt.log
         self._optimizer_log_names = [f"theta_{k}" for k in range(len(opt.x))]
-        self._var_random = var_random = mean_random_variance(factors, covs)
-        self.icc_ = var_random / (var_random + sigma2)
+        ratio = mean_random_variance(factors, relative)  # over sigma2: finite where sigma2 is not a float
+        self._var_random = sigma2 * ratio
+        self.icc_ = ratio / (ratio + 1.0)
         self._fit_info = {
             "n_obs": model.n,
             "df_resid": model.n - n_params,
@@ -232,7 +237,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
     def fixed_effects_(self):
         """Estimate, Std. Error and t value of every fixed effect, intercept first."""
         beta = self._beta()
-        se = np.sqrt(np.diag(self.coef_cov_))
+        se = self._standard_errors()
         return pd.DataFrame({"Estimate": beta, "Std. Error": se, "t value": beta / se}, index=self._fixed_names)
 
     @fitted_view
@@ -240,7 +245,8 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         """Residuals on the training rows over their standard deviation (lme4's scaled
         residuals, in the summary)."""
         d = self._inference_data
-        return (d["y"] - self._training_linear_predictor()) * np.sqrt(d["w"] / self.residual_variance_)
+        sigma2, scale = self.__dict__.get("_sigma2_unscaled") or (self.residual_variance_, 1.0)
+        return ((d["y"] - self._training_linear_predictor()) / scale) / np.sqrt(sigma2 / d["w"])
 
     def predict(self, X, groups=None):
         """Predict y: conditional on the random effects of known levels.
@@ -260,7 +266,12 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of :meth:`predict` (with ``groups``) against y."""
-        return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
+        pred = self.predict(X, groups=groups)
+        values = np.asarray(y, dtype=float)
+        scale = response_scale(values) if values.ndim == 1 and len(values) else 1.0
+        if scale != 1.0:  # R^2 does not depend on the units; its squares would overflow in these
+            y, pred = values / scale, pred / scale
+        return r2_score(y, pred, sample_weight=sample_weight)
 
     def summary(self):
         """A text summary that reads like lme4's ``summary(lmer(...))``."""

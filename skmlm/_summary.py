@@ -83,11 +83,9 @@ def abbreviate(name, length=6):
 
 def fixed_correlation_block(model):
     """Lower triangle of the correlation of the fixed-effect estimates."""
-    cov = model.coef_cov_
-    if cov.shape[0] < 2:
+    if model.coef_cov_.shape[0] < 2:
         return ""
-    sd = np.sqrt(np.diag(cov))
-    corr = cov / np.outer(sd, sd)
+    corr = model._fixed_correlation()
     names = list(model.fixed_effects_.index)
     short = [abbreviate(n) if n != INTERCEPT else "(Intr)" for n in names]
     width = max(len(n) for n in names)

@@ -231,6 +231,53 @@ def test_max_iter_caps_every_iteration(case):
     assert again.converged_ and again.log_likelihood_ == pytest.approx(full.log_likelihood_, abs=1e-9)
 
 
+# -- 5. extreme magnitudes of y -----------------------------------------------------------
+@pytest.mark.parametrize("power", [505, -520])
+@pytest.mark.parametrize("reml", [True, False])
+def test_extreme_y_is_fitted_on_an_internal_scale(power, reml):
+    """Before: y of order 1e154 (2^505 x sleepstudy) overflowed the cross-products, numpy
+    warnings leaked, log_likelihood_ was NaN and the warning blamed X; y of order 1e-154
+    failed in an eigenvalue decomposition. Now: the fit runs on an internal scale and
+    reports on the user's, exactly the fit of the unscaled y rescaled (2^505 is the
+    largest power whose residual variance, 1e307, is still a float)."""
+    ss = load_sleepstudy()
+    c = 2.0**power
+    X, y, g = ss[["Days"]], ss["Reaction"].to_numpy(), ss["Subject"]
+    base = MixedLinearRegressor(random_slopes=["Days"], reml=reml).fit(X, y, groups=g)
+    with _no_warnings():
+        m = MixedLinearRegressor(random_slopes=["Days"], reml=reml).fit(X, y * c, groups=g)
+        dof = len(y) - (2 if reml else 0)
+        assert m.converged_
+        assert m.log_likelihood_ == pytest.approx(base.log_likelihood_ - dof * np.log(c), rel=1e-12)
+        assert m.aic_ == pytest.approx(base.aic_ + 2 * dof * np.log(c), rel=1e-12)
+        np.testing.assert_allclose(m.theta_, base.theta_, rtol=1e-8)
+        np.testing.assert_allclose(m.coef_ / c, base.coef_, rtol=1e-8)
+        assert m.intercept_ / c == pytest.approx(base.intercept_, rel=1e-8)
+        assert m.residual_variance_ / c**2 == pytest.approx(base.residual_variance_, rel=1e-8)
+        np.testing.assert_allclose(m.coef_cov_ / c**2, base.coef_cov_, rtol=1e-7)
+        np.testing.assert_allclose(m.random_effects_["Subject"] / c, base.random_effects_["Subject"], rtol=1e-7)
+        np.testing.assert_allclose(m.random_covariance_["Subject"] / c**2, base.random_covariance_["Subject"],
+                                   rtol=1e-7)
+        np.testing.assert_allclose(m.predict(X, groups=g) / c, base.predict(X, groups=g), rtol=1e-10)
+        assert m.score(X, y * c, groups=g) == pytest.approx(base.score(X, y, groups=g), rel=1e-10)
+        table, ref = m.fixed_effects_table(), base.fixed_effects_table()
+        np.testing.assert_allclose(table["df"], ref["df"], rtol=1e-5)
+        np.testing.assert_allclose(table["t value"], ref["t value"], rtol=1e-7)
+        np.testing.assert_allclose(m.optimizer_log_["deviance"], base.optimizer_log_["deviance"] + 2 * dof * np.log(c),
+                                   rtol=1e-12)
+        ci, ci_ref = m.confint(method="profile"), base.confint(method="profile")
+        scaled = np.array([0.0 if name == ".sig02" else power for name in ci.index])  # .sig02: a correlation
+        np.testing.assert_allclose(ci.to_numpy() / 2.0 ** scaled[:, None], ci_ref.to_numpy(), rtol=1e-6)
+        boot, boot_ref = (x.parametric_bootstrap(5, random_state=0) for x in (m, base))
+        np.testing.assert_allclose(boot.to_numpy() / 2.0 ** scaled, boot_ref.to_numpy(), rtol=1e-4)  # refits
+        conv, conv_ref = m.convergence_, base.convergence_
+        assert conv["converged"] and conv["max_abs_gradient"] == pytest.approx(conv_ref["max_abs_gradient"], abs=1e-4)
+        if power > 0:  # (at 2^-520 the curvature in the standard deviations overflows)
+            np.testing.assert_allclose(conv["hessian_sd"].to_numpy() * 2.0 ** np.add.outer(scaled[:4], scaled[:4]),
+                                       conv_ref["hessian_sd"].to_numpy(), rtol=1e-3, atol=1e-6)
+        assert "Residual" in m.summary()
+
+
 # -- 6. missing labels in a classifier's y -----------------------------------------------------
 @pytest.mark.parametrize("make", [
     lambda lab: np.array(lab, dtype=object),

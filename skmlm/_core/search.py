@@ -23,6 +23,7 @@ import copy
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg.blas import ddot
 from scipy.sparse.linalg import lsqr
 
 from .centring import centre_factors, raw_modes, raw_theta
@@ -55,7 +56,14 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
     :class:`~.optimize.OptimizeResult` (``x`` is theta; its ``log`` is in the search's
     coordinates, centred where slopes were centred, followed by those of
     :func:`search_within_bounds` where it ran), ``est`` the estimates at theta.
+
+    A y of extreme magnitude (its squares beyond ``SQUARES_RANGE``) is fitted divided by
+    ``model.y_scale`` (see :func:`response_scale`); ``opt`` and ``est`` are in the units
+    of y all the same, ``model`` in its own.
     """
+    scale = response_scale(y)
+    if scale != 1.0:  # exact: a power of two
+        y = y / scale
     search_factors, maps = centre_factors(factors, weights)
     model = LinearMixedModel(search_factors, X, y, weights, reml)
     total = float(weights @ y**2)
@@ -73,7 +81,49 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
     dof = model.n - model.p if reml else model.n
     if est["sigma2"] * dof <= EXACT_TOL * total:  # the residual variance went to 0: rounding
         raise ValueError(EXACT_FIT)
+    model.y_scale = scale
+    if scale != 1.0:
+        _to_user_scale(opt, est, scale, dof)
     return model, opt, est
+
+
+#: Outside this range the sum of squares of y calls for a fit on an internal scale: beyond
+#: it the cross-products of y overflow, below it they lose precision.
+SQUARES_RANGE = (2.0**-700, 2.0**700)
+
+
+def response_scale(y):
+    """The scale the linear model is fitted on: 1.0 for y of ordinary magnitude, else the
+    power of two nearest to its largest ``|y|``.
+
+    Dividing y by a power of two is exact, and changes nothing but the units: theta is
+    the same, beta, the modes and sigma scale with it, and the deviance shifts by
+    ``dof log(scale^2)``. One BLAS dot product (which, unlike numpy's, raises no
+    floating-point warning where it overflows) decides.
+    """
+    squares = ddot(y, y) if y.dtype == np.float64 and y.ndim == 1 else float(np.dot(y, y))
+    if SQUARES_RANGE[0] < squares < SQUARES_RANGE[1]:
+        return 1.0
+    largest = float(np.max(np.abs(y))) if len(y) else 0.0
+    if not 0.0 < largest < np.inf:
+        return 1.0
+    return 2.0 ** round(np.log2(largest))
+
+
+def _to_user_scale(opt, est, scale, dof):
+    """The results of a fit to ``y / scale`` in the units of y (in place)."""
+    shift = dof * 2.0 * np.log(scale)
+    opt.fun = opt.fun + shift
+    opt.log = [(x, f + shift) for x, f in opt.log]
+    est["cov_beta_unscaled"] = est["cov_beta"]  # in the units of y / scale: standard errors and correlations
+    est["sigma2_unscaled"] = est["sigma2"]
+    with np.errstate(over="ignore", under="ignore"):  # a variance of y near 1e160 is not a float
+        est["beta"] = est["beta"] * scale
+        est["sigma2"] = est["sigma2"] * scale * scale
+        est["cov_beta"] = est["cov_beta"] * scale * scale
+        est["random_effects"] = {k: v * scale for k, v in est["random_effects"].items()}
+    if "deviance" in est:
+        est["deviance"] = est["deviance"] + shift
 
 
 def _search(factors, search_factors, maps, model, X, y, weights, reml, max_iter, tol, verbose):

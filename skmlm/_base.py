@@ -13,9 +13,8 @@ import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
 from ._input import (
-    INTERCEPT, build_factors, check_full_rank, check_identifiable, column_names, fixed_design,
-    group_frame, level_text_index, match_levels, resolve_random_slopes, unseen_levels_error, validate_X,
-    validate_y_weights,
+    INTERCEPT, build_factors, check_identifiable, column_names, fixed_design, group_frame, independent_columns,
+    level_text_index, match_levels, resolve_random_slopes, unseen_levels_error, validate_X, validate_y_weights,
 )
 
 
@@ -115,11 +114,71 @@ class MixedModelMixin:
         check_identifiable(factors, n, warn_residual=self._residual_confounds_observation_levels)
         fixed_names = ([INTERCEPT] if self.fit_intercept else []) + names
         Xf = fixed_design(Xn, self.fit_intercept)
-        check_full_rank(Xf, fixed_names)
+        self._design_names = fixed_names
+        Xf, fixed_names = self._drop_aliased_columns(Xf, fixed_names)
         self._slope_positions = slopes
         self._fixed_names = fixed_names
         self._response_name = str(y_name) if (y_name := getattr(y_given, "name", None)) is not None else "y"
         return {"X": Xn, "Xf": Xf, "y": y, "w": w, "factors": factors}
+
+    def _drop_aliased_columns(self, Xf, names):
+        """The fixed-effects design without its aliased columns, as lme4 fits it.
+
+        Columns that are linear combinations of earlier ones (one-hot columns of every
+        category beside the intercept, spline bases with their bias) are dropped, with one
+        warning naming them; ``dropped_columns_`` lists them, and their ``coef_`` will be 0
+        (so that ``X @ coef_ + intercept_`` is the reduced model's prediction).
+        """
+        kept = independent_columns(Xf)
+        if len(kept) == Xf.shape[1]:
+            self.dropped_columns_ = []
+            self._feature_mask = None
+            return Xf, names
+        offset = 1 if self.fit_intercept else 0
+        kept_set = set(kept)
+        dropped = [names[j] for j in range(Xf.shape[1]) if j not in kept_set]
+        mask = np.zeros(Xf.shape[1] - offset, dtype=bool)
+        mask[[j - offset for j in kept if j >= offset]] = True
+        self.dropped_columns_ = dropped
+        self._feature_mask = mask
+        k = len(dropped)
+        warnings.warn(
+            f"the fixed-effects design is rank deficient: dropping {k} column{'s' if k > 1 else ''} "
+            f"{', '.join(map(repr, dropped))}, a linear combination of the others (as lme4 does); "
+            f"{'their' if k > 1 else 'its'} coef_ is 0 and dropped_columns_ lists {'them' if k > 1 else 'it'}",
+            UserWarning, stacklevel=6,  # the caller of fit
+        )
+        return Xf[:, kept], [names[j] for j in kept]
+
+    def _set_fixed_effects(self, beta):
+        """``intercept_`` and ``coef_`` from the estimated fixed effects (intercept first):
+        ``coef_`` has one entry per feature, 0 for a column dropped as aliased."""
+        self.intercept_ = float(beta[0]) if self.fit_intercept else 0.0
+        coef = beta[1:] if self.fit_intercept else beta
+        mask = self._feature_mask
+        if mask is not None:
+            full = np.zeros(len(mask))
+            full[mask] = coef
+            coef = full
+        self.coef_ = coef
+
+    def _standard_errors(self):
+        """Standard errors of the fixed effects estimated (intercept first). For a y of order
+        1e160, whose variances are not floats (``coef_cov_`` is inf), from the covariance
+        in the units the fit ran in."""
+        unscaled = self.__dict__.get("_coef_cov_unscaled")
+        if unscaled is None:
+            return np.sqrt(np.diag(self.coef_cov_))
+        cov, scale = unscaled
+        return np.sqrt(np.diag(cov)) * scale
+
+    def _fixed_correlation(self):
+        """Correlation of the fixed-effect estimates (NaN where a variance is 0)."""
+        unscaled = self.__dict__.get("_coef_cov_unscaled")
+        cov = self.coef_cov_ if unscaled is None else unscaled[0]
+        sd = np.sqrt(np.diag(cov))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return cov / np.outer(sd, sd)
 
     def _store_random_effects(self, factors, modes, covariances):
         """Keep what ``random_effects_`` and ``random_covariance_`` are built from; fill
@@ -143,8 +202,12 @@ class MixedModelMixin:
         return {name: pd.DataFrame(cov, index=terms, columns=terms) for name, _, terms, _, cov in self._random_parts}
 
     def _beta(self):
-        """The fixed effects, intercept first (where the model has one)."""
+        """The fixed effects estimated, intercept first (where the model has one); columns
+        dropped as aliased left out."""
         coef = np.asarray(self.coef_, dtype=float)
+        mask = getattr(self, "_feature_mask", None)
+        if mask is not None:
+            coef = coef[mask]
         return np.concatenate(([self.intercept_], coef)) if self.fit_intercept else coef
 
     def _training_linear_predictor(self):
@@ -291,13 +354,25 @@ def _plain(value):
     raise TypeError(f"not a plain value: {type(value).__name__}")
 
 
+def not_converged_message(opt, max_iter):
+    """The warning for a fit that stopped short of an optimum: the cap it reached, or why
+    the search stopped."""
+    where = "the estimates and their standard errors are those of the point where it stopped and may be off"
+    if opt.n_iter >= max_iter:
+        return (
+            f"the optimiser stopped after max_iter={max_iter} iterations, before reaching an optimum: {where}. "
+            "Increase max_iter."
+        )
+    return f"the optimiser stopped after {opt.n_iter} iterations before reaching an optimum ({opt.message}): {where}."
+
+
 def mean_random_variance(factors, covariances):
     """Variance of the random part ``z_i' b`` averaged over the rows, summed over factors.
 
     Nakagawa's random-effect variance (performance's ``var.random``): with random slopes
     it depends on the covariates, so it is the mean of ``z_i' Sigma z_i`` over the rows.
     """
-    return sum(float(np.sum(covariances[f.name] * (f.z.T @ f.z))) / len(f.z) for f in factors)
+    return sum(float(np.sum(covariances[f.name] * ((f.z.T @ f.z) / len(f.z)))) for f in factors)
 
 
 def choose_factor(names, factor, purpose):

@@ -14,13 +14,12 @@ from scipy.special import ndtr
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._base import MixedModelMixin, fitted_view, mean_random_variance
+from ._base import MixedModelMixin, fitted_view, mean_random_variance, not_converged_message
 from ._core.design import split_theta
 from ._core.dense_gradient import solve_positive_definite
-from ._core.family import MAX_LOG_DISPERSION
-from ._core.glmm import GeneralizedMixedModel, fit_glmm, gauss_hermite_normal
+from ._core.glmm import GeneralizedMixedModel, exact_fit_message, fit_glmm, gauss_hermite_normal
 from ._inference import InferenceMixin
-from ._input import finite_float_array, validate_X
+from ._input import INTERCEPT, finite_float_array, validate_X
 from ._threads import single_blas_thread
 
 #: lme4's ``isSingular`` tolerance on the variance parameters of ``theta``.
@@ -74,21 +73,12 @@ def _check_variance_left(family, d):
         np.minimum.at(low, f.codes, y)
         np.maximum.at(high, f.codes, y)
         if np.all((high - low <= 1e-12 * np.abs(high)) | (rows < 2)):
-            raise ValueError(
-                f"y is constant within every level of {f.name!r}: the gamma model fits it exactly (its dispersion "
-                "goes to 0, where the likelihood has no maximum). There is no variance within levels to describe"
-            )
+            raise ValueError(exact_fit_message(family))
 
 
 def _check_maximum(model, opt, est):
     """A clear error where the likelihood has no maximum for the search to find."""
     family = model.family
-    if family.has_dispersion and np.log(model.split(opt.x)[2]) <= -MAX_LOG_DISPERSION + 1.0:
-        raise ValueError(
-            f"the {family.name} model fits y exactly (its dispersion goes to 0, where the likelihood has no "
-            "maximum): y is a function of the groups and predictors, e.g. constant within every level. There "
-            "is no variance for the model to describe"
-        )
     if not np.isfinite(est["deviance"]):
         raise ValueError(
             f"the {family.name} GLMM's likelihood is not finite at the end of the search (an overflow of the "
@@ -112,7 +102,6 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         self._has_offset = offset is not None
         family.check_response(d["y"], d["w"])
         _check_variance_left(family, d)
-        self._before_fit(d)
         model = GeneralizedMixedModel(
             d["factors"], d["Xf"], d["y"], d["w"], family, d["offset"], n_agq=self.n_quadrature_points
         )
@@ -124,14 +113,8 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         self._store_estimates(model, opt, est, d)
         self._after_fit(model, est, d)
         if not opt.converged and not getattr(self, "_separated", False):
-            warnings.warn(
-                f"the optimiser stopped before reaching an optimum ({opt.message}); estimates may be "
-                "off. Try a larger max_iter.", ConvergenceWarning, stacklevel=3,
-            )
+            warnings.warn(not_converged_message(opt, self.max_iter), ConvergenceWarning, stacklevel=3)
         return self
-
-    def _before_fit(self, d):
-        """A hook for checks of the data before the fit (the classifier's)."""
 
     def _after_fit(self, model, est, d):
         """A hook for checks of the estimates after the fit (the classifier's)."""
@@ -141,10 +124,9 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         factors = model.factors
         theta, beta, dispersion = model.split(opt.x)
         nt, p = model.n_theta, len(beta)
-        self.intercept_ = float(beta[0]) if self.fit_intercept else 0.0
-        self.coef_ = beta[1:].copy() if self.fit_intercept else beta.copy()
+        self._set_fixed_effects(beta.copy())
         self.dispersion_ = float(dispersion)
-        self.coef_cov_ = self._fixed_covariance(opt, est, nt, p)
+        self.coef_cov_, source = self._fixed_covariance(model, opt, nt, p)
         covs = {}
         for f, th in zip(factors, split_theta(factors, theta)):
             T = f.cholesky_factor(th)
@@ -171,6 +153,7 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
             "df_resid": model.n - self.n_params_,
             "gradient": opt.gradient,
             "hessian": opt.hessian,
+            "coef_cov_source": source,
         }
         self._var_random = mean_random_variance(factors, covs)
         # -- inference state (skmlm._inference): begin --
@@ -178,12 +161,18 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         # -- inference state: end --
 
     @staticmethod
-    def _fixed_covariance(opt, est, nt, p):
-        """lme4's ``vcov``: ``2 H^-1`` restricted to beta, H the Hessian of the deviance in
-        ``(theta, beta[, log dispersion])`` (variances at 0 left out); the joint PIRLS one
-        where H fails."""
+    def _fixed_covariance(model, opt, nt, p):
+        """lme4's ``vcov`` and where it comes from: ``(covariance, source)``.
+
+        ``"hessian"``: ``2 H^-1`` restricted to beta, H the Hessian of the deviance in
+        ``(theta, beta[, log dispersion])`` at the point where the search ended (variances at
+        0 left out). Where H is not positive definite (a search stopped short of an
+        optimum, a degenerate singular fit), ``"pirls"``: the covariance from the joint
+        PIRLS system there, as lme4 falls back to ``RX``. NaN (source None) only where
+        neither can be had.
+        """
         if p == 0:
-            return np.zeros((0, 0))
+            return np.zeros((0, 0)), "hessian"
         H = opt.hessian
         if H is not None and H.shape[0] >= nt + p:
             d = H.shape[0]
@@ -195,21 +184,20 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
             beta_cols[pos, np.arange(p)] = 1.0
             try:
                 cov = 2.0 * solve_positive_definite(H[np.ix_(idx, idx)], beta_cols)[pos]
-                return 0.5 * (cov + cov.T)
+                if np.isfinite(cov).all():  # (a Hessian with NaN factorises into NaN)
+                    return 0.5 * (cov + cov.T), "hessian"
             except np.linalg.LinAlgError:
                 pass
-        mode = est["mode"]  # a Hessian that is not positive definite
-        Lx = None if mode is None else mode.factor.Lx
-        if Lx is None:
-            return np.full((p, p), np.nan)
-        inv = np.linalg.inv(Lx)
-        return inv.T @ inv
+        cov = model.pirls_covariance(opt.x)
+        if cov is not None:
+            return cov, "pirls"
+        return np.full((p, p), np.nan), None
 
     @fitted_view
     def fixed_effects_(self):
         """Estimate, Std. Error, z value and Pr(>|z|) of every fixed effect, intercept first."""
         beta = self._beta()
-        se = np.sqrt(np.diag(self.coef_cov_))
+        se = self._standard_errors()
         with np.errstate(divide="ignore", invalid="ignore"):
             zval = beta / se
         return pd.DataFrame(

@@ -71,7 +71,11 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
         :class:`~skmlm.GroupsMissingWarning`, once per fitted model. ``"population"``:
         population predictions are meant; no warning. ``"error"``: raise.
     max_iter : int, default=1000
-        Largest number of optimiser iterations.
+        Largest number of optimiser iterations, all counted: every Newton or quasi-Newton
+        step, every iteration of L-BFGS-B or COBYQA, in both stages of the search and its
+        restarts (``n_iter_`` reports them); the inner PIRLS iterations for the
+        conditional modes are not counted, nor evaluations that only judge the final
+        point. A fit that reaches it before an optimum warns and has ``converged_`` False.
     tol : float, default=1e-6
         Convergence: the largest predicted further decrease of the deviance (Newton
         decrement) accepted at the optimum.
@@ -85,14 +89,17 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
     intercept_ : float
         Fixed intercept on the link scale (0.0 when ``fit_intercept=False``).
     coef_ : ndarray of shape (n_features,)
-        Fixed effects of the feature columns on the link scale.
+        Fixed effects of the feature columns on the link scale (0 for a column in
+        ``dropped_columns_``).
     dispersion_ : float
         NB2: the size theta; Gamma: phi (``Var y = phi mu^2``; glmmTMB's ``sigma()`` is
         ``sqrt(phi)``); 1.0 for binomial and Poisson.
     fixed_effects_ : DataFrame
         Estimate, Std. Error, z value and Pr(>|z|) of every fixed effect.
     coef_cov_ : ndarray
-        Covariance matrix of the fixed effects (intercept first), lme4's ``vcov``.
+        Covariance matrix of the fixed effects (intercept first), lme4's ``vcov``: from the
+        Hessian of the deviance, or where that is not positive definite (a fit stopped
+        short of an optimum) from the joint PIRLS system, lme4's fallback.
     random_effects_ : dict of str to DataFrame
         Conditional modes: one row per level, one column per term (link scale).
     random_covariance_ : dict of str to DataFrame
@@ -101,7 +108,7 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
         Maximised (Laplace or AGQ) log-likelihood with its normalising constants
         (``log y!``, ``log C(n, k)``), as lme4's and glmmTMB's ``logLik``.
     deviance_, aic_, bic_, n_params_, icc_, n_groups_, converged_, singular_, n_iter_,
-    theta_, optimizer_log_, n_features_in_, feature_names_in_
+    theta_, optimizer_log_, dropped_columns_, n_features_in_, feature_names_in_
         As :class:`MixedLogisticClassifier`'s.
 
     See Also
@@ -235,6 +242,7 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True  # made dense: see skmlm._input.validate_X
         tags.target_tags.positive_only = self.family != "binomial"
         return tags
 

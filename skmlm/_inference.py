@@ -29,6 +29,7 @@ from ._core.glmm import GeneralizedMixedModel
 from ._core.lmm import LinearMixedModel
 from ._core.profile import GeneralizedProfiler, Profiler
 from ._core.satterthwaite import Satterthwaite, hessian, jacobian
+from ._core.search import response_scale
 from ._core.varpar import VarianceParameters, ml_deviance, reml_deviance
 from ._threads import single_blas_thread
 
@@ -117,12 +118,20 @@ class InferenceMixin:
         return self._inference_cache
 
     def _core_model(self):
-        """The core model of the fit, rebuilt from the kept state (cached)."""
+        """The core model of the fit, rebuilt from the kept state (cached). A linear model
+        whose y is of extreme magnitude is built on ``y / scale``, as the fit was (see
+        :func:`~skmlm._core.search.response_scale`): :meth:`_core_units` maps its numbers
+        to the user's."""
         cache = self._cache()
         if "model" not in cache:
             d = self._inference_data
+            cache["y_scale"] = 1.0
             if d["linear"]:
-                cache["model"] = LinearMixedModel(d["factors"], d["X"], d["y"], d["w"], d["reml"])
+                y = d["y"]
+                cache["y_scale"] = scale = response_scale(y)
+                cache["model"] = LinearMixedModel(
+                    d["factors"], d["X"], y / scale if scale != 1.0 else y, d["w"], d["reml"]
+                )
             else:
                 cache["model"] = GeneralizedMixedModel(
                     d["factors"], d["X"], d["y"], d["w"], d["family"], d["offset"], n_agq=d["n_agq"]
@@ -135,6 +144,25 @@ class InferenceMixin:
 
     def _sigma(self):
         return float(np.sqrt(self.residual_variance_)) if self._is_linear else 1.0
+
+    def _core_sigma(self):
+        """sigma in the units of the core model (those of y / scale)."""
+        model = self._core_model()
+        scale = self._cache()["y_scale"]
+        sigma = self._sigma() / scale
+        if scale != 1.0 and not 0.0 < sigma < np.inf:  # the user's sigma^2 is not a float (y near 1e160)
+            sigma = float(np.sqrt(model.estimates(self.theta_)["sigma2"]))
+        return sigma
+
+    def _core_units(self, with_fixed=True):
+        """What one unit of each parameter of :meth:`confint` (the variance parameters, then,
+        ``with_fixed``, the fixed effects) in the core model is in the user's: y's scale for
+        standard deviations, sigma and fixed effects, 1 for correlations (all 1 but for a
+        linear model of an extreme y)."""
+        self._core_model()
+        scale = self._cache()["y_scale"]
+        units = np.where(self._variance_parameters().kinds == "cor", 1.0, scale)
+        return np.concatenate([units, np.full(len(self._fixed_names), scale)]) if with_fixed else units
 
     def _variance_parameters(self):
         return VarianceParameters(self._inference_data["factors"], has_sigma=self._is_linear)
@@ -154,7 +182,7 @@ class InferenceMixin:
         cache = self._cache()
         if "satterthwaite" not in cache:
             with single_blas_thread():
-                cache["satterthwaite"] = Satterthwaite(self._core_model(), self.theta_, self._sigma())
+                cache["satterthwaite"] = Satterthwaite(self._core_model(), self.theta_, self._core_sigma())
         return cache["satterthwaite"]
 
     def fixed_effects_table(self, level=0.95):
@@ -180,7 +208,7 @@ class InferenceMixin:
         _check_level(level)
         check_is_fitted(self)
         beta = self._beta()
-        se = np.sqrt(np.diag(self.coef_cov_))
+        se = self._standard_errors()
         cols = _level_columns(level)
         if self._is_linear:
             try:
@@ -271,7 +299,7 @@ class InferenceMixin:
         upper = np.full(len(all_names), np.nan)
         beta = self._beta()
         if method == "wald":
-            se = np.sqrt(np.diag(self.coef_cov_))
+            se = self._standard_errors()
             q = stats.norm.ppf(0.5 + level / 2.0)
             lower[nv:], upper[nv:] = beta - q * se, beta + q * se
         elif method == "profile":
@@ -280,6 +308,8 @@ class InferenceMixin:
                 for i in wanted:
                     which, k = ("variance", i) if i < nv else ("beta", i - nv)
                     lower[i], upper[i] = prof.interval(which, k, level)
+            units = self._core_units()
+            lower, upper = lower * units, upper * units
         else:
             reps = self.parametric_bootstrap(n_boot, random_state=random_state, progress=progress)
             a = (1.0 - level) / 2.0
@@ -337,7 +367,7 @@ class InferenceMixin:
             else:
                 est, converged = glmm_parametric_bootstrap(self._core_model(), self._search_x(), n_boot, rng, bar)
         var_names, fixed_names = self._parameter_names(names)
-        out = pd.DataFrame(est, columns=var_names + fixed_names)
+        out = pd.DataFrame(est * self._core_units(), columns=var_names + fixed_names)
         out.attrs["converged"] = converged
         return out
 
@@ -429,7 +459,7 @@ class InferenceMixin:
                 th, s = vp.to_theta(phi)
                 return dev(model, th, s)
 
-            phi = vp.from_theta(theta, self._sigma())
+            phi = vp.from_theta(theta, self._core_sigma())
             sd_names = list(vp.names)
             lower, lower_sd = model.theta_lower, vp.lower()
         else:
@@ -447,6 +477,9 @@ class InferenceMixin:
             lower_sd = np.r_[vp.lower(), np.full(len(beta), -np.inf)]
         g, H, eig = _derivatives(fun, x, lower)
         g_sd, H_sd, _ = _derivatives(fun_sd, phi, lower_sd)
+        units = self._core_units(with_fixed=not self._is_linear)  # phi's, in the core model
+        with np.errstate(over="ignore"):  # the curvature in the sd of a y near 1e-154 is not a float
+            g_sd, H_sd = g_sd / units, H_sd / units[:, None] / units[None, :]
         return {
             "converged": bool(self.converged_),
             "n_iter": int(self.n_iter_),

@@ -156,9 +156,14 @@ def _string_column_names(estimator, X):
 def validate_X(estimator, X, reset):
     """Check X (feature names, count, finiteness) and split off grouping columns.
 
+    A sparse X (a one-hot encoder's output) is made dense: the fixed effects need only
+    the dense ``p x p`` cross-products, and the rows are read once.
+
     Returns ``(X_numeric, groups_from_X, kept)``; ``kept`` lists the positions in X of
     the columns that are features (all but the grouping columns).
     """
+    if sp.issparse(X):
+        X = X.toarray()
     _check_2d(X)
     if not (reset and _string_column_names(estimator, X)):
         _check_feature_names(estimator, X, reset=reset)
@@ -168,7 +173,9 @@ def validate_X(estimator, X, reset):
         X_rest = np.empty((np.shape(X_rest)[0], 0))
     Xn = finite_float_array(X_rest, ndim=2)
     if Xn is None:  # anything unusual: scikit-learn's checks, and their error messages
-        Xn = check_array(X_rest, dtype=np.float64, ensure_min_features=0, ensure_all_finite=True, input_name="X")
+        Xn = check_array(
+            X_rest, dtype=np.float64, ensure_min_features=0, ensure_all_finite=True, input_name="X", estimator=estimator
+        )
     return Xn, g, kept
 
 
@@ -463,22 +470,36 @@ def fixed_design(X, fit_intercept):
     return np.column_stack([np.ones(X.shape[0]), X]) if fit_intercept else X
 
 
-def check_full_rank(Xf, names):
-    """Raise if the fixed-effects design is rank deficient, naming a culprit column."""
-    if Xf.shape[1] == 0:
-        return
-    if Xf.shape[1] > Xf.shape[0]:
-        raise ValueError(f"the fixed-effects design has {Xf.shape[1]} columns but only {Xf.shape[0]} rows")
+#: A column whose part orthogonal to the columns before it is below this fraction of its
+#: norm is aliased (lme4's ``chkRank.drop.cols``: R's ``qr(X, tol = 1e-7)``).
+RANK_TOL = 1e-7
+
+
+def independent_columns(Xf):
+    """Positions of the columns of the fixed-effects design that lme4 keeps: all but those
+    that are (up to ``RANK_TOL``) linear combinations of the columns before them.
+
+    As R's ``qr(X, tol = 1e-7)`` with its limited pivoting (LINPACK's ``dqrdc2``), which
+    lme4 uses to drop columns: a column is aliased when the norm of its part orthogonal to
+    the earlier columns kept is below ``RANK_TOL`` times its own norm; the earlier column
+    is kept (for one-hot columns beside an intercept: the last category's). A column of
+    zeros is aliased. A design of full rank costs one QR factorisation, as before.
+    """
+    n, p = Xf.shape
+    if p == 0:
+        return range(0)
     scale = np.sqrt(np.einsum("ij,ij->j", Xf, Xf))
-    if np.any(scale == 0):
-        bad = [names[j] for j in np.flatnonzero(scale == 0)]
-        raise ValueError(f"fixed-effect column(s) {bad} are all zero")
-    if Xf.shape[1] == 1:  # one nonzero column has full rank
-        return
-    qr = lapack.dgeqrf(Xf / scale)[0]  # R in the upper triangle (LAPACK directly: a third of numpy's cost)
-    d = np.abs(np.diag(qr))
-    if d.min() < 1e-10 * d.max():
-        raise ValueError(
-            f"the fixed-effects design is rank deficient (column {names[int(np.argmin(d))]!r} is a linear "
-            "combination of others, e.g. a constant column with fit_intercept=True); remove collinear columns"
-        )
+    if p <= n and scale.all():  # the common case, without copies: one QR of the whole design
+        # R in the upper triangle (LAPACK directly: a third of numpy's cost)
+        if p == 1 or np.abs(np.diag(lapack.dgeqrf(Xf / scale)[0])).min() >= RANK_TOL:
+            return range(p)
+    kept = [j for j in range(p) if scale[j] > 0]
+    while len(kept) > 1:
+        d = np.abs(np.diag(lapack.dgeqrf(Xf[:, kept] / scale[kept])[0]))
+        bad = np.flatnonzero(d < RANK_TOL)
+        if len(bad):  # the first aliased column; the later ones are judged again without it
+            del kept[int(bad[0])]
+            continue
+        del kept[n:]  # beyond n independent columns every one is a combination of them
+        break
+    return kept

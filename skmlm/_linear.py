@@ -10,10 +10,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import MixedModelMixin, fitted_view, mean_random_variance
+from ._base import MixedModelMixin, fitted_view, mean_random_variance, not_converged_message
 from ._inference import InferenceMixin
 from ._core.design import split_theta
-from ._core.search import fit_lmm
+from ._core.search import fit_lmm, response_scale
 from ._threads import single_blas_thread
 
 #: lme4's ``isSingular`` tolerance on the variance parameters of ``theta``.
@@ -64,7 +64,11 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         :class:`~skmlm.GroupsMissingWarning`, once per fitted model. ``"population"``:
         population predictions are meant; no warning. ``"error"``: raise.
     max_iter : int, default=1000
-        Largest number of optimiser iterations.
+        Largest number of optimiser iterations, all counted: every Newton or quasi-Newton
+        step, every iteration of L-BFGS-B or COBYQA, in every stage and restart of the
+        search (``n_iter_`` reports them). Evaluations that only judge the final point are
+        not iterations. A fit that reaches it before an optimum warns and has
+        ``converged_`` False.
     tol : float, default=1e-6
         Convergence: the largest predicted further decrease of the deviance (Newton
         decrement) accepted at the optimum.
@@ -76,11 +80,12 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
     intercept_ : float
         Fixed intercept (0.0 when ``fit_intercept=False``).
     coef_ : ndarray of shape (n_features,)
-        Fixed effects of the feature columns.
+        Fixed effects of the feature columns (0 for a column in ``dropped_columns_``).
     fixed_effects_ : DataFrame
         Estimate, Std. Error and t value of every fixed effect, intercept first.
     coef_cov_ : ndarray
-        Covariance matrix of the fixed effects (intercept first).
+        Covariance matrix of the fixed effects estimated (intercept first; the columns in
+        ``dropped_columns_`` left out, as lme4's ``vcov``).
     random_effects_ : dict of str to DataFrame
         Conditional modes (BLUPs): one row per level, one column per term.
     random_covariance_ : dict of str to DataFrame
@@ -103,7 +108,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
     singular_ : bool
         Whether the fit is on the boundary (a variance, or a correlation of +-1).
     n_iter_ : int
-        Optimiser iterations.
+        Optimiser iterations, all counted (at most ``max_iter``).
     theta_ : ndarray
         lme4's relative covariance factor parameters, factor by factor.
     optimizer_log_ : DataFrame
@@ -111,6 +116,10 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         for a factor with a random intercept and correlated slopes, the search runs on
         slope covariates centred at their means (the same model, better conditioned),
         so its theta there differs from ``theta_``, which is lme4's.
+    dropped_columns_ : list of str
+        Fixed-effect columns dropped as linear combinations of the columns before them
+        (lme4's rank-deficiency check); their ``coef_`` is 0 and they have no row in
+        ``fixed_effects_`` or ``coef_cov_``. Empty when none was.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
 
@@ -199,10 +208,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
             d["factors"], d["Xf"], y, d["w"], self.reml, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose
         )
         if not opt.converged:
-            warnings.warn(
-                f"the optimiser stopped before reaching an optimum ({opt.message}); estimates may be "
-                "off. Try a larger max_iter, or rescale X.", ConvergenceWarning, stacklevel=4,
-            )
+            warnings.warn(not_converged_message(opt, self.max_iter), ConvergenceWarning, stacklevel=4)
         self._store_estimates(model, opt, est, d)
         # -- reporting hook (skmlm._compare): begin --
         # for REML fits references (no copies) to the inputs, so compare_models can refit by
@@ -215,13 +221,16 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         """Copy the core's results into fitted attributes."""
         factors, sigma2 = model.factors, est["sigma2"]
         beta = est["beta"]
-        self.intercept_ = float(beta[0]) if self.fit_intercept else 0.0
-        self.coef_ = beta[1:] if self.fit_intercept else beta
+        self._set_fixed_effects(beta)
         self.coef_cov_ = est["cov_beta"]
-        covs = {}
+        # for a y of order 1e160, whose variances are not floats: the fit's own units
+        self._coef_cov_unscaled = (est["cov_beta_unscaled"], model.y_scale) if "cov_beta_unscaled" in est else None
+        self._sigma2_unscaled = (est["sigma2_unscaled"], model.y_scale) if "sigma2_unscaled" in est else None
+        covs, relative = {}, {}
         for f, th in zip(factors, split_theta(factors, opt.x)):
             T = f.cholesky_factor(th)
-            covs[f.name] = sigma2 * (T @ T.T)
+            relative[f.name] = T @ T.T
+            covs[f.name] = sigma2 * relative[f.name]
         self._store_random_effects(factors, est["random_effects"], covs)
         self.residual_variance_ = float(sigma2)
         self.theta_ = opt.x.copy()
@@ -236,8 +245,9 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         self.singular_ = bool(np.any((model.theta_lower == 0) & (opt.x < SINGULAR_TOL)))
         self._optimizer_log = opt.log
         self._optimizer_log_names = [f"theta_{k}" for k in range(len(opt.x))]
-        self._var_random = var_random = mean_random_variance(factors, covs)
-        self.icc_ = var_random / (var_random + sigma2)
+        ratio = mean_random_variance(factors, relative)  # over sigma2: finite where sigma2 is not a float
+        self._var_random = sigma2 * ratio
+        self.icc_ = ratio / (ratio + 1.0)
         self._fit_info = {
             "n_obs": model.n,
             "df_resid": model.n - n_params,
@@ -252,7 +262,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
     def fixed_effects_(self):
         """Estimate, Std. Error and t value of every fixed effect, intercept first."""
         beta = self._beta()
-        se = np.sqrt(np.diag(self.coef_cov_))
+        se = self._standard_errors()
         return pd.DataFrame({"Estimate": beta, "Std. Error": se, "t value": beta / se}, index=self._fixed_names)
 
     @fitted_view
@@ -260,7 +270,8 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         """Residuals on the training rows over their standard deviation (lme4's scaled
         residuals, in the summary)."""
         d = self._inference_data
-        return (d["y"] - self._training_linear_predictor()) * np.sqrt(d["w"] / self.residual_variance_)
+        sigma2, scale = self.__dict__.get("_sigma2_unscaled") or (self.residual_variance_, 1.0)
+        return ((d["y"] - self._training_linear_predictor()) / scale) / np.sqrt(sigma2 / d["w"])
 
     def predict(self, X, groups=None, unseen_levels=None):
         """Predict y: conditional on the random effects of known levels.
@@ -285,7 +296,12 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of :meth:`predict` (with ``groups``, or ``group_columns``) against y."""
-        return r2_score(y, self.predict(X, groups=groups), sample_weight=sample_weight)
+        pred = self.predict(X, groups=groups)
+        values = np.asarray(y, dtype=float)
+        scale = response_scale(values) if values.ndim == 1 and len(values) else 1.0
+        if scale != 1.0:  # R^2 does not depend on the units; its squares would overflow in these
+            y, pred = values / scale, pred / scale
+        return r2_score(y, pred, sample_weight=sample_weight)
 
     def summary(self):
         """A text summary that reads like lme4's ``summary(lmer(...))``."""
@@ -296,4 +312,5 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True  # made dense: see skmlm._input.validate_X
         return tags

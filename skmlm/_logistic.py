@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_array, column_or_1d
 
 from ._core.family import get_family
 from ._generalized import GeneralizedMixin, population_average_mean
-from ._input import validate_X
+from ._input import INTERCEPT, validate_X
 
 #: |fixed-effect linear predictor| beyond which a fitted probability is 0 or 1 numerically.
 SEPARATION_ETA = 15.0
@@ -31,6 +31,26 @@ def _two_numeric_labels(y):
     if len(classes) > 2 or (values.dtype.kind == "f" and not np.all(np.isfinite(classes) & (classes == np.round(classes)))):
         return None
     return values, classes, codes
+
+
+def _check_missing_labels(y):
+    """A clear error for missing labels (None, NaN, pd.NA, NaT) in y, which would otherwise
+    fail inside ``np.unique`` (None does not sort among strings)."""
+    values = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y
+    if not isinstance(values, np.ndarray):
+        try:
+            values = np.asarray(values, dtype=object)
+        except (TypeError, ValueError):  # ragged input: check_array explains
+            return
+    if values.dtype.kind in "biuc":  # cannot hold a missing value
+        return
+    missing = pd.isna(values)
+    if np.any(missing):
+        n_missing = int(np.count_nonzero(missing))
+        raise ValueError(
+            f"y has missing labels in {n_missing} rows (None or NaN): a classifier needs a label for every "
+            "row; drop those rows (with their X and groups) before fitting"
+        )
 
 
 class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
@@ -84,7 +104,11 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
         :class:`~skmlm.GroupsMissingWarning`, once per fitted model. ``"population"``:
         population predictions are meant; no warning. ``"error"``: raise.
     max_iter : int, default=1000
-        Largest number of optimiser iterations.
+        Largest number of optimiser iterations, all counted: every Newton or quasi-Newton
+        step, every iteration of L-BFGS-B or COBYQA, in both stages of the search and its
+        restarts (``n_iter_`` reports them); the inner PIRLS iterations for the
+        conditional modes are not counted, nor evaluations that only judge the final
+        point. A fit that reaches it before an optimum warns and has ``converged_`` False.
     tol : float, default=1e-6
         Convergence: the largest predicted further decrease of the deviance (Newton
         decrement) accepted at the optimum.
@@ -98,12 +122,15 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
     intercept_ : float
         Fixed intercept on the log-odds scale (0.0 when ``fit_intercept=False``).
     coef_ : ndarray of shape (n_features,)
-        Fixed effects (log-odds ratios) of the feature columns.
+        Fixed effects (log-odds ratios) of the feature columns (0 for a column in
+        ``dropped_columns_``).
     fixed_effects_ : DataFrame
         Estimate, Std. Error, z value and Pr(>|z|) of every fixed effect.
     coef_cov_ : ndarray
         Covariance matrix of the fixed effects (intercept first), from the Hessian of
-        the deviance in ``(theta, beta)`` as lme4's ``vcov``.
+        the deviance in ``(theta, beta)`` as lme4's ``vcov``; where that Hessian is not
+        positive definite (a fit stopped short of an optimum), from the joint PIRLS system
+        at the point reached, as lme4 falls back to ``RX`` (the summary says so).
     random_effects_ : dict of str to DataFrame
         Conditional modes: one row per level, one column per term (log-odds scale).
     random_covariance_ : dict of str to DataFrame
@@ -126,11 +153,15 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
     singular_ : bool
         Whether the fit is on the boundary (a variance, or a correlation of +-1).
     n_iter_ : int
-        Optimiser iterations.
+        Optimiser iterations, all counted (at most ``max_iter``).
     theta_ : ndarray
         lme4's relative covariance factor parameters, factor by factor.
     optimizer_log_ : DataFrame
         Every evaluation of the objective: theta, beta and deviance.
+    dropped_columns_ : list of str
+        Fixed-effect columns dropped as linear combinations of the columns before them
+        (lme4's rank-deficiency check); their ``coef_`` is 0 and they have no row in
+        ``fixed_effects_`` or ``coef_cov_``. Empty when none was.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
 
@@ -204,6 +235,7 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
         if labels is not None:  # the common case, without scikit-learn's general checks
             y, classes, y01 = labels
         else:
+            _check_missing_labels(y)
             y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=True, input_name="y")
             y = column_or_1d(y, warn=True)
             check_classification_targets(y)
@@ -263,32 +295,10 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
         # -- reporting hooks: end --
         return self
 
-    def _before_fit(self, d):
-        """Warn about levels that carry little information on their own random effects."""
-        y = d["y"]
-        self._separated = False
-        for f in d["factors"]:
-            n_rows = np.bincount(f.codes, minlength=f.n_levels)
-            ones = np.bincount(f.codes, weights=y, minlength=f.n_levels)
-            single = int((n_rows == 1).sum())
-            pure = int(((ones == 0) | (ones == n_rows)).sum()) - single
-            if single == f.n_levels:
-                continue  # check_identifiable has already said so
-            msgs = []
-            if pure:
-                msgs.append(f"{pure} level(s) have every outcome equal (all {self.classes_[1]} or all "
-                            f"{self.classes_[0]})")
-            if single:
-                msgs.append(f"{single} level(s) have a single row")
-            if msgs:
-                warnings.warn(
-                    f"grouping factor {f.name!r}: {' and '.join(msgs)}; the random effects of those levels "
-                    "are determined mostly by the fitted distribution (shrunk towards 0) and the fit "
-                    "stays finite", UserWarning, stacklevel=4,
-                )
-
     def _after_fit(self, model, est, d):
+        self._separated = False
         self._check_separation(est, d)
+        self._check_random_separation(d)
         if self._separated:
             self.converged_ = False  # the maximum likelihood estimate does not exist
 
@@ -309,6 +319,43 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
             "meaningful; remove or merge the separating predictor, or use a penalised model",
             UserWarning, stacklevel=3,
         )
+
+    def _check_random_separation(self, d):
+        """Warn when random effects drift to infinity: levels whose outcomes are all equal
+        get effects that make their fitted probabilities numerically 0 or 1, as when the
+        outcome is constant within every level and the variance grows without bound.
+
+        Levels whose outcomes are all equal are common in ordinary data (few rows per
+        level, probabilities near 0 or 1) and harmless: their effects are shrunk towards 0
+        by the fitted distribution. Only effects beyond ``SEPARATION_ETA`` are reported.
+        """
+        for f, (_, _, _, modes, cov) in zip(d["factors"], self._random_parts):
+            if f.q == 1 and f.terms[0] == INTERCEPT:  # the common case: the effects themselves
+                if not np.abs(modes).max(initial=0.0) >= SEPARATION_ETA:
+                    continue
+                part = modes[f.codes, 0]
+            else:
+                part = np.einsum("ij,ij->i", f.z, modes[f.codes])
+            big = np.abs(part) >= SEPARATION_ETA
+            if not big.any():
+                continue
+            n_rows = np.bincount(f.codes, minlength=f.n_levels)
+            ones = np.bincount(f.codes, weights=d["y"], minlength=f.n_levels)
+            levels = np.zeros(f.n_levels, dtype=bool)
+            levels[f.codes[big]] = True
+            pure = int(np.count_nonzero(levels & ((ones == 0) | (ones == n_rows))))
+            sd = np.sqrt(np.diag(cov))
+            self._separated = True
+            warnings.warn(
+                f"grouping factor {f.name!r}: its random effects separate the outcomes: {int(levels.sum())} of "
+                f"{f.n_levels} levels ({pure} with every outcome equal) have effects that make their fitted "
+                f"probabilities numerically 0 or 1, and the variance of the random effects grows without bound "
+                f"(standard deviation {', '.join(f'{v:.3g}' for v in sd)} on the logit scale; its maximum "
+                "likelihood estimate is infinite). The fit is finite but that variance and those levels' effects "
+                "are not meaningful; the grouping factor predicts the outcome by itself (consider it as a fixed "
+                "effect, or merge levels)",
+                UserWarning, stacklevel=3,
+            )
 
     # -- prediction ----------------------------------------------------------------
     def predict_proba(self, X, groups=None, unseen_levels=None, offset=None):
@@ -370,5 +417,6 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = True  # made dense: see skmlm._input.validate_X
         tags.classifier_tags.multi_class = False
         return tags

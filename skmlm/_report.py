@@ -46,7 +46,7 @@ class ModelTable:
         fixed, stats = {}, {}
         for name, m in zip(self.names, models):
             est = m.fixed_effects_["Estimate"].to_numpy()
-            se = np.sqrt(np.diag(m.coef_cov_))
+            se = m._standard_errors()
             with np.errstate(divide="ignore", invalid="ignore"):
                 p = 2 * norm.sf(np.abs(est / se))
             lo, hi = est - z * se, est + z * se

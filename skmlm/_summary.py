@@ -20,7 +20,7 @@ def _format_table(df, floatfmt="{:.4g}"):
 
 def formula(model):
     """An lme4-style formula for the fitted model, e.g. ``y ~ Days + (Days | Subject)``."""
-    fixed = [n for n in model._fixed_names if n != INTERCEPT]
+    fixed = [n for n in getattr(model, "_design_names", model._fixed_names) if n != INTERCEPT]
     rhs = " + ".join(fixed) if fixed else "1"
     if not model.fit_intercept:
         rhs = "0 + " + rhs
@@ -83,11 +83,9 @@ def abbreviate(name, length=6):
 
 def fixed_correlation_block(model):
     """Lower triangle of the correlation of the fixed-effect estimates."""
-    cov = model.coef_cov_
-    if cov.shape[0] < 2:
+    if model.coef_cov_.shape[0] < 2:
         return ""
-    sd = np.sqrt(np.diag(cov))
-    corr = cov / np.outer(sd, sd)
+    corr = model._fixed_correlation()
     names = list(model.fixed_effects_.index)
     short = [abbreviate(n) if n != INTERCEPT else "(Intr)" for n in names]
     width = max(len(n) for n in names)
@@ -190,8 +188,18 @@ def closing_blocks(model):
         parts += ["", corr]
     if model.singular_:
         parts += ["", singular_note(model)]
+    source = model._fit_info.get("coef_cov_source", "hessian")
     if not model.converged_:
-        parts += ["", "The optimiser did not converge: the estimates may not be at the optimum."]
+        parts += ["", "The optimiser did not converge: the estimates may not be at the optimum, and the standard "
+                      "errors are those of the point where it stopped."]
+    if source == "pirls":
+        parts += ["", "Standard errors from the PIRLS approximation (lme4's fallback to RX): the Hessian of the "
+                      "deviance is not positive definite there."]
+    dropped = getattr(model, "dropped_columns_", [])
+    if dropped:
+        k = len(dropped)
+        parts += ["", f"fixed-effect model matrix is rank deficient so dropping {k} column{'s' if k > 1 else ''} / "
+                      f"coefficient{'s' if k > 1 else ''}: {', '.join(dropped)} (coef_ 0)"]
     return parts
 
 

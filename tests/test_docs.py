@@ -2,7 +2,6 @@
 namespace (a fresh interpreter each, as a reader's session)."""
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path

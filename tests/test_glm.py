@@ -110,6 +110,7 @@ _BINOMIAL_Y_CHECKS = [
     "check_regressors_train(readonly_memmap=True)", "check_regressors_train(readonly_memmap=True,X_dtype=float32)",
     "check_sample_weights_list", "check_sample_weights_not_an_array", "check_sample_weights_not_overwritten",
     "check_sample_weights_pandas_series", "check_sample_weights_shape", "check_supervised_y_2d",
+    "check_estimator_sparse_tag", "check_estimator_sparse_array", "check_estimator_sparse_matrix",
 ]
 
 # These checks' y is a function of the level (every row its own level, or blocks of rows with one
@@ -120,7 +121,8 @@ _GAMMA_EXACT_CHECKS = ["check_sample_weights_list", "check_sample_weights_shape"
 
 
 def _expected(estimator):
-    failures = {"check_sample_weight_equivalence_on_dense_data": _WEIGHTS}
+    failures = {"check_sample_weight_equivalence_on_dense_data": _WEIGHTS,
+                "check_sample_weight_equivalence_on_sparse_data": _WEIGHTS}
     if estimator.family == "binomial":
         failures.update(dict.fromkeys(_BINOMIAL_Y_CHECKS, _BINOMIAL))
     if estimator.family == "gamma":
@@ -340,7 +342,7 @@ def test_unseen_levels_are_averaged_over_the_random_effects(slope_fit):
     zero = clone(m).set_params(unseen_levels="zero").fit(X, y, groups=g)
     np.testing.assert_allclose(zero.predict(X), np.exp(eta), rtol=1e-8)
     np.testing.assert_allclose(zero.predict(X, unseen_levels="average"), avg, rtol=1e-8)
-    with pytest.raises(ValueError, match="unseen_levels must be 'average' or 'zero'"):
+    with pytest.raises(ValueError, match="unseen_levels must be 'average', 'zero' or 'error'"):
         m.predict(X, unseen_levels="mode")
 
 

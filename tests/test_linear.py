@@ -210,10 +210,14 @@ def test_constant_y(sleep):
         MixedLinearRegressor().fit(sleep[["Days"]], np.ones(len(sleep)), groups=sleep["Subject"])
 
 
-def test_collinear_X(sleep):
+def test_collinear_X_drops_the_aliased_column(sleep):
     X = sleep[["Days"]].assign(Days2=2 * sleep["Days"])
-    with pytest.raises(ValueError, match="rank deficient"):
-        MixedLinearRegressor().fit(X, sleep["Reaction"], groups=sleep["Subject"])
+    with pytest.warns(UserWarning, match="rank deficient: dropping 1 column 'Days2'"):
+        m = MixedLinearRegressor().fit(X, sleep["Reaction"], groups=sleep["Subject"])
+    ref = MixedLinearRegressor().fit(sleep[["Days"]], sleep["Reaction"], groups=sleep["Subject"])
+    assert m.dropped_columns_ == ["Days2"] and m.coef_[1] == 0.0
+    assert m.log_likelihood_ == pytest.approx(ref.log_likelihood_, abs=1e-9)
+    assert list(m.fixed_effects_.index) == ["(Intercept)", "Days"]
 
 
 def test_bad_parameter(sleep):

@@ -14,6 +14,16 @@ EXPECTED_FAILURES = {
         "sample weights are lme4's prior (precision) weights, not frequency weights; and repeating "
         "a row repeats its group label, which adds an observation to that level: a different model"
     ),
+    "check_sample_weight_equivalence_on_sparse_data": (
+        "as on dense data (a sparse X is made dense): prior weights are not frequency weights, and a "
+        "repeated row adds an observation to its level"
+    ),
+    "check_sample_weights_shape": (
+        "the check's y is constant within each level of its grouping column (X[:, -1] is 3 where y is 1 "
+        "and 1 where y is 2): the residual variance is 0 and the likelihood has no maximum, so fit raises "
+        "a clear ValueError (it used to 'converge' with a residual variance of 1e-15)"
+    ),
+    "check_sample_weights_not_overwritten": "the same data as check_sample_weights_shape: y constant within levels",
     "check_regressors_no_decision_function": (
         "the check fits y = X[:, 0] exactly; with a residual variance of 0 the likelihood of a mixed "
         "model is unbounded, so fit raises a clear ValueError instead"

@@ -142,6 +142,9 @@ class Family:
     canonical_link = None
     #: Where the linear predictor must stay above for the mean to exist (None: anywhere).
     eta_lower = None
+    #: Whether an exact fit (y a function of X and the groups) sends the dispersion to 0,
+    #: where the likelihood grows without bound (Gamma's phi; NB2 tends to Poisson instead).
+    unbounded_at_exact_fit = False
 
     def __init__(self, link=None):
         link = self.links[0] if link is None else link
@@ -384,6 +387,7 @@ class Gamma(Family):
     name = "gamma"
     links = ("log", "inverse")
     has_dispersion = True
+    unbounded_at_exact_fit = True
 
     def kernel(self, y, eta, w, dispersion=1.0):
         if self.link.name == "log":

@@ -38,7 +38,7 @@ from .optimize import (
     leave_bound, minimize_bounded, newton_decrement,
 )
 from .dense_gradient import solve_positive_definite
-from .family import dispersion_from_log, get_family
+from .family import MAX_LOG_DISPERSION, dispersion_from_log, get_family
 from .pirls import PIRLS
 from .scalar_glmm import ScalarGLMM
 from .units import StandardUnits
@@ -330,6 +330,34 @@ class GeneralizedMixedModel:
         return d if np.isfinite(d) else np.inf
 
     # -- estimates ------------------------------------------------------------------
+    def pirls_covariance(self, x):
+        """lme4's fallback covariance of ``beta`` (``vcov`` from ``RX``): the inverse of the
+        Schur complement of ``X`` in the joint PIRLS system for ``(u, beta)`` at the modes
+        of ``x``, in the user's units; None where that matrix is not positive definite.
+
+        Where the Hessian of the deviance is (at an optimum, with the modes and theta
+        held), this is the covariance it gives; it holds away from an optimum too.
+        """
+        if self.p == 0:
+            return np.zeros((0, 0))
+        xs = self.units.to_search(x)
+        try:
+            if self.scalar is not None:
+                S = self.scalar.fixed_information(xs)
+            else:
+                theta, beta, dispersion = self.split(xs)
+                m = self._mode(theta, beta, dispersion)
+                W = self.family.derivatives(self.y, m.eta, self.w, dispersion)[1]
+                Lx = self.pirls.factorize(W, joint=True).Lx
+                S = Lx @ Lx.T
+            cov = solve_positive_definite(S, np.eye(self.p))
+        except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError, ZeroDivisionError):
+            return None
+        if not np.all(np.isfinite(cov)):
+            return None
+        scale = self.units.x_scale
+        return 0.5 * (cov + cov.T) / np.outer(scale, scale)
+
     def estimates(self, x):
         """Conditional modes ``b = Lambda u`` per factor, the linear predictor and the deviance at ``x``."""
         theta, beta, dispersion = self.split(x)
@@ -369,10 +397,19 @@ def glm_start(family, X, y, w, offset):
     return beta, dispersion
 
 
-def _polish(fg, x, f, g, lower, decrement_tol, max_steps=20, hessian=None):
-    """Newton steps on the coordinates off their bounds, accepted while they improve.
-    ``hessian(x)``: the exact Hessian, where known; else finite differences of the gradient."""
-    H, decrease = np.zeros((len(x), len(x))), np.inf
+#: Newton steps of the scalar path's search before the exact check.
+SCALAR_NEWTON_STEPS = 30
+
+#: Newton steps of the check that ends a search (while iterations are left).
+POLISH_STEPS = 20
+
+
+def _polish(fg, x, f, g, lower, decrement_tol, max_steps=POLISH_STEPS, hessian=None):
+    """Newton steps on the coordinates off their bounds, accepted while they improve, at
+    most ``max_steps`` (after the last the point is judged, no step taken).
+    ``hessian(x)``: the exact Hessian, where known; else finite differences of the gradient.
+    Returns ``(x, f, g, H, decrease, steps)``, ``decrease`` the Newton decrement at ``x``."""
+    H, decrease, steps = np.zeros((len(x), len(x))), np.inf, 0
     for _ in range(max_steps + 1):
         free = ~((x <= lower + 1e-12) & (g > 0))
         if hessian is not None:
@@ -380,23 +417,21 @@ def _polish(fg, x, f, g, lower, decrement_tol, max_steps=20, hessian=None):
         else:
             H = gradient_jacobian(lambda z: fg(z)[1], x, free, lower, step=1e-5, g0=g)
         decrease, step = newton_decrement(g, H, free)
-        if decrease <= decrement_tol or not np.isfinite(decrease):
+        if decrease <= decrement_tol or not np.isfinite(decrease) or steps >= max_steps:
             break
         t, improved = 1.0, False
         while t > 1e-4:
             cand = np.maximum(x + t * step, lower)
             fc, gc = fg(cand)
             if fc < f:
-                x, f, g, improved = cand, fc, gc, True
+                x, f, g, improved, steps = cand, fc, gc, True, steps + 1
                 break
             t /= 2
         if not improved:
             break
-    return x, f, g, H, decrease
+    return x, f, g, H, decrease, steps
 
 
-#: Newton steps of the scalar path's search before the exact check.
-SCALAR_NEWTON_STEPS = 30
 
 
 def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NEWTON_STEPS):
@@ -409,8 +444,9 @@ def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NE
     improves and lands where the Hessian used is positive definite (a step that
     overshoots towards theta = 0, a stationary point, can land where it is not). Stops
     once the predicted decrease is 100 times below ``decrement_tol`` (the exact check
-    that follows then passes at once), or no step is found. Returns ``(x, f, g)`` with
-    ``theta >= 0`` (a search that crossed 0 reports the mirror).
+    that follows then passes at once), or no step is found, or after ``max_steps`` steps.
+    Returns ``(x, f, g, steps)`` with ``theta >= 0`` (a search that crossed 0 reports the
+    mirror).
     """
 
     def evaluate(x):
@@ -428,6 +464,7 @@ def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NE
     beta = scalar.joint_mode(x0[0], beta0)
     x = np.concatenate(([scalar.em_theta(x0[0], beta)], beta, tail))
     f, g, H = evaluate(x)
+    steps = 0
     for _ in range(max_steps):
         if H is None:
             break
@@ -440,12 +477,12 @@ def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NE
             cand = x + t * step
             fc, gc, Hc = evaluate(cand)
             if fc < f and Hc is not None:
-                x, f, g, H = cand, fc, gc, Hc
+                x, f, g, H, steps = cand, fc, gc, Hc, steps + 1
                 break
             t /= 2
     mirror = np.ones(len(x))
     mirror[0] = -1.0 if x[0] < 0 else 1.0
-    return x * mirror, f, g * mirror
+    return x * mirror, f, g * mirror, steps
 
 
 def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, scalar=None):
@@ -468,31 +505,52 @@ def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, sca
         record(x, f)
         return f, g
 
+    n_iter, message = 0, "Newton steps"
+    x = np.asarray(x0, dtype=float)
     if scalar is not None:
-        x0 = np.asarray(x0, dtype=float)
-        x, f, g = _scalar_newton(scalar, x0, x0[1 : 1 + scalar.p], record, decrement_tol)
-        x, f, g, H, decrease = _polish(  # quadrature: finite differences of its gradient
-            logged, x, f, g, lower, decrement_tol, hessian=scalar.exact_hessian if scalar.nodes is None else None
+        x, f, g, steps = _scalar_newton(
+            scalar, x, x[1 : 1 + scalar.p], record, decrement_tol, max_steps=min(SCALAR_NEWTON_STEPS, max_iter)
         )
-        if decrease <= decrement_tol:
-            return OptimizeResult(x, f, True, len(log), len(log), g, H, "Newton steps", log)
-        x0 = x
-    n_iter = 0
+        x, f, g, H, decrease, more = _polish(  # quadrature: finite differences of its gradient
+            logged, x, f, g, lower, decrement_tol, max_steps=min(POLISH_STEPS, max_iter - steps),
+            hessian=scalar.exact_hessian if scalar.nodes is None else None,
+        )
+        n_iter = steps + more
+        if decrease <= decrement_tol or n_iter >= max_iter:
+            return _result(x, f, decrease <= decrement_tol, n_iter, max_iter, g, H, message, log)
+    else:
+        f = g = None
     for _ in range(MAX_RESTARTS + 1):
-        res = minimize(
-            logged, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-            options={"maxiter": max_iter, "ftol": 1e-13, "gtol": 1e-7, "maxcor": 20},
+        left = max_iter - n_iter
+        if left > 0:
+            res = minimize(
+                logged, x, jac=True, method="L-BFGS-B", bounds=bounds,
+                options={"maxiter": left, "ftol": 1e-13, "gtol": 1e-7, "maxcor": 20},
+            )
+            n_iter, message = n_iter + int(res.nit), str(res.message)
+            x = np.maximum(res.x, lower)
+            f, g = logged(x)
+        elif f is None:  # no iterations left: the point is judged only
+            f, g = logged(x)
+        x, f, g, H, decrease, steps = _polish(
+            logged, x, f, g, lower, decrement_tol, max_steps=min(POLISH_STEPS, max_iter - n_iter)
         )
-        n_iter += int(res.nit)
-        x = np.maximum(res.x, lower)
-        f, g = logged(x)
-        x, f, g, H, decrease = _polish(logged, x, f, g, lower, decrement_tol)
+        n_iter += steps
         # a variance of 0 is a stationary point (the deviance is even in it): probe off it
-        x0 = leave_bound(lambda z: logged(z)[0], x, f, lower)
-        if x0 is None:
+        off = leave_bound(lambda z: logged(z)[0], x, f, lower)
+        if off is None:
             break
-    converged = bool(np.isfinite(f) and decrease <= decrement_tol)
-    return OptimizeResult(x, f, converged, n_iter, len(log), g, H, str(res.message), log)
+        x, f, g = off, None, None
+    return _result(x, f, decrease <= decrement_tol, n_iter, max_iter, g, H, message, log)
+
+
+def _result(x, f, at_optimum, n_iter, max_iter, g, H, message, log):
+    """The search's :class:`~.optimize.OptimizeResult`; ``at_optimum``: whether the Newton
+    decrement at ``x`` is below tolerance."""
+    converged = bool(np.isfinite(f) and at_optimum)
+    if not converged and n_iter >= max_iter:
+        message = f"iteration limit reached (max_iter={max_iter})"
+    return OptimizeResult(x, f, converged, n_iter, len(log), g, H, message, log)
 
 
 def fit_glmm(model, max_iter=1000, tol=1e-6, verbose=0, two_stage=None):
@@ -505,12 +563,36 @@ def fit_glmm(model, max_iter=1000, tol=1e-6, verbose=0, two_stage=None):
     joint PIRLS estimate there; the dispersion at its moment estimate of the GLM without
     random effects. One grouping factor: L-BFGS-B on the analytic gradient;
     several: Newton steps on finite differences from the first stage's estimate, COBYQA
-    where they stop short (:func:`~.optimize.minimize_bounded`).
+    where they stop short (:func:`~.optimize.minimize_bounded`). ``max_iter`` bounds the
+    iterations of both stages together (the result's ``n_iter`` counts them all).
+
+    A family whose dispersion goes to 0 at an exact fit (Gamma) raises a ValueError there:
+    the likelihood has no maximum.
     """
+    if not model.family.unbounded_at_exact_fit:
+        return _fit(model, max_iter, tol, verbose, two_stage)
+    # an exact fit runs the dispersion to 0, through overflows that are no news to anyone
+    with np.errstate(all="ignore"):
+        res = _fit(model, max_iter, tol, verbose, two_stage)
+    if np.log(model.split(res.x)[2]) <= -MAX_LOG_DISPERSION + 1.0:  # at the bound of its range
+        raise ValueError(exact_fit_message(model.family))
+    return res
+
+
+def exact_fit_message(family):
+    return (
+        "y is an exact function of X and the grouping factors (e.g. constant within every level of a "
+        f"grouping factor): the dispersion of the {family.name} family is 0 there, and the likelihood has no "
+        "maximum (it grows without bound as the dispersion goes to 0)"
+    )
+
+
+def _fit(model, max_iter, tol, verbose, two_stage):
+    """:func:`fit_glmm`'s search."""
     lower = model.theta_lower
     if two_stage is None:
         two_stage = not model.has_gradient
-    theta1 = model.theta_start
+    theta1, n_iter1 = model.theta_start, 0
     if two_stage:
         bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
 
@@ -523,7 +605,7 @@ def fit_glmm(model, max_iter=1000, tol=1e-6, verbose=0, two_stage=None):
             stage1, theta1, jac=True, method="L-BFGS-B", bounds=bounds,
             options={"maxiter": max_iter, "ftol": 1e-8, "gtol": 1e-4},
         )
-        theta1 = np.maximum(res1.x, lower)
+        theta1, n_iter1 = np.maximum(res1.x, lower), int(res1.nit)
     if model.scalar is None:  # lme4's start for beta: the joint PIRLS estimate at theta1
         model.objective_stage1(theta1)
     x0 = np.concatenate([theta1, model.beta_start, np.log([model.dispersion_start] * model.n_dispersion)])
@@ -531,19 +613,22 @@ def fit_glmm(model, max_iter=1000, tol=1e-6, verbose=0, two_stage=None):
     if model.has_gradient:
         scalar = model.scalar
         res = _minimize_with_gradient(
-            model.search_value_and_gradient, x0, lower2, max_iter, tol, verbose, scalar=scalar
+            model.search_value_and_gradient, x0, lower2, max_iter - n_iter1, tol, verbose, scalar=scalar
         )
     else:
         # several factors: no gradient, and each evaluation a PIRLS solve; from the first
         # stage's estimate Newton steps on finite differences, COBYQA where they stop short
         res = minimize_bounded(
-            model.search_objective, x0, lower2, max_iter=max_iter, decrement_tol=tol, verbose=verbose,
+            model.search_objective, x0, lower2, max_iter=max_iter - n_iter1, decrement_tol=tol, verbose=verbose,
             derivative_free=True, newton_first=True,
         )
         # the search's last Hessian may be a diagonal check or carry older mixed terms: the
         # standard errors need every entry at the optimum (as lme4's deriv12)
         free = ~(res.x <= lower2 + 1e-10)
         res.hessian = finite_difference_hessian(model.search_objective, res.x, res.fun, free, cross="forward")
+    res.n_iter += n_iter1
+    if not res.converged and res.n_iter >= max_iter:
+        res.message = f"iteration limit reached (max_iter={max_iter})"
     return _to_user_units(res, model.units)
 
 

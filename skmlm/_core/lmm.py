@@ -188,7 +188,7 @@ class LinearMixedModel:
         """Weighted residual sum of squares of y on X alone (the fit with no random effects):
         the last diagonal entry of the Cholesky factor of ``[X y]'W[X y]``, squared; 0 where
         that factorisation fails, as it does when y lies in the span of X (X itself has
-        full rank: :func:`skmlm._input.check_full_rank`)."""
+        full rank: :func:`skmlm._input.independent_columns`)."""
         try:
             return float(cholesky_lower(self.cp.a_xx)[-1, -1] ** 2)
         except np.linalg.LinAlgError:

@@ -217,7 +217,9 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
     gradients a step; once the updated Hessian promises convergence, a fresh one judges
     it. Once the decrement is below tolerance, its step is still taken if it is no
     worse: one evaluation for a quadratically converged point (none where the decrement is
-    rounding). Returns
+    rounding). At most ``max_steps`` steps are taken (that last one counted); after the
+    last, the derivatives are evaluated once more to judge the point, and no step is taken
+    (``max_steps=0``: the point is judged only). Returns
     ``(x, f, g, H, decrease, steps)``; ``g``, ``H`` and ``decrease`` are those of the
     point before that last step.
     """
@@ -237,13 +239,13 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
         if updated is not None and not decrease > decrement_tol:  # convergence is judged on a fresh Hessian
             H = hess(x, f, g, free)
             decrease, step = newton_decrement(g, H, free)
-        if decrement_tol >= decrease > ROUNDING * max(1.0, abs(f)):  # converged: one last step for precision
-            cand = np.maximum(x + step, lower)
+        if decrement_tol >= decrease > ROUNDING * max(1.0, abs(f)) and steps < max_steps:
+            cand = np.maximum(x + step, lower)  # converged: one last step for precision
             fc = fun(cand)
             if fc <= f + 1e-14 * abs(f):  # no worse, up to rounding
                 x, f, steps = cand, fc, steps + 1
             break
-        if decrease <= decrement_tol or not np.isfinite(decrease):
+        if decrease <= decrement_tol or not np.isfinite(decrease) or steps >= max_steps:
             break
         t, improved = 1.0, False
         while t > 1e-4:
@@ -358,7 +360,11 @@ def minimize_bounded(
         Typical sizes of the parameters: the search runs on ``x / scale``, where all
         are of similar size (the Newton decrement, and so convergence, is unaffected).
     max_iter : int
-        Largest number of L-BFGS-B iterations.
+        Largest number of iterations, all counted: Newton steps (the first ones and the
+        polishing ones), BFGS, L-BFGS-B and COBYQA iterations, over every restart.
+        Evaluations that only judge a point (derivatives at the end) are not
+        iterations. A search stopped by it reports ``converged`` only if the point where
+        it stopped passes the convergence test.
     tol : float
         Relative change of the objective below which L-BFGS-B stops.
     decrement_tol : float
@@ -411,15 +417,15 @@ def minimize_bounded(
         return f, grad(x, f)
 
     unbounded_gradient = gradient is not None and not np.isfinite(lower).any()
-    x, n_iter = np.asarray(x0, dtype=float), 0
+    x, n_iter, message = np.asarray(x0, dtype=float), 0, "Newton steps"
     for attempt in range(MAX_RESTARTS + 1):
-        decrease = np.inf
+        decrease, judged = np.inf, False  # judged: f, g, H and decrease are those at x
         if attempt == 0 and (unbounded_gradient or (derivative_free and gradient is None and newton_first)):
             # Newton first: from a start near the optimum it converges in a few steps
             if unbounded_gradient:
                 x, f, g, H, decrease, steps = polish(
-                    logged, grad, hess, x, lower, max_steps=QUASI_NEWTON_FIRST_STEPS, decrement_tol=decrement_tol,
-                    update=hessian is None,
+                    logged, grad, hess, x, lower, max_steps=min(QUASI_NEWTON_FIRST_STEPS, max_iter),
+                    decrement_tol=decrement_tol, update=hessian is None,
                 )
             else:  # a full stencil, then gradient and diagonal only (the mixed terms kept)
                 first = []  # the full stencil's Hessian
@@ -431,43 +437,49 @@ def minimize_bounded(
                     return g, H
 
                 x, f, g, H, decrease, steps = polish(
-                    logged, None, None, x, lower, max_steps=NEWTON_FIRST_STEPS, decrement_tol=decrement_tol,
-                    derivatives=stencil,
+                    logged, None, None, x, lower, max_steps=min(NEWTON_FIRST_STEPS, max_iter),
+                    decrement_tol=decrement_tol, derivatives=stencil,
                 )
-            res = SimpleNamespace(x=x, nit=steps, message="Newton steps")
-        if decrease <= decrement_tol:
-            pass
-        elif derivative_free and gradient is None:
-            res = minimize(
-                logged, x, method="COBYQA", bounds=Bounds(lower, np.inf),
-                options={"maxfev": 100 * max_iter, "initial_tr_radius": search_radius, "final_tr_radius": 1e-5},
-            )
-        elif unbounded_gradient:
-            if hessian is not None:
-                first_hessian = lambda z, g: hessian(z)  # noqa: E731
+            n_iter, judged = n_iter + steps, True
+        left = max_iter - n_iter
+        if not decrease <= decrement_tol and left > 0:
+            if derivative_free and gradient is None:
+                res = minimize(
+                    logged, x, method="COBYQA", bounds=Bounds(lower, np.inf),
+                    options={"maxfev": 100 * max_iter, "maxiter": left, "initial_tr_radius": search_radius,
+                             "final_tr_radius": 1e-5},
+                )
+            elif unbounded_gradient:
+                if hessian is not None:
+                    first_hessian = lambda z, g: hessian(z)  # noqa: E731
+                else:
+                    first_hessian = lambda z, g: gradient_jacobian(gradient, z, np.ones(len(z), bool), lower, g0=g)  # noqa: E731
+                x_end, nit, msg = quasi_newton(with_gradient, x, left, hessian=first_hessian)
+                res = SimpleNamespace(x=x_end, nit=nit, message=msg)
             else:
-                first_hessian = lambda z, g: gradient_jacobian(gradient, z, np.ones(len(z), bool), lower, g0=g)  # noqa: E731
-            x_end, nit, message = quasi_newton(with_gradient, x, max_iter, hessian=first_hessian)
-            res = SimpleNamespace(x=x_end, nit=nit, message=message)
-        else:
-            bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-            res = minimize(
-                with_gradient, x, jac=True, method="L-BFGS-B", bounds=bounds,
-                options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-4, "maxcor": 20},
+                bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+                res = minimize(
+                    with_gradient, x, jac=True, method="L-BFGS-B", bounds=bounds,
+                    options={"maxiter": left, "ftol": tol, "gtol": 1e-4, "maxcor": 20},
+                )
+            n_iter, message, judged = n_iter + int(res.nit), str(res.message), False
+            x = np.maximum(res.x, lower)
+            if derivative_free and gradient is None:  # COBYQA ends near the optimum: check cheaply
+                x, f, g, H, decrease = diagonal_check(logged, x, lower)  # (the full Hessian judges a failure)
+        if not decrease <= decrement_tol and not (judged and n_iter >= max_iter):
+            # Newton steps while iterations are left; with none, the point is judged only
+            x, f, g, H, decrease, steps = polish(
+                logged, grad, hess, x, lower, max_steps=min(POLISH_STEPS, max_iter - n_iter)
             )
-        n_iter += int(res.nit)
-        if not decrease <= decrement_tol and derivative_free and gradient is None:
-            # COBYQA ends near the optimum: check cheaply
-            x, f, g, H, decrease = diagonal_check(logged, np.maximum(res.x, lower), lower)
-        if not decrease <= decrement_tol:
-            x, f, g, H, decrease, steps = polish(logged, grad, hess, np.maximum(res.x, lower), lower)
             n_iter += steps
         off = leave_bound(logged, x, f, lower if stationary is None else stationary)
         if off is None:
             break
         x = off
     converged = bool(np.isfinite(f) and decrease <= decrement_tol)
-    return OptimizeResult(x, f, converged, n_iter, len(log), g, H, str(res.message), log)
+    if not converged and n_iter >= max_iter:
+        message = f"iteration limit reached (max_iter={max_iter})"
+    return OptimizeResult(x, f, converged, n_iter, len(log), g, H, message, log)
 
 
 def _minimize_scaled(fun, x0, lower, gradient, scale, **options):
@@ -510,6 +522,9 @@ NEWTON_FIRST_STEPS = 4
 #: The same with an analytic gradient, where after the first step the Hessian is updated
 #: (BFGS) rather than recomputed: a step costs one evaluation and one gradient.
 QUASI_NEWTON_FIRST_STEPS = 8
+
+#: Newton steps after the main search (BFGS, L-BFGS-B or COBYQA), while iterations are left.
+POLISH_STEPS = 10
 
 #: How often the optimiser is restarted off a bound where it stalled.
 MAX_RESTARTS = 3

@@ -398,6 +398,24 @@ class ScalarGLMM:
         h = self._curvature(theta, eta)
         return float(np.sqrt(np.mean(theta * theta * (u * u + 1.0 / h))))
 
+    def fixed_information(self, x):
+        """``X'WX - C diag(1/h) C'`` at the modes of ``x``: the Schur complement of ``X`` in
+        the joint PIRLS system for ``(u, beta)`` (lme4's ``RX'RX``), whose inverse is lme4's
+        fallback covariance of ``beta`` where the Hessian of the deviance is not positive
+        definite."""
+        x = np.asarray(x, dtype=float)
+        if self._last_value is None or not np.array_equal(self._last_value[0], x):
+            self.value_and_gradient(x)  # the modes at x
+        p = self.p
+        self.dispersion = dispersion_from_log(x[1 + p]) if self.n_dispersion else 1.0
+        theta, beta, u = float(x[0]), x[1 : 1 + p], self._tangent[1]
+        v = theta * self.z
+        eta = self.offset + self.X @ beta + v * np.repeat(u, self.counts)
+        W = self.family.derivatives(self.y, eta, self.w, self.dispersion)[1]
+        h = self._level_sums(v * v * W) + 1.0
+        C = np.add.reduceat(self.XT * (v * W), self.starts, axis=1)  # (p, levels)
+        return (self.XT * W) @ self.X - (C / h) @ C.T
+
     def estimates(self, x):
         """Modes ``u`` (level order), ``eta`` (the caller's row order) and the deviance at
         ``x = [theta, beta, log(dispersion)]``."""

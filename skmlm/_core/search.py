@@ -15,11 +15,16 @@ estimator, so that it reads as one procedure:
    where no worse) and to the user's coordinates;
 5. where the search ended short of an optimum, search once more from there, in the
    user's coordinates and within lme4's bounds.
+
+``max_iter`` bounds the iterations of both searches together.
 """
 
 import copy
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.linalg.blas import ddot
+from scipy.sparse.linalg import lsqr
 
 from .centring import centre_factors, raw_modes, raw_theta
 from .design import canonical_theta, split_theta
@@ -33,6 +38,16 @@ RADIUS = 0.02
 #: Variance parameters closer to 0 than this are tried at 0 (lme4 reports boundary fits so).
 SNAP_TOL = 1e-6
 
+#: A residual sum of squares below this fraction of ``y'Wy`` is rounding: y is an exact fit.
+EXACT_TOL = 1e-12
+
+EXACT_FIT = (
+    "y is an exact function of X and the grouping factors (e.g. constant within every level of a "
+    "grouping factor): the residual variance is 0, and the likelihood of a mixed model has no maximum "
+    "there (it grows without bound as the residual variance goes to 0); there is no residual variance to "
+    "split between levels"
+)
+
 
 def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
     """Fit by ML or REML; returns ``(model, opt, est)`` in the user's coordinates.
@@ -41,14 +56,78 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
     :class:`~.optimize.OptimizeResult` (``x`` is theta; its ``log`` is in the search's
     coordinates, centred where slopes were centred, followed by those of
     :func:`search_within_bounds` where it ran), ``est`` the estimates at theta.
+
+    A y of extreme magnitude (its squares beyond ``SQUARES_RANGE``) is fitted divided by
+    ``model.y_scale`` (see :func:`response_scale`); ``opt`` and ``est`` are in the units
+    of y all the same, ``model`` in its own.
     """
+    scale = response_scale(y)
+    if scale != 1.0:  # exact: a power of two
+        y = y / scale
     search_factors, maps = centre_factors(factors, weights)
     model = LinearMixedModel(search_factors, X, y, weights, reml)
-    if model.fixed_effects_rss() <= 1e-12 * float(weights @ y**2):
+    total = float(weights @ y**2)
+    if model.fixed_effects_rss() <= EXACT_TOL * total:
         raise ValueError(
             "y is an exact linear function of X (residual sum of squares 0): the likelihood of a "
             "mixed model is unbounded there; there is no residual variance to split between levels"
         )
+    try:
+        model, opt, est = _search(factors, search_factors, maps, model, X, y, weights, reml, max_iter, tol, verbose)
+    except np.linalg.LinAlgError:  # the search ran to where a factorisation fails: an exact fit?
+        if exact_residual(factors, X, y, weights) <= EXACT_TOL * total:
+            raise ValueError(EXACT_FIT) from None
+        raise
+    dof = model.n - model.p if reml else model.n
+    if est["sigma2"] * dof <= EXACT_TOL * total:  # the residual variance went to 0: rounding
+        raise ValueError(EXACT_FIT)
+    model.y_scale = scale
+    if scale != 1.0:
+        _to_user_scale(opt, est, scale, dof)
+    return model, opt, est
+
+
+#: Outside this range the sum of squares of y calls for a fit on an internal scale: beyond
+#: it the cross-products of y overflow, below it they lose precision.
+SQUARES_RANGE = (2.0**-700, 2.0**700)
+
+
+def response_scale(y):
+    """The scale the linear model is fitted on: 1.0 for y of ordinary magnitude, else the
+    power of two nearest to its largest ``|y|``.
+
+    Dividing y by a power of two is exact, and changes nothing but the units: theta is
+    the same, beta, the modes and sigma scale with it, and the deviance shifts by
+    ``dof log(scale^2)``. One BLAS dot product (which, unlike numpy's, raises no
+    floating-point warning where it overflows) decides.
+    """
+    squares = ddot(y, y) if y.dtype == np.float64 and y.ndim == 1 else float(np.dot(y, y))
+    if SQUARES_RANGE[0] < squares < SQUARES_RANGE[1]:
+        return 1.0
+    largest = float(np.max(np.abs(y))) if len(y) else 0.0
+    if not 0.0 < largest < np.inf:
+        return 1.0
+    return 2.0 ** round(np.log2(largest))
+
+
+def _to_user_scale(opt, est, scale, dof):
+    """The results of a fit to ``y / scale`` in the units of y (in place)."""
+    shift = dof * 2.0 * np.log(scale)
+    opt.fun = opt.fun + shift
+    opt.log = [(x, f + shift) for x, f in opt.log]
+    est["cov_beta_unscaled"] = est["cov_beta"]  # in the units of y / scale: standard errors and correlations
+    est["sigma2_unscaled"] = est["sigma2"]
+    with np.errstate(over="ignore", under="ignore"):  # a variance of y near 1e160 is not a float
+        est["beta"] = est["beta"] * scale
+        est["sigma2"] = est["sigma2"] * scale * scale
+        est["cov_beta"] = est["cov_beta"] * scale * scale
+        est["random_effects"] = {k: v * scale for k, v in est["random_effects"].items()}
+    if "deviance" in est:
+        est["deviance"] = est["deviance"] + shift
+
+
+def _search(factors, search_factors, maps, model, X, y, weights, reml, max_iter, tol, verbose):
+    """Steps 2 to 5 of the module docstring: ``(model, opt, est)``."""
     start, radius = model.theta_start * model.theta_scale, 0.25
     moments = moment_start(search_factors, X, y, weights, model.cp, reml)
     if model.costly_evaluation:
@@ -73,9 +152,9 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
 
         opt.x = to_raw(opt.x)  # opt.log stays in the search's coordinates
         est["random_effects"] = raw_modes(search_factors, maps, est["random_effects"])
-    if not opt.converged and model.has_gradient:
+    if not opt.converged and model.has_gradient and opt.n_iter < max_iter:
         raw = LinearMixedModel(list(factors), X, y, weights, reml) if centred else model
-        second = search_within_bounds(raw, opt, max_iter=max_iter, tol=tol, verbose=verbose)
+        second = search_within_bounds(raw, opt, max_iter=max_iter - opt.n_iter, tol=tol, verbose=verbose)
         if second is not None:
             return raw, second, raw.estimates(second.x)
     if centred:
@@ -84,14 +163,25 @@ def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
     return model, opt, est
 
 
+def exact_residual(factors, X, y, weights):
+    """Weighted residual sum of squares of ``y`` on ``[X Z]`` without a penalty (LSQR on the
+    sparse design): 0, up to rounding, where ``y`` is an exact function of X and the
+    grouping factors. Only for a fit that failed: it costs more than a search."""
+    root = np.sqrt(weights)
+    A = sp.diags(root) @ sp.hstack([sp.csr_matrix(X)] + [f.design_matrix() for f in factors], format="csr")
+    res = lsqr(A, root * y, atol=1e-15, btol=1e-15, conlim=1e16, iter_lim=20 * A.shape[1] + 100)
+    return float(res[3]) ** 2
+
+
 def search_within_bounds(model, opt, max_iter, tol, verbose):
     """Once more, when the search ended short of an optimum: from where it ended, in the
     user's coordinates (``model``'s) and within lme4's bounds (L-BFGS-B, then Newton steps).
 
     A singular covariance (a slope's variance 0) can leave the unbounded search on a
     degenerate ridge of the centred coordinates (``tools/check_optimum.py`` seed 396).
-    Returns the second search's result, its evaluations after the first's in ``log``,
-    where it is better (or as good and converged); else None.
+    Returns the second search's result, its evaluations after the first's in ``log`` and
+    its iterations added to the first's, where it is better (or as good and converged);
+    else None, its iterations added to ``opt.n_iter`` (``max_iter`` counts them all).
     """
     second = minimize_bounded(
         model.objective, np.maximum(opt.x, model.theta_lower), model.theta_lower, gradient=model.gradient,
@@ -101,6 +191,7 @@ def search_within_bounds(model, opt, max_iter, tol, verbose):
     second.x = canonical_theta(model.factors, second.x)
     second.x, second.fun = snap_to_bounds(model.objective, second.x, second.fun, model.theta_lower, SNAP_TOL)
     if not (second.fun < opt.fun - 1e-10 * max(1.0, abs(opt.fun)) or (second.converged and second.fun <= opt.fun)):
+        opt.n_iter += second.n_iter
         return None
     second.log = opt.log + second.log
     second.n_iter += opt.n_iter

@@ -8,8 +8,11 @@ import os
 import sys
 import warnings
 
+from numbers import Integral, Real
+
 import numpy as np
 import pandas as pd
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._input import (
@@ -337,6 +340,20 @@ class MixedModelMixin:
 
 #: Where skmlm's modules are: a warning points at the first caller outside them.
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+#: The constructor parameters every mixed model shares, as scikit-learn validates them.
+SHARED_PARAMETER_CONSTRAINTS = {
+    "random_slopes": [None, list, tuple, dict, str],
+    "random_intercept": ["boolean"],
+    "covariance": [StrOptions({"unstructured", "diagonal"})],
+    "fit_intercept": ["boolean"],
+    "group_columns": [None, list, tuple, str, Integral],
+    "unseen_levels": [StrOptions({"average", "zero", "error"})],
+    "missing_groups": [StrOptions({"warn", "population", "error"})],
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="neither")],
+    "verbose": ["verbose"],
+}
 
 #: Constructor parameter names per estimator class, and settings that passed validation.
 _PARAM_NAMES = {}

@@ -1,14 +1,14 @@
 """MixedGLMRegressor and its faces: counts, proportions and positive outcomes, as lme4's
 ``glmer`` (binomial, Poisson) and glmmTMB (negative binomial NB2, Gamma)."""
 
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._core.family import FAMILIES, get_family
-from ._base import fitted_view
+from ._base import SHARED_PARAMETER_CONSTRAINTS, fitted_view
 from ._generalized import GeneralizedMixin
 
 
@@ -133,19 +133,10 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
     _residual_confounds_observation_levels = False
 
     _parameter_constraints = {
+        **SHARED_PARAMETER_CONSTRAINTS,
         "family": [StrOptions(set(FAMILIES))],
         "link": [None, StrOptions({"logit", "probit", "cloglog", "log", "inverse"})],
-        "random_slopes": [None, list, tuple, dict, str],
-        "random_intercept": ["boolean"],
-        "covariance": [StrOptions({"unstructured", "diagonal"})],
         "n_quadrature_points": [Interval(Integral, 1, None, closed="left")],
-        "fit_intercept": ["boolean"],
-        "group_columns": [None, list, tuple, str, Integral],
-        "unseen_levels": [StrOptions({"average", "zero", "error"})],
-        "missing_groups": [StrOptions({"warn", "population", "error"})],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="neither")],
-        "verbose": ["verbose"],
     }
 
     def __init__(

@@ -1,16 +1,14 @@
 """MixedLinearRegressor: linear mixed models by ML or REML, as lme4's ``lmer``."""
 
 import warnings
-from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
-from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import MixedModelMixin, fitted_view, mean_random_variance, not_converged_message
+from ._base import SHARED_PARAMETER_CONSTRAINTS, MixedModelMixin, fitted_view, mean_random_variance, not_converged_message
 from ._inference import InferenceMixin
 from ._core.design import split_theta
 from ._core.search import fit_lmm, response_scale
@@ -146,17 +144,8 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
     """
 
     _parameter_constraints = {
-        "random_slopes": [None, list, tuple, dict, str],
-        "random_intercept": ["boolean"],
-        "covariance": [StrOptions({"unstructured", "diagonal"})],
+        **SHARED_PARAMETER_CONSTRAINTS,
         "reml": ["boolean"],
-        "fit_intercept": ["boolean"],
-        "group_columns": [None, list, tuple, str, Integral],
-        "unseen_levels": [StrOptions({"average", "zero", "error"})],
-        "missing_groups": [StrOptions({"warn", "population", "error"})],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="neither")],
-        "verbose": ["verbose"],
     }
 
     def __init__(

@@ -1,17 +1,18 @@
 """MixedLogisticClassifier: binary outcomes by Laplace or adaptive quadrature, as lme4's ``glmer``."""
 
 import warnings
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
 from scipy.special import logit
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.metrics import accuracy_score
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array, column_or_1d
 
+from ._base import SHARED_PARAMETER_CONSTRAINTS
 from ._core.family import get_family
 from ._generalized import GeneralizedMixin, population_average_mean
 from ._input import INTERCEPT, validate_X
@@ -191,17 +192,8 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "random_slopes": [None, list, tuple, dict, str],
-        "random_intercept": ["boolean"],
-        "covariance": [StrOptions({"unstructured", "diagonal"})],
+        **SHARED_PARAMETER_CONSTRAINTS,
         "n_quadrature_points": [Interval(Integral, 1, None, closed="left")],
-        "fit_intercept": ["boolean"],
-        "group_columns": [None, list, tuple, str, Integral],
-        "unseen_levels": [StrOptions({"average", "zero", "error"})],
-        "missing_groups": [StrOptions({"warn", "population", "error"})],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="neither")],
-        "verbose": ["verbose"],
     }
 
     __metadata_request__predict_proba = {"groups": True, "offset": True}

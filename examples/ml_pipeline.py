@@ -4,13 +4,21 @@ Weekly sales of 500 stores (``skmlm.datasets.make_store_sales``): a random inter
 a random price slope per store, a region and a smooth temperature effect; and a binary
 "sold out" outcome. The pipeline is what a scikit-learn user writes:
 
-* a ``ColumnTransformer``: one-hot encoded region, a spline of temperature, price as it
-  is, and the store id passed through (``remainder="passthrough"``);
+* a ``ColumnTransformer`` with scikit-learn's default encoders: ``OneHotEncoder()`` of the
+  region (a column for every region; ``sparse_output=False`` only because pandas output,
+  which gives the columns their names, cannot hold a sparse matrix), ``SplineTransformer()``
+  of temperature (with its default bias), price as it is, and the store id passed through
+  (``remainder="passthrough"``);
 * a mixed model that takes its groups from that column (``group_columns="store"``; the
   ColumnTransformer calls it ``remainder__store``, and ``random_slopes=["price"]`` finds
   ``num__price``), so the groups travel with X into every scikit-learn tool;
 * cross-validation with KFold (new weeks of known stores) and GroupKFold (new stores),
   scikit-learn's named scorers, GridSearchCV, and CalibratedClassifierCV.
+
+With an intercept, the region dummies (they sum to 1) and the spline's basis (it sums to 1)
+are aliased: the model drops the dummy of the last region and the last spline column, as
+lme4 does, with a warning naming them. Section 0 shows it once; the model and its
+predictions are those of the design without the two columns.
 
 Every score scikit-learn reports is computed again by hand, fitting each fold and
 predicting it with ``groups=`` passed explicitly, and the two are checked to be equal.
@@ -20,6 +28,7 @@ the groups did not reach predict) are shown for contrast.
 Run: ``python examples/ml_pipeline.py`` (about 10 seconds).
 """
 
+import textwrap
 import warnings
 
 import numpy as np
@@ -36,10 +45,6 @@ from sklearn.preprocessing import OneHotEncoder, SplineTransformer
 from skmlm import MixedLinearRegressor, MixedLogisticClassifier
 from skmlm.datasets import make_store_sales
 
-# 12 weeks are few for a 0/1 outcome: some stores sold out every week, or never. The model
-# handles them (their effects shrink towards 0); the warning that says so is silenced here.
-warnings.filterwarnings("ignore", message="grouping factor 'store': .*every outcome equal")
-
 df = make_store_sales()  # 500 stores x 12 weeks; store ids 308 ... 807
 X = df[["region", "temp", "price", "store"]]
 y, sold_out, stores = df["sales"], df["sold_out"], df["store"]
@@ -47,8 +52,8 @@ y, sold_out, stores = df["sales"], df["sold_out"], df["store"]
 
 def preprocess():
     return ColumnTransformer(
-        [("cat", OneHotEncoder(drop="first", sparse_output=False), ["region"]),
-         ("spline", SplineTransformer(n_knots=5, include_bias=False), ["temp"]),
+        [("cat", OneHotEncoder(sparse_output=False), ["region"]),  # dense: for pandas output
+         ("spline", SplineTransformer(), ["temp"]),  # 5 knots (the default), cubic: 7 columns
          ("num", "passthrough", ["price"])],
         remainder="passthrough",  # the store id, as "remainder__store"
     ).set_output(transform="pandas")
@@ -73,8 +78,30 @@ def by_hand(model, target, train, test, method="predict", with_groups=True, n_kn
 
 rows, stores_out = KFold(5, shuffle=True, random_state=0), GroupKFold(5)
 
-# -- 1. cross-validated sales, named scorers ------------------------------------------------
+# -- 0. the default encoders beside the intercept: two aliased columns, dropped as lme4 does --
 model = MixedLinearRegressor(random_slopes=["price"], group_columns="store")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    reg = pipeline(model).fit(X, y)
+assert len(caught) == 1 and reg[-1].dropped_columns_ == ["cat__region_west", "spline__temp_sp_6"]
+names = list(reg[-1].feature_names_in_)
+assert all(reg[-1].coef_[names.index(c)] == 0 for c in reg[-1].dropped_columns_)
+# the same columns without the aliased ones, set by hand: the same model, and no warning
+reduced = make_pipeline(preprocess().set_params(cat__drop="first", spline__include_bias=False), clone(model))
+gap = np.abs(reg.predict(X) - reduced.fit(X, y).predict(X)).max()
+assert gap < 1e-6
+print("0. The design of OneHotEncoder() and SplineTransformer() beside the intercept: the four region\n"
+      "   dummies sum to 1, and so do the spline's seven basis columns. The fit warns (a UserWarning):")
+print("     " + textwrap.fill(str(caught[0].message), 92, subsequent_indent="     "))
+print(f"   dropped_columns_ = {reg[-1].dropped_columns_} (coef_ 0); lme4's lmer drops the same\n"
+      f"   two. The same model as with OneHotEncoder(drop='first') and SplineTransformer(include_bias=False),\n"
+      f"   which alias nothing: predictions within {gap:.0e}.\n")
+# scikit-learn's cross-validation shows a warning again for every fit: the one above, for these
+# columns (n_knots=3: 'spline__temp_sp_4'), is not repeated. Any other aliased column still warns.
+warnings.filterwarnings("ignore", category=UserWarning, message=(
+    r"the fixed-effects design is rank deficient: dropping 2 columns 'cat__region_west', 'spline__temp_sp_\d+', "))
+
+# -- 1. cross-validated sales, named scorers ------------------------------------------------
 print("1. Cross-validated RMSE and R^2 of sales, MixedLinearRegressor(random_slopes=['price'])")
 for name, cv in (("KFold (new weeks of known stores)", rows), ("GroupKFold (new stores)", stores_out)):
     splitter_groups = stores if isinstance(cv, GroupKFold) else None  # routing off: for the splitter only

@@ -29,6 +29,10 @@ from .dense_gradient import cholesky_lower_overwrite
 from .design import block_lambda_template, split_theta
 from .lmm import MAX_DENSE_BLOCK
 
+#: ``L21`` (block 2's rows by block 1's columns) is held dense up to this many entries:
+#: a dense product beats building a sparse matrix at every Newton step.
+MAX_DENSE_L21 = 4_000_000
+
 
 @dataclass
 class Factorization:
@@ -39,7 +43,7 @@ class Factorization:
     """
 
     L11: np.ndarray  # (m1, q1, q1)
-    L21: object = None  # sparse (q2, m1 q1)
+    L21: object = None  # (q2, m1 q1): dense, or sparse past MAX_DENSE_L21 entries
     L22: np.ndarray = None  # (q2, q2)
     B1: np.ndarray = None  # (m1 q1, p): L11^-1 M1x
     B2: np.ndarray = None  # (q2, p)
@@ -189,6 +193,7 @@ class PIRLS:
         np.add.at(indptr, prow + 1, q1)
         self._m21_indptr = np.cumsum(indptr)
         self._m21_indices = (self._pair_level1[:, None] * q1 + np.arange(q1)).ravel()
+        self._m21_rows = np.repeat(np.arange(self.q2), np.diff(self._m21_indptr))
         del keys
 
     # -- theta -------------------------------------------------------------------
@@ -252,13 +257,14 @@ class PIRLS:
                 a21[:, b] = np.bincount(pidx, weights=(wv2 * v1[:, b][:, None]).ravel(), minlength=self._n_pairs)
             linv = batched_inverse_lower(L11)[self._pair_level1]  # (pairs, q1, q1)
             l21 = np.einsum("pb,pcb->pc", a21, linv)
-            L21 = sp.csr_matrix((l21.ravel(), self._m21_indices, self._m21_indptr), shape=(q2, m1 * q1))
-            fac.L21 = L21
-            if q2 * m1 * q1 <= 4_000_000:  # small enough to multiply densely
-                dense = L21.toarray()
-                l21l21 = dense @ dense.T
+            if q2 * m1 * q1 <= MAX_DENSE_L21:  # small enough to hold and multiply densely
+                L21 = np.zeros((q2, m1 * q1))
+                L21[self._m21_rows, self._m21_indices] = l21.ravel()
+                l21l21 = L21 @ L21.T
             else:
+                L21 = sp.csr_matrix((l21.ravel(), self._m21_indices, self._m21_indptr), shape=(q2, m1 * q1))
                 l21l21 = (L21 @ L21.T).toarray()
+            fac.L21 = L21
             fac.L22 = cholesky_lower_overwrite(a22 - l21l21)
         if joint:
             X = self.X

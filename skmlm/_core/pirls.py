@@ -32,6 +32,8 @@ from .lmm import MAX_DENSE_BLOCK
 #: ``L21`` (block 2's rows by block 1's columns) is held dense up to this many entries:
 #: a dense product beats building a sparse matrix at every Newton step.
 MAX_DENSE_L21 = 4_000_000
+#: ... and when at least this share of its entries can be nonzero (else sparse products).
+MIN_DENSE_FILL = 0.1
 
 
 @dataclass
@@ -194,6 +196,9 @@ class PIRLS:
         self._m21_indptr = np.cumsum(indptr)
         self._m21_indices = (self._pair_level1[:, None] * q1 + np.arange(q1)).ravel()
         self._m21_rows = np.repeat(np.arange(self.q2), np.diff(self._m21_indptr))
+        # dense where it is small and not mostly zeros (an observation-level factor's is ~1% full)
+        size = self.q2 * m1 * q1
+        self._dense_l21 = size <= MAX_DENSE_L21 and len(self._m21_indices) >= MIN_DENSE_FILL * size
         del keys
 
     # -- theta -------------------------------------------------------------------
@@ -257,7 +262,7 @@ class PIRLS:
                 a21[:, b] = np.bincount(pidx, weights=(wv2 * v1[:, b][:, None]).ravel(), minlength=self._n_pairs)
             linv = batched_inverse_lower(L11)[self._pair_level1]  # (pairs, q1, q1)
             l21 = np.einsum("pb,pcb->pc", a21, linv)
-            if q2 * m1 * q1 <= MAX_DENSE_L21:  # small enough to hold and multiply densely
+            if self._dense_l21:
                 L21 = np.zeros((q2, m1 * q1))
                 L21[self._m21_rows, self._m21_indices] = l21.ravel()
                 l21l21 = L21 @ L21.T

@@ -43,6 +43,11 @@ from .pirls import PIRLS
 from .scalar_glmm import ScalarGLMM
 from .units import StandardUnits
 
+#: Iterations of lme4's first stage (theta with beta in PIRLS, nAGQ = 0) before the joint
+#: search: its optimum is not the Laplace one, so polishing it costs PIRLS solves that
+#: the joint search then repeats.
+STAGE1_ITERATIONS = 4
+
 #: Largest number of points of a product quadrature rule (``n_points ** q``).
 MAX_PRODUCT_POINTS = 20000
 
@@ -603,7 +608,7 @@ def _fit(model, max_iter, tol, verbose, two_stage):
         model.objective_stage1(theta1)
         res1 = minimize(  # only a start for the joint search: forward differences, loose tolerance
             stage1, theta1, jac=True, method="L-BFGS-B", bounds=bounds,
-            options={"maxiter": max_iter, "ftol": 1e-8, "gtol": 1e-4},
+            options={"maxiter": min(max_iter, STAGE1_ITERATIONS), "ftol": 1e-8, "gtol": 1e-4},
         )
         theta1, n_iter1 = np.maximum(res1.x, lower), int(res1.nit)
     if model.scalar is None:  # lme4's start for beta: the joint PIRLS estimate at theta1

@@ -301,9 +301,12 @@ class MixedModelMixin:
         frame, level = sys._getframe(0), 1  # point at the first caller outside skmlm
         while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
             frame, level = frame.f_back, level + 1
+        population = (  # a GLMM averages over the random effects' distribution by default
+            "averaged over the random effects" if hasattr(self, "family_") else "random effects 0"
+        )
         warnings.warn(GroupsMissingWarning(
             f"{name} was fitted with groups but was asked to predict without them (no groups= and no "
-            "group_columns): every row gets the population prediction (random effects 0), not the model's "
+            f"group_columns): every row gets the population prediction ({population}), not the model's "
             "prediction with the random effects of its groups. scikit-learn's named scorers (scoring="
             "'neg_root_mean_squared_error', 'roc_auc', ...), GridSearchCV.predict and CalibratedClassifierCV "
             "call predict with X alone: put the grouping column in X and name it with group_columns='...', "

@@ -17,9 +17,9 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from ._base import MixedModelMixin, fitted_view, mean_random_variance, not_converged_message
 from ._core.design import split_theta
 from ._core.dense_gradient import solve_positive_definite
-from ._core.glmm import GeneralizedMixedModel, exact_fit_message, fit_glmm, gauss_hermite_normal
+from ._core.glmm import GeneralizedMixedModel, fit_glmm, gauss_hermite_normal
 from ._inference import InferenceMixin
-from ._input import INTERCEPT, finite_float_array, validate_X
+from ._input import finite_float_array, validate_X
 from ._threads import single_blas_thread
 
 #: lme4's ``isSingular`` tolerance on the variance parameters of ``theta``.
@@ -55,27 +55,6 @@ def population_average_mean(family, eta, var, n_points=N_AVERAGE_POINTS):
     return np.where(s > 0, out, family.mean(eta))
 
 
-def _check_variance_left(family, d):
-    """A Gamma's y constant within every level (of two rows or more) of a factor with a
-    random intercept is fitted exactly by it (phi -> 0): the likelihood has no maximum.
-    Said before the search. (Levels of one row each leave it bounded: y is then lognormal.)"""
-    if family.name != "gamma":
-        return
-    y = d["y"]
-    for f in d["factors"]:
-        if f.terms[0] != INTERCEPT:
-            continue
-        rows = np.bincount(f.codes, minlength=f.n_levels)
-        if not np.any(rows > 1):
-            continue
-        low = np.full(f.n_levels, np.inf)
-        high = np.full(f.n_levels, -np.inf)
-        np.minimum.at(low, f.codes, y)
-        np.maximum.at(high, f.codes, y)
-        if np.all((high - low <= 1e-12 * np.abs(high)) | (rows < 2)):
-            raise ValueError(exact_fit_message(family))
-
-
 def _check_maximum(model, opt, est):
     """A clear error where the likelihood has no maximum for the search to find."""
     family = model.family
@@ -101,7 +80,6 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         d["offset"] = validate_offset(offset, len(d["y"]))
         self._has_offset = offset is not None
         family.check_response(d["y"], d["w"])
-        _check_variance_left(family, d)
         model = GeneralizedMixedModel(
             d["factors"], d["Xf"], d["y"], d["w"], family, d["offset"], n_agq=self.n_quadrature_points
         )

@@ -24,6 +24,8 @@ sees it: NB2's size ``theta`` (``Var y = mu + mu^2 / theta``) and Gamma's ``phi`
 (``Var y = phi mu^2``).
 """
 
+from functools import lru_cache
+
 import numpy as np
 from scipy.special import betaln, digamma, expit, gammaln, ndtr, ndtri, xlogy
 
@@ -467,4 +469,10 @@ def get_family(family, link=None):
         return family
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {sorted(FAMILIES)}; got {family!r}")
-    return FAMILIES[family](link)
+    return _family(family, link)
+
+
+@lru_cache(maxsize=None)
+def _family(name, link):
+    """One (stateless) family object per name and link."""
+    return FAMILIES[name](link)

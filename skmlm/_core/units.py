@@ -23,7 +23,8 @@ from .design import RandomFactor, split_theta
 def _rms(a):
     """Root mean square of each column of ``a`` (1 for a column of zeros)."""
     r = np.sqrt(np.einsum("ij,ij->j", a, a) / max(1, len(a)))
-    return np.where(r > 0, r, 1.0)
+    r[r == 0] = 1.0
+    return r
 
 
 def lower_factor(M):
@@ -34,10 +35,15 @@ def lower_factor(M):
     return L * np.where(np.diag(L) < 0, -1.0, 1.0)[None, :]
 
 
+#: The map of a random intercept alone (read-only, shared).
+_IDENTITY = np.eye(1)
+_IDENTITY.flags.writeable = False
+
+
 def _covariate_map(f):
     """``A`` with ``z = z' A`` (see the module docstring) for one factor."""
     if f.terms == ["(Intercept)"]:  # a column of ones: already in standard units
-        return np.eye(1)
+        return _IDENTITY
     z = f.z
     if f.q > 1 and not f.diagonal and f.terms[0] == "(Intercept)":
         mean = z.mean(axis=0)
@@ -75,8 +81,7 @@ class StandardUnits:
         self.maps = [_covariate_map(f) for f in factors]
         self.inverse_maps = [np.linalg.inv(A) if A.shape[0] > 1 else 1.0 / A for A in self.maps]
         self.factors = [
-            f if np.array_equal(A, np.eye(len(A))) else RandomFactor(f.name, f.codes, f.levels, f.z @ Ai, f.terms,
-                                                                     f.diagonal)
+            f if A is _IDENTITY else RandomFactor(f.name, f.codes, f.levels, f.z @ Ai, f.terms, f.diagonal)
             for f, A, Ai in zip(factors, self.maps, self.inverse_maps)
         ]
         self.x_scale = _rms(X) if X.shape[1] else np.ones(0)
@@ -84,7 +89,7 @@ class StandardUnits:
         self.n_theta = sum(f.n_theta for f in factors)
         self.p = X.shape[1]
         self.n_dispersion = n_dispersion
-        self.linear = all(np.count_nonzero(A - np.diag(np.diag(A))) == 0 for A in self.maps)
+        self.linear = all(A.shape[0] == 1 or np.count_nonzero(A - np.diag(np.diag(A))) == 0 for A in self.maps)
         self.theta_scale = np.concatenate(
             [np.diag(A)[f._tri[0]] for f, A in zip(factors, self.maps)] if factors else [np.zeros(0)]
         )

@@ -321,12 +321,12 @@ class GeneralizedMixedModel:
             grad += 2.0 * np.einsum("j,jq,jqd->d", pi[k], uk, duk)
         return value, grad
 
-    def objective_stage1(self, theta, dispersion=None):
+    def objective_stage1(self, theta):
         """lme4's ``nAGQ = 0`` deviance of ``theta`` (standard units): beta estimated jointly
-        in PIRLS (at the start's dispersion unless given)."""
+        in PIRLS, at the start's dispersion."""
         try:
             self.pirls.set_theta(theta)
-            self.pirls.dispersion = self.dispersion_start if dispersion is None else dispersion
+            self.pirls.dispersion = self.dispersion_start
             m = self.pirls.joint_mode(self.beta_start)
         except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError):
             return np.inf

@@ -162,6 +162,7 @@ class InferenceMixin:
         self._core_model()
         scale = self._cache()["y_scale"]
         units = np.where(self._variance_parameters().kinds == "cor", 1.0, scale)
+        units = np.concatenate([units, np.ones(self._n_dispersion)])  # theta (NB2) or phi (Gamma): no units
         return np.concatenate([units, np.full(len(self._fixed_names), scale)]) if with_fixed else units
 
     def _variance_parameters(self):
@@ -175,7 +176,14 @@ class InferenceMixin:
             var = list(vp.descriptive_names)
         else:
             raise ValueError(f"names must be 'lme4' or 'descriptive'; got {names!r}")
+        if self._n_dispersion:  # after the variance parameters, where a linear model's sigma is
+            var.append(".dispersion" if names == "lme4" else "dispersion")
         return var, list(self._fixed_names)
+
+    @property
+    def _n_dispersion(self):
+        """1 for a family with a dispersion parameter (NB2, Gamma), else 0."""
+        return 0 if self._is_linear else int(self._core_model().n_dispersion)
 
     # -- p-values ----------------------------------------------------------------------
     def _satterthwaite(self):
@@ -239,8 +247,8 @@ class InferenceMixin:
         Rows as lme4 names them: ``.sig01``, ``.sig02``, ... (per grouping factor, the
         standard deviation of each random term and the correlation of each pair, in
         lme4's order: SD of the first term, its correlations with the later terms, SD
-        of the second term, ...), ``.sigma`` (the residual SD; linear model only), then
-        the fixed effects.
+        of the second term, ...), ``.sigma`` (the residual SD; linear model only) or
+        ``.dispersion`` (``dispersion_``: NB2's theta, Gamma's phi), then the fixed effects.
 
         Parameters
         ----------
@@ -251,9 +259,10 @@ class InferenceMixin:
         method : {"profile", "wald", "bootstrap"} or None, default=None
             ``"profile"``: likelihood-profile intervals, as lme4's default (a REML fit
             is profiled on its ML refit, as lme4 does; a GLMM on its Laplace or AGQ
-            deviance, the dispersion re-optimised with the rest). ``"wald"``: estimate
-            -+ normal quantile x standard error for the fixed effects; NaN for the
-            variance parameters, as lme4. ``"bootstrap"``: percentile intervals of a
+            deviance, the dispersion re-optimised with the rest, and profiled itself on
+            its log scale, as glmmTMB). ``"wald"``: estimate -+ normal quantile x
+            standard error for the fixed effects; NaN for the variance parameters and the
+            dispersion, as lme4. ``"bootstrap"``: percentile intervals of a
             parametric bootstrap. None: ``"profile"``.
         n_boot : int, default=1000
             Bootstrap replicates.
@@ -305,8 +314,9 @@ class InferenceMixin:
         elif method == "profile":
             with single_blas_thread():
                 prof = self._profiler()
+                n_var = nv - self._n_dispersion
                 for i in wanted:
-                    which, k = ("variance", i) if i < nv else ("beta", i - nv)
+                    which, k = ("variance", i) if i < n_var else ("dispersion", 0) if i < nv else ("beta", i - nv)
                     lower[i], upper[i] = prof.interval(which, k, level)
             units = self._core_units()
             lower, upper = lower * units, upper * units
@@ -463,18 +473,22 @@ class InferenceMixin:
             sd_names = list(vp.names)
             lower, lower_sd = model.theta_lower, vp.lower()
         else:
-            x = np.r_[theta, beta]
-            names = theta_names + list(self._fixed_names)
+            nd = self._n_dispersion
+            x = self._search_x()  # [theta, beta, log(dispersion)]
+            names = theta_names + list(self._fixed_names) + ["log_dispersion"] * nd
             fun = model.objective
 
-            def fun_sd(z):
+            def fun_sd(z):  # [sd/cor, dispersion, beta]
                 th, _ = vp.to_theta(z[:nt])
-                return np.inf if th is None else model.objective(np.r_[th, z[nt:]])
+                if th is None or (nd and not z[nt] > 0):
+                    return np.inf
+                return model.objective(np.r_[th, z[nt + nd :], np.log(z[nt : nt + nd])])
 
-            phi = np.r_[vp.from_theta(theta), beta]
-            sd_names = list(vp.names) + list(self._fixed_names)
-            lower = np.r_[model.theta_lower, np.full(len(beta), -np.inf)]
-            lower_sd = np.r_[vp.lower(), np.full(len(beta), -np.inf)]
+            phi = np.r_[vp.from_theta(theta), [self.dispersion_] * nd, beta]
+            var_names, _ = self._parameter_names("lme4")
+            sd_names = var_names + list(self._fixed_names)
+            lower = np.r_[model.theta_lower, np.full(len(beta) + nd, -np.inf)]
+            lower_sd = np.r_[vp.lower(), np.zeros(nd), np.full(len(beta), -np.inf)]
         g, H, eig = _derivatives(fun, x, lower)
         g_sd, H_sd, _ = _derivatives(fun_sd, phi, lower_sd)
         units = self._core_units(with_fixed=not self._is_linear)  # phi's, in the core model

@@ -240,3 +240,36 @@ def test_dispersion_faces_match_the_generic_estimator():
     ref, df = _load("sim_gamma_log")
     face = MixedGammaRegressor().fit(df[ref["fixed"]], df["y"], groups=df["g_g"].astype(str))
     assert face.log_likelihood_ >= ref["logLik"] - 1e-4
+
+
+# -- the dispersion's interval and diagnostics ----------------------------------------------
+
+@pytest.mark.parametrize("name", ["salamanders_nb2", "sim_gamma_log"])
+def test_dispersion_profile_interval_matches_glmmtmb(name):
+    """glmmTMB profiles its dispersion model's intercept ``d~(Intercept)``: log(theta) for
+    NB2, log(shape) = -log(phi) for the Gamma. The same interval on the dispersion's scale."""
+    ref, df = _load(name)
+    m = _fit(ref, df)
+    cp = _inference(name)["confint_profile"]
+    i = cp["names"].index("d~(Intercept)")
+    lo, hi = cp["lower"][i], cp["upper"][i]
+    expected = np.exp([lo, hi]) if ref["family"] == "nbinom2" else np.exp([-hi, -lo])
+    ci = m.confint(parm=".dispersion")
+    assert ci.index.tolist() == [".dispersion"]
+    np.testing.assert_allclose(ci.to_numpy()[0], expected, rtol=1e-3)
+    assert ci.iloc[0, 0] < m.dispersion_ < ci.iloc[0, 1]
+    wald = m.confint(method="wald")  # as lme4: no Wald interval for a variance parameter
+    assert wald.index.tolist()[:2] == [".sig01", ".dispersion"] and wald.iloc[:2].isna().all().all()
+    assert m.confint(parm=["dispersion"], names="descriptive").shape == (1, 2)
+
+
+def test_dispersion_in_convergence_and_bootstrap():
+    ref, df = _load("sim_gamma_log")
+    m = _fit(ref, df)
+    conv = m.convergence_
+    assert conv["gradient"].index[-1] == "log_dispersion"
+    assert conv["max_abs_gradient"] < 1e-3
+    assert conv["gradient_sd"].index.tolist() == [".sig01", ".dispersion", "(Intercept)", "x"]
+    boot = m.parametric_bootstrap(4, random_state=1)
+    assert boot.columns.tolist() == [".sig01", ".dispersion", "(Intercept)", "x"]
+    assert (boot[".dispersion"] > 0).all() and boot[".dispersion"].std() > 0

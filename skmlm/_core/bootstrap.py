@@ -116,8 +116,9 @@ def glmm_parametric_bootstrap(model, x, n_boot, rng, progress=None):
 
     Returns
     -------
-    estimates : ndarray (n_boot, n_var + p)
-        Per replicate: the variance parameters on the sd/cor scale, then the fixed effects.
+    estimates : ndarray (n_boot, n_var + n_dispersion + p)
+        Per replicate: the variance parameters on the sd/cor scale, the dispersion (if the
+        family has one), then the fixed effects.
     converged : ndarray of bool (n_boot,)
     """
     from .glmm import GeneralizedMixedModel, fit_glmm
@@ -125,7 +126,8 @@ def glmm_parametric_bootstrap(model, x, n_boot, rng, progress=None):
     theta, beta, dispersion = model.split(np.asarray(x, dtype=float))
     X, w, family, offset = model.X, model.w, model.family, model.offset
     vp = VarianceParameters(model.factors, has_sigma=False)
-    out = np.empty((n_boot, vp.size + model.p))
+    nv = vp.size + model.n_dispersion
+    out = np.empty((n_boot, nv + model.p))
     converged = np.zeros(n_boot, dtype=bool)
     fixed = offset + X @ beta
     for b in range(n_boot):
@@ -133,9 +135,10 @@ def glmm_parametric_bootstrap(model, x, n_boot, rng, progress=None):
         y_star = family.simulate(family.mean(eta), w, dispersion, rng)
         replicate = GeneralizedMixedModel(model.factors, X, y_star, w, family, offset, n_agq=model.n_agq)
         opt = fit_glmm(replicate)  # from lme4's start, as bootMer's refits
-        th, bt, _ = replicate.split(opt.x)
+        th, bt, disp = replicate.split(opt.x)
         out[b, : vp.size] = vp.from_theta(th)
-        out[b, vp.size :] = bt
+        out[b, vp.size : nv] = disp
+        out[b, nv:] = bt
         converged[b] = opt.converged
         if progress is not None:
             progress(b + 1, n_boot)

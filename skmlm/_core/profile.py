@@ -432,3 +432,28 @@ class GeneralizedProfiler(Profiler):
     def _start(self, which):
         """Every profile starts from the whole fitted ``x``."""
         return self.x.copy()
+
+    def dispersion_zeta(self, value, start):
+        """``(zeta, x at the constrained minimum)`` with ``log(dispersion)`` held at ``value``."""
+        x = start.copy()
+        x[-1] = value
+        free = np.ones(len(x), dtype=bool)
+        free[-1] = False
+        x, d = minimize_some(self.model, x, free)
+        return self._signed_root(d, value - self.x[-1]), x
+
+    def interval(self, which, k, level=0.95):
+        """As :meth:`Profiler.interval`; ``which="dispersion"``: the dispersion's interval,
+        profiled on its log scale (as glmmTMB), returned on its own scale."""
+        if which != "dispersion":
+            return super().interval(which, k, level)
+        zc = norm.ppf(0.5 + level / 2.0)
+        center = float(self.x[-1])
+        # a first step from the curvature along log(dispersion) alone (the others held)
+        h = 1e-3
+        f = [self.model.objective(np.r_[self.x[:-1], center + d]) for d in (-h, h)]
+        curvature = (f[0] + f[1] - 2.0 * self.d0) / h**2
+        se = np.sqrt(2.0 / curvature) if np.isfinite(curvature) and curvature > 0 else 0.5
+        ends = [self._end(self.dispersion_zeta, center, self._start(which), s * zc * se, s * zc, np.inf * s)
+                for s in (-1.0, 1.0)]
+        return tuple(float(np.exp(e)) for e in ends)

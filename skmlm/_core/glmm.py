@@ -39,7 +39,7 @@ from .optimize import (
 )
 from .dense_gradient import solve_positive_definite
 from .family import MAX_LOG_DISPERSION, dispersion_from_log, get_family
-from .pirls import PIRLS
+from .pirls import MAX_DENSE_L21, PIRLS
 from .scalar_glmm import ScalarGLMM
 from .units import StandardUnits
 
@@ -203,8 +203,13 @@ class GeneralizedMixedModel:
     # -- the analytic gradient (one grouping factor) ---------------------------------
     @property
     def has_gradient(self):
-        """Whether :meth:`value_and_gradient` applies: one grouping factor."""
-        return len(self.factors) == 1
+        """Whether :meth:`value_and_gradient` applies: one grouping factor, or several
+        whose inverse's block of :meth:`~.pirls.PIRLS.own_inverse` is small enough to
+        hold dense (the Laplace deviance)."""
+        if len(self.factors) == 1:
+            return True
+        sizes = sorted((f.n_levels * f.q for f in self.factors), reverse=True)
+        return self.n_agq == 1 and sizes[0] * sum(sizes[1:]) <= MAX_DENSE_L21
 
     def value_and_gradient(self, x):
         """Deviance and its gradient in ``x = [theta, beta, log(dispersion)]`` (one grouping factor).
@@ -225,6 +230,8 @@ class GeneralizedMixedModel:
         try:
             if self.scalar is not None:
                 return self.scalar.value_and_gradient(xs)
+            if len(self.factors) > 1:
+                return self._laplace_value_and_gradient(*self.split(xs))
             return self._value_and_gradient(*self.split(xs))
         except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError):
             return np.inf, np.zeros_like(xs)
@@ -320,6 +327,60 @@ class GeneralizedMixedModel:
             grad += -2.0 * ((pi[k][codes] * rk) @ detak)
             grad += 2.0 * np.einsum("j,jq,jqd->d", pi[k], uk, duk)
         return value, grad
+
+    def _laplace_value_and_gradient(self, theta, beta, dispersion):
+        """The Laplace deviance and its gradient for any number of grouping factors.
+
+        ``D = sum dev.resid + ||u||^2 + log det M`` at the mode ``u``. The penalised part
+        moves only explicitly (``u`` is its stationary point); ``log det M`` moves with
+        ``Lambda`` (``2 tr(M^-1 Lambda' Z' W Z dLambda)``) and with the weights, which
+        follow ``eta`` and the mode (``sum_i h_i dW_i``, ``h_i`` the rows' leverages).
+        The mode's derivative solves ``M dU = dLambda' Z' r - Lambda' Z' W E (+ Lambda'
+        Z' dr/ds)``, ``E`` the explicit derivative of ``eta``: one solve per coordinate
+        with the factorisation PIRLS leaves.
+        """
+        pr, family = self.pirls, self.family
+        m = self._mode(theta, beta, dispersion)
+        fac = m.factor
+        y, w = pr.y, pr.w
+        nt, p, nd = self.n_theta, self.p, self.n_dispersion
+        d = nt + p + nd
+        r, W, W1 = family.derivatives(y, m.eta, w, dispersion, order=3)
+        s1, s2 = pr.own_inverse(fac)
+        E = np.zeros((pr.n, d))
+        E[:, nt : nt + p] = pr.X
+        extra = []  # (coordinate, block, index into u, z * r) of dLambda' Z' r
+        term = np.zeros(d)  # 2 tr(M^-1 Lambda' Z' W Z dLambda)
+        k = 0
+        for f, u, (block, start, column) in zip(self._factors, pr.modes_by_factor(m.u1, m.u2), pr.term_positions()):
+            for a, b in zip(*f._tri):
+                E[:, k] = f.z[:, a] * u[f.codes, b]
+                own = s1[:, b] if block == 1 else s2[:, column + b]
+                term[k] = 2.0 * float((W * f.z[:, a]) @ own)
+                extra.append((k, block, f.codes if block == 1 else start + f.codes * f.q + b, b, f.z[:, a] * r))
+                k += 1
+        deta = E.copy()
+        for k in range(d):
+            t = -W * E[:, k]
+            if nd and k == d - 1:
+                dl_s, dr_s, dW_s = family.dispersion_derivatives(y, m.eta, w, dispersion)
+                t = t + dr_s
+            g1, g2 = pr._gradient_u(t)
+            if k < nt:
+                _, block, index, b, zr = extra[k]
+                if block == 1:
+                    g1[:, b] += np.bincount(index, weights=zr, minlength=pr.m1)
+                else:
+                    g2 = g2 + np.bincount(index, weights=zr, minlength=pr.q2)
+            du1, du2, _ = fac.solve(g1, g2)
+            deta[:, k] += pr.random_part(du1, du2)
+        h = np.einsum("ia,ia->i", pr.v1, s1)
+        if s2 is not None:
+            h += np.einsum("it,it->i", pr._vals2, s2)
+        grad = -2.0 * (r @ E) + (h * W1) @ deta + term
+        if nd:
+            grad[-1] += -2.0 * dl_s.sum() + h @ dW_s
+        return m.laplace_deviance + self.constant(dispersion), grad
 
     def objective_stage1(self, theta):
         """lme4's ``nAGQ = 0`` deviance of ``theta`` (standard units): beta estimated jointly
@@ -566,9 +627,10 @@ def fit_glmm(model, max_iter=1000, tol=1e-6, verbose=0, two_stage=None):
     the result is in the user's. The start is lme4's: ``theta`` at its start (or, with ``two_stage``, optimised with
     ``beta`` estimated jointly in PIRLS, lme4's ``nAGQ = 0`` stage) and ``beta`` the
     joint PIRLS estimate there; the dispersion at its moment estimate of the GLM without
-    random effects. One grouping factor: L-BFGS-B on the analytic gradient;
-    several: Newton steps on finite differences from the first stage's estimate, COBYQA
-    where they stop short (:func:`~.optimize.minimize_bounded`). ``max_iter`` bounds the
+    random effects. With an analytic gradient (one grouping factor; several where the
+    dense block of :meth:`~.pirls.PIRLS.own_inverse` fits): L-BFGS-B on it, then Newton
+    polish; else Newton steps on finite differences from the first stage's estimate,
+    COBYQA where they stop short (:func:`~.optimize.minimize_bounded`). ``max_iter`` bounds the
     iterations of both stages together (the result's ``n_iter`` counts them all).
 
     A family whose dispersion goes to 0 at an exact fit (Gamma) raises a ValueError there:
@@ -621,8 +683,9 @@ def _fit(model, max_iter, tol, verbose, two_stage):
             model.search_value_and_gradient, x0, lower2, max_iter - n_iter1, tol, verbose, scalar=scalar
         )
     else:
-        # several factors: no gradient, and each evaluation a PIRLS solve; from the first
-        # stage's estimate Newton steps on finite differences, COBYQA where they stop short
+        # no gradient (crossed factors too large for the dense inverse block), and each
+        # evaluation a PIRLS solve; from the first stage's estimate Newton steps on finite
+        # differences, COBYQA where they stop short
         res = minimize_bounded(
             model.search_objective, x0, lower2, max_iter=max_iter - n_iter1, decrement_tol=tol, verbose=verbose,
             derivative_free=True, newton_first=True,

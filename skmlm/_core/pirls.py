@@ -371,6 +371,64 @@ class PIRLS:
         self.u1, self.u2 = u1, u2
         return Mode(u1, u2, beta, eta, dres, fac, it)
 
+    # -- derivatives of the Laplace deviance -----------------------------------------
+    def dense_inverse_size(self):
+        """Entries of the dense ``(m1 q1, q2)`` block :meth:`own_inverse` forms."""
+        return self.m1 * self.q1 * self.q2
+
+    def own_inverse(self, fac):
+        """``M^-1 v_i`` on row ``i``'s own coordinates, ``v_i`` the row of ``Z Lambda``:
+        ``(s1 (n, q1), s2 (n, Q2))`` (its level of the first factor, then its columns
+        ``cols2`` of block 2). ``v_i' M^-1 v_i`` is the row's leverage, the derivative of
+        ``log det M`` in its weight.
+
+        With ``A = L11^-1`` (per level) and ``S22 = M22.1^-1 = (L22 L22')^-1``::
+
+            M^-1 = [[A'A + A' L21' S22 L21 A,  -A' L21' S22],
+                    [-S22 L21 A,                S22        ]]
+
+        of which only the diagonal blocks of the first factor's levels and the entries
+        of the pairs (level, column of block 2) that share a row are formed.
+        """
+        codes1, v1 = self.codes1, self.v1
+        A = batched_inverse_lower(fac.L11)  # (m1, q1, q1)
+        M11 = np.swapaxes(A, 1, 2) @ A
+        if not self.rest:
+            return np.einsum("iab,ib->ia", M11[codes1], v1), None
+        m1, q1, q2 = self.m1, self.q1, self.q2
+        S22 = sla.cho_solve((fac.L22, True), np.eye(q2), check_finite=False)
+        L21 = fac.L21
+        G = np.asarray(L21.T @ S22).reshape(m1, q1, q2)  # L21' S22 by level
+        if isinstance(L21, np.ndarray):
+            GL = np.einsum("jac,cjb->jab", G, L21.reshape(q2, m1, q1))
+        else:  # G_j L21_j over the nonzeros of L21
+            coo = L21.tocoo()
+            level, b = np.divmod(coo.col, q1)
+            GL = np.zeros((m1, q1, q1))
+            for a in range(q1):
+                GL[:, a, :] = np.bincount(level * q1 + b, weights=G[level, a, coo.row] * coo.data,
+                                          minlength=m1 * q1).reshape(m1, q1)
+        M11 += np.swapaxes(A, 1, 2) @ GL @ A
+        M12 = -np.swapaxes(A, 1, 2) @ G  # (m1, q1, q2)
+        cols2, vals2 = self._cols2, self._vals2
+        M12_rows = M12.transpose(0, 2, 1)[codes1[:, None], cols2]  # (n, Q2, q1)
+        S22_rows = S22[cols2[:, :, None], cols2[:, None, :]]  # (n, Q2, Q2)
+        s1 = np.einsum("iab,ib->ia", M11[codes1], v1) + np.einsum("ita,it->ia", M12_rows, vals2)
+        s2 = np.einsum("ita,ia->it", M12_rows, v1) + np.einsum("itu,iu->it", S22_rows, vals2)
+        return s1, s2
+
+    def term_positions(self):
+        """Per factor (input order): where its random effects sit, ``(block, start)``:
+        block 1 for the first factor (start 0), else block 2 at ``start`` in ``u2`` and at
+        ``column`` in ``cols2`` (``(2, start, column)``)."""
+        out = {self.order[0]: (1, 0, 0)}
+        start = column = 0
+        for k, f in zip(self.order[1:], self.rest):
+            out[k] = (2, start, column)
+            start += f.n_levels * f.q
+            column += f.q
+        return [out[k] for k in range(len(self.factors))]
+
     # -- results -------------------------------------------------------------------
     def modes_by_factor(self, u1, u2):
         """Spherical modes cut into one ``(n_levels, q)`` array per factor, in input order."""

@@ -19,7 +19,10 @@ def _format_table(df, floatfmt="{:.4g}"):
 
 
 def formula(model):
-    """An lme4-style formula for the fitted model, e.g. ``y ~ Days + (Days | Subject)``."""
+    """An lme4-style formula for the fitted model, e.g. ``y ~ Days + (Days | Subject)``: a
+    formula model's own, as given."""
+    if isinstance(getattr(model, "formula", None), str):
+        return model.formula
     fixed = [n for n in getattr(model, "_design_names", model._fixed_names) if n != INTERCEPT]
     rhs = " + ".join(fixed) if fixed else "1"
     if not model.fit_intercept:

@@ -234,6 +234,27 @@ class MixedModelMixin:
         beta = self._beta()
         return float(np.var(self._inference_data["X"] @ beta, ddof=1)) if len(beta) else 0.0
 
+    def coef(self):
+        """lme4's ``coef``: per grouping factor a DataFrame, one row per level, the fixed
+        effects plus the level's random effects (the level's own intercept and slopes)."""
+        from ._fitted import coef_per_group
+
+        return coef_per_group(self)
+
+    def fitted(self):
+        """The training rows' fitted values, conditional on their groups' random effects, on
+        the response scale (lme4's ``fitted``)."""
+        from ._fitted import fitted_values
+
+        return fitted_values(self)
+
+    def residuals(self, type="response"):  # noqa: A002  (lme4's name)
+        """The training rows' residuals, as lme4's ``residuals(type=)``: ``"response"``,
+        ``"pearson"`` or ``"deviance"``."""
+        from ._fitted import residuals
+
+        return residuals(self, type)
+
     @fitted_view
     def optimizer_log_(self):
         """Every evaluation of the objective: the search's parameters and the deviance."""

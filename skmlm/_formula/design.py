@@ -203,8 +203,7 @@ class FormulaDesign:
         except fm.errors.FormulaSyntaxError as e:
             raise self._located(text, e, where) from None
         except fm.errors.FactorEvaluationError as e:
-            message = re.sub(r"\s+", " ", str(e)).strip()
-            raise ValueError(f"in {where} of {self.formula!r}: {message}") from None
+            raise ValueError(f"in {where} of {self.formula!r}: {_evaluation_problem(e, data)}") from None
 
     def _apply(self, spec, data):
         fm = _formulaic()
@@ -218,8 +217,7 @@ class FormulaDesign:
                 "a level exist only for levels seen in fit"
             ) from None
         except fm.errors.FactorEvaluationError as e:
-            message = re.sub(r"\s+", " ", str(e)).strip()
-            raise ValueError(f"{self.formula!r} on new data: {message}") from None
+            raise ValueError(f"{self.formula!r} on new data: {_evaluation_problem(e, data)}") from None
 
     def _located(self, text, error, where):
         """A formulaic syntax error as a :class:`FormulaError` pointing into the whole formula."""
@@ -281,6 +279,16 @@ class FormulaDesign:
         if p.response:
             names |= set(self._response_columns(data))
         return [c for c in data.columns if c in names]
+
+
+def _evaluation_problem(error, data):
+    """formulaic's evaluation error in a sentence: a name that is not a column of the data
+    is said so, with the columns the data have."""
+    message = re.sub(r"\s+", " ", str(error)).strip()
+    missing = re.search(r"NameError: `([^`]+)` is not present", message)
+    if missing:
+        return f"{missing.group(1)!r} is not a column of data (nor a function formulas know); data has {_some(data.columns)}"
+    return message
 
 
 def _some(columns, k=12):

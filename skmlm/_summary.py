@@ -59,7 +59,8 @@ def random_effects_block(model, with_residual=True):
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = cov.to_numpy() / np.outer(sd, sd)
         for i, term in enumerate(cov.index):
-            cor = " ".join(f"{corr[i, j]:5.2f}" for j in range(i)) if model.covariance != "diagonal" else ""
+            uncorrelated = getattr(model, "_uncorrelated", {}).get(f, model.covariance == "diagonal")
+            cor = " ".join(f"{corr[i, j]:5.2f}" for j in range(i)) if not uncorrelated else ""
             rows.append([f if i == 0 else "", term, f"{cov.iloc[i, i]:.4g}", f"{sd[i]:.4g}", cor])
     if with_residual:
         rows.append(["Residual", "", f"{model.residual_variance_:.4g}", f"{np.sqrt(model.residual_variance_):.4g}", ""])

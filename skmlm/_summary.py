@@ -43,12 +43,14 @@ def model_fit_block(model):
     """AIC, BIC, logLik, deviance and df.resid (ML), or the REML criterion."""
     info = model._fit_info
     if getattr(model, "reml", False):
-        return f"REML criterion at convergence: {model.deviance_:.4f}"
-    t = pd.DataFrame(
-        [[model.aic_, model.bic_, model.log_likelihood_, model.deviance_, float(info["df_resid"])]],
-        columns=["AIC", "BIC", "logLik", "deviance", "df.resid"], index=[""],
-    )
-    return _format_table(t, "{:.4f}").replace("\n ", "\n ")
+        return f"REML criterion at convergence: {round(model.deviance_, 1):.1f}"
+    # lme4's .prt.aictab: rounded to one decimal, df.resid an integer, every column as
+    # wide as the widest name or value, right-aligned
+    values = [f"{round(v, 1):.1f}" for v in (model.aic_, model.bic_, model.log_likelihood_, model.deviance_)]
+    values.append(str(int(info["df_resid"])))
+    names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+    width = max(len(x) for x in names + values)
+    return " ".join(n.rjust(width) for n in names) + "\n" + " ".join(v.rjust(width) for v in values)
 
 
 def random_effects_block(model, with_residual=True):
@@ -153,7 +155,7 @@ def linear_summary(model):
     fixed_table, with_p = linear_fixed_effects_block(model)
     tests = ". t-tests use Satterthwaite's method" if with_p else ""
     parts = [
-        f"Linear mixed model fit by {method}{tests} ['MixedLinearRegressor']",
+        f"Linear mixed model fit by {method}{tests} ['{type(model).__name__}']",
         f"Formula: {formula(model)}",
         "",
         *middle_blocks(model, with_residual=True),

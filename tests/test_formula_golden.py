@@ -116,3 +116,24 @@ def test_diagonal_slope_reml_as_lme4():
     cov = m.random_covariance_["cntry"].to_numpy()
     assert cov[0, 1] == 0.0
     np.testing.assert_allclose(np.diag(cov), [vc["cntry"][0][0], vc["cntry.1"][0][0]], rtol=2e-3)
+
+
+@pytest.mark.parametrize("name", ["person", "diag", "logit"])
+def test_summary_fit_block_as_lme4_prints_it(fitted, name):
+    """AIC, BIC, logLik, deviance at one decimal and an integer df.resid (or the REML
+    criterion), laid out as lme4's summary prints them (tests/golden/formula/summary_*.txt)."""
+    _, models = fitted
+    m = models.get(name)
+    if m is None:  # the REML fit with uncorrelated terms
+        from skmlm import lmer
+
+        m = lmer("stflife ~ eduyrs + gndr + (eduyrs || cntry)", load_ess())
+    lme4 = [line.rstrip() for line in (ROOT / "tests" / "golden" / "formula" / f"summary_{name}.txt").read_text().splitlines()]
+    ours = [line.rstrip() for line in m.summary().splitlines()]
+    if name == "diag":
+        crit = next(line for line in lme4 if line.startswith("REML criterion"))
+        assert crit in ours
+        return
+    k = lme4.index(next(line for line in lme4 if line.split() == ["AIC", "BIC", "logLik", "deviance", "df.resid"]))
+    j = ours.index(lme4[k])
+    assert ours[j + 1] == lme4[k + 1]

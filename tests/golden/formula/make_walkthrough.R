@@ -57,3 +57,7 @@ out$anova <- list(models = c("null", "edu", "slope", "bw_gni", "cross")[order(c(
 out$newdata_rows <- c(1, 2, 201, 5800)
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA, na = "null", pretty = TRUE),
            "tests/golden/formula/walkthrough.json")
+# lme4's printed summaries, for the layout of skmlm's summary()
+writeLines(capture.output(print(summary(fits$person))), "tests/golden/formula/summary_person.txt")
+writeLines(capture.output(print(summary(fits$diag))), "tests/golden/formula/summary_diag.txt")
+writeLines(capture.output(print(summary(fits$logit))), "tests/golden/formula/summary_logit.txt")

@@ -194,3 +194,19 @@ def test_glmer_family_names():
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match="family="):
             glmer("y ~ x + (1 | g)", pd.DataFrame({"y": [1, 2], "x": [0, 1], "g": ["a", "b"]}), family="tweedie")
+
+
+def test_metadata_routing_sends_groups_to_the_splitter_only(ess):
+    import pickle
+
+    import sklearn
+    from sklearn.model_selection import cross_validate
+
+    with sklearn.config_context(enable_metadata_routing=True):
+        for est in (FormulaLinearRegressor("stflife ~ eduyrs + (1 | cntry)"),
+                    FormulaGLMRegressor("happy ~ eduyrs + (1 | cntry)", family="poisson")):
+            y = ess[est.formula.split()[0]]
+            r = cross_validate(est, ess, y, cv=GroupKFold(3), params={"groups": ess["cntry"]})
+            assert np.all(np.isfinite(r["test_score"]))
+    m = lmer("stflife ~ within(eduyrs, cntry) + between(eduyrs, cntry) + gndr + (1 | cntry)", ess)
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(m)).predict(ess.head()), m.predict(ess.head()))

@@ -36,10 +36,10 @@ class FormulaMixin:
     group_columns = None
     missing_groups = "error"
 
-    # groups and offsets come from the data: nothing to route
-    __metadata_request__fit = {"groups": _UNUSED, "offset": _UNUSED}
-    __metadata_request__predict = {"groups": _UNUSED, "offset": _UNUSED}
-    __metadata_request__score = {"groups": _UNUSED, "offset": _UNUSED}
+    # groups come from the data: nothing to route (a splitter still gets them)
+    __metadata_request__fit = {"groups": _UNUSED}
+    __metadata_request__predict = {"groups": _UNUSED}
+    __metadata_request__score = {"groups": _UNUSED}
 
     @property
     def fit_intercept(self):
@@ -206,6 +206,10 @@ class FormulaLogisticClassifier(FormulaMixin, MixedLogisticClassifier):
         As :class:`~skmlm.MixedLogisticClassifier`'s.
     """
 
+    # the offset comes from the formula: nothing to route
+    __metadata_request__fit = {"groups": _UNUSED, "offset": _UNUSED}
+    __metadata_request__predict = {"groups": _UNUSED, "offset": _UNUSED}
+    __metadata_request__score = {"groups": _UNUSED, "offset": _UNUSED}
     _takes_offset = True
     _takes_trials = False
     _parameter_constraints = {**MixedLogisticClassifier._parameter_constraints, "formula": [str]}
@@ -241,6 +245,10 @@ class FormulaGLMRegressor(FormulaMixin, MixedGLMRegressor):
         As :class:`~skmlm.MixedGLMRegressor`'s.
     """
 
+    # the offset comes from the formula: nothing to route
+    __metadata_request__fit = {"groups": _UNUSED, "offset": _UNUSED}
+    __metadata_request__predict = {"groups": _UNUSED, "offset": _UNUSED}
+    __metadata_request__score = {"groups": _UNUSED, "offset": _UNUSED}
     _takes_offset = True
     _takes_trials = True
     _parameter_constraints = {**MixedGLMRegressor._parameter_constraints, "formula": [str]}

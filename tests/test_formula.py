@@ -210,3 +210,9 @@ def test_metadata_routing_sends_groups_to_the_splitter_only(ess):
             assert np.all(np.isfinite(r["test_score"]))
     m = lmer("stflife ~ within(eduyrs, cntry) + between(eduyrs, cntry) + gndr + (1 | cntry)", ess)
     np.testing.assert_allclose(pickle.loads(pickle.dumps(m)).predict(ess.head()), m.predict(ess.head()))
+
+
+def test_new_data_without_the_grouping_column_say_so(ess):
+    m = lmer("stflife ~ eduyrs + (1 | cntry)", ess)
+    with pytest.raises(ValueError, match="grouping factor 'cntry'.*population predictions"):
+        m.predict(ess[["eduyrs"]])

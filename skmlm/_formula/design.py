@@ -241,7 +241,7 @@ class FormulaDesign:
                     f"a formula needs its data as a pandas DataFrame (columns by name); got {type(data).__name__}"
                 )
         used = self._used_columns(data) if columns is None else columns
-        if fitting:
+        if columns is None:
             # every variable the formula names must be a column; formulaic says so for the
             # fixed part, this for the grouping factors
             for f in self.parsed.random:
@@ -250,6 +250,8 @@ class FormulaDesign:
                         raise ValueError(
                             f"the grouping factor {g!r} of ({f.lhs} | {f.group_name}) is not a column of data; "
                             f"data has {_some(data.columns)}"
+                            + ("" if fitting else ". For population predictions give the column with labels not "
+                               "seen in fit (or missing)")
                         )
         bad = {c: int(data[c].isna().sum()) for c in used if c in data.columns and data[c].isna().any()}
         group_cols = {g for f in self.parsed.random for g in f.group}

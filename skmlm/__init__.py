@@ -3,6 +3,8 @@
 from ._base import GroupsMissingWarning
 from ._centering import BetweenWithinTransformer, between_within
 from ._compare import compare_models
+from ._formula.estimators import FormulaGLMRegressor, FormulaLinearRegressor, FormulaLogisticClassifier, glmer, lmer
+from ._formula.parse import FormulaError
 from ._glm import MixedGammaRegressor, MixedGLMRegressor, MixedNegativeBinomialRegressor, MixedPoissonRegressor
 from ._linear import MixedLinearRegressor
 from ._logistic import MixedLogisticClassifier
@@ -17,4 +19,5 @@ __all__ = ["BetweenWithinTransformer", "between_within", "MixedLinearRegressor",
            "MixedGLMRegressor", "MixedPoissonRegressor", "MixedNegativeBinomialRegressor", "MixedGammaRegressor",
            "__version__",
            "compare_models", "tab_models", "ModelTable", "r2_nakagawa", "variance_components",
-           "variance_reduction"]
+           "variance_reduction", "lmer", "glmer", "FormulaLinearRegressor", "FormulaLogisticClassifier",
+           "FormulaGLMRegressor", "FormulaError"]

@@ -112,17 +112,22 @@ class MixedModelMixin:
         groups = group_frame(groups, n, g_from_X, check_missing=False)  # build_factors checks
         all_names = column_names(X)
         names = [all_names[j] for j in kept]
-        slopes = resolve_random_slopes(self.random_slopes, list(groups.columns), X, kept)
-        factors = build_factors(groups, slopes, Xn, names, self.random_intercept, self.covariance)
+        factors = self._random_factors(groups, X, Xn, kept, names)
         check_identifiable(factors, n, warn_residual=self._residual_confounds_observation_levels)
         fixed_names = ([INTERCEPT] if self.fit_intercept else []) + names
         Xf = fixed_design(Xn, self.fit_intercept)
         self._design_names = fixed_names
         Xf, fixed_names = self._drop_aliased_columns(Xf, fixed_names)
-        self._slope_positions = slopes
         self._fixed_names = fixed_names
         self._response_name = str(y_name) if (y_name := getattr(y_given, "name", None)) is not None else "y"
         return {"X": Xn, "Xf": Xf, "y": y, "w": w, "factors": factors}
+
+    def _random_factors(self, groups, X, Xn, kept, names):
+        """The core's random factors from the grouping factors and ``random_slopes`` (a hook:
+        formula models build theirs from the formula's bars)."""
+        slopes = resolve_random_slopes(self.random_slopes, list(groups.columns), X, kept)
+        self._slope_positions = slopes
+        return build_factors(groups, slopes, Xn, names, self.random_intercept, self.covariance)
 
     def _drop_aliased_columns(self, Xf, names):
         """The fixed-effects design without its aliased columns, as lme4 fits it.
@@ -190,6 +195,7 @@ class MixedModelMixin:
         self._random_parts = [(f.name, f.levels, list(f.terms), modes[f.name], covariances[f.name]) for f in factors]
         self.n_groups_ = {f.name: f.n_levels for f in factors}
         self._terms = {f.name: list(f.terms) for f in factors}
+        self._uncorrelated = {f.name: bool(f.diagonal) for f in factors}
 
     @fitted_view
     def random_effects_(self):
@@ -227,6 +233,27 @@ class MixedModelMixin:
         """Variance of the fixed part ``X beta`` over the training rows (Nakagawa's R^2)."""
         beta = self._beta()
         return float(np.var(self._inference_data["X"] @ beta, ddof=1)) if len(beta) else 0.0
+
+    def coef(self):
+        """lme4's ``coef``: per grouping factor a DataFrame, one row per level, the fixed
+        effects plus the level's random effects (the level's own intercept and slopes)."""
+        from ._fitted import coef_per_group
+
+        return coef_per_group(self)
+
+    def fitted(self):
+        """The training rows' fitted values, conditional on their groups' random effects, on
+        the response scale (lme4's ``fitted``)."""
+        from ._fitted import fitted_values
+
+        return fitted_values(self)
+
+    def residuals(self, type="response"):  # noqa: A002  (lme4's name)
+        """The training rows' residuals, as lme4's ``residuals(type=)``: ``"response"``,
+        ``"pearson"`` or ``"deviance"``."""
+        from ._fitted import residuals
+
+        return residuals(self, type)
 
     @fitted_view
     def optimizer_log_(self):
@@ -320,7 +347,7 @@ class MixedModelMixin:
         """Fixed part plus the random effects of known levels (0 for unseen ones)."""
         check_is_fitted(self)
         mode = self._unseen_mode(unseen_levels)
-        Xn, g_from_X, _ = validate_X(self, X, reset=False)
+        Xn, source, g_from_X, groups = self._prediction_design(X, groups)
         eta = self.intercept_ + Xn @ self.coef_
         positions = self._level_positions(Xn.shape[0], groups, g_from_X, mode)
         if positions is None:
@@ -329,15 +356,22 @@ class MixedModelMixin:
             idx = positions[f]
             known = idx >= 0
             if known.any():
-                eta[known] += np.einsum("ij,ij->i", self._random_design(Xn[known], f), modes[idx[known]])
+                eta[known] += np.einsum("ij,ij->i", self._random_design(source, f)[known], modes[idx[known]])
         return eta
 
-    def _random_design(self, Xn, f):
-        """The columns of factor ``f``'s random effects (intercept, slopes) for the rows of Xn."""
-        n = Xn.shape[0]
+    def _prediction_design(self, X, groups):
+        """``(fixed features, source of the random covariates, groups found in X, groups)``
+        of the rows to predict (a hook: formula models read all of them from a DataFrame)."""
+        Xn, g_from_X, _ = validate_X(self, X, reset=False)
+        return Xn, Xn, g_from_X, groups
+
+    def _random_design(self, source, f):
+        """The columns of factor ``f``'s random effects (intercept, slopes) for the rows of
+        ``source`` (X's features; a formula model's covariates per factor)."""
+        n = source.shape[0]
         terms = self._terms[f]
         return np.column_stack(
-            ([np.ones(n)] if terms[0] == INTERCEPT else []) + [Xn[:, j] for j in self._slope_positions[f]]
+            ([np.ones(n)] if terms[0] == INTERCEPT else []) + [source[:, j] for j in self._slope_positions[f]]
         )
 
 

@@ -63,8 +63,10 @@ class BetweenWithinTransformer(TransformerMixin, BaseEstimator):
     columns : None, str, int or list, default=None
         Columns to decompose or centre: names for a DataFrame, positions in X as given
         (grouping columns included) otherwise. None: every column that is not a
-        grouping column. Group-level columns (constant within groups) should not be
-        listed for ``"between_within"`` or ``"within"``: their within part is 0.
+        grouping column and is not constant within every group (those are level-2
+        variables, such as a country's GNI, and pass through whole; ``level2_columns_``
+        lists them). Listing a column constant within every group is an error for
+        ``"between_within"`` and ``"within"``: its within part is 0.
     centering : {"between_within", "within", "grand"}, default="between_within"
         What to output for each chosen column (see above).
     unseen_groups : {"own_mean", "grand_mean", "error"}, default="own_mean"
@@ -93,6 +95,9 @@ class BetweenWithinTransformer(TransformerMixin, BaseEstimator):
         Name of the grouping factor used (None for ``centering="grand"`` without groups).
     columns_ : list of str
         Names of the chosen columns.
+    level2_columns_ : list of str
+        With ``columns=None``: the columns left whole because they are constant within
+        every group (level-2 variables). Empty otherwise.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when X has string column names.
@@ -257,6 +262,9 @@ class BetweenWithinTransformer(TransformerMixin, BaseEstimator):
         self
         """
         X, values, labels = self._parse(X, groups, reset=True)
+        self.level2_columns_ = []
+        if self.centering != "grand":
+            values = self._keep_level2_whole(values, labels)
         names = self.get_feature_names_out()
         if len(set(names)) != len(names):
             dup = sorted({s for s in names if list(names).count(s) > 1})
@@ -269,6 +277,31 @@ class BetweenWithinTransformer(TransformerMixin, BaseEstimator):
         means = _group_means(codes, len(levels), values)
         self.group_means_ = pd.DataFrame(means, index=pd.Index(levels, name=self.factor_), columns=self.columns_)
         return self
+
+    def _keep_level2_whole(self, values, labels):
+        """Columns constant within every group are level-2 variables (a country's GNI):
+        with ``columns=None`` they pass through whole (their within part would be rounding
+        noise, which a model then fits with an absurd coefficient); named in ``columns``
+        they are an error. Returns the values of the columns still chosen."""
+        codes, levels = pd.factorize(pd.Series(labels), sort=True)
+        if len(levels) == len(codes):  # a row per group: nothing says what is level 2
+            return values
+        within = values - _group_means(codes, len(levels), values)[codes]
+        scale = np.abs(values).max(axis=0) if len(values) else np.zeros(values.shape[1])
+        constant = np.abs(within).max(axis=0, initial=0.0) <= 1e-12 * np.maximum(scale, np.finfo(float).tiny)
+        if not constant.any():
+            return values
+        names = [self.columns_[j] for j in np.flatnonzero(constant)]
+        if self.columns is not None:
+            raise ValueError(
+                f"columns {names} are constant within every group of {self.factor_!r}: group-level (level-2) "
+                "variables have no within part. Leave them out of columns; they pass through whole"
+            )
+        keep = np.flatnonzero(~constant)
+        self.level2_columns_ = names
+        self._positions = [self._positions[j] for j in keep]
+        self.columns_ = [self.columns_[j] for j in keep]
+        return values[:, keep]
 
     # -------------------------------------------------------------- transform
     def _row_means(self, values, labels):

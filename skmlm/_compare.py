@@ -61,8 +61,7 @@ def compare_models(*models, names=None, refit=True):
     *models : fitted MixedLinearRegressor, MixedLogisticClassifier or MixedGLMRegressor
         All linear mixed models, or all GLMMs (of any families: Poisson against NB2 is
         a likelihood-ratio test of overdispersion), fitted to the same rows. Rows of
-        the table follow the order given (lme4 sorts by the number of parameters: give nested models from the
-        smallest to the largest to get the same table).
+        the table are ordered by the number of parameters, as lme4's ``anova``.
     names : list of str, default=None
         Row labels; default ``model1``, ``model2``, ...
     refit : bool, default=True
@@ -81,9 +80,9 @@ def compare_models(*models, names=None, refit=True):
     DataFrame
         Columns ``npar``, ``AIC``, ``BIC``, ``logLik``, ``deviance``, ``Chisq``, ``Df``,
         ``Pr(>Chisq)`` (as lme4) and ``method`` (``ML``, ``ML (refit)``, ``REML``,
-        ``Laplace`` or ``AGQ(k)``). ``Df`` is negative when a model has fewer
-        parameters than the one before it: the row before is then the alternative.
-        ``Pr(>Chisq)`` is NaN when ``Df`` is 0. ``attrs["notes"]`` lists what was done
+        ``Laplace`` or ``AGQ(k)``); one row per model, ordered by the number of
+        parameters as lme4's ``anova`` (ties in the order given), so ``Df`` is never
+        negative. ``Pr(>Chisq)`` is NaN when ``Df`` is 0. ``attrs["notes"]`` lists what was done
         (refits).
 
     See Also
@@ -146,6 +145,12 @@ def compare_models(*models, names=None, refit=True):
                 warnings.warn("REML fits with different fixed effects: their REML likelihoods are not "
                               "comparable; use refit=True", UserWarning, stacklevel=2)
 
+    # lme4's anova: rows by the number of parameters (ties in the order given), so every
+    # test compares a model with the smaller one before it
+    order = np.argsort([m.n_params_ for m in models], kind="stable")
+    if np.any(order != np.arange(len(models))):
+        notes.append("models ordered by their number of parameters (as lme4's anova)")
+    models, names, methods = [models[i] for i in order], [names[i] for i in order], [methods[i] for i in order]
     npar = np.array([m.n_params_ for m in models], dtype=int)
     llk = np.array([m.log_likelihood_ for m in models], dtype=float)
     n = n_obs[0]
@@ -156,11 +161,10 @@ def compare_models(*models, names=None, refit=True):
     )
     dpar = np.r_[np.nan, np.diff(npar)].astype(float)
     dllk = np.r_[np.nan, np.diff(llk)]
-    # the larger model minus the smaller: a negative Df turns the test round
-    stat = 2.0 * np.maximum(0.0, np.where(dpar < 0, -dllk, dllk))
+    stat = 2.0 * np.maximum(0.0, dllk)  # the larger model minus the smaller, at least 0
     stat[0] = np.nan
     with np.errstate(invalid="ignore"):
-        p = np.where(dpar == 0, np.nan, chi2.sf(stat, np.abs(dpar)))
+        p = np.where(dpar == 0, np.nan, chi2.sf(stat, dpar))
     p[0] = np.nan
     df["Chisq"] = stat
     df["Df"] = dpar

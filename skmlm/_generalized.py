@@ -19,7 +19,7 @@ from ._core.design import split_theta
 from ._core.dense_gradient import solve_positive_definite
 from ._core.glmm import GeneralizedMixedModel, fit_glmm, gauss_hermite_normal
 from ._inference import InferenceMixin
-from ._input import finite_float_array, validate_X
+from ._input import finite_float_array
 from ._threads import single_blas_thread
 
 #: lme4's ``isSingular`` tolerance on the variance parameters of ``theta``.
@@ -200,13 +200,13 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         part of the unknown ones (``z' Sigma z`` summed over factors)."""
         check_is_fitted(self)
         mode = self._unseen_mode(unseen_levels)
-        Xn, g_from_X, _ = validate_X(self, X, reset=False)
+        Xn, source, g_from_X, groups = self._prediction_design(X, groups)
         n = Xn.shape[0]
         eta = self.intercept_ + Xn @ self.coef_ + validate_offset(offset, n)
         var = np.zeros(n)
         positions = self._level_positions(n, groups, g_from_X, mode)
         for f, _, _, modes, S in self._random_parts:
-            z = self._random_design(Xn, f)
+            z = self._random_design(source, f)
             known = np.zeros(n, dtype=bool) if positions is None else positions[f] >= 0
             if known.any():
                 eta[known] += np.einsum("ij,ij->i", z[known], modes[positions[f][known]])

@@ -69,6 +69,12 @@ def _prefixed_column(c, names, named, what):
 
 
 def _check_2d(X):
+    if X is None or (isinstance(X, np.ndarray) and X.ndim == 0 and X.dtype == object and X.item() is None):
+        raise ValueError(
+            "X is None: pass the fixed-effect features as a 2-D array or DataFrame. For the null model (an "
+            "intercept alone) pass X with no columns, e.g. df[[]], or use a formula: "
+            "skmlm.lmer('y ~ 1 + (1 | g)', df)"
+        )
     if sp.issparse(X):
         raise TypeError("sparse input is not supported: pass X as a dense array or DataFrame")
     ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
@@ -173,10 +179,39 @@ def validate_X(estimator, X, reset):
         X_rest = np.empty((np.shape(X_rest)[0], 0))
     Xn = finite_float_array(X_rest, ndim=2)
     if Xn is None:  # anything unusual: scikit-learn's checks, and their error messages
+        _check_text_columns(X_rest)
         Xn = check_array(
             X_rest, dtype=np.float64, ensure_min_features=0, ensure_all_finite=True, input_name="X", estimator=estimator
         )
     return Xn, g, kept
+
+
+def _check_text_columns(X):
+    """An error naming the columns of X that hold text (not numbers), and what to do."""
+    if isinstance(X, pd.DataFrame):
+        columns = [(str(c), X[c]) for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])
+                   and not pd.api.types.is_bool_dtype(X[c])]
+    elif isinstance(X, np.ndarray) and X.dtype.kind in "OUS" and X.ndim == 2:
+        columns = [(f"x{j}", pd.Series(X[:, j])) for j in range(X.shape[1])]
+    else:
+        return
+    text = []
+    for name, values in columns:
+        try:
+            np.asarray(values, dtype=np.float64)
+        except ValueError:  # (other objects: scikit-learn's TypeError)
+            example = next((v for v in values if isinstance(v, (str, bytes))), None)
+            if example is not None:
+                text.append(f"{name!r} (e.g. {example!r})")
+        except TypeError:
+            pass
+    if text:
+        raise ValueError(
+            f"X has column(s) of text, not numbers: {', '.join(text)}. A categorical predictor needs coding: "
+            "a formula does it as R does (skmlm.lmer('y ~ x + (1 | g)', data)), or one-hot encode it "
+            "(OneHotEncoder in a pipeline, pandas.get_dummies); a grouping factor goes to groups=, or stays in X "
+            "named by group_columns"
+        )
 
 
 def validate_y_weights(y, sample_weight, n):
@@ -235,6 +270,11 @@ def _label_arrays(groups, from_X):
     """``(names, arrays)`` of the grouping factors as given (see :func:`group_frame`)."""
     if from_X is not None:
         groups = from_X
+    if isinstance(groups, str):
+        raise ValueError(
+            f"groups={groups!r} is a name, but groups takes the labels themselves: pass groups=df[{groups!r}] "
+            f"(one label per row), or keep the column in X and name it with group_columns={groups!r}"
+        )
     if isinstance(groups, pd.DataFrame):
         return [str(c) for c in groups.columns], [s.to_numpy() for _, s in groups.items()]
     if isinstance(groups, pd.Series):

@@ -11,6 +11,34 @@ from ._r2 import r2_nakagawa
 
 FIELDS = ["estimate", "ci_low", "ci_high", "p"]
 
+#: Values of at most this size print as 0 (a variance at its boundary, 1e-32 in floats).
+DEGENERATE = 1e-10
+
+#: The one significance rule of tab_models and summary(), stated under the table.
+SIGNIFICANCE_NOTE = (
+    "* p<0.05   ** p<0.01   *** p<0.001; p as in summary(): Satterthwaite t for linear models (Wald z where "
+    "its df cannot be had), Wald z for GLMMs; intervals: Wald, normal quantile"
+)
+
+
+def _p_values(model, est, se):
+    """The p-values of summary(): lmerTest's Satterthwaite t-tests for a linear model, the
+    Wald z-tests for a GLMM (and for a linear model whose Satterthwaite df fail)."""
+    if not hasattr(model, "family_"):
+        try:
+            return model.fixed_effects_table()["Pr(>|t|)"].to_numpy()
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+            pass
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 2 * norm.sf(np.abs(est / se))
+
+
+def _format_p(p):
+    """A p-value as sjPlot prints it: three decimals, ``<0.001`` below; empty when missing."""
+    if not np.isfinite(p):
+        return ""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
 
 def _stars(p):
     if not np.isfinite(p):
@@ -47,8 +75,7 @@ class ModelTable:
         for name, m in zip(self.names, models):
             est = m.fixed_effects_["Estimate"].to_numpy()
             se = m._standard_errors()
-            with np.errstate(divide="ignore", invalid="ignore"):
-                p = 2 * norm.sf(np.abs(est / se))
+            p = _p_values(m, est, se)
             lo, hi = est - z * se, est + z * se
             if self.exponentiate and hasattr(m, "family_"):
                 est, lo, hi = np.exp(est), np.exp(lo), np.exp(hi)
@@ -62,7 +89,7 @@ class ModelTable:
                 for i, t in enumerate(terms):
                     key = f"tau00 {f}" if t == INTERCEPT else f"tau11 {f}.{t}"
                     s[key] = c[i, i]
-                if terms[0] == INTERCEPT and m.covariance != "diagonal":
+                if terms[0] == INTERCEPT and not getattr(m, "_uncorrelated", {}).get(f, m.covariance == "diagonal"):
                     for i, t in enumerate(terms[1:], start=1):
                         denom = np.sqrt(c[0, 0] * c[i, i])
                         s[f"rho01 {f}.{t}"] = c[0, i] / denom if denom > 0 else np.nan
@@ -73,6 +100,8 @@ class ModelTable:
             s["R2 marginal"] = r2["r2_marginal"]
             s["R2 conditional"] = r2["r2_conditional"]
             s["AIC"] = m.aic_
+            s["BIC"] = m.bic_
+            s["logLik"] = m.log_likelihood_
             stats[name] = s
         return fixed, stats
 
@@ -89,7 +118,7 @@ class ModelTable:
             order += [k for k in dict.fromkeys(keys) if k.startswith(prefix)]
         order.append("ICC")
         order += [k for k in dict.fromkeys(keys) if k.startswith("N ")]
-        return order + ["Observations", "R2 marginal", "R2 conditional", "AIC"]
+        return order + ["Observations", "R2 marginal", "R2 conditional", "AIC", "BIC", "logLik"]
 
     def to_frame(self):
         """The table as numbers.
@@ -99,7 +128,8 @@ class ModelTable:
         DataFrame
             Index: the fixed effects, then ``sigma2``, ``tau00 <factor>``, ``tau11
             <factor>.<term>``, ``rho01 <factor>.<term>``, ``ICC``, ``N <factor>``,
-            ``Observations``, ``R2 marginal``, ``R2 conditional``, ``AIC``. Columns: a
+            ``Observations``, ``R2 marginal``, ``R2 conditional``, ``AIC``, ``BIC``,
+            ``logLik``. Columns: a
             MultiIndex (model, field) with fields ``estimate``, ``ci_low``, ``ci_high``
             and ``p``; the rows after the fixed effects fill ``estimate`` only. NaN where
             a model lacks the term.
@@ -119,10 +149,10 @@ class ModelTable:
     def _fmt(self, v, digits=None):
         d = self.digits if digits is None else digits
         if not np.isfinite(v):
-            return ""
-        if 0 < abs(v) < 0.5 * 10.0**-d:  # would print as 0.000: two significant digits instead
+            return "NA"
+        if DEGENERATE < abs(v) < 0.5 * 10.0**-d:  # would print as 0.000: two significant digits instead
             return f"{v:.2g}"
-        return f"{v:.{d}f}"
+        return f"{0.0 if abs(v) <= DEGENERATE else v:.{d}f}"
 
     def _cells(self, dash):
         """(row label, is-section, [(estimate text, CI text) per model]) for text and HTML."""
@@ -133,23 +163,26 @@ class ModelTable:
                 t = self._fixed[name]
                 if r in t.index:
                     e = t.loc[r]
-                    cells.append((f"{self._fmt(e['estimate'])} {_stars(e['p'])}".rstrip(),
-                                  f"{self._fmt(e['ci_low'])}{dash}{self._fmt(e['ci_high'])}"))
+                    ci = (f"{self._fmt(e['ci_low'])}{dash}{self._fmt(e['ci_high'])}"
+                          if np.isfinite(e["ci_low"]) and np.isfinite(e["ci_high"]) else "")
+                    cells.append((f"{self._fmt(e['estimate'])} {_stars(e['p'])}".rstrip(), ci, _format_p(e["p"])))
                 else:
-                    cells.append(("", ""))
+                    cells.append(("", "", ""))
             out.append((r, False, cells))
         out.append(("Random Effects", True, None))
         for k in self._stat_rows():
             cells = []
             for name in self.names:
                 v = self._stats[name].get(k, np.nan)
-                if k in ("Observations",) or k.startswith("N "):
-                    txt = "" if not np.isfinite(v) else f"{int(v)}"
-                elif k == "AIC":
+                if k not in self._stats[name]:
+                    txt = ""
+                elif k in ("Observations",) or k.startswith("N "):
+                    txt = f"{int(v)}"
+                elif k in ("AIC", "BIC", "logLik"):
                     txt = self._fmt(v, 1)
                 else:
                     txt = self._fmt(v)
-                cells.append((txt, ""))
+                cells.append((txt, "", ""))
             out.append((k, False, cells))
         return out
 
@@ -165,12 +198,14 @@ class ModelTable:
         label_w = max(len("Predictors"), *(len(r[0]) for r in rows))
         ests = [[c[i][0] for r, sec, c in rows if not sec] for i in range(len(self.names))]
         cis = [[f"[{c[i][1]}]" if c[i][1] else "" for r, sec, c in rows if not sec] for i in range(len(self.names))]
+        ps = [[c[i][2] for r, sec, c in rows if not sec] for i in range(len(self.names))]
         ew = [max(len(est_head), *(len(x) for x in e)) for e in ests]
         cw = [max(len(ci_head), *(len(x) for x in c)) for c in cis]
-        blockw = [a + 2 + b for a, b in zip(ew, cw)]
+        pw = [max(1, *(len(x) for x in p)) for p in ps]
+        blockw = [a + 2 + b + 2 + c for a, b, c in zip(ew, cw, pw)]
         top = " " * label_w + "  " + "  ".join(n.center(w) for n, w in zip(self.names, blockw))
         head = "Predictors".ljust(label_w) + "  " + "  ".join(
-            est_head.rjust(a) + "  " + ci_head.ljust(b) for a, b in zip(ew, cw))
+            est_head.rjust(a) + "  " + ci_head.ljust(b) + "  " + "p".rjust(c) for a, b, c in zip(ew, cw, pw))
         rule = "-" * len(head)
         lines = [top.rstrip(), head.rstrip(), rule]
         k = 0
@@ -181,10 +216,10 @@ class ModelTable:
             parts = []
             for i in range(len(self.names)):
                 ci = cis[i][k]
-                parts.append(ests[i][k].rjust(ew[i]) + "  " + ci.ljust(cw[i]))
+                parts.append(ests[i][k].rjust(ew[i]) + "  " + ci.ljust(cw[i]) + "  " + ps[i][k].rjust(pw[i]))
             lines.append((label.ljust(label_w) + "  " + "  ".join(parts)).rstrip())
             k += 1
-        lines += [rule, "* p<0.05   ** p<0.01   *** p<0.001 (Wald z); intervals: Wald, normal quantile"]
+        lines += [rule, SIGNIFICANCE_NOTE]
         return "\n".join(lines)
 
     def __str__(self):
@@ -225,7 +260,7 @@ class ModelTable:
                 continue
             lab = label(key) if key not in self._fixed_rows() else html.escape(key)
             row = [f'<tr><td {td.format("left")}>{lab}</td>']
-            for est, ci in cells:
+            for est, ci, _ in cells:
                 est_html = html.escape(est).replace("*", "<sup>*</sup>") if est else ""
                 if ci:
                     row.append(f'<td {td.format("center")}>{est_html}</td><td {td.format("center")}>{ci}</td>')
@@ -233,8 +268,7 @@ class ModelTable:
                     row.append(f'<td colspan="2" {td.format("center")}>{est_html}</td>')
             h.append("".join(row) + "</tr>")
         h += ["</tbody>", f'<tfoot><tr><td colspan="{1 + 2 * len(self.names)}" style="border-top:double;'
-              'font-style:italic;text-align:right">* p&lt;0.05 &nbsp; ** p&lt;0.01 &nbsp; *** p&lt;0.001 '
-              '(Wald z); Wald intervals</td></tr></tfoot>', "</table>"]
+              f'font-style:italic;text-align:right">{html.escape(SIGNIFICANCE_NOTE)}</td></tr></tfoot>', "</table>"]
         return "\n".join(h)
 
     def _repr_html_(self):
@@ -249,7 +283,8 @@ def tab_models(*models, names=None, level=0.95, digits=3, exponentiate=False):
     sigma^2 (``pi^2/3`` for a logistic model, the latent scale), the random-intercept
     variances tau00 and slope variances tau11 per grouping factor, the
     intercept-slope correlations rho01, the ICC, the number of groups per factor, the
-    number of observations, Nakagawa's marginal and conditional R^2 and the AIC.
+    number of observations, Nakagawa's marginal and conditional R^2, the AIC, the BIC and
+    the log-likelihood.
 
     Parameters
     ----------
@@ -278,9 +313,12 @@ def tab_models(*models, names=None, level=0.95, digits=3, exponentiate=False):
     -----
     Intervals are Wald intervals ``estimate +- z * SE`` with the normal quantile ``z``
     (1.96 at 95%) and ``SE`` from ``coef_cov_``, for logistic and linear models alike,
-    as lme4's ``confint(method = "Wald")``; stars come from the Wald z-test. For a
-    linear model with few groups a t or Satterthwaite interval is wider: use profile or
-    bootstrap intervals where that matters.
+    as lme4's ``confint(method = "Wald")``. The p column and the stars follow one rule,
+    the one of ``summary()``: lmerTest's Satterthwaite t-test for a linear model, the
+    Wald z-test for a GLMM. For a linear model with few groups a t or Satterthwaite
+    interval is wider: use profile or bootstrap intervals where that matters. A value
+    that cannot be had prints as ``NA`` (an interval as nothing), a value of at most
+    1e-10 in size (a variance at its boundary) as 0.
 
     Examples
     --------

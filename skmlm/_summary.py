@@ -19,7 +19,10 @@ def _format_table(df, floatfmt="{:.4g}"):
 
 
 def formula(model):
-    """An lme4-style formula for the fitted model, e.g. ``y ~ Days + (Days | Subject)``."""
+    """An lme4-style formula for the fitted model, e.g. ``y ~ Days + (Days | Subject)``: a
+    formula model's own, as given."""
+    if isinstance(getattr(model, "formula", None), str):
+        return model.formula
     fixed = [n for n in getattr(model, "_design_names", model._fixed_names) if n != INTERCEPT]
     rhs = " + ".join(fixed) if fixed else "1"
     if not model.fit_intercept:
@@ -40,12 +43,14 @@ def model_fit_block(model):
     """AIC, BIC, logLik, deviance and df.resid (ML), or the REML criterion."""
     info = model._fit_info
     if getattr(model, "reml", False):
-        return f"REML criterion at convergence: {model.deviance_:.4f}"
-    t = pd.DataFrame(
-        [[model.aic_, model.bic_, model.log_likelihood_, model.deviance_, float(info["df_resid"])]],
-        columns=["AIC", "BIC", "logLik", "deviance", "df.resid"], index=[""],
-    )
-    return _format_table(t, "{:.4f}").replace("\n ", "\n ")
+        return f"REML criterion at convergence: {round(model.deviance_, 1):.1f}"
+    # lme4's .prt.aictab: rounded to one decimal, df.resid an integer, every column as
+    # wide as the widest name or value, right-aligned
+    values = [f"{round(v, 1):.1f}" for v in (model.aic_, model.bic_, model.log_likelihood_, model.deviance_)]
+    values.append(str(int(info["df_resid"])))
+    names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+    width = max(len(x) for x in names + values)
+    return " ".join(n.rjust(width) for n in names) + "\n" + " ".join(v.rjust(width) for v in values)
 
 
 def random_effects_block(model, with_residual=True):
@@ -56,7 +61,8 @@ def random_effects_block(model, with_residual=True):
         with np.errstate(invalid="ignore", divide="ignore"):
             corr = cov.to_numpy() / np.outer(sd, sd)
         for i, term in enumerate(cov.index):
-            cor = " ".join(f"{corr[i, j]:5.2f}" for j in range(i)) if model.covariance != "diagonal" else ""
+            uncorrelated = getattr(model, "_uncorrelated", {}).get(f, model.covariance == "diagonal")
+            cor = " ".join(f"{corr[i, j]:5.2f}" for j in range(i)) if not uncorrelated else ""
             rows.append([f if i == 0 else "", term, f"{cov.iloc[i, i]:.4g}", f"{sd[i]:.4g}", cor])
     if with_residual:
         rows.append(["Residual", "", f"{model.residual_variance_:.4g}", f"{np.sqrt(model.residual_variance_):.4g}", ""])
@@ -149,7 +155,7 @@ def linear_summary(model):
     fixed_table, with_p = linear_fixed_effects_block(model)
     tests = ". t-tests use Satterthwaite's method" if with_p else ""
     parts = [
-        f"Linear mixed model fit by {method}{tests} ['MixedLinearRegressor']",
+        f"Linear mixed model fit by {method}{tests} ['{type(model).__name__}']",
         f"Formula: {formula(model)}",
         "",
         *middle_blocks(model, with_residual=True),

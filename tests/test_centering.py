@@ -44,8 +44,8 @@ def test_between_within_values(small):
 def test_within_and_grand_centering(small):
     X, g = small[["x", "z"]], small["g"]
     within = BetweenWithinTransformer(centering="within").set_output(transform="pandas").fit_transform(X, groups=g)
-    assert list(within.columns) == ["x_within", "z_within"]
-    np.testing.assert_allclose(within["z_within"], [0, 0, 0, 0, 0])
+    assert list(within.columns) == ["x_within", "z"]  # z is constant within groups: level 2, kept whole
+    np.testing.assert_allclose(within["z"], X["z"])
     grand_bw = BetweenWithinTransformer(centering="grand").set_output(transform="pandas")
     grand = grand_bw.fit_transform(X)  # no groups needed
     assert list(grand.columns) == ["x_grand_centered", "z_grand_centered"]
@@ -96,7 +96,7 @@ def test_feature_names_and_output_containers(small):
     assert out.dtype == object and out.shape == (5, 4) and list(out[:, 3]) == list(small["g"])
     num = BetweenWithinTransformer(centering="within").fit(small[["x", "z"]].to_numpy(), groups=small["g"])
     assert num.transform(small[["x", "z"]].to_numpy(), groups=small["g"]).dtype == np.float64
-    assert list(num.get_feature_names_out(["a", "b"])) == ["a_within", "b_within"]
+    assert list(num.get_feature_names_out(["a", "b"])) == ["a_within", "b"]  # b (z) is level 2
     pd_out = clone(bw).set_output(transform="pandas").fit_transform(Xa)
     assert list(pd_out.columns) == ["x0_between", "x0_within", "x1", "x2"]
     assert pd_out["x0_within"].dtype == np.float64
@@ -298,3 +298,17 @@ def test_pickled_fitted_pipeline_predicts_the_same(ess):
 def test_sklearn_compatible(estimator, check):
     """The checks call fit(X) without groups: the factor is X's last column, or none is needed."""
     check(estimator)
+
+
+def test_group_constant_columns_stay_whole_with_columns_none(ess):
+    """A country-level column (GNI) has no within part: with columns=None it passes through
+    whole (a 'within' column of rounding noise would be fitted with an absurd coefficient);
+    naming it in columns is an error."""
+    X, g = ess[["eduyrs", "gnipc1000"]], ess["cntry"]
+    out = BetweenWithinTransformer().set_output(transform="pandas").fit(X, groups=g)
+    assert out.level2_columns_ == ["gnipc1000"]
+    assert list(out.get_feature_names_out()) == ["eduyrs_between", "eduyrs_within", "gnipc1000"]
+    Xt = out.transform(X, groups=g)
+    pd.testing.assert_series_equal(Xt["gnipc1000"], X["gnipc1000"], check_dtype=False)
+    with pytest.raises(ValueError, match="constant within every group"):
+        BetweenWithinTransformer(columns=["eduyrs", "gnipc1000"]).fit(X, groups=g)

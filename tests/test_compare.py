@@ -72,12 +72,14 @@ def test_refit_false_warns_on_incomparable_likelihoods():
         compare_models(fitted("ess_null_reml"), fitted("ess_edu_ml"), refit=False)
 
 
-def test_reversed_order_tests_the_larger_model():
+def test_models_are_ordered_by_their_number_of_parameters():
+    """As lme4's anova: given larger first, the table still tests the larger model against
+    the smaller one before it, with a positive Df."""
     a, b = fitted("ess_null_ml"), fitted("ess_edu_ml")
-    fwd, rev = compare_models(a, b), compare_models(b, a)
-    assert rev["Df"].iloc[1] == -fwd["Df"].iloc[1]
-    np.testing.assert_allclose(rev["Chisq"].iloc[1], fwd["Chisq"].iloc[1])
-    np.testing.assert_allclose(rev["Pr(>Chisq)"].iloc[1], fwd["Pr(>Chisq)"].iloc[1])
+    fwd, rev = compare_models(a, b, names=["null", "edu"]), compare_models(b, a, names=["edu", "null"])
+    pd.testing.assert_frame_equal(rev, fwd)
+    assert list(rev.index) == ["null", "edu"] and rev["Df"].iloc[1] == 1
+    assert "ordered by their number of parameters" in rev.attrs["notes"][0]
 
 
 def test_refit_without_data_explains_what_to_do():

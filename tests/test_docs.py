@@ -1,4 +1,4 @@
-"""The pages of docs/ whose code blocks are meant to run as written do, in order, in one
+"""The code blocks of README.md and the pages of docs/ run as written, in order, in one
 namespace (a fresh interpreter each, as a reader's session)."""
 
 import os
@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-PAGES = ["ml_workflow.md", "counts.md"]
+PAGES = ["README.md"] + sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))
 
 RUNNER = """
-import re, sys
+import re, sys, textwrap
 text = open(sys.argv[1], encoding="utf-8").read()
 namespace = {}
-for k, block in enumerate(re.findall(r"```python\\n(.*?)```", text, re.S)):
-    exec(compile(block, f"{sys.argv[1]}, block {k}", "exec"), namespace)
+# blocks inside list items are indented: dedented as a reader would paste them
+for k, block in enumerate(re.findall(r"^[ \\t]*```python\\n(.*?)^[ \\t]*```", text, re.S | re.M)):
+    exec(compile(textwrap.dedent(block), f"{sys.argv[1]}, block {k}", "exec"), namespace)
 """
 
 
@@ -24,6 +25,6 @@ for k, block in enumerate(re.findall(r"```python\\n(.*?)```", text, re.S)):
 def test_code_blocks_run(page):
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONWARNINGS="ignore")
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", RUNNER, str(ROOT / "docs" / page)], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-c", RUNNER, str(ROOT / page)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"{page} failed:\n{proc.stderr[-3000:]}"

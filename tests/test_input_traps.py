@@ -362,3 +362,17 @@ def test_unconverged_classifier_reports_standard_errors():
             messages = " ".join(str(w.message) for w in seen)
             assert "standard errors" in messages
             assert "standard errors" in m.summary()
+
+
+def test_errors_that_say_what_to_do_for_an_analysts_first_tries():
+    """fit(None, y, groups=g), groups="cntry" and a text column: each error names the
+    problem and the fix."""
+    from skmlm.datasets import load_ess
+
+    df = load_ess().iloc[::10]
+    with pytest.raises(ValueError, match="X is None.*null model"):
+        MixedLinearRegressor().fit(None, df["stflife"], groups=df["cntry"])
+    with pytest.raises(ValueError, match=r"groups=df\['cntry'\].*group_columns='cntry'"):
+        MixedLinearRegressor().fit(df[["eduyrs"]], df["stflife"], groups="cntry")
+    with pytest.raises(ValueError, match="text, not numbers: 'gndr' \\(e.g. '[FM]'\\)"):
+        MixedLinearRegressor().fit(df[["eduyrs", "gndr"]], df["stflife"], groups=df["cntry"])

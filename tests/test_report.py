@@ -29,7 +29,9 @@ def test_frame_holds_wald_intervals_and_statistics(table):
     np.testing.assert_allclose(f.loc[["(Intercept)", "eduyrs"], ("slope", "estimate")], est)
     np.testing.assert_allclose(f.loc[["(Intercept)", "eduyrs"], ("slope", "ci_low")], est - 1.959963984540054 * se)
     np.testing.assert_allclose(f.loc[["(Intercept)", "eduyrs"], ("slope", "ci_high")], est + 1.959963984540054 * se)
-    np.testing.assert_allclose(f.loc[["(Intercept)", "eduyrs"], ("slope", "p")], 2 * norm.sf(np.abs(est / se)))
+    # one significance rule with summary(): lmerTest's Satterthwaite p-values for a linear model
+    np.testing.assert_allclose(f.loc[["(Intercept)", "eduyrs"], ("slope", "p")],
+                               m.fixed_effects_table()["Pr(>|t|)"], rtol=1e-10)
     assert np.isnan(f.loc["eduyrs", ("null", "estimate")])  # the null model has no eduyrs
     cov = m.random_covariance_["cntry"].to_numpy()
     r2 = r2_nakagawa(m)
@@ -142,3 +144,18 @@ def test_caterpillar_draws_sorted_modes_with_intervals():
     with pytest.raises(ValueError, match="no grouping factor"):
         caterpillar(m, factor="school")
     plt.close("all")
+
+
+def test_text_has_p_loglik_bic_and_no_broken_cells(table):
+    """A p column, logLik and BIC rows; a degenerate value prints as 0 and a missing
+    interval as nothing, never "[, ]" or "1.3e-32"."""
+    text = table.to_text()
+    assert " p" in text.splitlines()[1] and "logLik" in text and "BIC" in text
+    assert "[, ]" not in text and "e-3" not in text
+    m = fitted("ess_edu_slope_ml")
+    t = tab_models(m, names=["slope"])
+    t._fixed["slope"].loc["eduyrs", ["ci_low", "ci_high", "p"]] = np.nan  # a failed interval
+    t._stats["slope"]["tau00 cntry"] = 1.3e-32  # a variance at its boundary
+    text = t.to_text()
+    assert "[, ]" not in text and "1.3e-32" not in text
+    assert "tau00 cntry" in text and " 0.000" in text

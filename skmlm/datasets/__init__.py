@@ -4,9 +4,10 @@
   (Belenky et al. 2003; lme4's ``sleepstudy``).
 * ``load_cbpp``: contagious bovine pleuropneumonia in 15 herds over 4 periods, one row
   per animal (lme4's ``cbpp`` expanded to binary outcomes).
-* ``load_ess``: 29 countries x 200 people, simulated to the shape of the European Social
-  Survey extract used in multilevel seminars: life satisfaction, years of education,
-  GNI per capita (see ``tests/golden/make_reference.R`` for how it was made).
+* ``load_ess``: 29 countries x 200 people, simulated (not survey data) to the shape of the
+  European Social Survey extract used in multilevel seminars: life satisfaction, years of
+  education, age, gender, income decile, a binary "happy", GNI per capita (see
+  ``tests/golden/make_reference.R`` and ``skmlm/datasets/_make_ess.py`` for how it was made).
 * ``make_store_sales``: simulated weekly sales of stores (a random intercept and price
   slope per store, a region, a smooth temperature effect, a binary "sold out"), for the
   machine-learning workflow of ``docs/ml_workflow.md``.
@@ -46,7 +47,14 @@ def load_cbpp():
 
 
 def load_ess():
-    """ESS-like data: ``stflife`` (0-10), ``eduyrs``, ``gnipc1000`` (GNI per capita, 1000s), ``cntry``.
+    """ESS-like data, simulated: 29 countries x 200 people.
+
+    Columns: ``stflife`` (life satisfaction 0-10), ``eduyrs`` (years of education),
+    ``gnipc1000`` (the country's GNI per capita in 1000s: constant within a country),
+    ``cntry`` (country code), ``agea`` (age), ``gndr`` ("F"/"M"), ``hinctnta`` (household
+    income decile 1-10), ``happy`` (1/0, a binary outcome for logistic models). No row
+    is a real respondent: ``tests/golden/make_reference.R`` simulated the first four
+    columns, ``skmlm/datasets/_make_ess.py`` the rest.
 
     Returns
     -------

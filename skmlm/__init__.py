@@ -3,6 +3,7 @@
 from ._base import GroupsMissingWarning
 from ._centering import BetweenWithinTransformer, between_within
 from ._compare import compare_models
+from ._core.statistics import LinearMixedStatistics
 from ._glm import MixedGammaRegressor, MixedGLMRegressor, MixedNegativeBinomialRegressor, MixedPoissonRegressor
 from ._linear import MixedLinearRegressor
 from ._logistic import MixedLogisticClassifier
@@ -18,3 +19,4 @@ __all__ = ["BetweenWithinTransformer", "between_within", "MixedLinearRegressor",
            "__version__",
            "compare_models", "tab_models", "ModelTable", "r2_nakagawa", "variance_components",
            "variance_reduction"]
+__all__ += ["LinearMixedStatistics"]

@@ -30,7 +30,7 @@ def _partitions(x, name):
     None for None."""
     if x is None:
         return None
-    if hasattr(x, "to_delayed") and hasattr(x, "npartitions"):  # DataFrame or Series
+    if hasattr(x, "to_delayed") and hasattr(x, "divisions"):  # DataFrame or Series
         return list(x.to_delayed())
     if hasattr(x, "to_delayed"):  # Array: one block along the columns
         if x.ndim == 2 and len(x.chunks[1]) > 1:

@@ -278,7 +278,7 @@ class LinearMixedStatistics:
 
     def __add__(self, other):
         """The statistics of the rows of both (levels matched by label)."""
-        if other == 0:  # sum() starts from 0
+        if isinstance(other, int) and other == 0:  # sum() starts from 0
             return self
         self._check_compatible(other)
         scale = max(self.y_scale, other.y_scale)

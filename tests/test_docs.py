@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-PAGES = ["ml_workflow.md", "counts.md"]
+PAGES = ["ml_workflow.md", "counts.md", "outgrowing_memory.md"]
 
 RUNNER = """
 import re, sys

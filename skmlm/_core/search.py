@@ -78,6 +78,8 @@ def fit_lmm(statistics, reml, max_iter=1000, tol=1e-6, verbose=0):
     dof = model.n - model.p if reml else model.n
     if est["sigma2"] * dof <= EXACT_TOL * total:  # the residual variance went to 0: rounding
         raise ValueError(EXACT_FIT)
+    if not opt.converged and exact_residual(model) <= EXACT_TOL * total:  # stalled on the way to 0
+        raise ValueError(EXACT_FIT)
     if scale != 1.0:
         _to_user_scale(opt, est, scale, dof)
     return model, opt, est

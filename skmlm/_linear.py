@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import SHARED_PARAMETER_CONSTRAINTS, MixedModelMixin, fitted_view, mean_random_variance, not_converged_message
 from ._inference import InferenceMixin
-from ._input import check_identifiable, independent_columns_of_cross_products
+from ._input import check_identifiable, independent_columns_of_cross_products, validate_X
 from ._core.design import split_theta
 from ._core.search import fit_lmm, response_scale
 from ._core.statistics import LinearMixedStatistics
@@ -252,7 +252,8 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
                     "this model was fitted by fit() on a design with aliased columns (dropped_columns_), and "
                     "partial_fit cannot add rows to it: fit it by partial_fit from the first chunk on"
                 )
-            d = self._prepare_fit(X, y, groups, sample_weight, chunk=True)
+            validated = None if previous is None else validate_X(self, X, reset=False)  # the same features
+            d = self._prepare_fit(X, y, groups, sample_weight, validated_X=validated, chunk=True)
             chunk = self._statistics_of(d, columns=self._design_names)
             self._design_statistics = chunk if previous is None else previous + chunk
             return self._fit_statistics(self._without_aliased(self._design_statistics))

@@ -162,19 +162,40 @@ def _search(statistics, search_statistics, maps, model, reml, max_iter, tol, ver
     return model, opt, est
 
 
+#: Largest order of ``[X Z]'W[X Z]`` for which :func:`exact_residual` solves the least
+#: squares on ``[X Z]`` densely; beyond it, through the penalised factorisation.
+MAX_DENSE_LEAST_SQUARES = 6000
+
 #: Relative covariance factors this many times theta's scale make the penalty on the
 #: random effects negligible: the penalised fit is then the least-squares fit on [X Z].
-UNPENALISED = 1e7
+UNPENALISED = 1e6
 
 
 def exact_residual(model):
-    """Weighted residual sum of squares of ``y`` on ``[X Z]`` with a negligible penalty: 0,
-    up to rounding, where ``y`` is an exact function of X and the grouping factors (and
-    where even that factorisation fails). Only for a fit that failed."""
-    try:
-        return float(model.decompose(UNPENALISED * model.theta_start * model.theta_scale).pwrss)
-    except np.linalg.LinAlgError:
-        return 0.0
+    """Weighted residual sum of squares of ``y`` on ``[X Z]`` (least squares, no penalty),
+    from the statistics: 0, up to rounding, where ``y`` is an exact function of X and the
+    grouping factors. Only for a fit that failed or stalled.
+
+    Up to ``MAX_DENSE_LEAST_SQUARES`` columns, by the pseudo-inverse of ``[X Z]'W[X Z]``
+    (``Z`` and ``X`` overlap: it is singular); beyond, the penalised fit with a negligible
+    penalty (inf where its factorisation fails: no verdict)."""
+    stats, p = model.statistics, model.p
+    every = range(len(stats.factors))
+    order = p + sum(f.n_levels * f.q for f in stats.factors)
+    if order > MAX_DENSE_LEAST_SQUARES:
+        try:
+            return float(model.decompose(UNPENALISED * model.theta_start * model.theta_scale).pwrss)
+        except np.linalg.LinAlgError:
+            return np.inf
+    zx = stats.random_x_cross(every)
+    G = np.empty((order + 1, order + 1))  # [X Z y]'W[X Z y]
+    G[:p, :p], G[:p, p:-1], G[:p, -1] = stats.xy_cross[:p, :p], zx[:, :p].T, stats.xy_cross[:p, p]
+    G[p:-1, :p], G[p:-1, p:-1], G[p:-1, -1] = zx[:, :p], stats.random_cross_dense(every), zx[:, p]
+    G[-1, :p], G[-1, p:-1], G[-1, -1] = stats.xy_cross[p, :p], zx[:, p], stats.xy_cross[p, p]
+    lam, V = np.linalg.eigh(G[:-1, :-1])
+    keep = lam > lam[-1] * order * np.finfo(float).eps
+    c = V[:, keep].T @ G[:-1, -1]
+    return max(float(G[-1, -1] - c @ (c / lam[keep])), 0.0)
 
 
 def search_within_bounds(model, opt, max_iter, tol, verbose):

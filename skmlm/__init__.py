@@ -3,6 +3,7 @@
 from ._base import GroupsMissingWarning
 from ._centering import BetweenWithinTransformer, between_within
 from ._compare import compare_models
+from ._core.statistics import LinearMixedStatistics
 from ._formula.estimators import FormulaGLMRegressor, FormulaLinearRegressor, FormulaLogisticClassifier, glmer, lmer
 from ._formula.parse import FormulaError
 from ._glm import MixedGammaRegressor, MixedGLMRegressor, MixedNegativeBinomialRegressor, MixedPoissonRegressor
@@ -20,4 +21,4 @@ __all__ = ["BetweenWithinTransformer", "between_within", "MixedLinearRegressor",
            "__version__",
            "compare_models", "tab_models", "ModelTable", "r2_nakagawa", "variance_components",
            "variance_reduction", "lmer", "glmer", "FormulaLinearRegressor", "FormulaLogisticClassifier",
-           "FormulaGLMRegressor", "FormulaError"]
+           "FormulaGLMRegressor", "FormulaError", "LinearMixedStatistics"]

@@ -98,14 +98,17 @@ class MixedModelMixin:
                 _VALID_SETTINGS.clear()
             _VALID_SETTINGS.add(key)
 
-    def _prepare_fit(self, X, y, groups, sample_weight, validated_X=None):
+    def _prepare_fit(self, X, y, groups, sample_weight, validated_X=None, chunk=False):
         """Validate inputs and build the core's design: returns a dict of arrays and factors.
-        ``validated_X``: what :func:`validate_X` returned for ``X``, if the caller has it."""
+        ``validated_X``: what :func:`validate_X` returned for ``X``, if the caller has it.
+        ``chunk``: the rows are a part of the data (``partial_fit``, a Dask partition):
+        what needs all rows (at least 2 rows and 2 levels, the columns aliased in the
+        design) is left to the fit of the statistics of all of them."""
         if not isinstance(X, pd.DataFrame) and not hasattr(X, "shape"):
             X = np.asarray(X)
         Xn, g_from_X, kept = validate_X(self, X, reset=True) if validated_X is None else validated_X
         n = Xn.shape[0]
-        if n < 2:
+        if n < 2 and not chunk:
             raise ValueError(f"n_samples = {n}: a mixed model needs at least 2 rows")
         y_given = y
         y, w = validate_y_weights(y, sample_weight, n)
@@ -113,11 +116,13 @@ class MixedModelMixin:
         all_names = column_names(X)
         names = [all_names[j] for j in kept]
         factors = self._random_factors(groups, X, Xn, kept, names)
-        check_identifiable(factors, n, warn_residual=self._residual_confounds_observation_levels)
+        if not chunk:
+            check_identifiable(factors, n, warn_residual=self._residual_confounds_observation_levels)
         fixed_names = ([INTERCEPT] if self.fit_intercept else []) + names
         Xf = fixed_design(Xn, self.fit_intercept)
         self._design_names = fixed_names
-        Xf, fixed_names = self._drop_aliased_columns(Xf, fixed_names)
+        if not chunk:
+            Xf, fixed_names = self._drop_aliased_columns(Xf, fixed_names)
         self._fixed_names = fixed_names
         self._response_name = str(y_name) if (y_name := getattr(y_given, "name", None)) is not None else "y"
         return {"X": Xn, "Xf": Xf, "y": y, "w": w, "factors": factors}
@@ -137,15 +142,21 @@ class MixedModelMixin:
         warning naming them; ``dropped_columns_`` lists them, and their ``coef_`` will be 0
         (so that ``X @ coef_ + intercept_`` is the reduced model's prediction).
         """
-        kept = independent_columns(Xf)
-        if len(kept) == Xf.shape[1]:
+        kept = self._keep_columns(independent_columns(Xf), names)
+        return (Xf, names) if kept is None else (Xf[:, kept], [names[j] for j in kept])
+
+    def _keep_columns(self, kept, names):
+        """Record which columns of the design ``names`` are ``kept`` (``dropped_columns_``,
+        the mask of ``coef_``) and warn about the others; None where all are kept."""
+        p = len(names)
+        if len(kept) == p:
             self.dropped_columns_ = []
             self._feature_mask = None
-            return Xf, names
+            return None
         offset = 1 if self.fit_intercept else 0
         kept_set = set(kept)
-        dropped = [names[j] for j in range(Xf.shape[1]) if j not in kept_set]
-        mask = np.zeros(Xf.shape[1] - offset, dtype=bool)
+        dropped = [names[j] for j in range(p) if j not in kept_set]
+        mask = np.zeros(p - offset, dtype=bool)
         mask[[j - offset for j in kept if j >= offset]] = True
         self.dropped_columns_ = dropped
         self._feature_mask = mask
@@ -154,9 +165,9 @@ class MixedModelMixin:
             f"the fixed-effects design is rank deficient: dropping {k} column{'s' if k > 1 else ''} "
             f"{', '.join(map(repr, dropped))}, a linear combination of the others (as lme4 does); "
             f"{'their' if k > 1 else 'its'} coef_ is 0 and dropped_columns_ lists {'them' if k > 1 else 'it'}",
-            UserWarning, stacklevel=6,  # the caller of fit
+            UserWarning, stacklevel=7,  # the caller of fit
         )
-        return Xf[:, kept], [names[j] for j in kept]
+        return list(kept)
 
     def _set_fixed_effects(self, beta):
         """``intercept_`` and ``coef_`` from the estimated fixed effects (intercept first):
@@ -426,7 +437,7 @@ def mean_random_variance(factors, covariances):
     Nakagawa's random-effect variance (performance's ``var.random``): with random slopes
     it depends on the covariates, so it is the mean of ``z_i' Sigma z_i`` over the rows.
     """
-    return sum(float(np.sum(covariances[f.name] * ((f.z.T @ f.z) / len(f.z)))) for f in factors)
+    return sum(float(np.sum(covariances[f.name] * f.z_mean_square())) for f in factors)
 
 
 def choose_factor(names, factor, purpose):

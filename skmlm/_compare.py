@@ -1,11 +1,11 @@
 """Likelihood-ratio comparison of fitted mixed models, as lme4's ``anova``."""
 
+import copy
 import warnings
 
 import numpy as np
 import pandas as pd
 from scipy.stats import chi2
-from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
 COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)", "method"]
@@ -19,31 +19,19 @@ def _method(model):
 
 
 def _refit_ml(model, name):
-    """A copy of a REML fit refitted by ML on the data it was fitted to (lme4's ``refitML``)."""
-    data = getattr(model, "_refit_data", None)
-    if data is None:
+    """A copy of a REML fit refitted by ML on the statistics it was fitted to (lme4's
+    ``refitML``): no rows needed, so it works after unpickling too."""
+    statistics = getattr(model, "statistics_", None)
+    if statistics is None:
         raise ValueError(
             f"model {name!r} was fitted by REML and compare_models must refit it by ML (REML likelihoods "
-            "of models with different fixed effects are not comparable), but its training data are not "
-            "available (a model that was pickled, or fitted by an older version). Refit it yourself with "
-            "model.set_params(reml=False).fit(X, y, groups=...), or pass refit=False when all models "
-            "have the same fixed effects"
+            "of models with different fixed effects are not comparable), but it has no statistics_ (a model "
+            "fitted by an older version). Refit it yourself with model.set_params(reml=False).fit(X, y, "
+            "groups=...), or pass refit=False when all models have the same fixed effects"
         )
-    X, y, groups, sample_weight = data
-    changed = ValueError(
-        f"model {name!r}: the data it was fitted to have changed since (its columns or rows differ); "
-        "refit it with reml=False yourself"
-    )
-    names_in = getattr(model, "feature_names_in_", None)
-    if names_in is not None and list(getattr(X, "columns", [])) != list(names_in):
-        raise changed
-    if len(y) != model._fit_info["n_obs"]:
-        raise changed
-    ml = clone(model).set_params(reml=False).fit(X, y, groups=groups, sample_weight=sample_weight)
-    same_columns = list(ml._fixed_names) == list(model._fixed_names)
-    if not same_columns or ml._fit_info["n_obs"] != model._fit_info["n_obs"]:
-        raise changed
-    return ml
+    ml = copy.copy(model)
+    ml.reml = False
+    return ml._fit_statistics(statistics)
 
 
 def compare_models(*models, names=None, refit=True):
@@ -68,8 +56,8 @@ def compare_models(*models, names=None, refit=True):
         As lme4's ``anova(..., refit=TRUE)``: every model fitted by REML is refitted by
         ML before comparing (REML likelihoods of models that differ in their fixed
         effects are not comparable). The refit uses a copy of the estimator with
-        ``reml=False`` on the data the model was fitted to (a REML fit keeps references
-        to its inputs for this); the models passed are not changed. The ``method``
+        ``reml=False`` on the statistics the model was fitted to (``statistics_``: no rows
+        needed, so it works on unpickled models); the models passed are not changed. The ``method``
         column then reads ``ML (refit)``. With ``refit=False`` the likelihoods are used
         as fitted, with a warning when REML fits differ in fixed effects or REML and ML
         fits are mixed (compare random-effect structures of REML fits with the same

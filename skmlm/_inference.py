@@ -4,7 +4,8 @@ variances of the random effects and convergence diagnostics.
 :class:`InferenceMixin` is a base class of :class:`~skmlm.MixedLinearRegressor` and
 :class:`~skmlm.MixedLogisticClassifier`. At the end of ``fit`` the estimators keep what
 inference needs (the grouping factors and the fixed-effects design, response and
-weights; see :meth:`InferenceMixin._keep_for_inference`); the core model is rebuilt
+weights of a GLMM, the statistics of a linear model; see
+:meth:`InferenceMixin._keep_for_inference`); the core model is rebuilt
 from them on first use and cached (the cache is not pickled).
 
 The numerics live in :mod:`skmlm._core`: :mod:`~skmlm._core.profile`,
@@ -29,7 +30,6 @@ from ._core.glmm import GeneralizedMixedModel
 from ._core.lmm import LinearMixedModel
 from ._core.profile import GeneralizedProfiler, Profiler
 from ._core.satterthwaite import Satterthwaite, hessian, jacobian
-from ._core.search import response_scale
 from ._core.varpar import VarianceParameters, ml_deviance, reml_deviance
 from ._threads import single_blas_thread
 
@@ -85,22 +85,29 @@ class InferenceMixin:
     def _keep_for_inference(self, model, d):
         """Keep what inference needs after ``fit`` (called at the end of ``_store_estimates``).
 
-        The factors (level codes and random-effect covariates per row), the fixed-effects
-        design, the response and the weights: the core model is rebuilt from them on
+        A linear model keeps its statistics (``d``: the
+        :class:`~skmlm._core.statistics.LinearMixedStatistics` of the fit), no rows; a GLMM
+        the factors (level codes and random-effect covariates per row), the fixed-effects
+        design, the response and the weights. The core model is rebuilt from them on
         first use, so the estimator stays picklable.
         """
         linear = not isinstance(model, GeneralizedMixedModel)  # (its PIRLS is built on first use)
-        self._inference_data = {
-            "linear": linear,
-            "factors": list(model.factors),
-            "X": d["Xf"],
-            "y": d["y"],
-            "w": d["w"],
-            "reml": bool(getattr(model, "reml", False)),
-            "n_agq": int(getattr(model, "n_agq", 1)),
-            "family": getattr(model, "family", None),
-            "offset": d.get("offset"),
-        }
+        if linear:
+            self._inference_data = {
+                "linear": True, "statistics": d, "factors": list(d.factors), "reml": bool(model.reml),
+            }
+        else:
+            self._inference_data = {
+                "linear": False,
+                "factors": list(model.factors),
+                "X": d["Xf"],
+                "y": d["y"],
+                "w": d["w"],
+                "reml": False,
+                "n_agq": int(getattr(model, "n_agq", 1)),
+                "family": getattr(model, "family", None),
+                "offset": d.get("offset"),
+            }
         self._inference_cache = {}
 
     def __getstate__(self):
@@ -127,11 +134,8 @@ class InferenceMixin:
             d = self._inference_data
             cache["y_scale"] = 1.0
             if d["linear"]:
-                y = d["y"]
-                cache["y_scale"] = scale = response_scale(y)
-                cache["model"] = LinearMixedModel(
-                    d["factors"], d["X"], y / scale if scale != 1.0 else y, d["w"], d["reml"]
-                )
+                cache["y_scale"] = d["statistics"].y_scale
+                cache["model"] = LinearMixedModel(d["statistics"], d["reml"])
             else:
                 cache["model"] = GeneralizedMixedModel(
                     d["factors"], d["X"], d["y"], d["w"], d["family"], d["offset"], n_agq=d["n_agq"]
@@ -373,7 +377,7 @@ class InferenceMixin:
         bar = _ProgressBar("bootstrap", show=progress)
         with single_blas_thread():
             if self._is_linear:
-                est, converged = parametric_bootstrap(self._core_model(), d["X"], d["w"], self.theta_, n_boot, rng, bar)
+                est, converged = parametric_bootstrap(self._core_model(), self.theta_, n_boot, rng, bar)
             else:
                 est, converged = glmm_parametric_bootstrap(self._core_model(), self._search_x(), n_boot, rng, bar)
         var_names, fixed_names = self._parameter_names(names)

@@ -543,3 +543,22 @@ def independent_columns(Xf):
         del kept[n:]  # beyond n independent columns every one is a combination of them
         break
     return kept
+
+
+def independent_columns_of_cross_products(G):
+    """:func:`independent_columns` from the design's cross-products ``G = Xf'Xf`` instead
+    of its rows (a fit from statistics): a column is aliased when the part of it
+    orthogonal to the earlier columns kept, the square root of its Schur complement in
+    ``G``, is below ``RANK_TOL`` times its own norm."""
+    p = G.shape[0]
+    scale = np.sqrt(np.diag(G))
+    kept = []
+    for j in range(p):
+        if not scale[j] > 0:
+            continue
+        g = G[kept, j] / (scale[kept] * scale[j])
+        inner = G[np.ix_(kept, kept)] / np.outer(scale[kept], scale[kept])
+        rest = 1.0 - (g @ np.linalg.solve(inner, g) if kept else 0.0)
+        if np.sqrt(max(rest, 0.0)) >= RANK_TOL:
+            kept.append(j)
+    return kept

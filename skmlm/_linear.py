@@ -8,14 +8,26 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import r2_score
 
+from sklearn.utils.validation import check_is_fitted
+
 from ._base import SHARED_PARAMETER_CONSTRAINTS, MixedModelMixin, fitted_view, mean_random_variance, not_converged_message
 from ._inference import InferenceMixin
+from ._input import check_identifiable, independent_columns_of_cross_products, validate_X
 from ._core.design import split_theta
 from ._core.search import fit_lmm, response_scale
+from ._core.statistics import LinearMixedStatistics
 from ._threads import single_blas_thread
 
 #: lme4's ``isSingular`` tolerance on the variance parameters of ``theta``.
 SINGULAR_TOL = 1e-4
+
+#: The quantiles of the scaled residuals in the summary.
+RESIDUAL_QUANTILES = [0, 0.25, 0.5, 0.75, 1]
+
+
+def is_dask_collection(x):
+    """Whether ``x`` is a Dask collection (without importing Dask)."""
+    return hasattr(x, "__dask_graph__") and callable(x.__dask_graph__) and x.__dask_graph__() is not None
 
 
 class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, BaseEstimator):
@@ -189,24 +201,93 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
             return self._fit(X, y, groups, sample_weight)
 
     def _fit(self, X, y, groups, sample_weight):
+        if is_dask_collection(X):
+            from ._dask import dask_statistics
+
+            self._design_statistics = dask_statistics(self, X, y, groups, sample_weight)
+            return self._fit_statistics(self._without_aliased(self._design_statistics))
         d = self._prepare_fit(X, y, groups, sample_weight)
-        y = d["y"]
-        if np.ptp(y) == 0:
+        if np.ptp(d["y"]) == 0:
             raise ValueError("y is constant: there is no variance to split between levels")
-        model, opt, est = fit_lmm(
-            d["factors"], d["Xf"], y, d["w"], self.reml, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose
-        )
-        if not opt.converged:
-            warnings.warn(not_converged_message(opt, self.max_iter), ConvergenceWarning, stacklevel=4)
-        self._store_estimates(model, opt, est, d)
-        # -- reporting hook (skmlm._compare): begin --
-        # for REML fits references (no copies) to the inputs, so compare_models can refit by
-        # ML as lme4's anova
-        self._refit_data = (X, d["y"], groups, sample_weight) if self.reml else None
-        # -- reporting hook: end --
+        statistics = self._statistics_of(d)
+        # partial_fit adds to the statistics of the whole design (no column dropped)
+        self._design_statistics = None if self.dropped_columns_ else statistics
+        self._fit_statistics(statistics)
+        self._residual_quantiles = np.quantile(self._residuals_of(d, scaled=True), RESIDUAL_QUANTILES)
         return self
 
-    def _store_estimates(self, model, opt, est, d):
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, groups=None, sample_weight=None):
+        """Add a chunk of rows to the fit: their statistics join those of the chunks before,
+        and the model is fitted to all of them.
+
+        The model keeps statistics of the rows, not the rows (see ``statistics_``), and a
+        fit from them costs nothing in the number of rows: a file too large for memory is
+        read in chunks, each passed here (any order of rows and of levels). After every
+        call the model is the fit to all rows seen, as ``fit`` on their concatenation
+        would give it. A call on a fitted model (by ``fit`` or ``partial_fit``) adds to its
+        statistics; ``fit`` starts afresh.
+
+        Parameters
+        ----------
+        X, y, groups, sample_weight
+            One chunk of rows, as in :meth:`fit` (the same columns and grouping factors in
+            every chunk).
+
+        Returns
+        -------
+        self
+
+        Notes
+        -----
+        The chunk's statistics are added before the fit: where the rows seen so far do not
+        yet make a model (a grouping factor with a single level, say), the error says so
+        and the next chunk adds to them all the same. The summary's scaled residuals need
+        the rows: :meth:`residuals` computes them in a second pass.
+        """
+        with single_blas_thread():
+            previous = getattr(self, "_design_statistics", None)
+            if previous is None and hasattr(self, "statistics_"):
+                raise ValueError(
+                    "this model was fitted by fit() on a design with aliased columns (dropped_columns_), and "
+                    "partial_fit cannot add rows to it: fit it by partial_fit from the first chunk on"
+                )
+            validated = None if previous is None else validate_X(self, X, reset=False)  # the same features
+            d = self._prepare_fit(X, y, groups, sample_weight, validated_X=validated, chunk=True)
+            chunk = self._statistics_of(d, columns=self._design_names)
+            self._design_statistics = chunk if previous is None else previous + chunk
+            return self._fit_statistics(self._without_aliased(self._design_statistics))
+
+    def _statistics_of(self, d, columns=None):
+        """The statistics of the rows of ``d`` (what :meth:`_prepare_fit` returned)."""
+        scale = response_scale(d["y"])
+        y = d["y"] / scale if scale != 1.0 else d["y"]
+        return LinearMixedStatistics.from_rows(
+            d["factors"], d["Xf"], y, d["w"], columns=self._fixed_names if columns is None else columns, y_scale=scale,
+        )
+
+    def _without_aliased(self, statistics):
+        """The statistics of the whole design (``partial_fit``, Dask) without the columns
+        aliased in it, judged on the cross-products as :meth:`_drop_aliased_columns` judges
+        the rows."""
+        p = statistics.p
+        kept = self._keep_columns(independent_columns_of_cross_products(statistics.xy_square[:p, :p]),
+                                  statistics.columns)
+        self._fixed_names = statistics.columns if kept is None else [statistics.columns[j] for j in kept]
+        self._residual_quantiles = None  # the rows are not at hand: see residuals()
+        return statistics if kept is None else statistics.select_columns(kept)
+
+    def _fit_statistics(self, statistics):
+        """Fit the model to its statistics and store the estimates."""
+        check_identifiable(statistics.factors, statistics.n)
+        model, opt, est = fit_lmm(statistics, self.reml, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
+        if not opt.converged:
+            warnings.warn(not_converged_message(opt, self.max_iter), ConvergenceWarning, stacklevel=5)
+        self._store_estimates(model, opt, est, statistics)
+        self.statistics_ = statistics
+        return self
+
+    def _store_estimates(self, model, opt, est, statistics):
         """Copy the core's results into fitted attributes."""
         factors, sigma2 = model.factors, est["sigma2"]
         beta = est["beta"]
@@ -244,7 +325,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
             "hessian": opt.hessian,
         }
         # -- inference state (skmlm._inference): begin --
-        self._keep_for_inference(model, d)
+        self._keep_for_inference(model, statistics)
         # -- inference state: end --
 
     @fitted_view
@@ -255,12 +336,43 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         return pd.DataFrame({"Estimate": beta, "Std. Error": se, "t value": beta / se}, index=self._fixed_names)
 
     @fitted_view
-    def _scaled_residuals(self):
-        """Residuals on the training rows over their standard deviation (lme4's scaled
-        residuals, in the summary)."""
-        d = self._inference_data
+    def _var_fixed(self):
+        """Variance of the fixed part ``X beta`` over the training rows (Nakagawa's R^2),
+        from the unweighted sums and cross-products of the design."""
+        stats, beta = self.statistics_, self._beta()
+        if not len(beta):
+            return 0.0
+        p, n = stats.p, stats.n
+        mean = float(stats.xy_sum[:p] @ beta) / n
+        return (float(beta @ stats.xy_square[:p, :p] @ beta) - n * mean * mean) / (n - 1)
+
+    def _residuals_of(self, d, scaled):
+        """Residuals of the rows of ``d`` (what :meth:`_prepare_fit` returns) at the fit."""
+        beta = self._beta()
+        eta = d["Xf"] @ beta if len(beta) else np.zeros(len(d["y"]))
+        for f, (_, _, _, modes, _) in zip(d["factors"], self._random_parts):
+            eta += np.einsum("ij,ij->i", f.z, modes[f.codes])
+        if not scaled:
+            return d["y"] - eta
         sigma2, scale = self.__dict__.get("_sigma2_unscaled") or (self.residual_variance_, 1.0)
-        return ((d["y"] - self._training_linear_predictor()) / scale) / np.sqrt(sigma2 / d["w"])
+        return ((d["y"] - eta) / scale) / np.sqrt(sigma2 / d["w"])
+
+    def residuals(self, X, y, groups=None, sample_weight=None, scaled=False):
+        """Residuals ``y - X beta - Z b`` of rows, at the conditional modes (lme4's
+        ``residuals``); ``scaled``: over their standard deviation ``sigma / sqrt(weight)``
+        (lme4's scaled residuals).
+
+        The model keeps statistics, not rows: the residuals are a second pass over the
+        data (in memory, or a chunk at a time). Levels not seen in ``fit`` get random
+        effects 0.
+        """
+        check_is_fitted(self)
+        y = np.asarray(y, dtype=float)
+        resid = y - self.predict(X, groups=groups)
+        if not scaled:
+            return resid
+        w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        return resid / np.sqrt(self.residual_variance_ / w)
 
     def predict(self, X, groups=None, unseen_levels=None):
         """Predict y: conditional on the random effects of known levels.
@@ -281,6 +393,10 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         -------
         ndarray of shape (n_samples,)
         """
+        if is_dask_collection(X):
+            from ._dask import dask_predict
+
+            return dask_predict(self, X, groups, unseen_levels)
         return self._linear_predictor(X, groups, unseen_levels)
 
     def score(self, X, y, groups=None, sample_weight=None):

@@ -169,14 +169,22 @@ def linear_summary(model):
 def middle_blocks(model, with_residual):
     """What both summaries share between the formula and the fixed effects' table."""
     info = model._fit_info
-    q = np.quantile(model._scaled_residuals, [0, 0.25, 0.5, 0.75, 1])
-    res = pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"], index=[""])
+    if hasattr(model, "_residual_quantiles"):  # a linear model keeps them, not its rows
+        q = model._residual_quantiles
+    else:
+        q = np.quantile(model._scaled_residuals, [0, 0.25, 0.5, 0.75, 1])
+    if q is None:
+        residuals = ("not available: the model was fitted from statistics (partial_fit or Dask), not rows; "
+                     "model.residuals(X, y, groups=..., scaled=True) computes them in a pass over the data")
+    else:
+        residuals = _format_table(pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"], index=[""]),
+                                  "{:.4f}")
     groups = ", ".join(f"{f}, {k}" for f, k in model.n_groups_.items())
     return [
         model_fit_block(model),
         "",
         "Scaled residuals:",
-        _format_table(res, "{:.4f}"),
+        residuals,
         "",
         "Random effects:",
         random_effects_block(model, with_residual=with_residual),

@@ -12,8 +12,10 @@ from scipy.stats import norm
 
 from golden_cases import GOLDEN, case_names, estimator_inputs, load_case
 from skmlm import MixedLinearRegressor, MixedLogisticClassifier
-from skmlm._core.bootstrap import simulate
-from skmlm._core.derived import ResponseCrossProducts
+from skmlm._core.bootstrap import ResponseSimulator
+from skmlm._core.derived import with_response
+from skmlm._core.design import split_theta
+from skmlm._core.statistics import LinearMixedStatistics
 from skmlm._core.condvar import glmm_conditional_covariances, lmm_conditional_covariances
 from skmlm._core.lmm import LinearMixedModel
 from skmlm._inference import _ProgressBar
@@ -131,42 +133,59 @@ def test_bootstrap_close_to_profile_for_fixed_effects_and_sigma(bootstrap):
             assert lo - 0.15 * sd <= ref <= hi + 0.15 * sd, (name, q, lo, ref, hi)
 
 
+def _rows(name):
+    """The fitted model of a golden case and its rows as the fit saw them."""
+    ref, data = load_case(name)
+    X, y, groups, params = estimator_inputs(ref, data)
+    m = MixedLinearRegressor(**params).fit(X, y, groups=groups)
+    return m, MixedLinearRegressor(**params)._prepare_fit(X, y, groups, None)
+
+
 def test_bootstrap_refit_reuses_cross_products():
     """Replacing only the response's cross-products gives the model built from scratch
     (two grouping factors, so the second block's response part is checked too)."""
-    ref, m = _fit("penicillin_crossed_reml")
-    d = m._inference_data
+    m, d = _rows("penicillin_crossed_reml")
     model = m._core_model()
     rng = np.random.default_rng(0)
-    Y = simulate(d["factors"], d["X"], d["w"], m.theta_, m._beta(), m._sigma(), 3, rng)
-    rcp = ResponseCrossProducts(model, d["X"], d["w"])
-    parts = rcp.compute(Y)
     theta = np.array([1.1, 2.5])
-    for b in range(3):
-        direct = LinearMixedModel(d["factors"], d["X"], Y[:, b], d["w"], reml=True)
+    w = d["w"]
+    for _ in range(3):
+        y = d["y"] + rng.normal(size=len(d["y"]))
+        direct = LinearMixedModel(LinearMixedStatistics.from_rows(d["factors"], d["Xf"], y, w), reml=True)
+        zy = np.concatenate([f.design_matrix().T @ (w * y) for f in d["factors"]])
+        replaced = with_response(model, d["Xf"].T @ (w * y), float(y @ (w * y)), zy)
         # the two sum the cross-products in different orders: equal to rounding, ~1e-12 after pwrss's cancellation
-        assert rcp.model_for(parts, b).objective(theta) == pytest.approx(direct.objective(theta), rel=1e-10)
+        assert replaced.objective(theta) == pytest.approx(direct.objective(theta), rel=1e-10)
 
 
-def test_progress_bar_prints_to_stderr():
-    stream = io.StringIO()
-    bar = _ProgressBar("bootstrap", show=True, stream=stream)
-    for i in range(1, 6):
-        bar(i, 5)
-    out = stream.getvalue()
-    assert "bootstrap [" in out and "5/5" in out and out.endswith("\n")
-    quiet = io.StringIO()
-    bar = _ProgressBar("bootstrap", show=None, stream=quiet)  # a short run prints nothing
-    bar(5, 5)
-    assert quiet.getvalue() == ""
+def test_simulated_statistics_have_the_distribution_of_simulated_rows():
+    """The bootstrap draws the response's cross-products from the statistics; their mean and
+    covariance equal those of cross-products of responses simulated row by row."""
+    m, d = _rows("sleepstudy_rs_ml")
+    model = m._core_model()
+    theta, beta, sigma = m.theta_, m._beta(), m._sigma()
+    sim = ResponseSimulator(model)
+    rng = np.random.default_rng(3)
+    k = 4000
+    drawn = np.array([np.concatenate([xy, [yy], zy]) for xy, yy, zy in
+                      (sim.draw(theta, beta, sigma, rng) for _ in range(k))])
+    w, Xf = d["w"], d["Xf"]
+    Z = np.hstack([f.design_matrix().toarray() for f in d["factors"]])
+    rows = []
+    for _ in range(k):
+        y = Xf @ beta + sigma * rng.normal(size=len(w)) / np.sqrt(w)
+        for f, th in zip(d["factors"], split_theta(d["factors"], theta)):
+            b = sigma * rng.normal(size=(f.n_levels, f.q)) @ f.cholesky_factor(th).T
+            y += np.einsum("ij,ij->i", f.z, b[f.codes])
+        rows.append(np.concatenate([Xf.T @ (w * y), [y @ (w * y)], Z.T @ (w * y)]))
+    rows = np.array(rows)
+    sd = rows.std(axis=0)
+    # means within 5 Monte Carlo standard errors (of the difference of two means)
+    assert np.all(np.abs(drawn.mean(axis=0) - rows.mean(axis=0)) <= 5 * sd * np.sqrt(2 / k))
+    # standard deviations within 10% (Monte Carlo error ~2-3%)
+    np.testing.assert_allclose(drawn.std(axis=0), sd, rtol=0.1)
 
 
-def test_bootstrap_shows_progress_when_asked(sleepstudy_ml, capsys):
-    sleepstudy_ml.parametric_bootstrap(3, random_state=0, progress=True)
-    assert "3/3" in capsys.readouterr().err
-
-
-# -- conditional variances -------------------------------------------------------------------
 def _lme4_postvar(block):
     arr = _na(block["values"]).reshape(block["dim"], order="F")  # q x q x levels
     return arr.transpose(2, 0, 1)

@@ -244,13 +244,15 @@ def test_small_variance_is_found_after_a_first_step_onto_zero():
     from scipy.optimize import minimize_scalar
 
     from skmlm._core.lmm import LinearMixedModel
+    from skmlm._core.statistics import LinearMixedStatistics
 
     rng = np.random.default_rng(11)
     g = rng.integers(0, 14, 5000)
     y = 3 + rng.normal(0, 0.1, 14)[g] + rng.normal(size=5000)
     m = MixedLinearRegressor().fit(np.empty((5000, 0)), y, groups=g)
     assert m.converged_ and 0 < m.theta_[0] < 0.5
-    core = LinearMixedModel(m._inference_data["factors"], np.ones((5000, 1)), y, np.ones(5000), True)
+    factors = MixedLinearRegressor()._prepare_fit(np.empty((5000, 0)), y, g, None)["factors"]
+    core = LinearMixedModel(LinearMixedStatistics.from_rows(factors, np.ones((5000, 1)), y, np.ones(5000)), True)
     best = minimize_scalar(lambda t: core.objective(np.array([t])), bounds=(0, 2), method="bounded",
                            options={"xatol": 1e-9})
     assert m.theta_[0] == pytest.approx(best.x, abs=1e-4)

@@ -6,6 +6,22 @@ import pytest
 from skmlm._core.blocks import batched_cholesky, batched_solve_lower, batched_solve_upper_t
 from skmlm._core.design import RandomFactor, split_theta
 from skmlm._core.lmm import LinearMixedModel
+from skmlm._core.statistics import LinearMixedStatistics
+
+
+def statistics(factors, X, y, w):
+    return LinearMixedStatistics.from_rows(factors, X, y, w)
+
+
+def dense_inputs(stats):
+    """What :class:`DenseGradient` reads of the statistics: ``(Z'WZ, Z'W[X y], [X y]'W[X y], n)``."""
+    every = range(len(stats.factors))
+    return stats.random_cross_dense(every), stats.random_x_cross(every), stats.xy_cross, stats.n
+
+
+def lmm(factors, X, y, w, reml):
+    """The core model of rows, through their statistics."""
+    return LinearMixedModel(statistics(factors, X, y, w), reml)
 
 
 def dense_deviance(factors, theta, X, y, w, reml):
@@ -61,7 +77,7 @@ KINDS = {
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_deviance_equals_dense_computation(kind, reml):
     factors, X, y, w = random_problem(1, KINDS[kind])
-    model = LinearMixedModel(factors, X, y, w, reml)
+    model = lmm(factors, X, y, w, reml)
     rng = np.random.default_rng(2)
     for _ in range(3):
         theta = model.theta_start + rng.uniform(-0.4, 0.4, size=len(model.theta_start))
@@ -79,9 +95,9 @@ def test_sparse_products_agree_with_pair_expansion(monkeypatch):
 
     factors, X, y, w = random_problem(3, KINDS["three factors"])
     theta = np.array([0.8, 0.3, 0.5, 1.2, 0.4])
-    expected = LinearMixedModel(factors, X, y, w, reml=True).objective(theta)
+    expected = lmm(factors, X, y, w, True).objective(theta)
     monkeypatch.setattr(coupling, "MAX_PAIRS", 0)
-    model = LinearMixedModel(factors, X, y, w, reml=True)
+    model = lmm(factors, X, y, w, True)
     assert model.cp.second.pairs is None
     assert model.objective(theta) == pytest.approx(expected, rel=1e-12)
 
@@ -89,7 +105,7 @@ def test_sparse_products_agree_with_pair_expansion(monkeypatch):
 def test_conditional_modes_equal_dense_blup():
     """b = Lambda Lambda' Z' V^-1 (y - X beta) (times sigma^2 / sigma^2)."""
     factors, X, y, w = random_problem(4, KINDS["crossed"])
-    model = LinearMixedModel(factors, X, y, w, reml=True)
+    model = lmm(factors, X, y, w, True)
     theta = np.array([0.7, 1.3, 0.2, 0.5])
     est = model.estimates(theta)
     blocks = []
@@ -123,7 +139,7 @@ def test_analytic_gradient_equals_finite_differences(kind, reml):
     from skmlm._core.optimize import finite_difference_gradient
 
     factors, X, y, w = random_problem(1, KINDS[kind])
-    model = LinearMixedModel(factors, X, y, w, reml)
+    model = lmm(factors, X, y, w, reml)
     assert model.has_gradient
     theta = model.theta_start + np.random.default_rng(5).uniform(-0.3, 0.3, len(model.theta_start))
     fd = finite_difference_gradient(model.objective, theta, model.objective(theta), model.theta_lower)
@@ -137,10 +153,11 @@ def test_centred_search_is_the_same_model(reml):
 
     factors, X, y, w = random_problem(6, KINDS["correlated slopes"])
     factors[0].z[:, 1:] += 5.0  # slope covariates far from 0
-    centred, maps = centre_factors(factors, w)
+    centred_stats, maps = centre_factors(statistics(factors, X, y, w))
     assert maps[0] is not None
-    raw_model = LinearMixedModel(factors, X, y, w, reml)
-    centred_model = LinearMixedModel(centred, X, y, w, reml)
+    raw_model = lmm(factors, X, y, w, reml)
+    centred_model = LinearMixedModel(centred_stats, reml)
+    centred = centred_stats.factors
     theta_c = centred_model.theta_start + np.random.default_rng(0).uniform(-0.3, 0.3, 6)
     theta = raw_theta(centred, maps, split_theta(centred, theta_c))
     assert raw_model.objective(theta) == pytest.approx(centred_model.objective(theta_c), rel=1e-10)
@@ -161,7 +178,7 @@ def test_moment_start_recovers_simulated_covariance():
     b = rng.multivariate_normal([0, 0], S, size=m)
     y = 1 + 0.3 * x + b[codes, 0] + b[codes, 1] * x + rng.normal(size=m * per)
     f = RandomFactor("g", codes, np.arange(m), np.column_stack([np.ones_like(x), x]), ["(Intercept)", "x"])
-    theta = moment_start([f], np.column_stack([np.ones_like(x), x]), y, np.ones_like(y))
+    theta = moment_start(statistics([f], np.column_stack([np.ones_like(x), x]), y, np.ones_like(y)))
     np.testing.assert_allclose(theta, f.theta_from_cholesky(np.linalg.cholesky(S)), rtol=0.15, atol=0.05)
 
 
@@ -172,9 +189,9 @@ def assert_start_is_reml_optimum(factors, y):
 
     n = len(y)
     X, w = np.ones((n, 1)), np.ones(n)
-    model = LinearMixedModel(factors, X, y, w, reml=True)
+    model = lmm(factors, X, y, w, True)
     opt = minimize_bounded(model.objective, np.ones(len(factors)), model.theta_lower, gradient=model.gradient)
-    np.testing.assert_allclose(moment_start(factors, X, y, w), opt.x, rtol=1e-5)
+    np.testing.assert_allclose(moment_start(statistics(factors, X, y, w)), opt.x, rtol=1e-5)
 
 
 def test_moment_start_of_balanced_nested_design_is_the_reml_optimum():
@@ -193,7 +210,7 @@ def test_moment_start_of_balanced_nested_design_is_the_reml_optimum():
     one = np.ones((n, 1))
     factors = [RandomFactor("cask", cask, np.arange(n_batch * casks), one, ["(Intercept)"]),
                RandomFactor("batch", batch, np.arange(n_batch), one.copy(), ["(Intercept)"])]
-    assert list(nesting_parents(factors)) == [0]
+    assert list(nesting_parents(statistics(factors, one, y, np.ones(n)))) == [0]
     assert_start_is_reml_optimum(factors, y)
 
 
@@ -211,8 +228,8 @@ def test_moment_start_of_balanced_one_way_design_is_the_optimum(reml):
     n = len(y)
     factors = [RandomFactor("g", codes, np.arange(m), np.ones((n, 1)), ["(Intercept)"])]
     X, w = np.ones((n, 1)), np.ones(n)
-    model = LinearMixedModel(factors, X, y, w, reml=reml)
-    start = moment_start(factors, X, y, w, model.cp, reml)
+    model = lmm(factors, X, y, w, reml)
+    start = moment_start(model.statistics, reml)
     opt = minimize_bounded(model.objective, np.ones(1), model.theta_lower, gradient=model.gradient)
     np.testing.assert_allclose(start, opt.x, rtol=1e-5)
 
@@ -229,10 +246,10 @@ def test_moment_start_keeps_off_zero_and_declines_undetermined_levels():
     y = 1 + x + rng.normal(size=n)
     codes = np.arange(n) % 10
     f = RandomFactor("g", codes, np.arange(10), np.ones((n, 1)), ["(Intercept)"])
-    theta = moment_start([f], X, y - (np.bincount(codes, y) / np.bincount(codes))[codes] + y.mean(), np.ones(n))
+    theta = moment_start(statistics([f], X, y - (np.bincount(codes, y) / np.bincount(codes))[codes] + y.mean(), np.ones(n)))
     assert theta[0] > 0
     one_row = RandomFactor("h", np.arange(n), np.arange(n), X.copy(), ["(Intercept)", "x"])
-    assert moment_start([one_row], X, y, np.ones(n)) is None
+    assert moment_start(statistics([one_row], X, y, np.ones(n))) is None
 
 
 def test_bfgs_update_meets_the_secant_condition():
@@ -255,7 +272,7 @@ def test_newton_first_with_updates_reaches_the_optimum_of_a_slope_model():
     from skmlm._core.optimize import minimize_bounded
 
     factors, X, y, w = random_problem(11, [(15, 1, False)])
-    model = LinearMixedModel(factors, X, y, w, reml=False)
+    model = lmm(factors, X, y, w, False)
     start = np.array([1.0, 0.0, 1.0]) * model.theta_scale
     unbounded = np.full(3, -np.inf)
     opt = minimize_bounded(model.objective, start, unbounded, gradient=model.gradient, scale=model.theta_scale)
@@ -297,13 +314,13 @@ def test_newton_first_search_reaches_the_derivative_free_optimum():
     w = np.ones(n)
     factors = [RandomFactor(f"g{k}", c, np.arange(m), np.ones((n, 1)), ["(Intercept)"])
                for k, (c, m) in enumerate([(c1, m1), (c2, m2)])]
-    model = LinearMixedModel(factors, X, y, w, reml=True)
+    model = lmm(factors, X, y, w, True)
     assert model.costly_evaluation and not model.has_gradient
     common = dict(scale=model.theta_scale, derivative_free=True)
-    start = moment_start(factors, X, y, w)
+    start = moment_start(statistics(factors, X, y, w))
     newton = minimize_bounded(model.objective, start, model.theta_lower, search_radius=0.02, newton_first=True, **common)
     cobyqa = minimize_bounded(
-        model.objective, one_factor_start(factors, X, y, w, True), model.theta_lower, search_radius=0.05, **common
+        model.objective, one_factor_start(statistics(factors, X, y, w), True), model.theta_lower, search_radius=0.05, **common
     )
     assert newton.converged and cobyqa.converged
     assert newton.fun <= cobyqa.fun + 1e-7
@@ -334,9 +351,9 @@ def test_scalar_path_equals_the_general_paths(p, slope, weighted, reml):
     from skmlm._core.dense_gradient import DenseGradient
 
     factors, X, y, w = scalar_problem(11, p, slope, weighted)
-    model = LinearMixedModel(factors, X, y, w, reml)
+    model = lmm(factors, X, y, w, reml)
     assert model._scalar and model.has_hessian and model._dense_gradient is None
-    dense = DenseGradient(factors, X, y, w, reml)
+    dense = DenseGradient(factors, *dense_inputs(statistics(factors, X, y, w)), reml)
     for t in (0.4, 1.3, -0.9):  # the search runs without bounds: t < 0 is the same model
         theta = np.array([t])
         assert model.objective(theta) == pytest.approx(model.deviance_from(model.decompose(theta)), rel=1e-12)
@@ -353,7 +370,7 @@ def test_scalar_path_equals_the_general_paths(p, slope, weighted, reml):
 @pytest.mark.parametrize("p, slope, weighted", SCALAR_CASES)
 def test_scalar_hessian_equals_finite_differences(p, slope, weighted, reml):
     factors, X, y, w = scalar_problem(12, p, slope, weighted)
-    model = LinearMixedModel(factors, X, y, w, reml)
+    model = lmm(factors, X, y, w, reml)
     for t in (0.3, 1.1, -0.7):
         theta, h = np.array([t]), 1e-5
         fd = (model.gradient(theta + h) - model.gradient(theta - h)) / (2 * h)
@@ -391,8 +408,8 @@ def test_scalar_moments_equal_the_level_regressions(slope, reml):
     z = (x + 0.3)[:, None] if slope else np.ones((n, 1))
     y = 1 + x + 0.7 * rng.normal(size=m)[codes] * z[:, 0] + rng.normal(size=n)
     f = RandomFactor("g", codes, np.arange(m), z, ["x" if slope else "(Intercept)"])
-    model = LinearMixedModel([f], X, y, np.ones(n), reml)
-    np.testing.assert_allclose(scalar_moments(model.cp, reml), moment_start([f], X, y, np.ones(n), None, reml), rtol=1e-12)
+    model = lmm([f], X, y, np.ones(n), reml)
+    np.testing.assert_allclose(scalar_moments(model.statistics, reml), moment_start(model.statistics, reml), rtol=1e-12)
 
 
 def test_newton_decrement_cholesky_path_equals_eigen_path():

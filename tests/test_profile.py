@@ -15,6 +15,7 @@ from scipy.stats import norm
 from golden_cases import GOLDEN, estimator_inputs, load_case
 from skmlm import MixedLinearRegressor
 from skmlm._core.lmm import LinearMixedModel
+from skmlm._core.statistics import LinearMixedStatistics
 from skmlm._core.profile import Profiler, with_offset_column
 
 
@@ -100,21 +101,24 @@ def test_fixed_effect_offset_equals_refit_on_modified_data():
     ref, data = load_case("sleepstudy_rs_ml")
     X, y, groups, params = estimator_inputs(ref, data)
     est = MixedLinearRegressor(**params).fit(X, y, groups=groups)
-    d = est._inference_data
-    model = LinearMixedModel(d["factors"], d["X"], d["y"], d["w"], reml=False)
+    d = MixedLinearRegressor(**params)._prepare_fit(X, y, groups, None)  # the rows, as the fit saw them
+
+    def core(d, Xf, y):
+        return LinearMixedModel(LinearMixedStatistics.from_rows(d["factors"], Xf, y, d["w"]), reml=False)
+
+    model = core(d, d["Xf"], d["y"])
     red = with_offset_column(model, 1, 7.5)
-    direct = LinearMixedModel(d["factors"], d["X"][:, [0]], d["y"] - 7.5 * d["X"][:, 1], d["w"], reml=False)
+    direct = core(d, d["Xf"][:, [0]], d["y"] - 7.5 * d["Xf"][:, 1])
     theta = np.array([0.8, 0.1, 0.3])
     assert red.objective(theta) == pytest.approx(direct.objective(theta), rel=1e-12)
     np.testing.assert_allclose(red.gradient(theta), direct.gradient(theta), rtol=1e-8)
     # two factors: the second block's cross-products follow too
     ref2, data2 = load_case(name)
     X2, y2, g2, p2 = estimator_inputs(ref2, data2)
-    e2 = MixedLinearRegressor(**p2).fit(X2, y2, groups=g2)
-    d2 = e2._inference_data
-    m2 = LinearMixedModel(d2["factors"], d2["X"], d2["y"], d2["w"], reml=False)
+    d2 = MixedLinearRegressor(**p2)._prepare_fit(X2, y2, g2, None)
+    m2 = core(d2, d2["Xf"], d2["y"])
     r2 = with_offset_column(m2, 0, 22.0)
-    dir2 = LinearMixedModel(d2["factors"], d2["X"][:, []], d2["y"] - 22.0, d2["w"], reml=False)
+    dir2 = core(d2, d2["Xf"][:, []], d2["y"] - 22.0)
     assert r2.objective(np.array([1.2, 3.0])) == pytest.approx(dir2.objective(np.array([1.2, 3.0])), rel=1e-12)
 
 

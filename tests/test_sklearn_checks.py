@@ -24,6 +24,11 @@ EXPECTED_FAILURES = {
         "a clear ValueError (it used to 'converge' with a residual variance of 1e-15)"
     ),
     "check_sample_weights_not_overwritten": "the same data as check_sample_weights_shape: y constant within levels",
+    "check_fit_score_takes_y": (
+        "the check calls partial_fit(X, y) after fit(X, y): partial_fit adds the same rows again, so every "
+        "level (a row each) holds two identical rows, y is constant within levels, and fit raises the clear "
+        "ValueError of an exact fit"
+    ),
     "check_regressors_no_decision_function": (
         "the check fits y = X[:, 0] exactly; with a residual variance of 0 the likelihood of a mixed "
         "model is unbounded, so fit raises a clear ValueError instead"

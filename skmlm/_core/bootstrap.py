@@ -11,53 +11,86 @@ the response from the family at the conditional means, and refits by the same de
 
 A linear model's refit needs only the cross-products of ``[Z X y*]``. Of those, ``X'WX``, ``Z'WZ`` and
 ``Z'WX`` do not depend on the response and are shared by every replicate; only the
-response's parts (``X'Wy*``, ``y*'Wy*``, ``Z'Wy*``) are recomputed, for a whole batch
-of replicates in one sparse product each. A replicate's refit then costs what a fit
-costs after its cross-products: nothing in the number of rows.
+response's parts (``X'Wy*``, ``y*'Wy*``, ``Z'Wy*``) change, and they are drawn from their
+joint distribution given the statistics (:class:`ResponseSimulator`): no rows are needed,
+and a replicate costs nothing in the number of rows.
 """
 
 import numpy as np
 
-from .derived import ResponseCrossProducts
+from .derived import with_response
 from .design import split_theta
 from .optimize import minimize_bounded
 from .varpar import VarianceParameters
 
-#: Largest number of simulated values (rows x replicates) held at once.
-MAX_BATCH_VALUES = 2_000_000
 
 
-def simulate(factors, X, weights, theta, beta, sigma, n_sim, rng):
-    """``n_sim`` responses from the fitted model, one per column: (n, n_sim).
+#: Largest order of ``[X Z]'W[X Z]`` whose square root a linear model's bootstrap takes
+#: (a dense eigendecomposition).
+MAX_SIMULATED_ORDER = 6000
 
-    The draws are made replicate by replicate (each replicate's random effects, then its
-    residuals), so the first ``k`` replicates are the same whatever ``n_sim`` and batch.
+
+class ResponseSimulator:
+    """The response's cross-products of replicates simulated from a fitted linear mixed
+    model, drawn from the statistics alone (no rows).
+
+    For ``y* = mu + e*`` with ``mu = [X Z] c``, ``c = [beta, b*]`` and
+    ``e* ~ N(0, sigma^2 W^-1)``, the refit needs ``s* = [X Z]'W y*`` and ``y*'W y*``. With
+    ``G = [X Z]'W[X Z] = V diag(lam) V'`` and ``eps = W^1/2 e* / sigma`` standard normal,
+    ``[X Z]'W e* = sigma V diag(lam)^1/2 g`` where ``g`` is the part of ``eps`` in the span
+    of ``W^1/2 [X Z]`` (rank ``r``, in coordinates ``V``), and ``eps'eps = g'g + chi2(n - r)``,
+    independent. So ``s* = G c + sigma V lam^1/2 g`` and
+    ``y*'Wy* = c'Gc + 2 sigma c'V lam^1/2 g + sigma^2 (g'g + chi2(n - r))``: the same
+    distribution as forming them from simulated rows.
     """
-    X = np.asarray(X, dtype=float)
-    n = X.shape[0]
-    sizes = [f.n_levels * f.q for f in factors]
-    draws = rng.standard_normal((n_sim, sum(sizes) + n))
-    Y = np.repeat((X @ beta)[:, None], n_sim, axis=1)
-    start = 0
-    for f, th, size in zip(factors, split_theta(factors, np.asarray(theta, dtype=float)), sizes):
-        T = f.cholesky_factor(th)
-        u = draws[:, start : start + size].reshape(n_sim, f.n_levels, f.q)
-        start += size
-        b = sigma * np.einsum("ij,sgj->gis", T, u)  # (levels, q, n_sim)
-        Y += np.einsum("ij,ijs->is", f.z, b[f.codes])
-    Y += (sigma / np.sqrt(weights))[:, None] * draws[:, start:].T
-    return Y
+
+    def __init__(self, model):
+        stats = model.statistics
+        p = model.p
+        every = range(len(stats.factors))
+        order = p + sum(f.n_levels * f.q for f in stats.factors)
+        if order > MAX_SIMULATED_ORDER:
+            raise ValueError(
+                f"the parametric bootstrap of a linear mixed model draws from its statistics, and needs the "
+                f"square root of a matrix of order {order} (fixed effects plus random effects); more than "
+                f"{MAX_SIMULATED_ORDER} are not supported: use confint(method='profile')"
+            )
+        zx = stats.random_x_cross(every)
+        G = np.empty((order, order))
+        G[:p, :p] = stats.xy_cross[:p, :p]
+        G[p:, :p] = zx[:, :p]
+        G[:p, p:] = zx[:, :p].T
+        G[p:, p:] = stats.random_cross_dense(every)
+        lam, V = np.linalg.eigh(G)
+        keep = lam > lam[-1] * order * np.finfo(float).eps
+        self.root = V[:, keep] * np.sqrt(lam[keep])  # G = root root'
+        self.G, self.p, self.model = G, p, model
+        self.rank, self.n = int(keep.sum()), stats.n
+
+    def draw(self, theta, beta, sigma, rng):
+        """One replicate: ``(X'Wy*, y*'Wy*, Z'Wy*)``, drawn in a fixed order (random effects,
+        then the residual's parts), so that replicate ``k`` is the same whatever their number."""
+        factors = self.model.factors
+        b = []
+        for f, th in zip(factors, split_theta(factors, np.asarray(theta, dtype=float))):
+            u = rng.standard_normal((f.n_levels, f.q))
+            b.append((sigma * u @ f.cholesky_factor(th).T).ravel())
+        c = np.concatenate([beta] + b)
+        g = rng.standard_normal(self.rank)
+        rest = rng.chisquare(self.n - self.rank) if self.n > self.rank else 0.0
+        noise = self.root @ g
+        s = self.G @ c + sigma * noise
+        yy = float(c @ self.G @ c + 2.0 * sigma * (c @ noise) + sigma**2 * (g @ g + rest))
+        return s[: self.p], yy, s[self.p :]
 
 
-def parametric_bootstrap(model, X, weights, theta, n_boot, rng, progress=None):
+def parametric_bootstrap(model, theta, n_boot, rng, progress=None):
     """Refit ``n_boot`` responses simulated from ``model`` at ``theta``.
 
     Parameters
     ----------
     model : LinearMixedModel
         The fitted core model (its ``reml`` flag is kept for the refits).
-    X, weights : ndarray
-        The fixed-effects design and prior weights of the fit.
     theta : ndarray
         The fitted ``theta``.
     n_boot : int
@@ -75,30 +108,23 @@ def parametric_bootstrap(model, X, weights, theta, n_boot, rng, progress=None):
     est = model.estimates(theta)
     beta, sigma = est["beta"], float(np.sqrt(est["sigma2"]))
     vp = VarianceParameters(model.factors)
-    rcp = ResponseCrossProducts(model, X, weights)
-    n = X.shape[0]
-    batch = max(1, min(n_boot, MAX_BATCH_VALUES // max(1, n)))
+    simulator = ResponseSimulator(model)
     out = np.empty((n_boot, vp.size + model.p))
     converged = np.zeros(n_boot, dtype=bool)
     dof = model.n - model.p if model.reml else model.n
-    done = 0
-    while done < n_boot:
-        k = min(batch, n_boot - done)
-        parts = rcp.compute(simulate(model.factors, X, weights, theta, beta, sigma, k, rng))
-        for b in range(k):
-            mb = rcp.model_for(parts, b)
-            opt = minimize_bounded(
-                mb.objective, np.asarray(theta, dtype=float), mb.theta_lower,
-                gradient=mb.gradient if mb.has_gradient else None, derivative_free=mb.costly_evaluation,
-            )
-            dec = mb.decompose(opt.x)
-            s = float(np.sqrt(dec.pwrss / dof))
-            out[done + b, : vp.size] = vp.from_theta(opt.x, s)
-            out[done + b, vp.size :] = mb._beta(dec)
-            converged[done + b] = opt.converged
-            if progress is not None:
-                progress(done + b + 1, n_boot)
-        done += k
+    for b in range(n_boot):
+        mb = with_response(model, *simulator.draw(theta, beta, sigma, rng))
+        opt = minimize_bounded(
+            mb.objective, np.asarray(theta, dtype=float), mb.theta_lower,
+            gradient=mb.gradient if mb.has_gradient else None, derivative_free=mb.costly_evaluation,
+        )
+        dec = mb.decompose(opt.x)
+        s = float(np.sqrt(dec.pwrss / dof))
+        out[b, : vp.size] = vp.from_theta(opt.x, s)
+        out[b, vp.size :] = mb._beta(dec)
+        converged[b] = opt.converged
+        if progress is not None:
+            progress(b + 1, n_boot)
     return out, converged
 
 

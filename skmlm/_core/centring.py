@@ -13,16 +13,14 @@ Only factors with a random intercept and correlated terms are centred: without a
 intercept, or with uncorrelated terms, centring would change the model.
 """
 
-from dataclasses import replace
-
 import numpy as np
 
 
-def centring_map(factor, weights):
+def centring_map(factor, sum_weights):
     """``A`` for one factor (its weighted slope means below the first entry), or None."""
-    if factor.q < 2 or factor.diagonal or not np.all(factor.z[:, 0] == 1.0):
+    if factor.q < 2 or factor.diagonal or not factor.intercept:
         return None
-    means = weights @ factor.z[:, 1:] / weights.sum()
+    means = factor.z_weighted_sum[1:] / sum_weights
     if not np.any(means):
         return None
     A = np.eye(factor.q)
@@ -30,11 +28,10 @@ def centring_map(factor, weights):
     return A
 
 
-def centre_factors(factors, weights):
-    """The factors with centred slope covariates, and one map ``A`` (or None) per factor."""
-    maps = [centring_map(f, weights) for f in factors]
-    centred = [f if A is None else replace(f, z=f.z @ A.T) for f, A in zip(factors, maps)]
-    return centred, maps
+def centre_factors(statistics):
+    """The statistics of the centred slope covariates, and one map ``A`` (or None) per factor."""
+    maps = [centring_map(f, statistics.sum_weights) for f in statistics.factors]
+    return statistics.transformed(maps), maps
 
 
 def raw_theta(factors, maps, theta_pieces):

@@ -155,29 +155,23 @@ class CouplingBlock:
 
     Parameters
     ----------
-    rest : list of RandomFactor
-        The factors after the largest.
-    z1 : sparse matrix
-        ``Z`` of the largest factor.
+    rest : list of factors
+        The factors after the largest (their covariance parameterisation).
+    a21 : sparse matrix (Q2, m1 q1)
+        ``Z2'W Z1``.
+    a22 : ndarray (Q2, Q2)
+        ``Z2'W Z2``, dense.
+    a2x : ndarray (Q2, p + 1)
+        ``Z2'W [X y]``.
     q1 : int
         Terms per level of the largest factor.
-    weights, wxy : ndarray
-        Prior weights, and ``W [X y]``.
     """
 
-    def __init__(self, rest, z1, q1, weights, wxy, max_dense):
-        z2 = sp.hstack([f.design_matrix() for f in rest], format="csr")
-        q2 = z2.shape[1]
-        if q2 > max_dense:
-            raise MemoryError(
-                f"the grouping factors after the largest have {q2} random effects in total; "
-                f"more than {max_dense} are not supported (their block is held dense)"
-            )
-        wz2 = sp.diags(weights) @ z2
-        self.a21 = (wz2.T @ z1).tocsr()
-        self.a22 = (wz2.T @ z2).toarray()
-        self.a2x = np.asarray(z2.T @ wxy)
-        self.size = q2
+    def __init__(self, rest, a21, a22, a2x, q1):
+        self.a21 = sp.csr_matrix(a21)
+        self.a22 = a22
+        self.a2x = a2x
+        self.size = a22.shape[0]
         self.lambda2, self._fill = block_lambda_template(rest)
         self.scalar = all(f.q == 1 for f in rest)
         self._level_theta = np.repeat(np.arange(len(rest)), [f.n_levels for f in rest])

@@ -10,7 +10,6 @@ than the sparse bookkeeping of the blocked factorisation.
 """
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.linalg import lapack
 
 from .design import lambda_pattern
@@ -76,66 +75,34 @@ def _dot_rows(a, b):
 #: finite-difference Hessian over a few parameters.
 RECENT_FACTORISATIONS = 4
 
-#: Largest n * Q for which Z is formed as a dense array (BLAS products beat sparse ones).
-MAX_DENSE_Z = 2_000_000
-
-
-def dense_design(factors):
-    """``Z`` of all factors as a dense (n, Q) array, or None when it would be large."""
-    n = len(factors[0].codes)
-    widths = [f.n_levels * f.q for f in factors]
-    if n * sum(widths) > MAX_DENSE_Z:
-        return None
-    Z = np.zeros((n, sum(widths)))
-    offset, rows = 0, np.arange(n)
-    for f, width in zip(factors, widths):
-        for j in range(f.q):
-            Z[rows, offset + f.codes * f.q + j] = f.z[:, j]
-        offset += width
-    return Z
-
-
 class DenseGradient:
     """Deviance parts and gradient of the profiled (RE)ML deviance for any set of factors.
 
     Parameters
     ----------
-    factors : list of RandomFactor
-    X, y, weights : ndarray
+    factors : list of factors
+        Their covariance parameterisation (the pattern of ``Lambda``).
+    a : ndarray (Q, Q)
+        ``Z'WZ`` of all factors, dense.
+    a_zx : ndarray (Q, p + 1)
+        ``Z'W[X y]``.
+    a_xx : ndarray (p + 1, p + 1)
+        ``[X y]'W[X y]``.
+    n : int
+        Rows.
     reml : bool
     """
 
-    def __init__(self, factors, X, y, weights, reml, cross_products=None):
-        if len(factors) == 1 and cross_products is not None:
-            self._from_one_factor(cross_products)
-        else:
-            xy = np.column_stack([X, y])
-            wxy = xy * weights[:, None]
-            Z = dense_design(factors)
-            if Z is None:  # too large to hold densely: sparse products
-                Z = sp.hstack([f.design_matrix() for f in factors], format="csr")
-                self.a = np.asarray((Z.T @ (sp.diags(weights) @ Z)).todense())
-            else:
-                self.a = Z.T @ (Z * weights[:, None])
-            self.a_zx = np.asarray(Z.T @ wxy)
-            self.a_xx = xy.T @ wxy
+    def __init__(self, factors, a, a_zx, a_xx, n, reml):
+        self.a, self.a_zx, self.a_xx = a, a_zx, a_xx
         self.rows, self.cols, self.src, self.size = lambda_pattern(factors)
         # Lambda diagonal (scalar or uncorrelated terms), its entries in order: products
         # with it are scalings, and the gradient's entries need no gathering
         self.diagonal = bool(np.array_equal(self.rows, np.arange(self.size)) and np.array_equal(self.cols, self.rows))
         self.n_theta = int(self.src.max()) + 1
-        self.n, self.p = X.shape
+        self.n, self.p = int(n), a_xx.shape[0] - 1
         self.reml = reml
         self._last = None  # {theta bytes: factorisation} of the last few thetas
-
-    def _from_one_factor(self, cp):
-        """One factor: ``Z'WZ`` is block diagonal, and the blocked cross-products hold it."""
-        m, q, _ = cp.a11.shape
-        self.a = np.zeros((m * q, m * q))
-        idx = np.arange(m)[:, None, None] * q
-        self.a[idx + np.arange(q)[None, :, None], idx + np.arange(q)[None, None, :]] = cp.a11
-        self.a_zx = cp.a1x.reshape(m * q, -1).copy()
-        self.a_xx = cp.a_xx
 
     def __call__(self, theta):
         """The gradient at ``theta``; NaN where the factorisation fails."""

@@ -16,7 +16,6 @@ gives the same values).
 import copy
 
 import numpy as np
-import scipy.sparse as sp
 
 _DENSE_FIELDS = ("a_xx", "a_zx", "p", "reml", "_last")
 
@@ -69,60 +68,36 @@ def derived_model(model, reml=None, xy_map=None):
     return m
 
 
-class ResponseCrossProducts:
-    """The response's part of the cross-products of ``[Z X y]``, for many responses at once.
-
-    Parameters
-    ----------
-    model : LinearMixedModel
-    X : ndarray (n, p)
-        The fixed-effects design the model was built from.
-    weights : ndarray (n,)
-    """
-
-    def __init__(self, model, X, weights):
-        cp = model.cp
-        self.model = model
-        self.X = np.asarray(X, dtype=float)
-        self.w = np.asarray(weights, dtype=float)
-        self.z1 = cp.first.design_matrix().T.tocsr()  # (m1 q1, n)
-        self.z2 = None
-        if cp.rest:
-            self.z2 = sp.hstack([f.design_matrix() for f in cp.rest], format="csr").T.tocsr()
-        self.dense = _dense_copy(model) is not None
-        self.z = sp.hstack([f.design_matrix() for f in model.factors], format="csr").T.tocsr() if self.dense else None
-
-    def compute(self, Y):
-        """``(X'WY, diag(Y'WY), Z1'WY, Z2'WY, Z'WY)`` for responses in the columns of ``Y``."""
-        WY = Y * self.w[:, None]
-        xy = self.X.T @ WY
-        yy = np.einsum("ib,ib->b", Y, WY)
-        z1y = np.asarray(self.z1 @ WY)
-        z2y = None if self.z2 is None else np.asarray(self.z2 @ WY)
-        zy = None if self.z is None else np.asarray(self.z @ WY)
-        return xy, yy, z1y, z2y, zy
-
-    def model_for(self, parts, b):
-        """A shallow copy of the model whose response is replicate ``b`` of ``parts``."""
-        xy, yy, z1y, z2y, zy = parts
-        base = self.model
-        p = base.p
-        m = copy.copy(base)
-        cp = m.cp = copy.copy(base.cp)
-        cp.a_xx = base.cp.a_xx.copy()
-        cp.a_xx[:p, p] = cp.a_xx[p, :p] = xy[:, b]
-        cp.a_xx[p, p] = yy[b]
-        cp.a1x = base.cp.a1x.copy()
-        cp.a1x[:, :, p] = z1y[:, b].reshape(cp.a1x.shape[:2])
-        if z2y is not None:
-            cp.second = copy.copy(base.cp.second)
-            cp.second.a2x = base.cp.second.a2x.copy()
-            cp.second.a2x[:, p] = z2y[:, b]
-        dg = _dense_copy(base)
-        if dg is not None:
-            m._dense_gradient = dg or None
-            if dg:
-                dg.a_xx = cp.a_xx
-                dg.a_zx = dg.a_zx.copy()
-                dg.a_zx[:, p] = zy[:, b]
-        return m
+def with_response(model, xy, yy, zy):
+    """A shallow copy of ``model`` whose response has other cross-products: ``X'Wy`` (p,),
+    ``y'Wy`` and ``Z'Wy`` (all factors, in the model's order of factors); what does not
+    involve the response is shared."""
+    p = model.p
+    m = copy.copy(model)
+    cp = m.cp = copy.copy(model.cp)
+    cp.a_xx = model.cp.a_xx.copy()
+    cp.a_xx[:p, p] = cp.a_xx[p, :p] = xy
+    cp.a_xx[p, p] = yy
+    sizes = [f.n_levels * f.q for f in model.factors]
+    pieces = np.split(zy, np.cumsum(sizes)[:-1])
+    cp.a1x = model.cp.a1x.copy()
+    cp.a1x[:, :, p] = pieces[cp.order[0]].reshape(cp.a1x.shape[:2])
+    if len(cp.order) > 1 and "second" in model.cp.__dict__ and model.cp.second is not None:
+        cp.second = copy.copy(model.cp.second)
+        cp.second.a2x = model.cp.second.a2x.copy()
+        cp.second.a2x[:, p] = np.concatenate([pieces[k] for k in cp.order[1:]])
+    elif len(cp.order) > 1:  # not built yet: built from these statistics when needed
+        cp.__dict__.pop("second", None)
+        stats = model.statistics
+        factors = [f._replace(a_zx=f.a_zx.copy()) for f in stats.factors]
+        for f, piece in zip(factors, pieces):
+            f.a_zx[:, :, p] = piece.reshape(f.n_levels, f.q)
+        cp.statistics = stats._replace(factors=factors)
+    dg = _dense_copy(model)
+    if dg is not None:
+        m._dense_gradient = dg or None
+        if dg:
+            dg.a_xx = cp.a_xx
+            dg.a_zx = dg.a_zx.copy()
+            dg.a_zx[:, p] = zy
+    return m

@@ -23,9 +23,75 @@ def _lower_triangle(q):
     return rows, cols
 
 
+class CovarianceTerms:
+    """The covariance parameterisation of one grouping factor's random-effect terms.
+
+    What a factor's ``theta`` means, whatever holds its data: the rows
+    (:class:`RandomFactor`) or their cross-products
+    (:class:`~.statistics.FactorStatistics`). A subclass sets ``name``, ``levels``,
+    ``terms`` and ``diagonal``, then calls :meth:`_set_layout` with its number of terms.
+    """
+
+    def _set_layout(self, q):
+        # plain attributes, not properties: a small fit reads them a hundred times
+        self.q = q
+        self.n_levels = len(self.levels)
+        if self.diagonal:
+            self._tri = (np.arange(q), np.arange(q))
+        else:
+            # lme4 orders the lower triangle column by column
+            self._tri = _lower_triangle(q)
+
+    @property
+    def n_theta(self):
+        return len(self._tri[0])
+
+    def theta_lower_bounds(self):
+        """0 for diagonal entries of ``T`` (a variance), -inf for the rest."""
+        rows, cols = self._tri
+        return np.where(rows == cols, 0.0, -np.inf)
+
+    def theta_start(self):
+        """lme4's start: ``T`` the identity."""
+        rows, cols = self._tri
+        return (rows == cols).astype(float)
+
+    def theta_scale_from(self, mean_square):
+        """A typical size of each theta entry: 1 / RMS of its row's covariate.
+
+        Row i of ``T`` maps the spherical effects onto term i, whose covariate has its
+        own units: a slope on a predictor measured in large numbers has a small theta.
+        Dividing by this scale gives the optimiser entries of similar size.
+        ``mean_square``: each covariate's mean square over the rows.
+        """
+        rms = np.sqrt(mean_square)
+        rows, _ = self._tri
+        return 1.0 / np.where(rms > 0, rms, 1.0)[rows]
+
+    def cholesky_factor(self, theta):
+        """``T`` (q x q, lower triangular) from this factor's part of ``theta``."""
+        T = np.zeros((self.q, self.q))
+        T[self._tri] = theta
+        return T
+
+    def canonical_theta(self, theta):
+        """The same covariance ``T T'`` with every diagonal entry of ``T`` made >= 0.
+
+        Flipping the sign of a column of ``T`` leaves ``T T'``, and so the model,
+        unchanged: the optimiser may search without bounds and be mapped back here.
+        """
+        if self.q == 1:  # T is theta itself
+            return np.abs(theta)
+        T = self.cholesky_factor(theta)
+        return self.theta_from_cholesky(T * np.where(np.diag(T) < 0, -1.0, 1.0)[None, :])
+
+    def theta_from_cholesky(self, T):
+        return T[self._tri].copy()
+
+
 @dataclass
-class RandomFactor:
-    """A grouping factor and the covariates of its random effects.
+class RandomFactor(CovarianceTerms):
+    """A grouping factor and the covariates of its random effects, row by row.
 
     Attributes
     ----------
@@ -56,59 +122,15 @@ class RandomFactor:
     n_levels: int = field(init=False, repr=False)
 
     def __post_init__(self):
-        # plain attributes, not properties: a small fit reads them a hundred times
-        self.q = q = self.z.shape[1]
-        self.n_levels = len(self.levels)
-        if self.diagonal:
-            self._tri = (np.arange(q), np.arange(q))
-        else:
-            # lme4 orders the lower triangle column by column
-            self._tri = _lower_triangle(q)
+        self._set_layout(self.z.shape[1])
 
-    @property
-    def n_theta(self):
-        return len(self._tri[0])
-
-    def theta_lower_bounds(self):
-        """0 for diagonal entries of ``T`` (a variance), -inf for the rest."""
-        rows, cols = self._tri
-        return np.where(rows == cols, 0.0, -np.inf)
-
-    def theta_start(self):
-        """lme4's start: ``T`` the identity."""
-        rows, cols = self._tri
-        return (rows == cols).astype(float)
+    def z_mean_square(self):
+        """``sum z z' / n`` over the rows."""
+        return (self.z.T @ self.z) / len(self.z)
 
     def theta_scale(self):
-        """A typical size of each theta entry: 1 / RMS of its row's covariate.
-
-        Row i of ``T`` maps the spherical effects onto term i, whose covariate has its
-        own units: a slope on a predictor measured in large numbers has a small theta.
-        Dividing by this scale gives the optimiser entries of similar size.
-        """
-        rms = np.sqrt(np.einsum("ij,ij->j", self.z, self.z) / len(self.z))
-        rows, _ = self._tri
-        return 1.0 / np.where(rms > 0, rms, 1.0)[rows]
-
-    def cholesky_factor(self, theta):
-        """``T`` (q x q, lower triangular) from this factor's part of ``theta``."""
-        T = np.zeros((self.q, self.q))
-        T[self._tri] = theta
-        return T
-
-    def canonical_theta(self, theta):
-        """The same covariance ``T T'`` with every diagonal entry of ``T`` made >= 0.
-
-        Flipping the sign of a column of ``T`` leaves ``T T'``, and so the model,
-        unchanged: the optimiser may search without bounds and be mapped back here.
-        """
-        if self.q == 1:  # T is theta itself
-            return np.abs(theta)
-        T = self.cholesky_factor(theta)
-        return self.theta_from_cholesky(T * np.where(np.diag(T) < 0, -1.0, 1.0)[None, :])
-
-    def theta_from_cholesky(self, T):
-        return T[self._tri].copy()
+        """:meth:`theta_scale_from` the covariates' mean squares over the rows."""
+        return self.theta_scale_from(np.einsum("ij,ij->j", self.z, self.z) / len(self.z))
 
     def design_matrix(self):
         """Sparse ``Z`` of shape (n, n_levels * q), columns level-major."""

@@ -4,7 +4,8 @@ Model: ``y = X beta + Z b + e``, ``b = Lambda(theta) u``, ``u ~ N(0, sigma^2 I)`
 ``e ~ N(0, sigma^2 W^-1)`` with prior weights ``W``. beta and sigma^2 are profiled out,
 so the deviance is a function of ``theta`` alone (Bates et al. 2015, section 3).
 
-Everything is computed from the cross-products of ``[Z X y]``, formed once in
+Everything is computed from the cross-products of ``[Z X y]``, formed once (by rows, by
+chunks or by partitions) as :class:`~.statistics.LinearMixedStatistics` and read through
 :class:`CrossProducts`. The random effects are split in two blocks:
 
 * block 1, the largest factor, whose ``Z1'Z1`` is block diagonal (one ``q x q`` block
@@ -25,6 +26,7 @@ from functools import cached_property
 
 import numpy as np
 import scipy.linalg as sla
+import scipy.sparse as sp
 
 from .blocks import (
     batched_cholesky, batched_inverse_lower, batched_logdet_chol, batched_solve_lower, batched_solve_upper_t,
@@ -35,10 +37,7 @@ from .coupling import CouplingBlock
 from .dense_gradient import (
     MAX_DENSE_GRADIENT, MAX_DENSE_ONE_FACTOR, DenseGradient, cholesky_lower, cholesky_lower_overwrite,
 )
-from .design import lower_bounds, split_theta, start_theta, theta_scales
-
-#: Up to this many columns of ``Z1'W[X y]``, each is one ``bincount`` over the rows.
-MAX_BINCOUNT_COLUMNS = 16
+from .design import lower_bounds, split_theta, start_theta
 
 #: Block 2 (all factors but the largest) is held as a dense matrix of this many rows at most.
 MAX_DENSE_BLOCK = 15000
@@ -56,56 +55,27 @@ def small_inverse(a):
     return np.linalg.inv(a) if a.shape[0] else a.copy()
 
 
-def level_cross_products(factor, weights):
-    """``sum of w z z'`` over each level's rows: shape (n_levels, q, q)."""
-    m, q = factor.n_levels, factor.q
-    A = np.empty((m, q, q))
-    for i in range(q):
-        for j in range(i + 1):
-            A[:, i, j] = A[:, j, i] = np.bincount(factor.codes, weights=weights * factor.z[:, i] * factor.z[:, j], minlength=m)
-    return A
-
-
 class CrossProducts:
-    """The weighted cross-products of ``[Z X y]`` that the deviance needs.
+    """The cross-products of ``[Z X y]`` in the blocked form the factorisation reads.
 
     Parameters
     ----------
-    factors : list of RandomFactor
-    X : ndarray of shape (n, p)
-        Fixed-effects design (with its intercept column, if any).
-    y : ndarray of shape (n,)
-    weights : ndarray of shape (n,)
-        Prior weights (all ones for an unweighted fit).
+    statistics : LinearMixedStatistics
+        The model's statistics (:mod:`.statistics`); nothing here reads rows.
     """
 
-    def __init__(self, factors, X, y, weights):
-        n, p = X.shape
-        self.n, self.p = n, p
-        self.sum_log_weights = float(np.log(weights).sum())
+    def __init__(self, statistics):
+        self.statistics = statistics
+        factors = statistics.factors
+        self.n, self.p = statistics.n, statistics.p
+        self.sum_log_weights = statistics.sum_log_weights
         order = sorted(range(len(factors)), key=lambda k: -factors[k].n_levels * factors[k].q)
         self.order = order
         self.first = factors[order[0]]
         self.rest = [factors[k] for k in order[1:]]
-
-        xy = np.column_stack([X, y])
-        wxy = xy * weights[:, None]
-        self.a_xx = xy.T @ wxy
-
-        f1 = self.first
-        m1, q1 = f1.n_levels, f1.q
-        self.a11 = level_cross_products(f1, weights)  # A11: one q1 x q1 block per level
-        if q1 * (p + 1) <= MAX_BINCOUNT_COLUMNS:  # a few passes over the rows beat building Z1
-            a1x = np.empty((m1, q1, p + 1))
-            for i in range(q1):
-                wz = weights * f1.z[:, i]
-                for j in range(p + 1):
-                    a1x[:, i, j] = np.bincount(f1.codes, weights=wz * xy[:, j], minlength=m1)
-            self.a1x = a1x
-        else:
-            self.a1x = np.asarray(f1.design_matrix().T @ wxy).reshape(m1, q1, p + 1)
-
-        self._second_inputs = (q1, weights, wxy) if self.rest else None
+        self.a_xx = statistics.xy_cross
+        self.a11 = self.first.a_zz  # A11: one q1 x q1 block per level
+        self.a1x = self.first.a_zx
         self.second_size = sum(f.n_levels * f.q for f in self.rest)
 
     @cached_property
@@ -115,10 +85,17 @@ class CrossProducts:
         Built on first use: small designs go the dense way (:mod:`.dense_gradient`) and
         never need it, and building it costs more than their whole search.
         """
-        if self._second_inputs is None:
+        if not self.rest:
             return None
-        q1, weights, wxy = self._second_inputs
-        return CouplingBlock(self.rest, self.first.design_matrix(), q1, weights, wxy, MAX_DENSE_BLOCK)
+        if self.second_size > MAX_DENSE_BLOCK:
+            raise MemoryError(
+                f"the grouping factors after the largest have {self.second_size} random effects in total; "
+                f"more than {MAX_DENSE_BLOCK} are not supported (their block is held dense)"
+            )
+        stats, order = self.statistics, self.order
+        a21 = sp.vstack([stats.cross_block(k, order[0]) for k in order[1:]], format="csr")
+        return CouplingBlock(self.rest, a21, stats.random_cross_dense(order[1:]), stats.random_x_cross(order[1:]),
+                             self.first.q)
 
 
 @dataclass
@@ -164,25 +141,33 @@ class LinearMixedModel:
 
     Parameters
     ----------
-    factors : list of RandomFactor
-    X, y, weights : arrays, see :class:`CrossProducts`
+    statistics : LinearMixedStatistics
+        The cross-products of ``[Z X y]`` (:mod:`.statistics`).
     reml : bool
         REML criterion instead of the maximum likelihood deviance.
     """
 
-    def __init__(self, factors, X, y, weights, reml):
-        self.factors = list(factors)
+    def __init__(self, statistics, reml):
+        self.statistics = statistics
+        self.factors = list(statistics.factors)
         self.reml = bool(reml)
-        self.cp = CrossProducts(self.factors, X, y, weights)
-        self.n, self.p = X.shape
+        self.cp = CrossProducts(statistics)
+        self.n, self.p = statistics.n, statistics.p
+        self.y_scale = statistics.y_scale
         self.theta_lower = lower_bounds(self.factors)
         self.theta_start = start_theta(self.factors)
-        self.theta_scale = theta_scales(self.factors)
+        self.theta_scale = np.concatenate([f.theta_scale(self.n) for f in self.factors])
         self._scalar = scalar_lmm.is_scalar(self.factors)  # closed forms: see .scalar_lmm
         q_total = sum(f.n_levels * f.q for f in self.factors)
         limit = MAX_DENSE_GRADIENT if len(self.factors) > 1 else MAX_DENSE_ONE_FACTOR
         small = q_total <= limit and not self._scalar
-        self._dense_gradient = DenseGradient(self.factors, X, y, weights, reml, self.cp) if small else None
+        self._dense_gradient = None
+        if small:
+            every = range(len(self.factors))
+            self._dense_gradient = DenseGradient(
+                self.factors, statistics.random_cross_dense(every), statistics.random_x_cross(every), self.cp.a_xx,
+                self.n, reml,
+            )
 
     def fixed_effects_rss(self):
         """Weighted residual sum of squares of y on X alone (the fit with no random effects):

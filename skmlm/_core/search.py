@@ -22,9 +22,7 @@ estimator, so that it reads as one procedure:
 import copy
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.linalg.blas import ddot
-from scipy.sparse.linalg import lsqr
 
 from .centring import centre_factors, raw_modes, raw_theta
 from .design import canonical_theta, split_theta
@@ -49,39 +47,39 @@ EXACT_FIT = (
 )
 
 
-def fit_lmm(factors, X, y, weights, reml, max_iter=1000, tol=1e-6, verbose=0):
-    """Fit by ML or REML; returns ``(model, opt, est)`` in the user's coordinates.
+def fit_lmm(statistics, reml, max_iter=1000, tol=1e-6, verbose=0):
+    """Fit by ML or REML from the model's statistics (:mod:`.statistics`); returns
+    ``(model, opt, est)`` in the user's coordinates.
 
-    ``model`` is the core model (its ``factors`` those given), ``opt`` the
+    ``model`` is the core model (its ``factors`` those of ``statistics``), ``opt`` the
     :class:`~.optimize.OptimizeResult` (``x`` is theta; its ``log`` is in the search's
     coordinates, centred where slopes were centred, followed by those of
     :func:`search_within_bounds` where it ran), ``est`` the estimates at theta.
 
-    A y of extreme magnitude (its squares beyond ``SQUARES_RANGE``) is fitted divided by
-    ``model.y_scale`` (see :func:`response_scale`); ``opt`` and ``est`` are in the units
-    of y all the same, ``model`` in its own.
+    Statistics of a y of extreme magnitude hold ``y / statistics.y_scale`` (see
+    :func:`response_scale`); ``opt`` and ``est`` are in the units of y all the same,
+    ``model`` in its own.
     """
-    scale = response_scale(y)
-    if scale != 1.0:  # exact: a power of two
-        y = y / scale
-    search_factors, maps = centre_factors(factors, weights)
-    model = LinearMixedModel(search_factors, X, y, weights, reml)
-    total = float(weights @ y**2)
+    scale = statistics.y_scale
+    search_statistics, maps = centre_factors(statistics)
+    model = LinearMixedModel(search_statistics, reml)
+    total = float(statistics.xy_cross[-1, -1])
     if model.fixed_effects_rss() <= EXACT_TOL * total:
         raise ValueError(
             "y is an exact linear function of X (residual sum of squares 0): the likelihood of a "
             "mixed model is unbounded there; there is no residual variance to split between levels"
         )
     try:
-        model, opt, est = _search(factors, search_factors, maps, model, X, y, weights, reml, max_iter, tol, verbose)
+        model, opt, est = _search(statistics, search_statistics, maps, model, reml, max_iter, tol, verbose)
     except np.linalg.LinAlgError:  # the search ran to where a factorisation fails: an exact fit?
-        if exact_residual(factors, X, y, weights) <= EXACT_TOL * total:
+        if exact_residual(model) <= EXACT_TOL * total:
             raise ValueError(EXACT_FIT) from None
         raise
     dof = model.n - model.p if reml else model.n
     if est["sigma2"] * dof <= EXACT_TOL * total:  # the residual variance went to 0: rounding
         raise ValueError(EXACT_FIT)
-    model.y_scale = scale
+    if not opt.converged and exact_residual(model) <= EXACT_TOL * total:  # stalled on the way to 0
+        raise ValueError(EXACT_FIT)
     if scale != 1.0:
         _to_user_scale(opt, est, scale, dof)
     return model, opt, est
@@ -126,12 +124,12 @@ def _to_user_scale(opt, est, scale, dof):
         est["deviance"] = est["deviance"] + shift
 
 
-def _search(factors, search_factors, maps, model, X, y, weights, reml, max_iter, tol, verbose):
+def _search(statistics, search_statistics, maps, model, reml, max_iter, tol, verbose):
     """Steps 2 to 5 of the module docstring: ``(model, opt, est)``."""
     start, radius = model.theta_start * model.theta_scale, 0.25
-    moments = moment_start(search_factors, X, y, weights, model.cp, reml)
+    moments = moment_start(search_statistics, reml)
     if model.costly_evaluation:
-        start, radius = (one_factor_start(search_factors, X, y, weights, reml), 0.05) if moments is None else (moments, RADIUS)
+        start, radius = (one_factor_start(search_statistics, reml), 0.05) if moments is None else (moments, RADIUS)
     elif moments is not None:
         start = moments
     lower = model.theta_lower if model.costly_evaluation else np.full_like(start, -np.inf)
@@ -142,6 +140,7 @@ def _search(factors, search_factors, maps, model, X, y, weights, reml, max_iter,
         max_iter=max_iter, decrement_tol=tol, verbose=verbose, newton_first=moments is not None,
         hessian=model.hessian if model.has_hessian else None,
     )
+    search_factors = model.factors
     opt.x = canonical_theta(search_factors, opt.x)
     opt.x, opt.fun = snap_to_bounds(model.objective, opt.x, opt.fun, model.theta_lower, SNAP_TOL)
     est = model.estimates(opt.x)
@@ -153,24 +152,50 @@ def _search(factors, search_factors, maps, model, X, y, weights, reml, max_iter,
         opt.x = to_raw(opt.x)  # opt.log stays in the search's coordinates
         est["random_effects"] = raw_modes(search_factors, maps, est["random_effects"])
     if not opt.converged and model.has_gradient and opt.n_iter < max_iter:
-        raw = LinearMixedModel(list(factors), X, y, weights, reml) if centred else model
+        raw = LinearMixedModel(statistics, reml) if centred else model
         second = search_within_bounds(raw, opt, max_iter=max_iter - opt.n_iter, tol=tol, verbose=verbose)
         if second is not None:
             return raw, second, raw.estimates(second.x)
     if centred:
         model = copy.copy(model)  # the same cross-products, reported with the user's factors
-        model.factors = list(factors)
+        model.factors = list(statistics.factors)
     return model, opt, est
 
 
-def exact_residual(factors, X, y, weights):
-    """Weighted residual sum of squares of ``y`` on ``[X Z]`` without a penalty (LSQR on the
-    sparse design): 0, up to rounding, where ``y`` is an exact function of X and the
-    grouping factors. Only for a fit that failed: it costs more than a search."""
-    root = np.sqrt(weights)
-    A = sp.diags(root) @ sp.hstack([sp.csr_matrix(X)] + [f.design_matrix() for f in factors], format="csr")
-    res = lsqr(A, root * y, atol=1e-15, btol=1e-15, conlim=1e16, iter_lim=20 * A.shape[1] + 100)
-    return float(res[3]) ** 2
+#: Largest order of ``[X Z]'W[X Z]`` for which :func:`exact_residual` solves the least
+#: squares on ``[X Z]`` densely; beyond it, through the penalised factorisation.
+MAX_DENSE_LEAST_SQUARES = 6000
+
+#: Relative covariance factors this many times theta's scale make the penalty on the
+#: random effects negligible: the penalised fit is then the least-squares fit on [X Z].
+UNPENALISED = 1e6
+
+
+def exact_residual(model):
+    """Weighted residual sum of squares of ``y`` on ``[X Z]`` (least squares, no penalty),
+    from the statistics: 0, up to rounding, where ``y`` is an exact function of X and the
+    grouping factors. Only for a fit that failed or stalled.
+
+    Up to ``MAX_DENSE_LEAST_SQUARES`` columns, by the pseudo-inverse of ``[X Z]'W[X Z]``
+    (``Z`` and ``X`` overlap: it is singular); beyond, the penalised fit with a negligible
+    penalty (inf where its factorisation fails: no verdict)."""
+    stats, p = model.statistics, model.p
+    every = range(len(stats.factors))
+    order = p + sum(f.n_levels * f.q for f in stats.factors)
+    if order > MAX_DENSE_LEAST_SQUARES:
+        try:
+            return float(model.decompose(UNPENALISED * model.theta_start * model.theta_scale).pwrss)
+        except np.linalg.LinAlgError:
+            return np.inf
+    zx = stats.random_x_cross(every)
+    G = np.empty((order + 1, order + 1))  # [X Z y]'W[X Z y]
+    G[:p, :p], G[:p, p:-1], G[:p, -1] = stats.xy_cross[:p, :p], zx[:, :p].T, stats.xy_cross[:p, p]
+    G[p:-1, :p], G[p:-1, p:-1], G[p:-1, -1] = zx[:, :p], stats.random_cross_dense(every), zx[:, p]
+    G[-1, :p], G[-1, p:-1], G[-1, -1] = stats.xy_cross[p, :p], zx[:, p], stats.xy_cross[p, p]
+    lam, V = np.linalg.eigh(G[:-1, :-1])
+    keep = lam > lam[-1] * order * np.finfo(float).eps
+    c = V[:, keep].T @ G[:-1, -1]
+    return max(float(G[-1, -1] - c @ (c / lam[keep])), 0.0)
 
 
 def search_within_bounds(model, opt, max_iter, tol, verbose):

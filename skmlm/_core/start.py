@@ -9,9 +9,10 @@ lands near the joint optimum (:func:`one_factor_start`).
 """
 
 import numpy as np
+import scipy.sparse as sp
 
 from .dense_gradient import solve_positive_definite
-from .lmm import LinearMixedModel, level_cross_products
+from .lmm import LinearMixedModel
 from .optimize import minimize_bounded
 
 #: A level's own regression counts only when its cross-product matrix is this well conditioned.
@@ -23,11 +24,11 @@ LEVEL_CONDITION = 1e-8
 START_FLOOR = 1e-2
 
 
-def one_factor_start(factors, X, y, weights, reml):
+def one_factor_start(statistics, reml):
     """theta from fitting each factor alone, stacked in the factors' order."""
     pieces = []
-    for f in factors:
-        alone = LinearMixedModel([f], X, y, weights, reml)
+    for k in range(len(statistics.factors)):
+        alone = LinearMixedModel(statistics.select_factors([k]), reml)
         opt = minimize_bounded(
             alone.objective, alone.theta_start * alone.theta_scale, alone.theta_lower, gradient=alone.gradient,
             scale=alone.theta_scale,
@@ -36,7 +37,7 @@ def one_factor_start(factors, X, y, weights, reml):
     return np.concatenate(pieces)
 
 
-def moment_start(factors, X, y, weights, cross_products=None, reml=True):
+def moment_start(statistics, reml=True):
     """theta from moment estimates of every factor's covariance, or None where one fails.
 
     The residuals of y on X are regressed on each factor's covariates, level by level;
@@ -49,40 +50,54 @@ def moment_start(factors, X, y, weights, cross_products=None, reml=True):
     outer level, and the residual's degrees of freedom count the inner factor only: on
     a balanced design (pastes) these are the ANOVA estimates, the REML optimum. For ML
     (``reml=False``) the outermost factors' spread is divided by the number of levels,
-    not one less: on a balanced design, the ML optimum. With one factor and the model's
-    :class:`~.lmm.CrossProducts`, all of it comes from them (no pass over the rows).
+    not one less: on a balanced design, the ML optimum.
+
+    All of it comes from the statistics (:mod:`.statistics`): a residual ``r`` of the
+    rows is carried as the vector ``[-beta, 1]`` that makes it from ``[X y]``, and the
+    backfitting runs on the levels' cross-products, ``Z_k'W r`` and ``Z_k'W Z_j``.
     """
-    if len(factors) == 1 and cross_products is not None:
-        return one_factor_moments(cross_products, reml)
-    Xw = X * weights[:, None]
+    factors = statistics.factors
+    if len(factors) == 1:
+        return one_factor_moments(statistics, reml)
+    p, a = statistics.p, statistics.xy_cross
     try:
-        beta = solve_positive_definite(X.T @ Xw, Xw.T @ y)
+        beta = solve_positive_definite(a[:p, :p], a[:p, p])
     except np.linalg.LinAlgError:  # X rank deficient: no start from here
         return None
-    r = y - X @ beta
-    fits = [LevelRegressions.from_rows(f, weights) for f in factors]
+    residual = np.append(-beta, 1.0)  # [X y] times this is the residual of y on X
+    fits = [LevelRegressions(f, f.a_zz, statistics.sum_weights) for f in factors]
     if any(fit.n_ok < 2 for fit in fits):
         return None
-    effects = [np.zeros_like(r) for _ in fits]
+    c = [f.a_zx @ residual for f in factors]  # Z_k'W r, per level (m_k, q_k)
+    cross = {(i, j): statistics.cross_block(i, j) for i in range(len(fits)) for j in range(len(fits)) if i != j}
+    coefs = [np.zeros((f.n_levels, f.q)) for f in factors]
+    r_square = float(residual @ a @ residual)
     coarse_first = sorted(range(len(fits)), key=lambda k: fits[k].factor.n_levels)  # nested: outer, then inner
-    for sweep in range(BACKFIT_SWEEPS if len(fits) > 1 else 1):
+    for sweep in range(BACKFIT_SWEEPS):
         change = 0.0
         for k in coarse_first:
-            fitted = fits[k].solve(r - sum(e for j, e in enumerate(effects) if j != k))
+            rhs = c[k] - sum((cross[(k, j)] @ coefs[j].ravel()).reshape(c[k].shape) for j in range(len(fits)) if j != k)
+            fitted = fits[k].solve(rhs)
             if sweep:
-                change = max(change, float(np.abs(fitted - effects[k]).max()))
-            effects[k] = fitted
-        if sweep and change <= BACKFIT_TOL * float(np.abs(r).max()):  # converged (orthogonal factors: at once)
+                step = fitted - coefs[k]
+                change = max(change, float(np.einsum("gi,gij,gj->", step, factors[k].a_zz, step)))
+            coefs[k] = fitted
+        if sweep and change <= BACKFIT_TOL**2 * r_square:  # converged (orthogonal factors: at once)
             break
-    residual = r - sum(effects)
-    parents = nesting_parents(factors)
+    parents = nesting_parents(statistics)
     spanned = {k for k, _ in parents.values()}  # an outer factor's columns lie in its inner one's span
-    dof = len(r) - sum(fit.n_ok * fit.factor.q for k, fit in enumerate(fits) if k not in spanned)
+    dof = statistics.n - sum(fit.n_ok * fit.factor.q for k, fit in enumerate(fits) if k not in spanned)
     # crossed factors with an intercept each all span the constant: in a connected design
     # their levels together span one dimension fewer per factor beyond the first
-    constant = [k for k, f in enumerate(factors) if k not in spanned and np.all(f.z[:, 0] == 1.0)]
+    constant = [k for k, f in enumerate(factors) if k not in spanned and f.intercept]
     dof += max(len(constant) - 1, 0)
-    rss = float(weights @ residual**2)
+    # weighted squares of r - sum_k Z_k coef_k
+    rss = r_square - 2.0 * sum(float(np.sum(ck * bk)) for ck, bk in zip(c, coefs))
+    for k, f in enumerate(factors):
+        rss += float(np.einsum("gi,gij,gj->", coefs[k], f.a_zz, coefs[k]))
+        for j in range(len(factors)):
+            if j != k:
+                rss += float(coefs[k].ravel() @ (cross[(k, j)] @ coefs[j].ravel()))
     if dof <= 0 or not rss > 0:
         return None
     sigma2 = rss / dof
@@ -98,55 +113,60 @@ def moment_start(factors, X, y, weights, cross_products=None, reml=True):
     return np.concatenate(pieces)
 
 
-def nesting_parents(factors):
+def nesting_parents(statistics):
     """Nested pairs: ``{inner: (outer, outer level of each inner level)}``.
 
-    A factor is nested in another with the same covariates when each of its levels lies
-    within one of the other's levels (pastes: cask within batch); of several such, the
-    one with most levels. Then the outer factor's columns are sums of the inner one's,
-    which backfitting splits as outer means and within-outer deviations.
+    A factor is nested in another with the same covariates (the same terms, an
+    intercept first) when each of its levels meets one of the other's levels only
+    (pastes: cask within batch); of several such, the one with most levels. Then the
+    outer factor's columns are sums of the inner one's, which backfitting splits as
+    outer means and within-outer deviations. Which levels meet is read from the
+    intercepts' block of ``Z_outer'W Z_inner`` (positive weights: nonzero where they meet).
     """
+    factors = statistics.factors
     parents = {}
     for k, inner in enumerate(factors):
-        first_row = np.zeros(inner.n_levels, dtype=np.intp)  # a row of each inner level
-        first_row[inner.codes[::-1]] = np.arange(len(inner.codes))[::-1]
         best = None
         for j, outer in enumerate(factors):
-            if j == k or outer.n_levels >= inner.n_levels or outer.z.shape != inner.z.shape:
+            if j == k or outer.n_levels >= inner.n_levels or outer.terms != inner.terms:
                 continue
-            parent_of = outer.codes[first_row]
-            if np.array_equal(parent_of[inner.codes], outer.codes) and np.array_equal(outer.z, inner.z):
+            if not (outer.intercept and inner.intercept):
+                continue
+            meet = sp.csc_matrix(statistics.cross_block(j, k)[:: outer.q, :: inner.q])  # (m_outer, m_inner)
+            meet.eliminate_zeros()
+            if np.all(np.diff(meet.indptr) == 1):  # each inner level within one outer level
                 if best is None or outer.n_levels > factors[best[0]].n_levels:
-                    best = (j, parent_of)
+                    best = (j, meet.indices.copy())
         if best is not None:
             parents[k] = best
     return parents
 
 
-def one_factor_moments(cp, reml=True):
-    """:func:`moment_start` for one factor from its blocked cross-products."""
-    if cp.first.q == 1:
-        return scalar_moments(cp, reml)
-    p, a = cp.p, cp.a_xx
+def one_factor_moments(statistics, reml=True):
+    """:func:`moment_start` for one factor."""
+    f = statistics.factors[0]
+    if f.q == 1:
+        return scalar_moments(statistics, reml)
+    p, a = statistics.p, statistics.xy_cross
     try:
         beta = solve_positive_definite(a[:p, :p], a[:p, p])
     except np.linalg.LinAlgError:  # X rank deficient: no start from here
         return None
     residual = np.append(-beta, 1.0)  # [X y] times this is the residual of y on X
-    fit = LevelRegressions(cp.first, cp.a11, total_weight=cp.n)
+    fit = LevelRegressions(f, f.a_zz, statistics.n)
     if fit.n_ok < 2:
         return None
-    c = cp.a1x @ residual  # (m, q): Z_g'W r per level
+    c = f.a_zx @ residual  # (m, q): Z_g'W r per level
     fit.coef = np.einsum("gij,gj->gi", fit.A_inv, c[fit.ok])
     rss = float(residual @ a @ residual) - float(np.einsum("gi,gi->", c[fit.ok], fit.coef))
-    dof = cp.n - fit.n_ok * cp.first.q
+    dof = statistics.n - fit.n_ok * f.q
     if dof <= 0 or not rss > 0:
         return None
     sigma2 = rss / dof
     return fit.relative_theta(fit.coefficient_spread(None, reml) - sigma2 * fit.mean_sampling_covariance(), sigma2)
 
 
-def scalar_moments(cp, reml=True):
+def scalar_moments(statistics, reml=True):
     """:func:`one_factor_moments` for one random term, in scalar arithmetic.
 
     The same estimator as :class:`LevelRegressions` gives, level by level: each level's
@@ -154,15 +174,16 @@ def scalar_moments(cp, reml=True):
     ``r`` of y on X), their spread over the levels of typical precision less their mean
     sampling variance ``sigma^2 / a_g``, over ``sigma^2``.
     """
-    p, A = cp.p, cp.a_xx
-    a, C = cp.a11[:, 0, 0], cp.a1x[:, 0, :]
+    f = statistics.factors[0]
+    p, A, n = statistics.p, statistics.xy_cross, statistics.n
+    a, C = f.a_zz[:, 0, 0], f.a_zx[:, 0, :]
     try:
         beta = solve_positive_definite(A[:p, :p], A[:p, p])
     except np.linalg.LinAlgError:  # X rank deficient: no start from here
         return None
     ok = a > 0
     n_ok = int(np.count_nonzero(ok))
-    dof = cp.n - n_ok
+    dof = n - n_ok
     if n_ok < 2 or dof <= 0:
         return None
     inverse = 1.0 / a[ok]
@@ -180,7 +201,7 @@ def scalar_moments(cp, reml=True):
     deviation = kept - kept.sum() / len(kept)
     spread = float(deviation @ deviation) / max(len(kept) - (1 if reml else 0), 1)
     relative = (spread - sigma2 * float(inverse[precise].sum()) / len(kept)) / sigma2
-    floor = START_FLOOR * cp.n / float(a.sum())  # START_FLOOR / the mean square of z
+    floor = START_FLOOR * n / float(a.sum())  # START_FLOOR / the mean square of z
     return np.sqrt([max(relative, floor)])
 
 
@@ -201,11 +222,11 @@ class LevelRegressions:
     others get coefficients of 0.
     """
 
-    def __init__(self, factor, A, weights=None, total_weight=None):
+    def __init__(self, factor, A, total_weight):
         q = factor.q
-        self.factor, self.weights = factor, weights
+        self.factor = factor
         # mean square of each covariate over the rows: the scale of the start's floor
-        self.mean_square = np.diagonal(A.sum(axis=0)) / (weights.sum() if total_weight is None else total_weight)
+        self.mean_square = np.diagonal(A.sum(axis=0)) / total_weight
         if q == 1:  # a scalar per level: numpy's linalg calls cost more than the arithmetic
             self.ok = A[:, 0, 0] > 0
             self.n_ok = int(np.count_nonzero(self.ok))
@@ -227,27 +248,14 @@ class LevelRegressions:
         self.spread_levels = np.flatnonzero(self.ok)[self.precise]  # codes of those levels
         self.coef = None
 
-    @classmethod
-    def from_rows(cls, factor, weights):
-        """From the rows: ``A_g = sum of w z z'`` over each level's rows."""
-        return cls(factor, level_cross_products(factor, weights), weights)
-
-    def solve(self, r):
-        """Fit ``r``; returns the fitted part ``z . coef[level]`` per row."""
-        f = self.factor
-        if f.q == 1:  # scalars: no stacking, no einsum
-            z = f.z[:, 0]
-            c = np.bincount(f.codes, weights=self.weights * z * r, minlength=f.n_levels)
-            coef = np.zeros(f.n_levels)
-            coef[self.ok] = self.A_inv[:, 0, 0] * c[self.ok]
-            self.coef = coef[self.ok][:, None]
-            return z * coef[f.codes]
-        c = np.column_stack([np.bincount(f.codes, weights=self.weights * f.z[:, a] * r, minlength=f.n_levels)
-                             for a in range(f.q)])
+    def solve(self, c):
+        """The levels' coefficients for the right-hand sides ``c`` (m, q), ``Z_g'W r``
+        per level: ``A_g^-1 c_g``, 0 for the levels left out. Keeps those of the levels
+        that count in ``coef``."""
         coef = np.zeros_like(c)
         coef[self.ok] = np.einsum("gij,gj->gi", self.A_inv, c[self.ok])
         self.coef = coef[self.ok]
-        return np.einsum("ij,ij->i", f.z, coef[f.codes])
+        return coef
 
     def coefficient_spread(self, parent_of=None, reml=True):
         """Covariance of the levels' coefficients. For an inner factor of a nesting

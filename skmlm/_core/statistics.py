@@ -1,0 +1,348 @@
+"""The statistics of a linear mixed model: what a fit needs of the rows, and nothing more.
+
+The profiled (RE)ML deviance, its start, its centring and every inference of
+:mod:`.lmm` need only the weighted cross-products of ``[Z X y]`` (Bates et al. 2015,
+section 3). :class:`LinearMixedStatistics` holds them in the blocked form the
+factorisation reads:
+
+* globally: ``[X y]'W[X y]``, the number of rows, the sum of the weights and of their
+  logarithms, and the unweighted sums and cross-products of ``[X y]`` (what the
+  variance of the fixed part over the rows needs);
+* per grouping factor and level (:class:`FactorStatistics`): the level's label and
+  number of rows, ``sum w z z'`` and ``sum w z [x y]'``; per factor, the weighted sums
+  of ``z`` (the centring of slopes) and the unweighted ``sum z z'`` (the scale of theta);
+* per pair of factors: the sparse ``Z_i'W Z_j`` (which levels meet, and how much).
+
+They add: ``a + b`` are the statistics of the rows of both, levels matched by label
+(the union of the levels, sorted where the labels sort). So they can be formed chunk by
+chunk, or partition by partition on a cluster, and reduced.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+from .design import CovarianceTerms
+
+#: Up to this many columns of ``Z'W[X y]``, each is one ``bincount`` over the rows.
+MAX_BINCOUNT_COLUMNS = 16
+
+
+class FactorStatistics(CovarianceTerms):
+    """One grouping factor's statistics, level by level.
+
+    Parameters
+    ----------
+    name : str
+    levels : ndarray (m,)
+        The level labels, in the order of the arrays below.
+    terms : list of str
+        The random-effect terms (``q`` of them).
+    diagonal : bool
+        Uncorrelated terms (``T`` diagonal).
+    intercept : bool
+        Whether the first term's covariate is 1 on every row.
+    counts : ndarray of int (m,)
+        Rows per level.
+    a_zz : ndarray (m, q, q)
+        ``sum w z z'`` over each level's rows.
+    a_zx : ndarray (m, q, p + 1)
+        ``sum w z [x y]'`` over each level's rows.
+    z_weighted_sum : ndarray (q,)
+        ``sum w z`` over all rows.
+    z_square : ndarray (q, q)
+        ``sum z z'`` over all rows (unweighted).
+    """
+
+    def __init__(self, name, levels, terms, diagonal, intercept, counts, a_zz, a_zx, z_weighted_sum, z_square):
+        self.name = name
+        self.levels = np.asarray(levels)
+        self.terms = list(terms)
+        self.diagonal = bool(diagonal)
+        self.intercept = bool(intercept)
+        self.counts = counts
+        self.a_zz = a_zz
+        self.a_zx = a_zx
+        self.z_weighted_sum = z_weighted_sum
+        self.z_square = z_square
+        self._set_layout(len(self.terms))
+
+    @classmethod
+    def from_rows(cls, factor, xy, weights):
+        """From a :class:`~.design.RandomFactor`, ``[X y]`` and the prior weights."""
+        m, q, k = factor.n_levels, factor.q, xy.shape[1]
+        codes, z = factor.codes, factor.z
+        a_zz = np.empty((m, q, q))
+        for i in range(q):
+            for j in range(i + 1):
+                a_zz[:, i, j] = a_zz[:, j, i] = np.bincount(codes, weights=weights * z[:, i] * z[:, j], minlength=m)
+        if q * k <= MAX_BINCOUNT_COLUMNS:  # a few passes over the rows beat building Z
+            a_zx = np.empty((m, q, k))
+            for i in range(q):
+                wz = weights * z[:, i]
+                for j in range(k):
+                    a_zx[:, i, j] = np.bincount(codes, weights=wz * xy[:, j], minlength=m)
+        else:
+            a_zx = np.asarray(factor.design_matrix().T @ (xy * weights[:, None])).reshape(m, q, k)
+        return cls(
+            factor.name, factor.levels, factor.terms, factor.diagonal, bool(np.all(z[:, 0] == 1.0)),
+            np.bincount(codes, minlength=m), a_zz, a_zx, weights @ z, z.T @ z,
+        )
+
+    def theta_scale(self, n):
+        """:meth:`~.design.CovarianceTerms.theta_scale_from` the covariates' mean squares."""
+        return self.theta_scale_from(np.diagonal(self.z_square) / n)
+
+    def z_mean_square(self):
+        """``sum z z' / n`` over the rows."""
+        return self.z_square / self.counts.sum()
+
+    def _replace(self, **changes):
+        fields = dict(
+            name=self.name, levels=self.levels, terms=self.terms, diagonal=self.diagonal, intercept=self.intercept,
+            counts=self.counts, a_zz=self.a_zz, a_zx=self.a_zx, z_weighted_sum=self.z_weighted_sum,
+            z_square=self.z_square,
+        )
+        fields.update(changes)
+        return FactorStatistics(**fields)
+
+    def transformed(self, A):
+        """The statistics of the covariates ``z A'`` (a change of coordinates of the terms)."""
+        return self._replace(
+            a_zz=A @ self.a_zz @ A.T, a_zx=A @ self.a_zx, z_weighted_sum=A @ self.z_weighted_sum,
+            z_square=A @ self.z_square @ A.T,
+        )
+
+    def __repr__(self):
+        return f"FactorStatistics({self.name!r}: {self.n_levels} levels, terms {self.terms})"
+
+
+class LinearMixedStatistics:
+    """The mergeable statistics of a linear mixed model (see the module docstring).
+
+    Build them with :meth:`from_rows` (the estimator's ``statistics_`` are these);
+    add two with ``+``. Attributes are read-only by convention.
+
+    Attributes
+    ----------
+    factors : list of FactorStatistics
+    columns : list of str
+        The fixed-effects columns of ``X`` (the response comes after them).
+    n : int
+        Rows.
+    sum_weights, sum_log_weights : float
+    xy_cross : ndarray (p + 1, p + 1)
+        ``[X y]'W[X y]`` (y divided by ``y_scale``).
+    xy_sum, xy_square : ndarray
+        Unweighted column sums and cross-products of ``[X y]``.
+    cross : dict of (i, j) to sparse matrix
+        ``Z_i'W Z_j`` for factors ``i < j`` (shape ``(m_i q_i, m_j q_j)``, level-major).
+    y_scale : float
+        The power of two y was divided by before its squares were formed (1 for y of
+        ordinary magnitude: see :func:`.search.response_scale`).
+    """
+
+    def __init__(self, factors, columns, n, sum_weights, sum_log_weights, xy_cross, xy_sum, xy_square, cross,
+                 y_scale=1.0):
+        self.factors = list(factors)
+        self.columns = list(columns)
+        self.n = int(n)
+        self.sum_weights = float(sum_weights)
+        self.sum_log_weights = float(sum_log_weights)
+        self.xy_cross = xy_cross
+        self.xy_sum = xy_sum
+        self.xy_square = xy_square
+        self.cross = dict(cross)
+        self.y_scale = float(y_scale)
+
+    @property
+    def p(self):
+        return self.xy_cross.shape[0] - 1
+
+    @classmethod
+    def from_rows(cls, factors, X, y, weights, columns=None, y_scale=1.0):
+        """The statistics of rows: ``factors`` (:class:`~.design.RandomFactor`), the
+        fixed-effects design ``X``, the response ``y`` (already divided by ``y_scale``)
+        and the prior weights."""
+        xy = np.column_stack([X, y])
+        wxy = xy * weights[:, None]
+        stats = [FactorStatistics.from_rows(f, xy, weights) for f in factors]
+        cross = {}
+        if len(factors) > 1:
+            designs = [f.design_matrix() for f in factors]
+            for j in range(1, len(factors)):
+                wz = (designs[j].T.multiply(weights[None, :])).tocsr()  # (Z_j' W), sparse
+                for i in range(j):
+                    cross[(i, j)] = (wz @ designs[i]).T.tocsr()
+        columns = [f"x{k}" for k in range(X.shape[1])] if columns is None else list(columns)
+        return cls(
+            stats, columns, len(y), float(weights.sum()), float(np.log(weights).sum()), xy.T @ wxy, xy.sum(axis=0),
+            xy.T @ xy, cross, y_scale,
+        )
+
+    # -- reading the blocks ----------------------------------------------------------------
+    def cross_block(self, i, j):
+        """``Z_i'W Z_j`` (sparse) for two different factors."""
+        return self.cross[(i, j)] if i < j else self.cross[(j, i)].T.tocsr()
+
+    def random_cross_dense(self, order):
+        """``Z'WZ`` of the factors in ``order``, dense (level-major within each factor)."""
+        sizes = [self.factors[k].n_levels * self.factors[k].q for k in order]
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        out = np.zeros((offsets[-1], offsets[-1]))
+        for a, k in enumerate(order):
+            f = self.factors[k]
+            m, q = f.n_levels, f.q
+            idx = offsets[a] + np.arange(m)[:, None, None] * q
+            out[idx + np.arange(q)[None, :, None], idx + np.arange(q)[None, None, :]] = f.a_zz
+            for b in range(a):
+                block = self.cross_block(k, order[b]).toarray()
+                out[offsets[a] : offsets[a + 1], offsets[b] : offsets[b + 1]] = block
+                out[offsets[b] : offsets[b + 1], offsets[a] : offsets[a + 1]] = block.T
+        return out
+
+    def random_x_cross(self, order):
+        """``Z'W[X y]`` of the factors in ``order``, stacked: (sum m q, p + 1)."""
+        k = self.p + 1
+        if not order:
+            return np.zeros((0, k))
+        return np.concatenate([self.factors[f].a_zx.reshape(-1, k) for f in order])
+
+    # -- derived statistics -------------------------------------------------------------------
+    def _replace(self, **changes):
+        fields = dict(
+            factors=self.factors, columns=self.columns, n=self.n, sum_weights=self.sum_weights,
+            sum_log_weights=self.sum_log_weights, xy_cross=self.xy_cross, xy_sum=self.xy_sum,
+            xy_square=self.xy_square, cross=self.cross, y_scale=self.y_scale,
+        )
+        fields.update(changes)
+        return LinearMixedStatistics(**fields)
+
+    def select_factors(self, keep):
+        """The statistics of the model with only the factors ``keep`` (positions)."""
+        keep = list(keep)
+        cross = {(a, b): self.cross_block(keep[a], keep[b]) for b in range(len(keep)) for a in range(b)}
+        return self._replace(factors=[self.factors[k] for k in keep], cross=cross)
+
+    def select_columns(self, keep):
+        """The statistics of the model with only the fixed-effects columns ``keep``."""
+        idx = np.append(np.asarray(list(keep), dtype=np.intp), self.p)
+        return self._replace(
+            columns=[self.columns[j] for j in keep], xy_cross=self.xy_cross[np.ix_(idx, idx)],
+            xy_sum=self.xy_sum[idx], xy_square=self.xy_square[np.ix_(idx, idx)],
+            factors=[f._replace(a_zx=f.a_zx[:, :, idx]) for f in self.factors],
+        )
+
+    def transformed(self, maps):
+        """The statistics with each factor's covariates ``z A'`` (``maps``: one ``A`` or None
+        per factor): the centred coordinates of :mod:`.centring`."""
+        if all(A is None for A in maps):
+            return self
+        factors = [f if A is None else f.transformed(A) for f, A in zip(self.factors, maps)]
+        kron = [None if A is None else sp.kron(sp.identity(f.n_levels), A, format="csr")
+                for f, A in zip(self.factors, maps)]
+        cross = {}
+        for (i, j), block in self.cross.items():
+            if kron[i] is not None:
+                block = kron[i] @ block
+            if kron[j] is not None:
+                block = block @ kron[j].T
+            cross[(i, j)] = sp.csr_matrix(block)
+        return self._replace(factors=factors, cross=cross)
+
+    def with_y_scale(self, y_scale):
+        """The same statistics with y divided by ``y_scale`` instead of ``self.y_scale``."""
+        if y_scale == self.y_scale:
+            return self
+        r = self.y_scale / y_scale  # a power of two: exact
+        p = self.p
+        col = np.ones(p + 1)
+        col[p] = r
+        outer = np.outer(col, col)
+        return self._replace(
+            xy_cross=self.xy_cross * outer, xy_sum=self.xy_sum * col, xy_square=self.xy_square * outer,
+            factors=[f._replace(a_zx=f.a_zx * col) for f in self.factors], y_scale=y_scale,
+        )
+
+    # -- adding -------------------------------------------------------------------------------
+    def _check_compatible(self, other):
+        if not isinstance(other, LinearMixedStatistics):
+            raise TypeError(f"can only add LinearMixedStatistics; got {type(other).__name__}")
+        mine = [(f.name, f.terms, f.diagonal) for f in self.factors]
+        theirs = [(f.name, f.terms, f.diagonal) for f in other.factors]
+        if mine != theirs or self.columns != other.columns:
+            raise ValueError(
+                "these statistics are of different models (grouping factors, random terms or fixed-effects columns "
+                f"differ): {mine} with columns {self.columns} against {theirs} with columns {other.columns}; "
+                "form every chunk's statistics with the same estimator settings and columns"
+            )
+
+    def __add__(self, other):
+        """The statistics of the rows of both (levels matched by label)."""
+        if isinstance(other, int) and other == 0:  # sum() starts from 0
+            return self
+        self._check_compatible(other)
+        scale = max(self.y_scale, other.y_scale)
+        a, b = self.with_y_scale(scale), other.with_y_scale(scale)
+        factors, positions = [], []
+        for fa, fb in zip(a.factors, b.factors):
+            levels, ia, ib = union_levels(fa.levels, fb.levels)
+            positions.append((len(levels), ia, ib))
+            factors.append(fa._replace(
+                levels=levels, counts=_scatter_add(len(levels), ia, fa.counts, ib, fb.counts),
+                a_zz=_scatter_add(len(levels), ia, fa.a_zz, ib, fb.a_zz),
+                a_zx=_scatter_add(len(levels), ia, fa.a_zx, ib, fb.a_zx),
+                intercept=fa.intercept and fb.intercept, z_weighted_sum=fa.z_weighted_sum + fb.z_weighted_sum,
+                z_square=fa.z_square + fb.z_square,
+            ))
+        cross = {}
+        for (i, j), block in a.cross.items():
+            (mi, ai, bi), (mj, aj, bj) = positions[i], positions[j]
+            qi, qj = factors[i].q, factors[j].q
+            shape = (mi * qi, mj * qj)
+            cross[(i, j)] = (_relabel(block, ai, qi, aj, qj, shape) + _relabel(b.cross[(i, j)], bi, qi, bj, qj, shape)).tocsr()
+        return a._replace(
+            factors=factors, n=a.n + b.n, sum_weights=a.sum_weights + b.sum_weights,
+            sum_log_weights=a.sum_log_weights + b.sum_log_weights, xy_cross=a.xy_cross + b.xy_cross,
+            xy_sum=a.xy_sum + b.xy_sum, xy_square=a.xy_square + b.xy_square, cross=cross,
+        )
+
+    __radd__ = __add__
+
+    def __repr__(self):
+        parts = ", ".join(f"{f.name!r}: {f.n_levels} levels x {f.q} terms" for f in self.factors)
+        return f"LinearMixedStatistics({self.n} rows, {self.p} fixed-effects columns; {parts})"
+
+
+def union_levels(a, b):
+    """``(levels, ia, ib)``: the union of two sets of labels (sorted where they sort, else
+    in order of first appearance) and the position of each of ``a`` and ``b`` in it."""
+    if len(a) == len(b) and np.array_equal(a, b):
+        same = np.arange(len(a))
+        return a, same, same
+    both = np.concatenate([a, b])
+    try:
+        levels = np.unique(both)
+        return levels, np.searchsorted(levels, a), np.searchsorted(levels, b)
+    except TypeError:  # labels of several types that do not sort among themselves
+        index = {}
+        for label in both.tolist():
+            index.setdefault(label, len(index))
+        levels = np.empty(len(index), dtype=object)
+        levels[:] = list(index)
+        return levels, np.array([index[v] for v in a.tolist()]), np.array([index[v] for v in b.tolist()])
+
+
+def _scatter_add(m, ia, a, ib, b):
+    """An array of ``m`` rows with ``a`` added at rows ``ia`` and ``b`` at rows ``ib``."""
+    out = np.zeros((m,) + a.shape[1:], dtype=np.result_type(a, b))
+    out[ia] += a
+    out[ib] += b
+    return out
+
+
+def _relabel(block, rows_at, qi, cols_at, qj, shape):
+    """A sparse level-major block with its levels moved to new positions."""
+    coo = block.tocoo()
+    rows = rows_at[coo.row // qi] * qi + coo.row % qi
+    cols = cols_at[coo.col // qj] * qj + coo.col % qj
+    return sp.csr_matrix((coo.data, (rows, cols)), shape=shape)

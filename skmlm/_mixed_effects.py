@@ -93,10 +93,19 @@ class _MixedEffectsBase(BaseEstimator):
         if not isinstance(X, pd.DataFrame) and not hasattr(X, "shape"):
             X = np.asarray(X)
         _check_2d(X)
+        if getattr(X, "dtype", None) is not None and X.dtype.kind == "c":
+            raise ValueError("Complex data not supported: X must hold real numbers")
         _check_feature_names(self, X, reset=reset)
         _check_n_features(self, X, reset=reset)
         n = X.shape[0]
+        if reset and n < 2:
+            raise ValueError(f"n_samples = {n}: a mixed model needs at least 2 rows")
         X_rest, g_from_X, kept = split_group_columns(X, self.group_columns)
+        if np.shape(X_rest)[1] == 0:
+            raise ValueError(
+                f"X has n_features = {X.shape[1]} and all are grouping columns (group_columns): f needs at least "
+                "one feature"
+            )
         if groups is None and g_from_X is None:
             if reset:
                 group_frame(None, n)  # raises: groups are required in fit
@@ -606,8 +615,8 @@ class MixedEffectsClassifier(ClassifierMixin, _MixedEffectsBase):
         classes, y01 = np.unique(y, return_inverse=True)
         if len(classes) != 2:
             raise ValueError(
-                f"MixedEffectsClassifier is a binary classifier: y must have two classes; it has {len(classes)} "
-                f"({type_of_target(y)})"
+                f"Only binary classification is supported. The type of the target is {type_of_target(y)}: "
+                f"MixedEffectsClassifier needs y of two classes; it has {len(classes)}"
             )
         return classes, y01.astype(float)
 

@@ -9,6 +9,7 @@ from ._formula.parse import FormulaError
 from ._glm import MixedGammaRegressor, MixedGLMRegressor, MixedNegativeBinomialRegressor, MixedPoissonRegressor
 from ._linear import MixedLinearRegressor
 from ._logistic import MixedLogisticClassifier
+from ._mixed_effects import MixedEffectsClassifier, MixedEffectsRegressor
 from ._r2 import r2_nakagawa, variance_components, variance_reduction
 from ._report import ModelTable, tab_models
 from ._scoring import make_grouped_scorer
@@ -16,7 +17,7 @@ from ._scoring import make_grouped_scorer
 __version__ = "0.1.0"
 
 __all__ = ["BetweenWithinTransformer", "between_within", "MixedLinearRegressor", "MixedLogisticClassifier",
-           "GroupsMissingWarning", "make_grouped_scorer",
+           "MixedEffectsRegressor", "MixedEffectsClassifier", "GroupsMissingWarning", "make_grouped_scorer",
            "MixedGLMRegressor", "MixedPoissonRegressor", "MixedNegativeBinomialRegressor", "MixedGammaRegressor",
            "__version__",
            "compare_models", "tab_models", "ModelTable", "r2_nakagawa", "variance_components",

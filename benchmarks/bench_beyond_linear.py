@@ -1,0 +1,236 @@
+"""Random effects on top of gradient boosting: skmlm's MixedEffectsRegressor/Classifier
+against gradient boosting alone, one-hot and target-encoded groups, the linear mixed
+model, MERF and gpboost, side by side in one run on simulated data.
+
+Simulation (issue 14): ``f`` is Friedman's #1 function of 5 of 8 uniform features,
+``10 sin(pi x0 x1) + 20 (x2 - 0.5)^2 + 10 x3 + 5 x4``; 200 groups of 5 to 60 rows; a random
+intercept (SD 3) and a random slope on ``x0`` (SD 2), independent; noise SD 1. Train on
+80% of the rows of 80% of the groups; test on the other rows of those groups ("known")
+and on the other 20% of the groups ("new"). The binary version: ``logit P(y=1) =
+(f - 14.4) / 4 + b0 + b1 x0`` with ``b0, b1 ~ N(0, 1)``, scored by log-loss.
+
+Every model with gradient boosting inside uses scikit-learn's
+``HistGradientBoostingRegressor/Classifier(random_state=0)`` with its defaults (gpboost:
+its own trees with the same size settings, 100 rounds). One thread for every library
+(``OMP_NUM_THREADS=1``). Times are the fit only, one fit each.
+
+Run: ``python benchmarks/bench_beyond_linear.py [--seeds 0,1,2]``; writes
+``benchmarks/results_beyond_linear.md``.
+"""
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import make_column_transformer
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.metrics import log_loss
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, TargetEncoder
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from skmlm import MixedEffectsClassifier, MixedEffectsRegressor, MixedLinearRegressor, MixedLogisticClassifier  # noqa: E402
+
+FEATURES = [f"x{j}" for j in range(8)]
+
+
+def simulate(seed, binary=False, n_groups=200):
+    """The data, the group labels and the three row masks (train, test on known groups, new groups)."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(5, 61, n_groups)
+    g = np.repeat(np.arange(n_groups), sizes)
+    n = len(g)
+    X = rng.uniform(size=(n, 8))
+    f = 10 * np.sin(np.pi * X[:, 0] * X[:, 1]) + 20 * (X[:, 2] - 0.5) ** 2 + 10 * X[:, 3] + 5 * X[:, 4]
+    if binary:
+        b0, b1 = rng.normal(0, 1, n_groups), rng.normal(0, 1, n_groups)
+        eta = (f - 14.4) / 4 + b0[g] + b1[g] * X[:, 0]
+        y = (rng.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype(int)
+    else:
+        b0, b1 = rng.normal(0, 3, n_groups), rng.normal(0, 2, n_groups)
+        y = f + b0[g] + b1[g] * X[:, 0] + rng.normal(0, 1, n)
+    known = np.isin(g, rng.permutation(n_groups)[: int(0.8 * n_groups)])
+    train = known & (rng.uniform(size=n) < 0.8)
+    df = pd.DataFrame(X, columns=FEATURES)
+    df["group"] = g
+    return df, y, train, known & ~train, ~known
+
+
+# ---- regression: each returns a predict(frame) function after fitting on the training frame
+def hgb(d, y):
+    m = HistGradientBoostingRegressor(random_state=0).fit(d[FEATURES], y)
+    return lambda t: m.predict(t[FEATURES])
+
+
+def one_hot_hgb(d, y):
+    ct = make_column_transformer((OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["group"]),
+                                 remainder="passthrough")
+    m = make_pipeline(ct, HistGradientBoostingRegressor(random_state=0)).fit(d, y)
+    return m.predict
+
+
+def target_encoded_hgb(d, y, target_type="continuous"):
+    ct = make_column_transformer((TargetEncoder(target_type=target_type, random_state=0), ["group"]),
+                                 remainder="passthrough")
+    est = HistGradientBoostingRegressor if target_type == "continuous" else HistGradientBoostingClassifier
+    m = make_pipeline(ct, est(random_state=0)).fit(d, y)
+    return m.predict if target_type == "continuous" else (lambda t: m.predict_proba(t)[:, 1])
+
+
+def lmm(d, y):
+    m = MixedLinearRegressor(random_slopes=["x0"], reml=False).fit(d[FEATURES], y, groups=d["group"])
+    return lambda t: m.predict(t[FEATURES], groups=t["group"])
+
+
+def skmlm_me(d, y, cv=5):
+    m = MixedEffectsRegressor(random_slopes=["x0"], cv=cv).fit(d[FEATURES], y, groups=d["group"])
+    print(f"    (backfitting iterations: {m.n_iter_}, converged: {m.converged_})")
+    return lambda t: m.predict(t[FEATURES], groups=t["group"])
+
+
+def merf(d, y):
+    from merf import MERF
+
+    logging.getLogger("merf").setLevel(logging.WARNING)
+    logging.disable(logging.INFO)
+    Z = np.column_stack([np.ones(len(d)), d["x0"]])
+    m = MERF(fixed_effects_model=HistGradientBoostingRegressor(random_state=0), max_iterations=20)
+    m.fit(d[FEATURES], Z, d["group"], y)
+    return lambda t: m.predict(t[FEATURES], np.column_stack([np.ones(len(t)), t["x0"]]), t["group"])
+
+
+def gpboost(d, y, slope=True, likelihood="gaussian"):
+    import gpboost as gpb
+
+    kw = dict(group_rand_coef_data=d["x0"].to_numpy(), ind_effect_group_rand_coef=[1]) if slope else {}
+    gm = gpb.GPModel(group_data=d["group"].to_numpy(), likelihood=likelihood, **kw)
+    params = {"learning_rate": 0.1, "num_leaves": 31, "min_data_in_leaf": 20, "verbose": -1, "num_threads": 1}
+    bst = gpb.train(params=params, train_set=gpb.Dataset(d[FEATURES].to_numpy(), y), gp_model=gm, num_boost_round=100)
+
+    def predict(t):
+        kw = dict(group_rand_coef_data_pred=t["x0"].to_numpy()) if slope else {}
+        out = bst.predict(data=t[FEATURES].to_numpy(), group_data_pred=t["group"].to_numpy(),
+                          predict_var=likelihood != "gaussian", pred_latent=False, **kw)
+        return out["response_mean"]
+    return predict
+
+
+# ---- classification: each returns a function giving P(y = 1)
+def hgb_clf(d, y):
+    m = HistGradientBoostingClassifier(random_state=0).fit(d[FEATURES], y)
+    return lambda t: m.predict_proba(t[FEATURES])[:, 1]
+
+
+def glmm(d, y):
+    m = MixedLogisticClassifier(random_slopes=["x0"]).fit(d[FEATURES], y, groups=d["group"])
+    return lambda t: m.predict_proba(t[FEATURES], groups=t["group"])[:, 1]
+
+
+def skmlm_me_clf(d, y):
+    m = MixedEffectsClassifier(random_slopes=["x0"]).fit(d[FEATURES], y, groups=d["group"])
+    return lambda t: m.predict_proba(t[FEATURES], groups=t["group"])[:, 1]
+
+
+REGRESSION = {
+    "HistGradientBoosting alone": hgb,
+    "one-hot group + HGB": one_hot_hgb,
+    "target-encoded group + HGB": target_encoded_hgb,
+    "linear mixed model (skmlm)": lmm,
+    "MERF (HGB inside)": merf,
+    "gpboost (intercept + slope)": gpboost,
+    "gpboost (intercept)": lambda d, y: gpboost(d, y, slope=False),
+    "skmlm MixedEffectsRegressor, in-sample residuals (cv=None)": lambda d, y: skmlm_me(d, y, cv=None),
+    "skmlm MixedEffectsRegressor": skmlm_me,
+}
+
+CLASSIFICATION = {
+    "HistGradientBoosting alone": hgb_clf,
+    "target-encoded group + HGB": lambda d, y: target_encoded_hgb(d, y, "binary"),
+    "logistic mixed model (skmlm)": glmm,
+    "gpboost bernoulli (intercept + slope)": lambda d, y: gpboost(d, y, True, "bernoulli_logit"),
+    "gpboost bernoulli (intercept)": lambda d, y: gpboost(d, y, False, "bernoulli_logit"),
+    "skmlm MixedEffectsClassifier": skmlm_me_clf,
+}
+
+
+def run(methods, seed, binary):
+    d, y, train, known, new = simulate(seed, binary)
+    rows = []
+    for name, fit in methods.items():
+        warnings.simplefilter("ignore")
+        try:
+            start = time.perf_counter()
+            predict = fit(d[train].reset_index(drop=True), y[train])
+            seconds = time.perf_counter() - start
+        except ImportError as e:
+            rows.append({"method": name, "seed": seed, "status": f"n/a ({e})"})
+            continue
+        scores = {}
+        for part, mask in (("known", known), ("new", new)):
+            p = np.asarray(predict(d[mask].reset_index(drop=True)), dtype=float)
+            scores[part] = log_loss(y[mask], p) if binary else float(np.sqrt(np.mean((p - y[mask]) ** 2)))
+        rows.append({"method": name, "seed": seed, "known": scores["known"], "new": scores["new"],
+                     "fit_seconds": seconds, "status": "ok"})
+        print(f"  {name:60s} known {scores['known']:.4f}  new {scores['new']:.4f}  {seconds:7.2f} s", flush=True)
+    return rows
+
+
+def table(rows, metric):
+    df = pd.DataFrame([r for r in rows if r["status"] == "ok"])
+    g = df.groupby("method", sort=False)
+    out = pd.DataFrame({
+        f"{metric} known": g["known"].mean(), f"{metric} new": g["new"].mean(),
+        "fit seconds (median)": g["fit_seconds"].median(),
+    })
+    lines = ["| method | " + " | ".join(out.columns) + " |", "|---" * (len(out.columns) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + " |" for name, row in out.iterrows()]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", default="0", help="comma-separated simulation seeds (figures are means over them)")
+    ap.add_argument("--out", default=str(HERE / "results_beyond_linear.md"))
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    reg, clf = [], []
+    for seed in seeds:
+        print(f"regression, seed {seed}")
+        reg += run(REGRESSION, seed, binary=False)
+        print(f"classification, seed {seed}")
+        clf += run(CLASSIFICATION, seed, binary=True)
+    import sklearn
+    text = [
+        "# Random effects on top of gradient boosting: side by side",
+        "",
+        f"`python benchmarks/bench_beyond_linear.py --seeds {args.seeds}`, one thread per library; "
+        f"scikit-learn {sklearn.__version__}; load average {os.getloadavg()[0]:.1f} at the end. "
+        "Figures are means over the seeds (times: medians). See the script's docstring for the simulation.",
+        "",
+        "## Regression: test RMSE (noise SD 1)",
+        "",
+        table(reg, "RMSE"),
+        "",
+        "## Binary outcome: test log-loss",
+        "",
+        table(clf, "log-loss"),
+        "",
+    ]
+    Path(args.out).write_text("\n".join(text))
+    print("\n".join(text))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""MixedEffectsRegressor and MixedEffectsClassifier: random effects on top of any scikit-learn model."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
+from sklearn.neighbors import KNeighborsRegressor
+from sklearn.tree import DecisionTreeRegressor
+
+from skmlm import MixedEffectsClassifier, MixedEffectsRegressor, MixedLinearRegressor
+from skmlm.datasets import load_sleepstudy
+
+
+def fast_hgb(**kw):
+    return HistGradientBoostingRegressor(max_iter=40, random_state=0, **kw)
+
+
+def simulate(seed=0, n_groups=80, sd_group=2.0, binary=False, group_feature=False):
+    """y = f(x) + b_g (+ noise), f nonlinear; with ``group_feature`` a column constant within groups
+    (through which a flexible f can tell the groups apart)."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), rng.integers(10, 40, n_groups))
+    n = len(g)
+    X = pd.DataFrame({"x": rng.uniform(size=n), "w": rng.uniform(size=n)})
+    if group_feature:
+        X["z"] = rng.uniform(size=n_groups)[g]
+    b = rng.normal(0, sd_group, n_groups)
+    eta = 2 * np.sin(6 * X["x"].to_numpy()) + X["w"].to_numpy() + b[g]
+    if binary:
+        y = (rng.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype(int)
+    else:
+        y = eta + rng.normal(0, 1, n)
+    return X, y, pd.Series(g, name="g"), b
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate()
+
+
+@pytest.fixture(scope="module")
+def fitted(sim):
+    X, y, g, _ = sim
+    return MixedEffectsRegressor(fast_hgb()).fit(X, y, groups=g)
+
+
+# ---------------------------------------------------------------- agreement with the linear mixed model
+def test_linear_f_in_sample_is_the_ml_fit():
+    """With f a LinearRegression and in-sample residuals the fixed point is the linear mixed
+    model's ML fit: the start is that fit, and OLS of y - Zb on X returns its fixed effects."""
+    df = load_sleepstudy()
+    X, y, g = df[["Days"]], df["Reaction"], df["Subject"]
+    ml = MixedLinearRegressor(random_slopes=["Days"], reml=False).fit(X, y, groups=g)
+    me = MixedEffectsRegressor(LinearRegression(), random_slopes=["Days"], cv=None).fit(X, y, groups=g)
+    np.testing.assert_allclose(me.regressor_.coef_, ml.coef_, rtol=1e-6)
+    np.testing.assert_allclose(me.regressor_.intercept_, ml.intercept_, rtol=1e-6)
+    np.testing.assert_allclose(me.random_covariance_["Subject"], ml.random_covariance_["Subject"], rtol=1e-6)
+    np.testing.assert_allclose(me.residual_variance_, ml.residual_variance_, rtol=1e-6)
+
+
+def test_linear_f_out_of_fold_is_close_to_the_ml_fit():
+    """Out of fold (the remedy against absorption) each fold's line is fitted to the other
+    folds' subjects: the lines differ by about their standard errors, and the difference is
+    a shift of the fold's subjects' intercepts and slopes, which their random effects take
+    up. Fixed effects agree to 0.1%, the residual variance exactly (the shifts are in the
+    random effects' span), the random-effect covariance to 10% (18 subjects in 5 folds)."""
+    df = load_sleepstudy()
+    X, y, g = df[["Days"]], df["Reaction"], df["Subject"]
+    ml = MixedLinearRegressor(random_slopes=["Days"], reml=False).fit(X, y, groups=g)
+    me = MixedEffectsRegressor(LinearRegression(), random_slopes=["Days"], tol=1e-4, max_iter=50)
+    me.fit(X, y, groups=g)
+    assert me.converged_
+    np.testing.assert_allclose(me.regressor_.predict(pd.DataFrame({"Days": [0.0, 9.0]})),
+                               ml.predict(pd.DataFrame({"Days": [0.0, 9.0]}), groups=["new", "new"]), rtol=1e-3)
+    np.testing.assert_allclose(me.residual_variance_, ml.residual_variance_, rtol=1e-6)
+    cov, ref = me.random_covariance_["Subject"].to_numpy(), ml.random_covariance_["Subject"].to_numpy()
+    np.testing.assert_allclose(np.diag(cov), np.diag(ref), rtol=0.1)
+
+
+# ---------------------------------------------------------------- what it estimates
+def test_recovers_the_group_variance(sim, fitted):
+    """Within sampling error of the simulated effects: the ML fit with the true f known."""
+    X, y, g, b = sim
+    f_true = 2 * np.sin(6 * X["x"]) + X["w"]
+    oracle = MixedLinearRegressor(reml=False).fit(np.zeros((len(y), 0)), y - f_true, groups=g)
+    est = fitted.random_covariance_["g"].iloc[0, 0]
+    ref = oracle.random_covariance_["g"].iloc[0, 0]
+    se = ref * np.sqrt(2 / len(b))  # the sampling SD of a variance estimated from 80 effects
+    assert abs(est - ref) < se, (est, ref, se)
+    # sigma^2 is the noise plus f's out-of-fold error: above 1, not far
+    assert 1.0 <= fitted.residual_variance_ < 1.3
+    assert fitted.converged_ and fitted.n_iter_ == len(fitted.iteration_log_) - 1
+
+
+def test_beats_plain_f_on_known_groups():
+    X, y, g, _ = simulate(seed=1)
+    Xt, yt, gt = simulate(seed=1)[0], y, g  # same groups: the rows' noise differs below
+    rng = np.random.default_rng(5)
+    test = rng.uniform(size=len(y)) < 0.25
+    me = MixedEffectsRegressor(fast_hgb()).fit(X[~test], y[~test], groups=g[~test])
+    plain = fast_hgb().fit(X[~test], y[~test])
+    rmse_me = np.sqrt(np.mean((me.predict(Xt[test], groups=gt[test]) - yt[test]) ** 2))
+    rmse_plain = np.sqrt(np.mean((plain.predict(Xt[test]) - yt[test]) ** 2))
+    assert rmse_me < 0.7 * rmse_plain, (rmse_me, rmse_plain)
+
+
+def test_out_of_fold_keeps_a_flexible_f_from_absorbing_the_groups():
+    """A column constant within groups lets the trees tell the groups apart. Out of fold the
+    group variance is recovered and the residual variance is the noise (1) plus the trees'
+    error; in sample the trees fit the noise, and the residual variance falls far below the
+    noise's (the start from the linear mixed model alone keeps the group variance here)."""
+    X, y, g, b = simulate(seed=2, group_feature=True)
+    tree = DecisionTreeRegressor(min_samples_leaf=5, random_state=0)
+    honest = MixedEffectsRegressor(tree, max_iter=20).fit(X, y, groups=g)
+    absorbed = MixedEffectsRegressor(tree, cv=None, max_iter=20).fit(X, y, groups=g)
+    true_var = np.var(b)
+    assert abs(honest.random_covariance_["g"].iloc[0, 0] / true_var - 1) < 0.25
+    assert honest.residual_variance_ > 1.0
+    assert absorbed.residual_variance_ < 0.6
+
+
+def test_unseen_levels_get_f(fitted, sim):
+    X, _, g, _ = sim
+    new = pd.Series(["a-new-level"] * len(X), name="g")
+    np.testing.assert_array_equal(fitted.predict(X, groups=new), fitted.regressor_.predict(X))
+    with pytest.raises(ValueError, match="not seen in fit"):
+        fitted.predict(X, groups=new, unseen_levels="error")
+    with pytest.warns(UserWarning, match="without them"):
+        np.testing.assert_array_equal(fitted.predict(X), fitted.regressor_.predict(X))
+
+
+def test_units_of_y(sim):
+    """Rescaling y rescales the predictions and variances (a linear f: exact)."""
+    X, y, g, _ = sim
+    a = MixedEffectsRegressor(LinearRegression()).fit(X, y, groups=g)
+    b = MixedEffectsRegressor(LinearRegression()).fit(X, 1000 * y, groups=g)
+    np.testing.assert_allclose(b.predict(X, groups=g), 1000 * a.predict(X, groups=g), rtol=1e-6)
+    np.testing.assert_allclose(b.residual_variance_, 1e6 * a.residual_variance_, rtol=1e-6)
+    assert a.n_iter_ == b.n_iter_
+
+
+def test_crossed_factors_slopes_and_weights():
+    rng = np.random.default_rng(3)
+    n = 1500
+    g = pd.DataFrame({"a": rng.integers(0, 30, n), "b": rng.integers(0, 20, n)})
+    X = pd.DataFrame({"x": rng.uniform(size=n), "w": rng.uniform(size=n)})
+    ua, ub, sa = rng.normal(0, 1.5, 30), rng.normal(0, 1, 20), rng.normal(0, 1, 30)
+    y = np.sin(6 * X["x"]) + ua[g["a"]] + ub[g["b"]] + sa[g["a"]] * X["w"] + rng.normal(0, 0.5, n)
+    m = MixedEffectsRegressor(fast_hgb(), random_slopes={"a": ["w"]}).fit(X, y, groups=g)
+    assert set(m.random_effects_) == {"a", "b"} and list(m.random_effects_["a"].columns) == ["(Intercept)", "w"]
+    assert m.random_covariance_["b"].shape == (1, 1)
+    w = rng.uniform(0.5, 2, n)
+    mw = MixedEffectsRegressor(fast_hgb(), random_slopes={"a": ["w"]}).fit(X, y, groups=g, sample_weight=w)
+    assert not np.allclose(mw.predict(X, groups=g), m.predict(X, groups=g))
+    with pytest.raises(ValueError, match="does not accept sample_weight"):
+        MixedEffectsRegressor(KNeighborsRegressor()).fit(X, y, groups=g, sample_weight=w)
+
+
+# ---------------------------------------------------------------- scikit-learn citizenship
+def test_grid_search_with_nested_params_and_group_kfold(sim):
+    X, y, g, _ = sim
+    Xg = X.assign(g=g)
+    search = GridSearchCV(
+        MixedEffectsRegressor(fast_hgb(), group_columns="g", max_iter=3),
+        {"regressor__max_depth": [2, None]}, cv=GroupKFold(3), scoring="neg_root_mean_squared_error",
+    )
+    search.fit(Xg, y, groups=g)
+    assert search.best_params_["regressor__max_depth"] in (2, None)
+    assert search.best_estimator_.regressor_.estimators[0].max_depth == search.best_params_["regressor__max_depth"]
+
+
+def test_cross_validate_with_routed_groups(sim):
+    X, y, g, _ = sim
+    with sklearn.config_context(enable_metadata_routing=True):
+        from skmlm import make_grouped_scorer
+        res = cross_validate(MixedEffectsRegressor(fast_hgb(), max_iter=3), X, y, cv=GroupKFold(3),
+                             params={"groups": g}, scoring=make_grouped_scorer("r2"))
+    assert np.all(np.isfinite(res["test_score"]))
+
+
+def test_pickle(fitted, sim):
+    X, _, g, _ = sim
+    again = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(again.predict(X, groups=g), fitted.predict(X, groups=g))
+
+
+def test_bad_input(sim):
+    X, y, g, _ = sim
+    with pytest.raises(ValueError, match="groups is required"):
+        MixedEffectsRegressor(fast_hgb()).fit(X, y)
+    with pytest.raises(ValueError, match="at least 5 levels"):
+        MixedEffectsRegressor(fast_hgb()).fit(X[:60], y[:60], groups=g[:60])
+    with pytest.raises(ValueError, match="not a column of X"):
+        MixedEffectsRegressor(fast_hgb(), random_slopes=["nope"]).fit(X, y, groups=g)
+    with pytest.raises(ValueError, match="rows"):
+        MixedEffectsRegressor(fast_hgb()).fit(X, y[:-1], groups=g)
+    with pytest.raises(ValueError, match="missing labels"):
+        MixedEffectsRegressor(fast_hgb()).fit(X, y, groups=g.where(g > 2))
+    with pytest.raises(ValueError, match="binary"):
+        MixedEffectsClassifier().fit(X, np.arange(len(y)) % 3, groups=g)
+
+
+# ---------------------------------------------------------------- the classifier
+def test_classifier_beats_plain_classifier_and_averages_for_new_groups():
+    X, y, g, _ = simulate(seed=4, n_groups=100, sd_group=1.5, binary=True)
+    rng = np.random.default_rng(6)
+    test = rng.uniform(size=len(y)) < 0.25
+    clf = HistGradientBoostingClassifier(max_iter=40, random_state=0)
+    me = MixedEffectsClassifier(clf).fit(X[~test], y[~test], groups=g[~test])
+    plain = clf.fit(X[~test], y[~test])
+    p_me = me.predict_proba(X[test], groups=g[test])[:, 1]
+    assert log_loss(y[test], p_me) < log_loss(y[test], plain.predict_proba(X[test])[:, 1]) - 0.03
+    # unseen levels: the probability averaged over the random effect, nearer 1/2 than at 0
+    new = pd.Series(["new"] * int(test.sum()))
+    avg = me.predict_proba(X[test], groups=new)[:, 1]
+    zero = me.predict_proba(X[test], groups=new, unseen_levels="zero")[:, 1]
+    assert np.all(np.abs(avg - 0.5) <= np.abs(zero - 0.5) + 1e-12) and np.any(avg != zero)
+    assert me.mixed_model_.coef_[0] > 0  # the classifier's log-odds carry f
+    assert list(me.classes_) == [0, 1] and set(me.predict(X[test], groups=g[test])) <= {0, 1}
+
+
+def test_classifier_with_linear_f_and_string_labels():
+    X, y, g, _ = simulate(seed=5, binary=True)
+    labels = np.where(y == 1, "yes", "no")
+    me = MixedEffectsClassifier(LogisticRegression(), cv=None).fit(X, labels, groups=g)
+    assert list(me.classes_) == ["no", "yes"]
+    assert me.random_covariance_["g"].iloc[0, 0] > 1.0

@@ -252,19 +252,25 @@ class MixedModelMixin:
 
         return coef_per_group(self)
 
-    def fitted(self):
-        """The training rows' fitted values, conditional on their groups' random effects, on
-        the response scale (lme4's ``fitted``)."""
+    def fitted(self, X=None, groups=None, **predict_params):
+        """The rows' fitted values, conditional on their groups' random effects, on the
+        response scale (lme4's ``fitted``). ``X=None``: the training rows, where the model
+        keeps them (a GLMM); a linear model keeps statistics, not rows: pass them again
+        (a formula model: the data frame)."""
         from ._fitted import fitted_values
 
-        return fitted_values(self)
+        return fitted_values(self, X, groups, **predict_params)
 
-    def residuals(self, type="response"):  # noqa: A002  (lme4's name)
-        """The training rows' residuals, as lme4's ``residuals(type=)``: ``"response"``,
-        ``"pearson"`` or ``"deviance"``."""
+    def residuals(self, X=None, y=None, groups=None, sample_weight=None, *, type="response",  # noqa: A002
+                  scaled=False, **predict_params):
+        """The rows' residuals, as lme4's ``residuals(type=, scaled=)``: ``"response"``,
+        ``"pearson"`` or ``"deviance"``; ``scaled``: a linear model's over sigma (lme4's
+        scaled residuals). ``X=None``: the training rows, where the model keeps them (a
+        GLMM); a linear model keeps statistics, not rows, so its residuals are a second pass
+        over the data (in memory, or a chunk at a time; a formula model: the data frame)."""
         from ._fitted import residuals
 
-        return residuals(self, type)
+        return residuals(self, X, y, groups, sample_weight, type, scaled, **predict_params)
 
     @fitted_view
     def optimizer_log_(self):

@@ -357,23 +357,6 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         sigma2, scale = self.__dict__.get("_sigma2_unscaled") or (self.residual_variance_, 1.0)
         return ((d["y"] - eta) / scale) / np.sqrt(sigma2 / d["w"])
 
-    def residuals(self, X, y, groups=None, sample_weight=None, scaled=False):
-        """Residuals ``y - X beta - Z b`` of rows, at the conditional modes (lme4's
-        ``residuals``); ``scaled``: over their standard deviation ``sigma / sqrt(weight)``
-        (lme4's scaled residuals).
-
-        The model keeps statistics, not rows: the residuals are a second pass over the
-        data (in memory, or a chunk at a time). Levels not seen in ``fit`` get random
-        effects 0.
-        """
-        check_is_fitted(self)
-        y = np.asarray(y, dtype=float)
-        resid = y - self.predict(X, groups=groups)
-        if not scaled:
-            return resid
-        w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-        return resid / np.sqrt(self.residual_variance_ / w)
-
     def predict(self, X, groups=None, unseen_levels=None):
         """Predict y: conditional on the random effects of known levels.
 

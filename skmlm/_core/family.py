@@ -172,6 +172,12 @@ class Family:
         ``log C(n, k)``, ...): computed once per dispersion, not per evaluation."""
         raise NotImplementedError
 
+    def constant_function(self, y, w):
+        """``dispersion -> constant(y, w, dispersion)`` for fixed data: what does not depend
+        on the dispersion is summed once (a search evaluates the constant at every step)."""
+        c = self.constant(y, w)
+        return lambda dispersion=1.0: c
+
     def loglik(self, y, eta, w, dispersion=1.0):
         """The total log-likelihood, normalising constants included."""
         return float(np.sum(self.kernel(y, eta, w, dispersion))) + self.constant(y, w, dispersion)
@@ -333,6 +339,13 @@ class NegativeBinomial(Family):
         rising[pos] = gammaln(y[pos]) - betaln(k, y[pos])
         return float(np.sum(w * (rising - gammaln(y + 1.0))))
 
+    def constant_function(self, y, w):
+        """The constant over the distinct counts, each with its total weight (counts repeat:
+        a few dozen values for thousands of rows)."""
+        values, index = np.unique(y, return_inverse=True)
+        weights = np.bincount(index.ravel(), weights=w, minlength=len(values))
+        return lambda dispersion=1.0: self.constant(values, weights, dispersion)
+
     def _mean_derivatives(self, y, mu, dispersion):
         k = dispersion
         a, b = y / mu, (y + k) / (k + mu)
@@ -401,8 +414,18 @@ class Gamma(Family):
         return np.where(eta > 0, out, -np.inf)
 
     def constant(self, y, w, dispersion=1.0):
+        return self._constant(float(np.sum(w)), float(np.sum(w * np.log(y))), dispersion)
+
+    def constant_function(self, y, w):
+        """The constant from ``sum w`` and ``sum w log y``, summed once."""
+        total, log_y = float(np.sum(w)), float(np.sum(w * np.log(y)))
+        return lambda dispersion=1.0: self._constant(total, log_y, dispersion)
+
+    @staticmethod
+    def _constant(total, log_y, dispersion):
+        """``sum w (nu log nu + (nu - 1) log y - log Gamma(nu))``, ``nu = 1 / phi``."""
         nu = 1.0 / dispersion
-        return float(np.sum(w * (nu * np.log(nu) + (nu - 1.0) * np.log(y) - gammaln(nu))))
+        return total * (nu * np.log(nu) - float(gammaln(nu))) + (nu - 1.0) * log_y
 
     def _mean_derivatives(self, y, mu, dispersion):
         nu = 1.0 / dispersion

@@ -108,7 +108,7 @@ class GeneralizedMixedModel:
         self.units = StandardUnits(self.factors, X, self.n_dispersion)
         self._factors, X = self.units.factors, self.units.X
         self._data = (X, y, weights, family, self.offset)
-        self._constants = {}
+        self._constant = family.constant_function(y, weights)
         if self.n_dispersion and self.n_agq > 1:
             raise ValueError(
                 f"adaptive Gauss-Hermite quadrature is not available for the {family.name} family (its "
@@ -155,13 +155,8 @@ class GeneralizedMixedModel:
         return x[:nt], x[nt : nt + p], dispersion
 
     def constant(self, dispersion):
-        """``-2 x`` the log-likelihood's terms free of ``eta`` at ``dispersion`` (cached)."""
-        c = self._constants.get(dispersion)
-        if c is None:
-            if len(self._constants) > 64:
-                self._constants.clear()
-            c = self._constants[dispersion] = -2.0 * self.family.constant(self.y, self.w, dispersion)
-        return c
+        """``-2 x`` the log-likelihood's terms free of ``eta`` at ``dispersion``."""
+        return -2.0 * self._constant(dispersion)
 
     def join(self, theta, beta, dispersion=1.0):
         """``x = [theta, beta, log(dispersion)]``."""

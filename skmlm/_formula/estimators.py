@@ -154,7 +154,9 @@ class FormulaLinearRegressor(FormulaMixin, MixedLinearRegressor):
         as reference, ``0 +`` or ``- 1`` for no intercept, formulaic's ``center`` and
         ``scale``, skmlm's ``within(x, g)`` and ``between(x, g)``); random effects in the bar
         syntax: ``(1 | g)``, ``(x | g)``, ``(0 + x | g)``, ``(x || g)``, several bars,
-        crossed, nested ``(1 | a/b)``, interactions ``(1 | a:b)``.
+        crossed, nested ``(1 | a/b)``, interactions ``(1 | a:b)``. ``offset(...)`` as lme4's
+        lmer: the model of the response minus the offset, whose values ``predict`` and
+        ``fitted`` add back.
     reml : bool, default=True
         REML (lme4's default) or maximum likelihood.
     unseen_levels, max_iter, tol, verbose

@@ -247,27 +247,28 @@ class ModelTable:
         td = 'style="padding:0.15em 0.6em;text-align:{}"'
         h = ['<table class="skmlm-tab-models" style="border-collapse:collapse;font-family:sans-serif">',
              "<thead>", '<tr><th style="border-top:double"></th>']
-        h += [f'<th colspan="2" style="border-top:double;text-align:center">{html.escape(n)}</th>'
+        h += [f'<th colspan="3" style="border-top:double;text-align:center">{html.escape(n)}</th>'
               for n in self.names]
         h += ['</tr>', f'<tr><th {td.format("left")}>Predictors</th>']
         h += [f'<th {td.format("center")}>{est_head}</th><th {td.format("center")}>{ci_head}</th>'
-              for _ in self.names]
+              f'<th {td.format("center")}><i>p</i></th>' for _ in self.names]
         h += ["</tr>", "</thead>", "<tbody>"]
         for key, section, cells in self._cells(dash=" &ndash; "):
             if section:
-                h.append(f'<tr><td colspan="{1 + 2 * len(self.names)}" '
+                h.append(f'<tr><td colspan="{1 + 3 * len(self.names)}" '
                          f'style="border-top:1px solid;text-align:left;font-weight:bold">{key}</td></tr>')
                 continue
             lab = label(key) if key not in self._fixed_rows() else html.escape(key)
             row = [f'<tr><td {td.format("left")}>{lab}</td>']
-            for est, ci, _ in cells:
+            for est, ci, p in cells:
                 est_html = html.escape(est).replace("*", "<sup>*</sup>") if est else ""
-                if ci:
-                    row.append(f'<td {td.format("center")}>{est_html}</td><td {td.format("center")}>{ci}</td>')
+                if ci or p:  # a fixed effect: estimate, interval and p-value (the text table's columns)
+                    row.append(f'<td {td.format("center")}>{est_html}</td><td {td.format("center")}>{ci}</td>'
+                               f'<td {td.format("center")}>{html.escape(p)}</td>')
                 else:
-                    row.append(f'<td colspan="2" {td.format("center")}>{est_html}</td>')
+                    row.append(f'<td colspan="3" {td.format("center")}>{est_html}</td>')
             h.append("".join(row) + "</tr>")
-        h += ["</tbody>", f'<tfoot><tr><td colspan="{1 + 2 * len(self.names)}" style="border-top:double;'
+        h += ["</tbody>", f'<tfoot><tr><td colspan="{1 + 3 * len(self.names)}" style="border-top:double;'
               f'font-style:italic;text-align:right">{html.escape(SIGNIFICANCE_NOTE)}</td></tr></tfoot>', "</table>"]
         return "\n".join(h)
 

@@ -1,22 +1,13 @@
-"""Printed summaries that read like lme4's ``summary()``."""
+"""Printed summaries that read as lme4's ``print(summary(m))`` (lmerTest's for a linear
+model): the same blocks, numbers laid out by R's rules (skmlm._rprint)."""
 
 import numpy as np
-import pandas as pd
 
+from . import _rprint as R
 from ._input import INTERCEPT
 
-
-def _format_table(df, floatfmt="{:.4g}"):
-    """Right-aligned text table of a DataFrame, numbers to 4 significant digits."""
-    cells = [[""] + [str(c) for c in df.columns]]
-    for name, row in df.iterrows():
-        cells.append([str(name)] + [v if isinstance(v, str) else floatfmt.format(v) for v in row])
-    widths = [max(len(r[j]) for r in cells) for j in range(len(cells[0]))]
-    lines = []
-    for r in cells:
-        lines.append(" ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]))
-    return "\n".join(lines)
-
+DIGITS = 4  # print.summary.merMod's max(3, getOption("digits") - 3)
+MAX_CORRELATION = 12  # lme4.summary.cor.max: no correlation table for more fixed effects
 
 def formula(model):
     """An lme4-style formula for the fitted model, e.g. ``y ~ Days + (Days | Subject)``: a
@@ -39,90 +30,105 @@ def formula(model):
     return f"{getattr(model, '_response_name', 'y')} ~ {rhs} + " + " + ".join(bars)
 
 
+
 def model_fit_block(model):
-    """AIC, BIC, logLik, deviance and df.resid (ML), or the REML criterion."""
-    info = model._fit_info
+    """lme4's .prt.aictab: AIC, BIC, logLik and deviance rounded to one decimal and
+    formatted together, df.resid apart; or the REML criterion."""
     if getattr(model, "reml", False):
-        return f"REML criterion at convergence: {round(model.deviance_, 1):.1f}"
-    # lme4's .prt.aictab: rounded to one decimal, df.resid an integer, every column as
-    # wide as the widest name or value, right-aligned
-    values = [f"{round(v, 1):.1f}" for v in (model.aic_, model.bic_, model.log_likelihood_, model.deviance_)]
-    values.append(str(int(info["df_resid"])))
-    names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
-    width = max(len(x) for x in names + values)
-    return " ".join(n.rjust(width) for n in names) + "\n" + " ".join(v.rjust(width) for v in values)
+        return [f"REML criterion at convergence: {R.format_real([round(model.deviance_, 1)])[0].strip()}"]
+    values = [round(v, 1) for v in (model.aic_, model.bic_, model.log_likelihood_, model.deviance_)]
+    df_resid = int(model._fit_info["df_resid"])
+    cells = R.format_real(values + [df_resid])[:-1] + [str(df_resid)]
+    return R.print_named(cells, ["AIC", "BIC", "logLik", "deviance", "df.resid"])
 
 
-def random_effects_block(model, with_residual=True):
-    """lme4's VarCorr table: Groups, Name, Variance, Std.Dev., Corr."""
-    rows = []
+def scaled_residuals_block(model):
+    """The quartiles of the scaled residuals, zapsmall-ed to 5 digits, printed with 4. A
+    linear model keeps them from its fit, not its rows; one fitted from statistics only
+    (partial_fit, Dask) has none."""
+    if hasattr(model, "_residual_quantiles"):
+        q = model._residual_quantiles
+        if q is None:
+            return ["Scaled residuals: not available: the model was fitted from statistics (partial_fit or "
+                    "Dask), not rows; model.residuals(X, y, groups=..., scaled=True) computes them in a pass "
+                    "over the data"]
+    else:
+        q = np.quantile(model._scaled_residuals, [0, 0.25, 0.5, 0.75, 1])
+    mx = np.max(np.abs(q))
+    if mx > 0:
+        q = R.round_half_even(q, int(max(0, DIGITS + 1 - np.ceil(np.log10(mx)))))
+    return ["Scaled residuals: ", *R.print_named(R.format_real(q, DIGITS), ["Min", "1Q", "Median", "3Q", "Max"])]
+
+
+def _variance_components(model):
+    """(group, terms, standard deviations, correlation or None) as lme4's VarCorr lists
+    them: an uncorrelated factor as one entry per term (``g``, ``g.1``, ...)."""
+    out = []
     for f, cov in model.random_covariance_.items():
-        sd = np.sqrt(np.diag(cov.to_numpy()))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = cov.to_numpy() / np.outer(sd, sd)
-        for i, term in enumerate(cov.index):
-            uncorrelated = getattr(model, "_uncorrelated", {}).get(f, model.covariance == "diagonal")
-            cor = " ".join(f"{corr[i, j]:5.2f}" for j in range(i)) if not uncorrelated else ""
-            rows.append([f if i == 0 else "", term, f"{cov.iloc[i, i]:.4g}", f"{sd[i]:.4g}", cor])
-    if with_residual:
-        rows.append(["Residual", "", f"{model.residual_variance_:.4g}", f"{np.sqrt(model.residual_variance_):.4g}", ""])
-    head = ["Groups", "Name", "Variance", "Std.Dev.", "Corr"]
-    widths = [max(len(str(r[j])) for r in rows + [head]) for j in range(5)]
-    fmt = lambda r: " " + " ".join(
-        [str(r[0]).ljust(widths[0]), str(r[1]).ljust(widths[1])] + [str(r[j]).rjust(widths[j]) for j in (2, 3)]
-        + [str(r[4]).ljust(widths[4])]
-    )
-    return "\n".join(fmt(r).rstrip() for r in [head] + rows)
+        c = cov.to_numpy()
+        sd = np.sqrt(np.diag(c))
+        terms = list(cov.index)
+        if getattr(model, "_uncorrelated", {}).get(f, model.covariance == "diagonal") and len(terms) > 1:
+            out += [(f if i == 0 else f"{f}.{i}", [t], sd[i:i + 1], None) for i, t in enumerate(terms)]
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out.append((f, terms, sd, c / np.outer(sd, sd)))
+    return out
 
 
-def abbreviate(name, length=6):
-    """Shorten a name as R's ``abbreviate`` does first: drop lower-case vowels from the
-    end (never the first letter) until it fits, then cut (``period2`` -> ``perid2``)."""
-    chars = list(name)
-    i = len(chars) - 1
-    while len(chars) > length and i > 0:
-        if chars[i] in "aeiou":
-            del chars[i]
-        i -= 1
-    return "".join(chars)[:length]
+def random_effects_block(model, residual_variance=None):
+    """lme4's formatVC: Groups, Name, Variance and Std.Dev. each formatted as one vector to
+    4 significant digits, correlations to 2 decimals, left-aligned."""
+    comps = _variance_components(model)
+    groups, names, sds = [], [], []
+    for f, terms, sd, _ in comps:
+        groups += [f] + [""] * (len(terms) - 1)
+        names += terms
+        sds += list(sd)
+    if residual_variance is not None:
+        groups.append("Residual")
+        names.append("")
+        sds.append(np.sqrt(residual_variance))
+    sds = np.array(sds)
+    cols = [groups, names, R.format_real(sds**2, DIGITS), R.format_real(sds, DIGITS)]
+    head = ["Groups", "Name", "Variance", "Std.Dev."]
+    widest = max(len(t) for _, t, _, _ in comps)
+    if widest > 1:
+        corr_rows = []
+        for _, terms, _, corr in comps:
+            k = len(terms)
+            cells = np.full((k, widest - 1), "", dtype=object)
+            if corr is not None:
+                text = np.array(R.format_real(R.round_half_even(corr, 2).ravel(), nsmall=2)).reshape(k, k)
+                for i in range(1, k):
+                    cells[i, :i] = text[i, :i]
+            corr_rows += cells.tolist()
+        corr_rows += [[""] * (widest - 1)] * (len(groups) - len(corr_rows))
+        cols += [list(c) for c in zip(*corr_rows)]
+        head += ["Corr"] + [""] * (widest - 2)
+    rows = [list(r) for r in zip(*cols)]
+    return ["Random effects:", *R.print_matrix(rows, [""] * len(rows), head, right=False)]
+
+
+def groups_line(model):
+    """lme4's "Number of obs: n, groups:  g, k; h, l"."""
+    groups = "; ".join(f"{f}, {k}" for f, k in model.n_groups_.items())
+    return R.cat_fill([[f"Number of obs: {model._fit_info['n_obs']}, groups: "], [groups]])
 
 
 def fixed_correlation_block(model):
-    """Lower triangle of the correlation of the fixed-effect estimates."""
-    if model.coef_cov_.shape[0] < 2:
-        return ""
+    """lme4's correlation of the fixed effects: 3 decimals, names abbreviated (rows to 11
+    characters, columns to 6), the lower triangle; not shown past 12 coefficients."""
+    p = model.coef_cov_.shape[0]
+    if p < 2 or p > MAX_CORRELATION:
+        return []
     corr = model._fixed_correlation()
     names = list(model.fixed_effects_.index)
-    short = [abbreviate(n) if n != INTERCEPT else "(Intr)" for n in names]
-    width = max(len(n) for n in names)
-    lines = ["Correlation of Fixed Effects:", " " * (width + 1) + " ".join(s.rjust(6) for s in short[:-1])]
-    for i in range(1, len(names)):
-        lines.append(names[i].ljust(width) + " " + " ".join(f"{corr[i, j]:6.3f}" for j in range(i)))
-    return "\n".join(lines)
-
-
-def _signif(p):
-    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "." if p < 0.1 else ""
-
-
-def _format_p(p):
-    if not np.isfinite(p):
-        return "NA"
-    return "<2e-16" if p < 2e-16 else f"{p:.3g}"
-
-
-SIGNIF_CODES = "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
-
-
-def with_p_values(table, pcol):
-    """A fixed-effects table with its p-value column formatted as R does, and stars."""
-    fe = table.copy()
-    pv = fe.pop(pcol)
-    lines = _format_table(fe).split("\n")
-    stars = [""] + [_signif(p) for p in pv]
-    pvals = [pcol] + [_format_p(p) for p in pv]
-    w = max(len(v) for v in pvals)
-    return "\n".join(f"{line} {p.rjust(w)} {st}".rstrip() for line, p, st in zip(lines, pvals, stars))
+    text = np.array(R.format_real(R.round_half_even(corr, 3).ravel(), nsmall=3)).reshape(p, p)
+    cells = [[text[i, j] if j < i else "" for j in range(p - 1)] for i in range(1, p)]
+    rows = [R.abbreviate(n, 11) for n in names[1:]]
+    cols = [R.abbreviate(n, 6) for n in names[:-1]]
+    return ["", "Correlation of Fixed Effects:", *R.print_matrix(cells, rows, cols, right=False)]
 
 
 def singular_note(model):
@@ -138,68 +144,42 @@ def linear_fixed_effects_block(model):
     """lmerTest's table: Estimate, Std. Error, df (Satterthwaite), t value, Pr(>|t|).
 
     Where the Satterthwaite degrees of freedom cannot be computed (e.g. a Hessian that is
-    singular at a boundary fit), the table says so and shows the estimates without p-values.
+    singular at a boundary fit), lme4's table without p-values, and a note saying why.
     """
     try:
         table = model.fixed_effects_table()
     except (np.linalg.LinAlgError, ValueError, FloatingPointError) as err:
-        note = f"(no Satterthwaite p-values: {err})"
-        return _format_table(model.fixed_effects_) + "\n" + note, False
+        return R.coef_matrix(model.fixed_effects_, DIGITS) + [f"(no Satterthwaite p-values: {err})"], False
     table = table[["Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]]
-    return with_p_values(table, "Pr(>|t|)"), True
+    return R.coef_matrix(table, DIGITS), True
 
 
-def linear_summary(model):
-    """The whole summary of a fitted MixedLinearRegressor."""
-    method = "REML" if model.reml else "maximum likelihood"
-    fixed_table, with_p = linear_fixed_effects_block(model)
-    tests = ". t-tests use Satterthwaite's method" if with_p else ""
-    parts = [
-        f"Linear mixed model fit by {method}{tests} ['{type(model).__name__}']",
-        f"Formula: {formula(model)}",
-        "",
-        *middle_blocks(model, with_residual=True),
-        fixed_table,
-    ]
-    if with_p:
-        parts += ["---", SIGNIF_CODES]
-    return "\n".join(parts + closing_blocks(model))
+def _summary(model, title, family_line, fixed_lines, residual_variance, class_name):
+    lines = R.method_title(title, class_name or type(model).__name__)
+    lines += family_line
+    lines += R.cat_fill([["Formula:"], R.deparse_formula(formula(model))])
+    lines += ["", *model_fit_block(model), ""]
+    lines += scaled_residuals_block(model) + [""]
+    lines += random_effects_block(model, residual_variance)
+    lines += groups_line(model)
+    if model.coef_cov_.shape[0] > 0:  # lme4 prints no table without fixed effects
+        lines += ["", "Fixed effects:", *fixed_lines()]
+    lines += fixed_correlation_block(model)
+    return "\n".join(line.rstrip() for line in lines + closing_blocks(model))
 
 
-def middle_blocks(model, with_residual):
-    """What both summaries share between the formula and the fixed effects' table."""
-    info = model._fit_info
-    if hasattr(model, "_residual_quantiles"):  # a linear model keeps them, not its rows
-        q = model._residual_quantiles
-    else:
-        q = np.quantile(model._scaled_residuals, [0, 0.25, 0.5, 0.75, 1])
-    if q is None:
-        residuals = ("not available: the model was fitted from statistics (partial_fit or Dask), not rows; "
-                     "model.residuals(X, y, groups=..., scaled=True) computes them in a pass over the data")
-    else:
-        residuals = _format_table(pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"], index=[""]),
-                                  "{:.4f}")
-    groups = ", ".join(f"{f}, {k}" for f, k in model.n_groups_.items())
-    return [
-        model_fit_block(model),
-        "",
-        "Scaled residuals:",
-        residuals,
-        "",
-        "Random effects:",
-        random_effects_block(model, with_residual=with_residual),
-        f"Number of obs: {info['n_obs']}, groups:  {groups}",
-        "",
-        "Fixed effects:",
-    ]
+def linear_summary(model, class_name=None):
+    """The whole summary of a fitted MixedLinearRegressor, as lmerTest prints it (the
+    header names ``class_name``, by default the estimator's class)."""
+    method = "REML" if model.reml else "maximum likelihood "  # lme4's title, its space included
+    fixed_lines, with_p = linear_fixed_effects_block(model) if model.coef_cov_.shape[0] else ([], False)
+    title = f"Linear mixed model fit by {method}" + (". t-tests use Satterthwaite's method" if with_p else "")
+    return _summary(model, title, [], lambda: fixed_lines, model.residual_variance_, class_name)
 
 
 def closing_blocks(model):
-    """What ends both summaries: the fixed effects' correlations and any warnings."""
+    """What ends both summaries: warnings and notes."""
     parts = []
-    corr = fixed_correlation_block(model)
-    if corr:
-        parts += ["", corr]
     if model.singular_:
         parts += ["", singular_note(model)]
     source = model._fit_info.get("coef_cov_source", "hessian")
@@ -217,23 +197,23 @@ def closing_blocks(model):
     return parts
 
 
-def generalized_summary(model):
-    """The whole summary of a fitted GLMM (classifier or regressor), laid out as glmer's."""
+def family_name(family, dispersion):
+    """R's name of the family: ``Gamma``, and MASS's ``Negative Binomial(theta)``."""
+    if family.name == "negative_binomial":
+        return f"Negative Binomial({R.format_real([round(dispersion, 4)])[0]})"
+    return {"gamma": "Gamma"}.get(family.name, family.name)
+
+
+def generalized_summary(model, class_name=None):
+    """The whole summary of a fitted GLMM (classifier or regressor), laid out as glmer's
+    (glmer.nb's for the negative binomial; a Gamma model's scale as the Residual row)."""
     k = model.n_quadrature_points
     method = "Laplace Approximation" if k == 1 else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {k}"
     family = model.family_
-    parts = [
-        f"Generalized linear mixed model fit by maximum likelihood ({method}) ['{type(model).__name__}']",
-        f" Family: {family.name}  ( {family.link.name} )",
-        f"Formula: {formula(model)}",
-        "",
-        *middle_blocks(model, with_residual=False),
-        with_p_values(model.fixed_effects_, "Pr(>|z|)"),
-        "---",
-        SIGNIF_CODES,
-    ]
-    if family.has_dispersion:
-        name = "theta (NB2 size; Var = mu + mu^2/theta)" if family.name == "negative_binomial" else (
-            "phi (Var = phi mu^2)")
-        parts.insert(3, f"Dispersion parameter {name}: {model.dispersion_:.4g}")
-    return "\n".join(parts + closing_blocks(model))
+    dispersion = getattr(model, "dispersion_", None)
+    name = family_name(family, dispersion)
+    family_line = R.cat_fill([[" Family:"], [name], [f" ( {family.link.name} )"]])
+    # lme4's sigma of a Gamma GLMM is the square root of its dispersion phi: the Residual row
+    residual = dispersion if family.name == "gamma" else None
+    return _summary(model, f"Generalized linear mixed model fit by maximum likelihood ({method})", family_line,
+                    lambda: R.coef_matrix(model.fixed_effects_, DIGITS), residual, class_name)

@@ -182,7 +182,7 @@ def test_summary_reads_like_glmer():
     X = df["period"].str.get_dummies().drop(columns="1").add_prefix("period").astype(float)
     m = MixedLogisticClassifier().fit(X, df["y"], groups=df["herd"])
     s = m.summary()
-    for piece in ["Laplace Approximation", "Family: binomial  ( logit )", "z value", "Pr(>|z|)", "herd, 15",
+    for piece in ["(Laplace\n  Approximation)", "Family: binomial  ( logit )", "z value", "Pr(>|z|)", "herd, 15",
                   "logLik", "Signif. codes"]:
         assert piece in s
     assert m.log_likelihood_ == pytest.approx(-277.501941558616, abs=1e-6)
@@ -231,4 +231,4 @@ def test_no_fixed_effects_matches_glmer():
     assert m.log_likelihood_ == pytest.approx(-303.850614453, abs=1e-6)
     assert m.theta_[0] == pytest.approx(2.246605, rel=1e-5)
     assert m.coef_.shape == (0,) and m.coef_cov_.shape == (0, 0)
-    assert "Fixed effects" in m.summary()
+    assert "Fixed effects" not in m.summary() and "herd" in m.summary()  # as lme4: no empty table

@@ -1,6 +1,7 @@
 """tab_models (side-by-side tables) and skmlm.plotting.caterpillar."""
 
 import copy
+import html
 from html.parser import HTMLParser
 
 import numpy as np
@@ -159,3 +160,14 @@ def test_text_has_p_loglik_bic_and_no_broken_cells(table):
     text = t.to_text()
     assert "[, ]" not in text and "1.3e-32" not in text
     assert "tau00 cntry" in text and " 0.000" in text
+
+
+def test_html_has_the_p_column_of_the_text(table):
+    """Each model's block in HTML is estimate, interval and p, the p-values the text prints."""
+    h = table.to_html()
+    assert h.count("<i>p</i></th>") == len(table.names)
+    text_p = next(line for line in table.to_text().splitlines() if line.startswith("eduyrs")).split()[-1]
+    assert f">{html.escape(text_p)}</td>" in h
+    row = next(r for r in h.split("<tr>") if r.startswith('<td style="padding:0.15em 0.6em;text-align:left">eduyrs<'))
+    assert row.count("<td") == 1 + 3 * len(table.names) - 2  # the null model's empty block spans 3 columns
+    assert f'colspan="{1 + 3 * len(table.names)}"' in h

@@ -85,13 +85,12 @@ class FormulaMixin:
                 )
             weights = trials if sample_weight is None else trials * np.asarray(sample_weight, dtype=float)
         kwargs = {}
+        given = response
         if frame.offset is not None:
-            if not self._takes_offset:
-                raise ValueError(
-                    f"offset(...) in the formula: {type(self).__name__} takes no offset (a linear model's offset "
-                    "is the same as fitting the response minus it)"
-                )
-            kwargs["offset"] = frame.offset
+            if self._takes_offset:
+                kwargs["offset"] = frame.offset
+            else:  # lme4's lmer: the model of y - offset; predictions add the offset back
+                response = response - frame.offset
         self._design = design
         self._frame = frame
         try:
@@ -102,7 +101,7 @@ class FormulaMixin:
         self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
         self.n_features_in_ = X.shape[1]
         if getattr(self, "_refit_data", None) is not None:  # compare_models' ML refit of a REML fit
-            self._refit_data = (X, response, None, sample_weight)
+            self._refit_data = (X, given, None, sample_weight)
         return self
 
     def _random_factors(self, groups, X, Xn, kept, names):
@@ -154,7 +153,9 @@ class FormulaLinearRegressor(FormulaMixin, MixedLinearRegressor):
         as reference, ``0 +`` or ``- 1`` for no intercept, formulaic's ``center`` and
         ``scale``, skmlm's ``within(x, g)`` and ``between(x, g)``); random effects in the bar
         syntax: ``(1 | g)``, ``(x | g)``, ``(0 + x | g)``, ``(x || g)``, several bars,
-        crossed, nested ``(1 | a/b)``, interactions ``(1 | a:b)``.
+        crossed, nested ``(1 | a/b)``, interactions ``(1 | a:b)``. ``offset(...)`` as lme4's
+        lmer: the model of the response minus the offset, whose values ``predict`` and
+        ``fitted`` add back.
     reml : bool, default=True
         REML (lme4's default) or maximum likelihood.
     unseen_levels, max_iter, tol, verbose
@@ -169,7 +170,7 @@ class FormulaLinearRegressor(FormulaMixin, MixedLinearRegressor):
     -871.814
     """
 
-    _takes_offset = False
+    _takes_offset = False  # offset(...) is subtracted from the response instead, as lme4's lmer
     _takes_trials = False
     _parameter_constraints = {**MixedLinearRegressor._parameter_constraints, "formula": [str]}
 
@@ -183,8 +184,11 @@ class FormulaLinearRegressor(FormulaMixin, MixedLinearRegressor):
 
     def predict(self, X, groups=None, unseen_levels=None):
         """Predict the response of the rows of the DataFrame ``X`` (see
-        :meth:`MixedLinearRegressor.predict`; the grouping factors are ``X``'s columns)."""
-        return super().predict(X, groups=groups, unseen_levels=unseen_levels)
+        :meth:`MixedLinearRegressor.predict`; the grouping factors are ``X``'s columns),
+        with the formula's ``offset(...)`` of ``X`` added, as lme4's ``predict``."""
+        pred = super().predict(X, groups=groups, unseen_levels=unseen_levels)
+        offset = self._design.offset(X)
+        return pred if offset is None else pred + offset
 
     def score(self, X, y=None, sample_weight=None):
         """R^2 of :meth:`predict` against y (by default the formula's response on ``X``)."""

@@ -514,8 +514,11 @@ class MixedEffectsClassifier(ClassifierMixin, _MixedEffectsBase):
     classifier : estimator, default=None
         Any binary classifier with ``fit`` and ``predict_proba``, cloned for every fit.
         None: ``HistGradientBoostingClassifier(random_state=0)``.
-    random_slopes, random_intercept, covariance, group_columns, cv, missing_groups
+    random_slopes, random_intercept, covariance, group_columns, missing_groups
         As :class:`MixedEffectsRegressor`'s.
+    cv : int or None, default=5
+        Folds of the first grouping factor's levels for the out-of-fold log-odds (the
+        classifier is fitted once per fold and not refitted on all rows); None: in sample.
     unseen_levels : {"average", "zero", "error"}, default="average"
         Rows of levels not seen in ``fit``: ``"average"``, the probability averaged over
         the fitted distribution of the random effects (for a new group drawn from the

@@ -192,11 +192,16 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
        give the new ``Z b``; the next target is the mean of the new and the previous
        ``Z b`` (a damped step, which keeps the iteration from oscillating when ``f`` can
        tell the groups apart);
-    3. repeat 1-2 until ``Z b`` changes by at most ``tol`` times the residual standard
-       deviation (root mean square over the rows).
+    3. by default stop here (``max_iter=1``, ``tol=None``): one round from the linear
+       mixed model's start, a one-step estimator; with ``tol``, repeat 1-2 until ``Z b``
+       changes by at most ``tol`` times the residual standard deviation (root mean
+       square over the rows), at most ``max_iter`` times;
+    4. fit ``f`` once more, on all rows, to ``y`` less the last ``Z b``.
 
-    ``f`` of new rows is the mean of the last ``cv`` fold models (``regressor_``), which
-    varies less than one model fitted on all rows, as bagging's does.
+    ``f`` of new rows (``regressor_``) is the mean, half and half, of that last model and
+    of the mean of the last round's fold models: it varies less than either, as
+    bagging's does. The cost is ``cv`` fits of ``f`` on ``(cv - 1) / cv`` of the rows per
+    round, plus one on all rows.
 
     A flexible ``f`` fitted to the rows of a group learns that group's offset, and the
     in-sample residuals then hide it from the mixed model (the group variance shrinks
@@ -219,8 +224,10 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
         Correlated or uncorrelated random effects within a factor.
     group_columns : None, str, int or list, default=None
         Columns of X that hold grouping factors; they are not features of ``f``.
-    cv : int or None, default=5
-        Folds of the first grouping factor's levels for the out-of-fold predictions.
+    cv : int or None, default=2
+        Folds of the first grouping factor's levels for the out-of-fold predictions
+        (their cost grows with ``cv``; their accuracy hardly does, as the last ``f`` is
+        fitted on all rows).
         None: in-sample residuals (the classic backfitting, which lets a flexible ``f``
         absorb the group effects; for comparison).
     unseen_levels : {"average", "zero", "error"}, default="average"
@@ -229,22 +236,24 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
     missing_groups : {"warn", "population", "error"}, default="warn"
         ``predict`` without any groups: ``f(X)`` for every row, with a warning, quietly,
         or an error (see :class:`MixedLinearRegressor`).
-    max_iter : int, default=10
-        Largest number of backfitting iterations (after the start).
-    tol : float, default=0.1
-        Convergence: the root mean square change of the random part over the training
-        rows, relative to the residual standard deviation. A tree ensemble's fit jumps
-        with small changes of its target, so the iteration settles into a band (of
-        about 0.08 residual standard deviations for gradient boosting on the benchmark's
-        simulation) rather than on a point.
+    max_iter : int, default=1
+        Backfitting rounds after the start (at most, with ``tol``).
+    tol : float or None, default=None
+        None: run exactly ``max_iter`` rounds. A float: stop when the root mean square
+        change of the random part over the training rows, relative to the residual
+        standard deviation, is at most ``tol``, and warn if ``max_iter`` rounds do not
+        get there. A tree ensemble's fit jumps with small changes of its target, so the
+        iteration settles into a band (of about 0.1 residual standard deviations for
+        gradient boosting on the benchmark's simulation) rather than on a point; the
+        first round from the linear mixed model's start gets most of the way.
     verbose : int, default=0
         Print every iteration when > 0.
 
     Attributes
     ----------
     regressor_ : FoldAverage or estimator
-        ``f``: the mean of the ``cv`` fold models of the last iteration (one model fitted
-        on all rows for ``cv=None``).
+        ``f``: half the model fitted on all rows at the end, half the mean of the ``cv``
+        fold models of the last round (one model fitted on all rows for ``cv=None``).
     mixed_model_ : MixedLinearRegressor
         The last mixed model, fitted to the out-of-fold residuals (its fixed effects, an
         intercept and the slope columns, absorb the residuals' mean and trend, so that the
@@ -256,9 +265,10 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
     residual_variance_ : float
         sigma^2, from the out-of-fold residuals.
     n_iter_ : int
-        Backfitting iterations run.
-    converged_ : bool
-        Whether the criterion (``tol``) was met within ``max_iter`` iterations.
+        Backfitting rounds run.
+    converged_ : bool or None
+        Whether the criterion (``tol``) was met within ``max_iter`` rounds; None when
+        ``tol`` is None (a fixed number of rounds).
     iteration_log_ : DataFrame
         One row per iteration: the change of the random part (relative, as ``tol``), the
         residual variance, each random-effect variance, the mixed model's log-likelihood
@@ -288,8 +298,8 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
     >>> X = rng.uniform(size=(600, 2))
     >>> y = np.sin(6 * X[:, 0]) + X[:, 1] + rng.normal(0, 1, 30)[g] + rng.normal(0, 0.3, 600)
     >>> m = MixedEffectsRegressor().fit(X, y, groups=g)
-    >>> m.converged_
-    True
+    >>> m.n_iter_
+    1
     >>> float(np.sqrt(m.random_covariance_["group"].iloc[0, 0])) > 0.5
     True
     """
@@ -297,11 +307,12 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
     _parameter_constraints = {
         "regressor": [HasMethods(["fit", "predict"]), None],
         **_PARAMETER_CONSTRAINTS,
+        "tol": [Interval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(
         self, regressor=None, *, random_slopes=None, random_intercept=True, covariance="unstructured",
-        group_columns=None, cv=5, unseen_levels="average", missing_groups="warn", max_iter=10, tol=0.1, verbose=0,
+        group_columns=None, cv=2, unseen_levels="average", missing_groups="warn", max_iter=1, tol=None, verbose=0,
     ):
         self.regressor = regressor
         self.random_slopes = random_slopes
@@ -370,23 +381,33 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
             log.append(self._log_row(it, change, mixed, time.perf_counter() - start))
             if self.verbose:
                 print(f"iteration {it}: change {change:.3g}, residual variance {mixed.residual_variance_:.4g}")
-            if change <= self.tol:
+            if self.tol is not None and change <= self.tol:
                 converged = True
                 break
-        if not converged:
+        if self.tol is not None and not converged:
             warnings.warn(
                 f"backfitting stopped after max_iter={self.max_iter} iterations with the random part still "
                 f"changing by {change:.3g} residual standard deviations (tol={self.tol}): increase max_iter, or "
                 "give the regressor a fixed random_state if its fits vary from run to run",
                 ConvergenceWarning, stacklevel=2,
             )
-        self.regressor_ = models[0] if len(models) == 1 else FoldAverage(models)
+        self.regressor_ = self._final_f(regressor, X_rest, y - random_part, w_f, models)
         self.mixed_model_ = mixed
         self.n_iter_ = it
-        self.converged_ = converged
+        self.converged_ = converged if self.tol is not None else None
         self.iteration_log_ = pd.DataFrame(log).set_index("iteration")
         self._views = {}
         return self
+
+    def _final_f(self, regressor, X, target, w, models):
+        """``f`` of new rows: for ``cv=None`` the one model; else one model fitted on all rows
+        to ``y`` less the last random part, averaged (half and half) with the mean of the fold
+        models. The fold models saw only ``(cv - 1) / cv`` of the levels, the full model all of
+        them; the mean of both varies less than either (as bagging's)."""
+        if len(models) == 1:
+            return models[0]
+        full = self._fit_on(regressor, X, target, w)
+        return FoldAverage([full] * len(models) + list(models))
 
     def _cross_fit(self, regressor, X, target, w, fold):
         """``(models, predictions)``: ``f`` fitted on each fold's complement and its predictions of
@@ -493,8 +514,11 @@ class MixedEffectsClassifier(ClassifierMixin, _MixedEffectsBase):
     classifier : estimator, default=None
         Any binary classifier with ``fit`` and ``predict_proba``, cloned for every fit.
         None: ``HistGradientBoostingClassifier(random_state=0)``.
-    random_slopes, random_intercept, covariance, group_columns, cv, missing_groups
+    random_slopes, random_intercept, covariance, group_columns, missing_groups
         As :class:`MixedEffectsRegressor`'s.
+    cv : int or None, default=5
+        Folds of the first grouping factor's levels for the out-of-fold log-odds (the
+        classifier is fitted once per fold and not refitted on all rows); None: in sample.
     unseen_levels : {"average", "zero", "error"}, default="average"
         Rows of levels not seen in ``fit``: ``"average"``, the probability averaged over
         the fitted distribution of the random effects (for a new group drawn from the

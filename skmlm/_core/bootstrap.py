@@ -60,15 +60,7 @@ class ResponseSimulator:
         self.c1x = cp.a1x[:, :, :p]  # Z1'WX, per level
         self.a_xx = cp.a_xx[:p, :p]
         self.second = cp.second  # None with one factor; the fit's own limit on its size applies
-        # A11 = R1 R1' and A11^- = K1 K1', level by level, on the rank of each level's block
-        d = _scale(np.diagonal(self.a11, axis1=1, axis2=2))  # (m1, q1)
-        lam, U = np.linalg.eigh(self.a11 / (d[:, :, None] * d[:, None, :]))
-        keep = lam > lam[:, -1:] * q1 * np.finfo(float).eps
-        root = np.sqrt(np.where(keep, lam, 0.0))
-        inv_root = np.divide(1.0, root, out=np.zeros_like(root), where=keep)
-        self.R1 = d[:, :, None] * U * root[:, None, :]
-        self.K1 = U * inv_root[:, None, :] / d[:, :, None]
-        self.keep1 = keep
+        self.R1, self.K1, self.keep1 = _level_roots(self.a11)
         # S = B2'WB2 - C'A11^-C, B2 = [X Z2]
         KKc = self.K1 @ (np.swapaxes(self.K1, 1, 2) @ self.c1x)  # A11^- Z1'WX, per level
         s_xx = self.a_xx - np.einsum("jap,jaq->pq", self.c1x, KKc)
@@ -81,19 +73,15 @@ class ResponseSimulator:
             diag = np.concatenate([diag, np.diag(sec.a22)])
         else:
             S = s_xx
-        # S's scale is B2'WB2's (unit diagonal once scaled), not its own: what of B2 lies
-        # in the span of Z1 (a between-level covariate, a nested factor) leaves only rounding
-        d2 = _scale(diag)
-        lam2, V = np.linalg.eigh(S / np.outer(d2, d2))
-        keep2 = lam2 > (m1 * q1 + lam2.size) * np.finfo(float).eps
-        self.R2 = d2[:, None] * V[:, keep2] * np.sqrt(lam2[keep2])
-        self.rank = int(keep.sum()) + int(keep2.sum())
+        # S's scale is B2'WB2's, not its own: what of B2 lies in the span of Z1 (a
+        # between-level covariate, a nested factor) leaves only rounding
+        self.R2 = _schur_root(S, diag, (m1 * q1 + S.shape[0]) * np.finfo(float).eps)
+        self.rank = int(self.keep1.sum()) + self.R2.shape[1]
         # the blocked order [Z1, X, Z2] and the model's [X, Z_0, Z_1, ...]
         sizes = [f.n_levels * f.q for f in model.factors]
         starts = np.concatenate([[p], p + np.cumsum(sizes)])
-        blocked = np.concatenate([np.arange(starts[k], starts[k + 1]) for k in cp.order[:1]]
-                                 + [np.arange(p)]
-                                 + [np.arange(starts[k], starts[k + 1]) for k in cp.order[1:]])
+        span = [np.arange(starts[k], starts[k + 1]) for k in cp.order]
+        blocked = np.concatenate([span[0], np.arange(p)] + span[1:])
         self.to_blocked = blocked  # v_blocked = v_model[to_blocked]
         self.to_model = np.argsort(blocked)  # v_model = v_blocked[to_model]
 
@@ -151,6 +139,29 @@ class ResponseSimulator:
         yy = float(c @ mean + 2.0 * sigma * (c @ noise) + sigma**2 * quadratic)
         s = (mean + sigma * noise)[self.to_model]
         return s[: self.p], yy, s[self.p :]
+
+
+def _level_roots(a11):
+    """``(R, K, keep)`` per level of a stack of Gram blocks ``A`` (m, q, q): ``A = R R'``
+    and ``K K'`` a generalised inverse of ``A``, on the columns ``keep`` (the block's rank,
+    decided with its diagonal scaled to 1); the other columns of ``R`` and ``K`` are 0."""
+    q = a11.shape[1]
+    d = _scale(np.diagonal(a11, axis1=1, axis2=2))
+    lam, U = np.linalg.eigh(a11 / (d[:, :, None] * d[:, None, :]))
+    keep = lam > lam[:, -1:] * q * np.finfo(float).eps
+    root = np.sqrt(np.where(keep, lam, 0.0))
+    inv_root = np.divide(1.0, root, out=np.zeros_like(root), where=keep)
+    return d[:, :, None] * U * root[:, None, :], U * inv_root[:, None, :] / d[:, :, None], keep
+
+
+def _schur_root(S, diag, tol):
+    """``R`` with ``S = R R'`` on ``S``'s rank: the eigenvalues of ``S`` scaled by the
+    square roots of ``diag`` (the diagonal of the matrix ``S`` was reduced from) above
+    ``tol``."""
+    d = _scale(diag)
+    lam, V = np.linalg.eigh(S / np.outer(d, d))
+    keep = lam > tol
+    return d[:, None] * V[:, keep] * np.sqrt(lam[keep])
 
 
 def _scale(diagonal):

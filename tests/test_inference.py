@@ -186,6 +186,87 @@ def test_simulated_statistics_have_the_distribution_of_simulated_rows():
     np.testing.assert_allclose(drawn.std(axis=0), sd, rtol=0.1)
 
 
+def _dense_gram(model):
+    """``G = [X Z]'W[X Z]`` formed whole from the statistics (the model's order of factors)."""
+    stats, p = model.statistics, model.p
+    every = range(len(stats.factors))
+    zx = stats.random_x_cross(every)[:, :p]
+    return np.block([[stats.xy_cross[:p, :p], zx.T], [zx, stats.random_cross_dense(every)]])
+
+
+def _residual_map(sim):
+    """The matrix ``M`` of ``[X Z]'W e* / sigma = M [t, g]`` (one column per coordinate)."""
+    m1, q1 = sim.shape1
+    eye = np.eye(m1 * q1 + sim.R2.shape[1])
+    return np.column_stack([sim.residual_cross(e[: m1 * q1].reshape(m1, q1), e[m1 * q1 :]) for e in eye])
+
+
+@pytest.mark.parametrize("name, scale", [
+    ("sleepstudy_rs_ml", 1.0),  # one factor, a random slope
+    ("sleepstudy_diag_reml", 1.0),
+    ("penicillin_crossed_reml", 1.0),  # crossed factors
+    ("pastes_nested_reml", 1.0),  # nested: the outer factor lies in the span of the inner one
+    ("ess_bw_gni_ml", 1.0),  # a between-level covariate
+    ("ess_bw_gni_ml", 2.0**30),
+    ("ess_bw_slope_cross_ml", 2.0**-30),
+])
+def test_simulated_statistics_have_the_exact_moments(name, scale):
+    """The blocked simulator's cross-products ``G c + sigma M [t, g]`` have the mean
+    ``G c`` and the covariance ``sigma^2 M M' = sigma^2 G`` of cross-products of simulated
+    rows, exactly (to rounding), and ``eps'eps`` the right split: ``[t, g]`` spans the rank of
+    ``G`` (what a between-level covariate or a nested factor adds to the largest factor's span
+    counts for nothing, in any units of X)."""
+    ref, data = load_case(name)
+    X, y, groups, params = estimator_inputs(ref, data)
+    m = MixedLinearRegressor(**params).fit(X * scale, y, groups=groups)
+    model = m._core_model()
+    sim = ResponseSimulator(model)
+    G = _dense_gram(model)
+    M = _residual_map(sim)
+    d = np.sqrt(np.diag(G))
+    np.testing.assert_allclose((M @ M.T) / np.outer(d, d), G / np.outer(d, d), rtol=0, atol=1e-13)
+    assert sim.rank == np.linalg.matrix_rank(G / np.outer(d, d))
+    c = np.random.default_rng(1).normal(size=G.shape[0]) / d
+    np.testing.assert_allclose(sim.cross(c), G @ c, rtol=1e-12, atol=1e-12 * np.abs(G @ c).max())
+
+
+def test_simulated_response_square_has_its_mean():
+    """``E[y*'Wy*] = beta'X'WX beta + sigma^2 (sum_f tr(Z_f'WZ_f (I x T_f T_f')) + n)``, from
+    ``y*'Wy* = c'Gc + 2 c's_e + sigma^2 eps'eps`` as drawn (crossed factors)."""
+    m, d = _rows("penicillin_crossed_reml")
+    model = m._core_model()
+    theta, beta, sigma = m.theta_, m._beta(), m._sigma()
+    sim = ResponseSimulator(model)
+    G = _dense_gram(model)
+    p = model.p
+    cov_b = [np.kron(np.eye(f.n_levels), f.cholesky_factor(th) @ f.cholesky_factor(th).T)
+             for f, th in zip(model.factors, split_theta(model.factors, theta))]
+    sizes = np.cumsum([p] + [c.shape[0] for c in cov_b])
+    expected = beta @ G[:p, :p] @ beta + sigma**2 * (model.n + sum(
+        np.trace(G[a:b, a:b] @ c) for a, b, c in zip(sizes[:-1], sizes[1:], cov_b)))
+    rng = np.random.default_rng(5)
+    k = 4000
+    yy = np.array([sim.draw(theta, beta, sigma, rng)[1] for _ in range(k)])
+    assert abs(yy.mean() - expected) <= 5 * yy.std() / np.sqrt(k)
+
+
+def test_bootstrap_of_a_factor_with_many_levels():
+    """7000 levels (more random effects than a dense square root of ``G`` would take):
+    the bootstrap needs only the per-level blocks and the fixed effects' Schur complement."""
+    rng = np.random.default_rng(0)
+    m_levels = 7000
+    g = np.repeat(np.arange(m_levels), 2)
+    x = rng.normal(size=g.size)
+    y = 1.0 + 0.5 * x + rng.normal(size=m_levels)[g] + rng.normal(size=g.size)
+    m = MixedLinearRegressor().fit(x[:, None], y, groups=g)
+    model = m._core_model()
+    sim = ResponseSimulator(model)
+    assert sim.rank == m_levels + 1  # the intercept lies in the span of the levels; x does not
+    boot = m.parametric_bootstrap(3, random_state=0, progress=False)
+    assert boot.shape == (3, 4) and boot.attrs["converged"].all()
+    assert np.all(np.abs(boot["x0"] - 0.5) < 0.1)
+
+
 def _lme4_postvar(block):
     arr = _na(block["values"]).reshape(block["dim"], order="F")  # q x q x levels
     return arr.transpose(2, 0, 1)

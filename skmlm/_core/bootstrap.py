@@ -24,64 +24,151 @@ from .optimize import minimize_bounded
 from .varpar import VarianceParameters
 
 
-
-#: Largest order of ``[X Z]'W[X Z]`` whose square root a linear model's bootstrap takes
-#: (a dense eigendecomposition).
-MAX_SIMULATED_ORDER = 6000
-
-
 class ResponseSimulator:
     """The response's cross-products of replicates simulated from a fitted linear mixed
-    model, drawn from the statistics alone (no rows).
+    model, drawn from the statistics alone (no rows), in the blocks of :mod:`.lmm`.
 
     For ``y* = mu + e*`` with ``mu = [X Z] c``, ``c = [beta, b*]`` and
-    ``e* ~ N(0, sigma^2 W^-1)``, the refit needs ``s* = [X Z]'W y*`` and ``y*'W y*``. With
-    ``G = [X Z]'W[X Z] = V diag(lam) V'`` and ``eps = W^1/2 e* / sigma`` standard normal,
-    ``[X Z]'W e* = sigma V diag(lam)^1/2 g`` where ``g`` is the part of ``eps`` in the span
-    of ``W^1/2 [X Z]`` (rank ``r``, in coordinates ``V``), and ``eps'eps = g'g + chi2(n - r)``,
-    independent. So ``s* = G c + sigma V lam^1/2 g`` and
-    ``y*'Wy* = c'Gc + 2 sigma c'V lam^1/2 g + sigma^2 (g'g + chi2(n - r))``: the same
-    distribution as forming them from simulated rows.
+    ``e* ~ N(0, sigma^2 W^-1)``, the refit needs ``s* = [X Z]'W y* = G c + s_e`` with
+    ``G = [X Z]'W[X Z]``, ``s_e = [X Z]'W e*``, and ``y*'W y* = c'Gc + 2 c's_e + e*'We*``.
+    ``G`` is never formed whole: as the factorisation, it is read in two blocks, the largest
+    factor's ``Z1`` (``A11 = Z1'WZ1`` block diagonal, one ``q1 x q1`` block per level) and
+    ``B2 = [X Z2]`` (the other factors, dense). With ``eps = W^1/2 e* / sigma`` standard
+    normal:
+
+    * ``Z1'W e* = sigma R1 t``, ``A11 = R1 R1'`` level by level (``t`` standard normal on
+      each level's rank): ``t`` are the coordinates of ``eps`` in the span of ``W^1/2 Z1``;
+    * ``B2'W e* = sigma (C' K1 t + R2 g)``: its mean given ``Z1'W e*`` (``C = Z1'WB2``,
+      ``K1 K1'`` a generalised inverse of ``A11``) plus the part of ``eps`` in the span of
+      ``W^1/2 B2`` left by ``W^1/2 Z1`` (coordinates ``g``), whose covariance
+      ``S = B2'WB2 - C'K1 K1'C = R2 R2'`` is the generalised Schur complement;
+    * ``eps'eps = t't + g'g + chi2(n - r)``, ``r`` the rank of ``[X Z]``, independent.
+
+    The same distribution as forming the cross-products from simulated rows; a replicate
+    costs nothing in the number of rows, and the only dense matrix is block 2's, which the
+    fit holds already.
     """
 
     def __init__(self, model):
-        stats = model.statistics
+        cp = model.cp
         p = model.p
-        every = range(len(stats.factors))
-        order = p + sum(f.n_levels * f.q for f in stats.factors)
-        if order > MAX_SIMULATED_ORDER:
-            raise ValueError(
-                f"the parametric bootstrap of a linear mixed model draws from its statistics, and needs the "
-                f"square root of a matrix of order {order} (fixed effects plus random effects); more than "
-                f"{MAX_SIMULATED_ORDER} are not supported: use confint(method='profile')"
-            )
-        zx = stats.random_x_cross(every)
-        G = np.empty((order, order))
-        G[:p, :p] = stats.xy_cross[:p, :p]
-        G[p:, :p] = zx[:, :p]
-        G[:p, p:] = zx[:, :p].T
-        G[p:, p:] = stats.random_cross_dense(every)
-        lam, V = np.linalg.eigh(G)
-        keep = lam > lam[-1] * order * np.finfo(float).eps
-        self.root = V[:, keep] * np.sqrt(lam[keep])  # G = root root'
-        self.G, self.p, self.model = G, p, model
-        self.rank, self.n = int(keep.sum()), stats.n
+        first = cp.first
+        m1, q1 = first.n_levels, first.q
+        self.model, self.p, self.n = model, p, cp.n
+        self.shape1 = (m1, q1)
+        self.a11 = cp.a11
+        self.c1x = cp.a1x[:, :, :p]  # Z1'WX, per level
+        self.a_xx = cp.a_xx[:p, :p]
+        self.second = cp.second  # None with one factor; the fit's own limit on its size applies
+        self.R1, self.K1, self.keep1 = _level_roots(self.a11)
+        # S = B2'WB2 - C'A11^-C, B2 = [X Z2]
+        KKc = self.K1 @ (np.swapaxes(self.K1, 1, 2) @ self.c1x)  # A11^- Z1'WX, per level
+        s_xx = self.a_xx - np.einsum("jap,jaq->pq", self.c1x, KKc)
+        diag = np.diag(self.a_xx)
+        if self.second is not None:
+            sec = self.second
+            s_2x = sec.a2x[:, :p] - sec.a21 @ KKc.reshape(m1 * q1, p)
+            s_22 = sec.a22 - sec.coupled_square(self.K1)
+            S = np.block([[s_xx, s_2x.T], [s_2x, s_22]])
+            diag = np.concatenate([diag, np.diag(sec.a22)])
+        else:
+            S = s_xx
+        # S's scale is B2'WB2's, not its own: what of B2 lies in the span of Z1 (a
+        # between-level covariate, a nested factor) leaves only rounding
+        self.R2 = _schur_root(S, diag, (m1 * q1 + S.shape[0]) * np.finfo(float).eps)
+        self.rank = int(self.keep1.sum()) + self.R2.shape[1]
+        # the blocked order [Z1, X, Z2] and the model's [X, Z_0, Z_1, ...]
+        sizes = [f.n_levels * f.q for f in model.factors]
+        starts = np.concatenate([[p], p + np.cumsum(sizes)])
+        span = [np.arange(starts[k], starts[k + 1]) for k in cp.order]
+        blocked = np.concatenate([span[0], np.arange(p)] + span[1:])
+        self.to_blocked = blocked  # v_blocked = v_model[to_blocked]
+        self.to_model = np.argsort(blocked)  # v_model = v_blocked[to_model]
+
+    def cross(self, c):
+        """``G c = [X Z]'W[X Z] c`` for ``c = [beta, b_0, b_1, ...]`` (the model's order of
+        factors, level-major), in the same order."""
+        return self._cross_blocked(np.asarray(c, dtype=float)[self.to_blocked])[self.to_model]
+
+    def residual_cross(self, t, g):
+        """``[X Z]'W e* / sigma`` (the model's order) for the coordinates ``t`` (m1, q1)
+        and ``g`` (the rank of ``S``) of ``eps`` (see the class docstring)."""
+        return self._residual_blocked(t, g)[self.to_model]
+
+    def _cross_blocked(self, c):
+        m1, q1 = self.shape1
+        p = self.p
+        b1, beta, b2 = c[: m1 * q1].reshape(m1, q1), c[m1 * q1 : m1 * q1 + p], c[m1 * q1 + p :]
+        g1 = self.c1x @ beta + np.einsum("jab,jb->ja", self.a11, b1)
+        gx = self.a_xx @ beta + np.einsum("jap,ja->p", self.c1x, b1)
+        parts = [g1.ravel(), gx]
+        if self.second is not None:
+            sec = self.second
+            g1 = parts[0] + sec.a21.T @ b2
+            gx = gx + sec.a2x[:, :p].T @ b2
+            g2 = sec.a2x[:, :p] @ beta + sec.a21 @ b1.ravel() + sec.a22 @ b2
+            parts = [g1, gx, g2]
+        return np.concatenate(parts)
+
+    def _residual_blocked(self, t, g):
+        t = np.where(self.keep1, t, 0.0)
+        e1 = np.einsum("jab,jb->ja", self.R1, t)
+        h = np.einsum("jab,jb->ja", self.K1, t)  # A11^- Z1'W e* / sigma
+        ex = np.einsum("jap,ja->p", self.c1x, h)
+        parts = [ex]
+        if self.second is not None:
+            parts.append(self.second.a21 @ h.ravel())
+        return np.concatenate([e1.ravel(), np.concatenate(parts) + self.R2 @ g])
 
     def draw(self, theta, beta, sigma, rng):
-        """One replicate: ``(X'Wy*, y*'Wy*, Z'Wy*)``, drawn in a fixed order (random effects,
-        then the residual's parts), so that replicate ``k`` is the same whatever their number."""
+        """One replicate: ``(X'Wy*, y*'Wy*, Z'Wy*)``, drawn in a fixed order (the random
+        effects factor by factor, then ``t`` for every level and term of the largest factor,
+        ``g``, and the chi-square), so that replicate ``k`` is the same whatever their number."""
         factors = self.model.factors
         b = []
         for f, th in zip(factors, split_theta(factors, np.asarray(theta, dtype=float))):
             u = rng.standard_normal((f.n_levels, f.q))
             b.append((sigma * u @ f.cholesky_factor(th).T).ravel())
-        c = np.concatenate([beta] + b)
-        g = rng.standard_normal(self.rank)
+        c = np.concatenate([beta] + b)[self.to_blocked]
+        t = rng.standard_normal(self.shape1)
+        g = rng.standard_normal(self.R2.shape[1])
         rest = rng.chisquare(self.n - self.rank) if self.n > self.rank else 0.0
-        noise = self.root @ g
-        s = self.G @ c + sigma * noise
-        yy = float(c @ self.G @ c + 2.0 * sigma * (c @ noise) + sigma**2 * (g @ g + rest))
+        mean = self._cross_blocked(c)
+        noise = self._residual_blocked(t, g)
+        quadratic = float(np.sum(t[self.keep1] ** 2) + g @ g + rest)
+        yy = float(c @ mean + 2.0 * sigma * (c @ noise) + sigma**2 * quadratic)
+        s = (mean + sigma * noise)[self.to_model]
         return s[: self.p], yy, s[self.p :]
+
+
+def _level_roots(a11):
+    """``(R, K, keep)`` per level of a stack of Gram blocks ``A`` (m, q, q): ``A = R R'``
+    and ``K K'`` a generalised inverse of ``A``, on the columns ``keep`` (the block's rank,
+    decided with its diagonal scaled to 1); the other columns of ``R`` and ``K`` are 0."""
+    q = a11.shape[1]
+    d = _scale(np.diagonal(a11, axis1=1, axis2=2))
+    lam, U = np.linalg.eigh(a11 / (d[:, :, None] * d[:, None, :]))
+    keep = lam > lam[:, -1:] * q * np.finfo(float).eps
+    root = np.sqrt(np.where(keep, lam, 0.0))
+    inv_root = np.divide(1.0, root, out=np.zeros_like(root), where=keep)
+    return d[:, :, None] * U * root[:, None, :], U * inv_root[:, None, :] / d[:, :, None], keep
+
+
+def _schur_root(S, diag, tol):
+    """``R`` with ``S = R R'`` on ``S``'s rank: the eigenvalues of ``S`` scaled by the
+    square roots of ``diag`` (the diagonal of the matrix ``S`` was reduced from) above
+    ``tol``."""
+    d = _scale(diag)
+    lam, V = np.linalg.eigh(S / np.outer(d, d))
+    keep = lam > tol
+    return d[:, None] * V[:, keep] * np.sqrt(lam[keep])
+
+
+def _scale(diagonal):
+    """Square roots of a Gram matrix's diagonal, 1 where it is 0: the scaling that makes a
+    rank decision independent of the units of the columns."""
+    d = np.sqrt(np.maximum(diagonal, 0.0))
+    return np.where(d > 0.0, d, 1.0)
 
 
 def parametric_bootstrap(model, theta, n_boot, rng, progress=None):

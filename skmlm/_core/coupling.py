@@ -205,15 +205,19 @@ class CouplingBlock:
             out = self.congruence(pieces, out)
             out.flat[:: self.size + 1] += 1.0
             return out
-        if self.pairs is not None:
-            inner = self.pairs(K1 @ np.swapaxes(K1, 1, 2))
-            np.subtract(self.a22, inner, out=inner)
-        else:
-            G = self.a21 @ blockdiag(K1)
-            inner = self.a22 - (G @ G.T).toarray()
+        inner = self.coupled_square(K1)
+        np.subtract(self.a22, inner, out=inner)
         out = self.congruence(pieces, inner)
         out[np.diag_indices_from(out)] += 1.0
         return out
+
+    def coupled_square(self, K1):
+        """``A21 K1 K1' A21'`` (dense, Q2 x Q2) for ``K1`` a stack (m1, q1, q1), one block
+        per level of the largest factor."""
+        if self.pairs is not None:
+            return self.pairs(K1 @ np.swapaxes(K1, 1, 2))
+        G = self.a21 @ blockdiag(K1)
+        return (G @ G.T).toarray()
 
     def l21_times(self, pieces, K1, B):
         """``L21 B`` for ``B`` of shape (m1 * q1, k), without forming ``L21``."""

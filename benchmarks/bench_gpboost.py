@@ -19,8 +19,11 @@ crossed non-Gaussian effects, and its logLik on ``poisson_crossed`` was 0.23
 below the Laplace value that glmmTMB, lme4 and mixedlm agree on (and the
 Cholesky fit was faster).  For one grouping factor the two are the same.
 
+Gaussian problems fitted by ML (``likelihood="gaussian"``; issue 16's shapes) are
+compared too, with GPBoost's default optimiser and ``matrix_inversion_method``.
+
 Not applicable:
-* gaussian problems (out of scope for this comparison);
+* gaussian problems fitted by REML (GPBoost's gaussian fits are ML);
 * nAGQ > 1 (GPBoost has no adaptive Gauss-Hermite quadrature);
 * correlated random slopes (GPBoost random coefficients are independent of
   the random intercept, i.e. only lme4 ``(x || g)``);
@@ -63,7 +66,11 @@ def _likelihood(problem):
         if link != "log":
             raise NotApplicable(f"{problem.family} link {link} (log link only)")
         return _LIKELIHOOD[problem.family]
-    raise NotApplicable("binomial and GLMM family problems only in this comparison")
+    if problem.family == "gaussian":
+        if problem.reml:
+            raise NotApplicable("REML: gpboost fits gaussian models by ML only")
+        return "gaussian"
+    raise NotApplicable(f"family {problem.family}")
 
 
 def fit(problem, reps=7, budget=90.0):
@@ -89,7 +96,7 @@ def fit(problem, reps=7, budget=90.0):
     if X is None:
         raise NotApplicable("model without fixed effects")
     group_data = df[gcols].to_numpy()
-    kwargs = {"matrix_inversion_method": "cholesky"}
+    kwargs = {} if likelihood == "gaussian" else {"matrix_inversion_method": "cholesky"}
     if slope_terms:
         slopes = [s for t in slope_terms for s in t.slopes]
         kwargs["group_rand_coef_data"] = df[slopes].to_numpy(dtype=float)

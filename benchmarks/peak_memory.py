@@ -1,7 +1,7 @@
 """Peak memory of one fit of ``large_slope_1m`` (1,000,000 rows, 10,000
 groups, ``y ~ x1 + x2 + (1 + x1 | g)``, ML), measured in a fresh process.
 
-    python benchmarks/peak_memory.py [--library skmlm|mixedlm|none] [--problem NAME]
+    python benchmarks/peak_memory.py [--library skmlm|mixedlm|gpboost|none] [--problem NAME]
 
 The parent process only launches a child (``--child``) that builds the data,
 fits once and reports:
@@ -55,7 +55,7 @@ def _reset_peak():
 def child(library, problem_name):
     import problems
 
-    prob = {p.name: p for p in problems.all_problems()}[problem_name]
+    prob = {p.name: p for p in problems.all_problems() + problems.shape_problems()}[problem_name]
     df = prob.data  # noqa: F841  (built before the fit)
     if library == "skmlm":
         import bench_skmlm as ad
@@ -66,6 +66,14 @@ def child(library, problem_name):
 
         formula = prob.lme4_formula()
         fit_once = lambda: mlm.lmer(formula, prob.data, REML=prob.reml)  # noqa: E731
+    elif library == "gpboost":
+        import bench_gpboost as ad
+
+        res = {}
+
+        def fit_once():
+            res.update(ad.fit(prob, reps=1, budget=0.0))
+            return None
     elif library == "none":
         fit_once = lambda: None  # noqa: E731
     else:
@@ -78,7 +86,7 @@ def child(library, problem_name):
     secs = time.perf_counter() - t0
     fit_peak = _status_kb("VmHWM") if reset else None
     maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
-    ll = None
+    ll = res.get("loglik") if library == "gpboost" else None
     if m is not None:
         ll = float(getattr(m, "log_likelihood_", None) or m.logLik())
     print(json.dumps(dict(library=library, problem=problem_name, n_rows=len(prob.data), seconds=secs,
@@ -89,7 +97,7 @@ def child(library, problem_name):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--library", default="skmlm", choices=["skmlm", "mixedlm", "none"])
+    ap.add_argument("--library", default="skmlm", choices=["skmlm", "mixedlm", "gpboost", "none"])
     ap.add_argument("--problem", default="large_slope_1m")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--limit-mb", type=float, default=1024.0, help="target for max RSS (default 1024 MB)")

@@ -494,23 +494,100 @@ def family_problems() -> List[Problem]:
     ]
 
 
+
+# ============================================================ issue 16: the shapes
+def _codes(rng, n, n_levels):
+    """Each level at least once, the rest drawn uniformly, shuffled."""
+    codes = np.concatenate([np.arange(n_levels), rng.integers(0, n_levels, size=n - n_levels)])
+    rng.shuffle(codes)
+    return codes
+
+
+def simulate_crossed_shape(n: int, n_a: int, n_b: int, seed: int) -> pd.DataFrame:
+    """Crossed random intercepts, users x items: every row draws an A and a B level."""
+    rng = np.random.default_rng(seed)
+    a, b = _codes(rng, n, n_a), _codes(rng, n, n_b)
+    y = 3.0 + rng.normal(0, 0.8, n_a)[a] + rng.normal(0, 0.5, n_b)[b] + rng.normal(0.0, 1.0, n)
+    return pd.DataFrame({"y": y, "a": _labels(a, "a", 5), "b": _labels(b, "b", 5)})
+
+
+def simulate_nested_shape(n: int, n_outer: int, n_inner: int, seed: int) -> pd.DataFrame:
+    """(1 | outer) + (1 | outer:inner): inner levels spread evenly over the outer ones."""
+    rng = np.random.default_rng(seed)
+    inner = _codes(rng, n, n_inner)
+    outer = np.arange(n_inner) % n_outer  # the outer level of each inner one
+    x1 = rng.standard_normal(n)
+    y = (1.0 + 0.4 * x1 + rng.normal(0, 0.7, n_outer)[outer[inner]] + rng.normal(0, 0.5, n_inner)[inner]
+         + rng.normal(0.0, 1.0, n))
+    return pd.DataFrame({"y": y, "x1": x1, "outer": _labels(outer[inner], "o", 5), "inner": _labels(inner, "i", 6)})
+
+
+def simulate_slopes_shape(n: int, sizes, seed: int) -> pd.DataFrame:
+    """y = 1 + 0.5 x1 + sum over the factors of (b0 + b1 x1) + e, one column per factor
+    (``f0``, ``f1``, ...) with ``sizes`` levels, correlated intercept and slope (0.3)."""
+    rng = np.random.default_rng(seed)
+    x1 = rng.standard_normal(n)
+    y = 1.0 + 0.5 * x1 + rng.normal(0.0, 1.0, n)
+    cols = {}
+    cov = np.array([[1.0, 0.15], [0.15, 0.25]])
+    for k, m in enumerate(sizes):
+        g = _codes(rng, n, m)
+        b = rng.multivariate_normal([0.0, 0.0], cov, size=m)
+        y = y + b[g, 0] + b[g, 1] * x1
+        cols[f"f{k}"] = _labels(g, f"f{k}_", 5)
+    return pd.DataFrame({"y": y, "x1": x1, **cols})
+
+
+def shape_problems() -> List[Problem]:
+    """The shapes of issue 16 (``run.py --shapes``): large crossed, mid-size structured,
+    large nested. All ML (gpboost fits ML only), simulated with fixed seeds."""
+    ri = lambda *gs: [RandomTerm(g) for g in gs]  # noqa: E731
+    slope = lambda *gs: [RandomTerm(g, True, ["x1"]) for g in gs]  # noqa: E731
+    sim = "simulated, seed {}"
+    return [
+        Problem(name="crossed_200k_5000x5000", y="y", fixed=[], fit_intercept=True, random_terms=ri("a", "b"),
+                reml=False, size="large", source=sim.format(1601),
+                loader=lambda: simulate_crossed_shape(200_000, 5000, 5000, 1601)),
+        Problem(name="crossed_1m_20000x20000", y="y", fixed=[], fit_intercept=True, random_terms=ri("a", "b"),
+                reml=False, size="large", source=sim.format(1602),
+                loader=lambda: simulate_crossed_shape(1_000_000, 20_000, 20_000, 1602)),
+        Problem(name="nested_30k_130x2400", y="y", fixed=["x1"], fit_intercept=True,
+                random_terms=ri("outer", "inner"), reml=False, size="medium", source=sim.format(1603),
+                loader=lambda: simulate_nested_shape(30_000, 130, 2400, 1603)),
+        Problem(name="slope_60x4k", y="y", fixed=["x1"], fit_intercept=True, random_terms=slope("f0"),
+                reml=False, size="medium", source=sim.format(1604),
+                loader=lambda: simulate_slopes_shape(240_000, [60], 1604)),
+        Problem(name="two_slopes_7k_1700x60", y="y", fixed=["x1"], fit_intercept=True,
+                random_terms=slope("f0", "f1"), reml=False, size="medium", source=sim.format(1605),
+                loader=lambda: simulate_slopes_shape(7_000, [1700, 60], 1605)),
+        Problem(name="crossed_3500_150x20", y="y", fixed=[], fit_intercept=True, random_terms=ri("a", "b"),
+                reml=False, size="small", source=sim.format(1606),
+                loader=lambda: simulate_crossed_shape(3_500, 150, 20, 1606)),
+        Problem(name="nested_1m_2000x40000", y="y", fixed=["x1"], fit_intercept=True,
+                random_terms=ri("outer", "inner"), reml=False, size="large", source=sim.format(1607),
+                loader=lambda: simulate_nested_shape(1_000_000, 2000, 40_000, 1607)),
+    ]
+
+
 def all_problems() -> List[Problem]:
     return golden_problems() + extra_problems()
 
 
-def get_problems(names: Optional[List[str]] = None, large: bool = False, families: bool = False) -> List[Problem]:
+def get_problems(names: Optional[List[str]] = None, large: bool = False, families: bool = False,
+                 shapes: bool = False) -> List[Problem]:
     """The default set (gaussian and Bernoulli problems; with ``families`` the
-    GLMM family problems instead), or the named problems from either set."""
-    probs = family_problems() if families else all_problems()
+    GLMM family problems instead, with ``shapes`` issue 16's shapes), or the named
+    problems from any set."""
+    probs = family_problems() if families else shape_problems() if shapes else all_problems()
     if names:
-        by_name = {p.name: p for p in all_problems() + family_problems()}
+        by_name = {p.name: p for p in all_problems() + family_problems() + shape_problems()}
         missing = [n for n in names if n not in by_name]
         if missing:
             raise SystemExit(f"unknown problem(s): {missing}; known: {sorted(by_name)}")
         return [by_name[n] for n in names]
-    return [p for p in probs if large or p.size != "large"]
+    return [p for p in probs if large or shapes or p.size != "large"]
 
 
 if __name__ == "__main__":
-    for p in all_problems() + family_problems():
+    for p in all_problems() + family_problems() + shape_problems():
         print(f"{p.name:28s} {p.size:7s} {p.describe()}")

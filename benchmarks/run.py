@@ -66,7 +66,9 @@ from common import NotApplicable  # noqa: E402
 LIBRARIES = ["skmlm", "lme4", "mixedlm", "statsmodels", "gpboost"]
 # --families: glmmTMB is the reference for negative binomial and Gamma
 FAMILY_LIBRARIES = ["skmlm", "lme4", "glmmTMB", "mixedlm", "statsmodels", "gpboost"]
-KNOWN_LIBRARIES = FAMILY_LIBRARIES
+# --shapes: issue 16's shapes, with the floor (one pass forming the statistics) in the same run
+SHAPE_LIBRARIES = ["floor", "skmlm", "gpboost", "mixedlm", "statsmodels", "lme4"]
+KNOWN_LIBRARIES = FAMILY_LIBRARIES + ["floor"]
 
 
 def load_adapter(name):
@@ -149,6 +151,9 @@ def main(argv=None):
     ap.add_argument("--families", action="store_true",
                     help="the GLMM family problems (Poisson, binomial with trials, NB2, Gamma) "
                          "instead of the gaussian/Bernoulli ones; default output results_families.csv")
+    ap.add_argument("--shapes", action="store_true",
+                    help="issue 16's shapes (large crossed, mid-size structured, large nested), with the floor; "
+                         "default output results_shapes.csv")
     ap.add_argument("--out", default=None,
                     help="CSV path (default benchmarks/results.csv, with --families results_families.csv)")
     ap.add_argument("--threads", default="1",
@@ -157,14 +162,16 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     if args.out is None:
-        args.out = os.path.join(HERE, "results_families.csv" if args.families else "results.csv")
+        args.out = os.path.join(HERE, "results_families.csv" if args.families else
+                                "results_shapes.csv" if args.shapes else "results.csv")
     names = [n for n in args.problems.split(",") if n]
-    probs = problems_mod.get_problems(names or None, large=args.large, families=args.families)
+    probs = problems_mod.get_problems(names or None, large=args.large, families=args.families, shapes=args.shapes)
     if args.list:
         for p in probs:
             print(f"{p.name:28s} {p.size:7s} {p.describe()}")
         return 0
-    libs = [lib for lib in args.libraries.split(",") if lib] or (FAMILY_LIBRARIES if args.families else LIBRARIES)
+    libs = [lib for lib in args.libraries.split(",") if lib] or (
+        FAMILY_LIBRARIES if args.families else SHAPE_LIBRARIES if args.shapes else LIBRARIES)
     unknown = [lib for lib in libs if lib not in KNOWN_LIBRARIES]
     if unknown:
         ap.error(f"unknown libraries {unknown}; known: {KNOWN_LIBRARIES}")
@@ -225,7 +232,7 @@ def main(argv=None):
     for r in rows:
         by_prob.setdefault(r["problem"], []).append(r)
     for prob, rs in by_prob.items():
-        lls = [r["loglik"] for r in rs if r["status"] == "ok"]
+        lls = [r["loglik"] for r in rs if r["status"] == "ok" and r["loglik"] == r["loglik"]]  # not the floor's NaN
         best = max(lls) if lls else None
         sk = next((r for r in rs if r["library"] == "skmlm" and r["status"] == "ok"), None)
         for r in rs:
@@ -295,7 +302,7 @@ def write_markdown(path, rows, probs, libs, cmd, vers, elapsed, load=(None, None
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
     for p, rs in shown:
-        lls = [r["loglik"] for r in rs if r and r["status"] == "ok"]
+        lls = [r["loglik"] for r in rs if r and r["status"] == "ok" and r["loglik"] == r["loglik"]]
         cells = [p.name, f"{max(lls):.6f}" if lls else ""]
         for r in rs:
             if r is None or r["status"] != "ok":
@@ -309,7 +316,7 @@ def write_markdown(path, rows, probs, libs, cmd, vers, elapsed, load=(None, None
     for p in probs:
         ok = [r for r in rows if r["problem"] == p.name and r["status"] == "ok"]
         if ok:
-            best = max(r["loglik"] for r in ok)
+            best = max(r["loglik"] for r in ok if r["loglik"] == r["loglik"])
             who = ", ".join(r["library"] for r in ok if r["loglik"] >= best - 5e-7)
             ref = f"; lme4 golden reference {p.reference_loglik:.6f}" if p.reference_loglik is not None else ""
             lines.append(f"- `{p.name}`: best {best:.6f}, reached by {who}{ref}; data: {p.source}")

@@ -462,3 +462,37 @@ def test_pair_expansion_equals_the_explicit_sum(q1, direct, monkeypatch):
     lower = np.tril_indices(size)
     np.testing.assert_allclose(out[lower], 1.0 - expected[lower], atol=1e-12)
     np.testing.assert_array_equal(out[np.triu_indices(size, 1)], 1.0)
+
+
+SEVERAL_FACTORS = [k for k in KINDS if len(KINDS[k]) > 1]
+
+
+@pytest.mark.parametrize("route", ["pairs, every entry", "pairs, entries that occur", "sparse products"])
+@pytest.mark.parametrize("kind", SEVERAL_FACTORS)
+def test_blocked_route_with_sparse_second_block_equals_dense_computation(kind, route, monkeypatch):
+    """The blocked factorisation (the route of many levels, forced here on a small design),
+    with Z2'WZ2 held sparse, in each of its ways of forming L21 L21'."""
+    import skmlm._core.coupling as coupling
+    import skmlm._core.lmm as core
+
+    monkeypatch.setattr(core, "MAX_DENSE_GRADIENT", 0)
+    if route == "pairs, entries that occur":
+        monkeypatch.setattr(coupling, "MAX_DIRECT_ENTRIES", 0)
+    if route == "sparse products":
+        monkeypatch.setattr(coupling, "MAX_PAIRS", 0)
+    factors, X, y, w = random_problem(5, KINDS[kind])
+    for reml in (False, True):
+        model = lmm(factors, X, y, w, reml)
+        assert model._dense_gradient is None
+        theta = np.maximum(model.theta_start + 0.3, model.theta_lower)
+        expected, beta, s2 = dense_deviance(factors, theta, X, y, w, reml)
+        assert model.objective(theta) == pytest.approx(expected, rel=1e-10)
+        np.testing.assert_allclose(model.estimates(theta)["beta"], beta, rtol=1e-8)
+
+
+@pytest.mark.parametrize("kind", SEVERAL_FACTORS)
+def test_sparse_and_dense_cross_products_agree(kind):
+    factors, X, y, w = random_problem(6, KINDS[kind])
+    stats = statistics(factors, X, y, w)
+    for order in ([0, 1], [1, 0], list(range(len(factors)))[1:]):
+        np.testing.assert_array_equal(stats.random_cross_sparse(order).toarray(), stats.random_cross_dense(order))

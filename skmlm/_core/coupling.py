@@ -14,6 +14,8 @@ those of the sum), and each evaluation is one sparse matrix-vector product inste
 sparse matrix-matrix product whose bookkeeping costs more than its arithmetic.
 """
 
+from functools import cached_property
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -56,9 +58,9 @@ class PairExpansion:
         self.size = size = csc.shape[0]
         m1 = csc.shape[1] // q1
         ia, ib, widx = _scalar_pairs(csc) if q1 == 1 else _term_pairs(csc, q1)
-        ri, rj = csc.indices[ia], csc.indices[ib]
-        lower = rj.astype(np.int64) * size + ri
+        lower = csc.indices[ib].astype(np.int64) * size + csc.indices[ia]
         coef = csc.data[ia] * csc.data[ib]
+        del ia, ib  # a large crossed design lists millions of pairs: hold one copy at a time
         n_w = m1 * q1 * q1
         if size * size <= MAX_DIRECT_ENTRIES:  # a row per entry: scipy groups the pairs by counting
             self.entries = None
@@ -66,13 +68,19 @@ class PairExpansion:
             return
         order = np.argsort(lower, kind="stable")
         lower = lower[order]
-        starts = np.concatenate([[0], np.flatnonzero(np.diff(lower)) + 1]) if lower.size else np.zeros(0, np.intp)
+        n_pairs = lower.size
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(lower)) + 1]) if n_pairs else np.zeros(0, np.intp)
         self.entries = lower[starts]  # lower triangle
-        rows, cols = np.divmod(self.entries, size)
-        self.mirror = cols * size + rows  # the same entries, upper triangle
+        del lower
         # row e of this matrix holds entry e's pairs: one sparse product per evaluation
         # does the gather, the product and the segmented sum in a single pass
-        self.matrix = sp.csr_matrix((coef[order], widx[order], np.append(starts, lower.size)), shape=(self.entries.size, n_w))
+        self.matrix = sp.csr_matrix((coef[order], widx[order], np.append(starts, n_pairs)), shape=(self.entries.size, n_w))
+
+    @cached_property
+    def mirror(self):
+        """The entries' positions in the upper triangle (the full sum of :meth:`__call__`)."""
+        rows, cols = np.divmod(self.entries, self.size)
+        return cols * self.size + rows
 
     @staticmethod
     def count(a21, q1):
@@ -96,13 +104,24 @@ class PairExpansion:
 
     def lower_difference(self, a, w):
         """``a - sum_g A_g W_g A_g'`` on the lower triangle (diagonal included), ``a``'s
-        upper triangle above it, as a new C-ordered array."""
+        upper triangle above it, as a new C-ordered array; ``a`` is sparse (CSR)."""
         if self.entries is None:
-            return np.subtract(a, (self.matrix @ w.ravel()).reshape(a.shape))
-        out = np.array(a, order="C")
-        if self.entries.size:
-            out.ravel()[self.entries] -= self.matrix @ w.ravel()
+            out = (self.matrix @ w.ravel()).reshape(a.shape)
+            np.negative(out, out=out)
+        else:
+            out = np.zeros(a.shape)
+            if self.entries.size:
+                out.ravel()[self.entries] = -(self.matrix @ w.ravel())
+        add_sparse(out, a)
         return out
+
+
+def add_sparse(out, a):
+    """``out += a`` in place, for a dense ``out`` and a sparse ``a`` (without forming
+    ``a`` dense: a large factor's own block is mostly zeros)."""
+    coo = sp.coo_matrix(a)
+    coo.sum_duplicates()  # one entry per position: a fancy-indexed add is then exact
+    out[coo.row, coo.col] += coo.data
 
 
 def _scalar_pairs(csc):
@@ -159,8 +178,9 @@ class CouplingBlock:
         The factors after the largest (their covariance parameterisation).
     a21 : sparse matrix (Q2, m1 q1)
         ``Z2'W Z1``.
-    a22 : ndarray (Q2, Q2)
-        ``Z2'W Z2``, dense.
+    a22 : sparse matrix (Q2, Q2)
+        ``Z2'W Z2`` (the levels of one factor do not meet: its own block is block
+        diagonal, and the dense Schur complement is the only dense matrix of order Q2).
     a2x : ndarray (Q2, p + 1)
         ``Z2'W [X y]``.
     q1 : int
@@ -169,7 +189,7 @@ class CouplingBlock:
 
     def __init__(self, rest, a21, a22, a2x, q1):
         self.a21 = sp.csr_matrix(a21)
-        self.a22 = a22
+        self.a22 = sp.csr_matrix(a22)
         self.a2x = a2x
         self.size = a22.shape[0]
         self.lambda2, self._fill = block_lambda_template(rest)
@@ -206,7 +226,8 @@ class CouplingBlock:
             out.flat[:: self.size + 1] += 1.0
             return out
         inner = self.coupled_square(K1)
-        np.subtract(self.a22, inner, out=inner)
+        np.negative(inner, out=inner)
+        add_sparse(inner, self.a22)
         out = self.congruence(pieces, inner)
         out[np.diag_indices_from(out)] += 1.0
         return out

@@ -94,7 +94,7 @@ class CrossProducts:
             )
         stats, order = self.statistics, self.order
         a21 = sp.vstack([stats.cross_block(k, order[0]) for k in order[1:]], format="csr")
-        return CouplingBlock(self.rest, a21, stats.random_cross_dense(order[1:]), stats.random_x_cross(order[1:]),
+        return CouplingBlock(self.rest, a21, stats.random_cross_sparse(order[1:]), stats.random_x_cross(order[1:]),
                              self.first.q)
 
 

@@ -200,6 +200,25 @@ class LinearMixedStatistics:
                 out[offsets[b] : offsets[b + 1], offsets[a] : offsets[a + 1]] = block.T
         return out
 
+    def random_cross_sparse(self, order):
+        """``Z'WZ`` of the factors in ``order``, sparse (CSR, level-major within each
+        factor): a factor's own block is block diagonal, so a large one costs its
+        nonzeros only, not the square of its levels."""
+        if not order:
+            return sp.csr_matrix((0, 0))
+        rows = []
+        for a, k in enumerate(order):
+            row = []
+            for b, l in enumerate(order):
+                if a == b:
+                    f = self.factors[k]
+                    m = f.n_levels
+                    row.append(sp.bsr_matrix((f.a_zz, np.arange(m), np.arange(m + 1)), shape=(m * f.q, m * f.q)))
+                else:
+                    row.append(self.cross_block(k, l))
+            rows.append(row)
+        return sp.bmat(rows, format="csr")
+
     def random_x_cross(self, order):
         """``Z'W[X y]`` of the factors in ``order``, stacked: (sum m q, p + 1)."""
         k = self.p + 1

@@ -444,13 +444,14 @@ def glm_start(family, X, y, w, offset):
     depend on the units of ``y`` (a Gamma's y in cents or in dollars)."""
     n, p = X.shape
     beta = np.zeros(p)
-    constant = np.flatnonzero(np.ptp(X, axis=0) == 0) if n and p else np.zeros(0, dtype=int)
+    constant = np.flatnonzero((X == X[0]).all(axis=0)) if n and p else np.zeros(0, dtype=int)
     if len(constant) and X[0, constant[0]] != 0:
         j = constant[0]
         if family.link.name == "log":  # the GLM's intercept: log(sum w y / sum w e^offset)
-            level = np.log(max(np.sum(w * y), 1e-10) / np.sum(w * np.exp(offset)))
+            level = np.log(max(float(w @ y), 1e-10) / float(w @ np.exp(offset)))
         else:
-            level = float(family.link(np.average(family.start_mean(y, w), weights=w))) - float(np.mean(offset))
+            mean = float(family.start_mean(y, w) @ w) / float(w.sum())
+            level = float(family.link(mean)) - float(offset.sum()) / n
         beta[j] = level / X[0, j]
     dispersion = 1.0
     if family.has_dispersion:

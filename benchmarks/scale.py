@@ -167,7 +167,9 @@ def main():
             prefix = ddf.partitions[:k]
             small = MixedLinearRegressor(random_slopes=["x1"], reml=False).fit(prefix[COLUMNS], prefix["y"],
                                                                                groups=prefix["g"])
-            rows = prefix.compute()
+            # partition by partition to the client (one partition of the whole prefix would
+            # exceed a worker's memory budget)
+            rows = pd.concat(dask.compute(*prefix.to_delayed()), ignore_index=True)
             t0 = time.perf_counter()
             ref = MixedLinearRegressor(random_slopes=["x1"], reml=False).fit(rows[COLUMNS], rows["y"], groups=rows["g"])
             t_mem = time.perf_counter() - t0

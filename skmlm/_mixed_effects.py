@@ -84,6 +84,19 @@ class _MixedEffectsBase(BaseEstimator):
     __metadata_request__predict = {"groups": True}
     __metadata_request__score = {"groups": True}
 
+    @property
+    def random_effects_(self):
+        """Conditional modes (the classifier's on the log-odds scale): factor name ->
+        DataFrame, one row per level, one column per term."""
+        check_is_fitted(self)
+        return self.mixed_model_.random_effects_
+
+    @property
+    def random_covariance_(self):
+        """Covariance of each factor's random effects: factor name -> q x q DataFrame."""
+        check_is_fitted(self)
+        return self.mixed_model_.random_covariance_
+
     def _split_input(self, X, groups, reset):
         """``(X for f, grouping factors as a DataFrame or None, slope columns as a float DataFrame)``.
 
@@ -439,18 +452,6 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
         return row
 
     @property
-    def random_effects_(self):
-        """Conditional modes: factor name -> DataFrame, one row per level, one column per term."""
-        check_is_fitted(self)
-        return self.mixed_model_.random_effects_
-
-    @property
-    def random_covariance_(self):
-        """Covariance of each factor's random effects: factor name -> q x q DataFrame."""
-        check_is_fitted(self)
-        return self.mixed_model_.random_covariance_
-
-    @property
     def residual_variance_(self):
         """Residual variance sigma^2 (for a row of weight 1), from the out-of-fold residuals."""
         check_is_fitted(self)
@@ -667,18 +668,6 @@ class MixedEffectsClassifier(ClassifierMixin, _MixedEffectsBase):
         D = Xs.copy()
         D.insert(0, LOG_ODDS, log_odds)
         return D
-
-    @property
-    def random_effects_(self):
-        """Conditional modes (log-odds scale): factor name -> DataFrame."""
-        check_is_fitted(self)
-        return self.mixed_model_.random_effects_
-
-    @property
-    def random_covariance_(self):
-        """Covariance of each factor's random effects (log-odds scale)."""
-        check_is_fitted(self)
-        return self.mixed_model_.random_covariance_
 
     def predict_proba(self, X, groups=None, unseen_levels=None):
         """Probabilities of ``classes_``: given the random effects of known levels, averaged

@@ -342,9 +342,9 @@ class GeneralizedMixedModel:
         d = nt + p + nd
         r, W, W1 = family.derivatives(y, m.eta, w, dispersion, order=3)
         s1, s2 = pr.own_inverse(fac)
-        E = np.zeros((pr.n, d))
+        E = np.zeros((pr.n, d))  # d eta / dx with the modes held
         E[:, nt : nt + p] = pr.X
-        extra = []  # (coordinate, block, index into u, z * r) of dLambda' Z' r
+        rhs = []  # per coordinate, the mode's derivative's right-hand side (blocks 1 and 2)
         term = np.zeros(d)  # 2 tr(M^-1 Lambda' Z' W Z dLambda)
         k = 0
         for f, u, (block, start, column) in zip(self._factors, pr.modes_by_factor(m.u1, m.u2), pr.term_positions()):
@@ -352,21 +352,20 @@ class GeneralizedMixedModel:
                 E[:, k] = f.z[:, a] * u[f.codes, b]
                 own = s1[:, b] if block == 1 else s2[:, column + b]
                 term[k] = 2.0 * float((W * f.z[:, a]) @ own)
-                extra.append((k, block, f.codes if block == 1 else start + f.codes * f.q + b, b, f.z[:, a] * r))
-                k += 1
-        deta = E.copy()
-        for k in range(d):
-            t = -W * E[:, k]
-            if nd and k == d - 1:
-                dl_s, dr_s, dW_s = family.dispersion_derivatives(y, m.eta, w, dispersion)
-                t = t + dr_s
-            g1, g2 = pr._gradient_u(t)
-            if k < nt:
-                _, block, index, b, zr = extra[k]
+                g1, g2 = pr._gradient_u(-W * E[:, k])
+                lam_r = np.bincount(f.codes, weights=f.z[:, a] * r, minlength=f.n_levels)  # dLambda' Z' r
                 if block == 1:
-                    g1[:, b] += np.bincount(index, weights=zr, minlength=pr.m1)
+                    g1[:, b] += lam_r
                 else:
-                    g2 = g2 + np.bincount(index, weights=zr, minlength=pr.q2)
+                    g2[start + np.arange(f.n_levels) * f.q + b] += lam_r
+                rhs.append((g1, g2))
+                k += 1
+        rhs += [pr._gradient_u(-W * E[:, k]) for k in range(nt, nt + p)]
+        if nd:
+            dl_s, dr_s, dW_s = family.dispersion_derivatives(y, m.eta, w, dispersion)
+            rhs.append(pr._gradient_u(dr_s))  # E's dispersion column is 0
+        deta = E.copy()
+        for k, (g1, g2) in enumerate(rhs):
             du1, du2, _ = fac.solve(g1, g2)
             deta[:, k] += pr.random_part(du1, du2)
         h = np.einsum("ia,ia->i", pr.v1, s1)

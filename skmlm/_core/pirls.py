@@ -372,10 +372,6 @@ class PIRLS:
         return Mode(u1, u2, beta, eta, dres, fac, it)
 
     # -- derivatives of the Laplace deviance -----------------------------------------
-    def dense_inverse_size(self):
-        """Entries of the dense ``(m1 q1, q2)`` block :meth:`own_inverse` forms."""
-        return self.m1 * self.q1 * self.q2
-
     def own_inverse(self, fac):
         """``M^-1 v_i`` on row ``i``'s own coordinates, ``v_i`` the row of ``Z Lambda``:
         ``(s1 (n, q1), s2 (n, Q2))`` (its level of the first factor, then its columns

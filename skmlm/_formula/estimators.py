@@ -41,6 +41,12 @@ class FormulaMixin:
     __metadata_request__predict = {"groups": _UNUSED}
     __metadata_request__score = {"groups": _UNUSED}
 
+    def score(self, X, y=None, sample_weight=None):
+        """The estimator's score of :meth:`predict` (R^2, accuracy or D^2) against y, by
+        default the formula's response on ``X``."""
+        y, sample_weight = self._response_of(X, y, sample_weight)
+        return super().score(X, y, sample_weight=sample_weight)
+
     @property
     def fit_intercept(self):
         """Whether the fixed part has an intercept: the formula's (``0 +`` or ``- 1`` remove it)."""
@@ -190,11 +196,6 @@ class FormulaLinearRegressor(FormulaMixin, MixedLinearRegressor):
         offset = self._design.offset(X)
         return pred if offset is None else pred + offset
 
-    def score(self, X, y=None, sample_weight=None):
-        """R^2 of :meth:`predict` against y (by default the formula's response on ``X``)."""
-        y, sample_weight = self._response_of(X, y, sample_weight)
-        return super().score(X, y, sample_weight=sample_weight)
-
 
 class FormulaLogisticClassifier(FormulaMixin, MixedLogisticClassifier):
     """:class:`~skmlm.MixedLogisticClassifier` specified by an lme4 formula (lme4's
@@ -226,11 +227,6 @@ class FormulaLogisticClassifier(FormulaMixin, MixedLogisticClassifier):
         self.max_iter = max_iter
         self.tol = tol
         self.verbose = verbose
-
-    def score(self, X, y=None, sample_weight=None):
-        """Accuracy of :meth:`predict` against y (by default the formula's response on ``X``)."""
-        y, sample_weight = self._response_of(X, y, sample_weight)
-        return super().score(X, y, sample_weight=sample_weight)
 
 
 class FormulaGLMRegressor(FormulaMixin, MixedGLMRegressor):
@@ -267,11 +263,6 @@ class FormulaGLMRegressor(FormulaMixin, MixedGLMRegressor):
         self.max_iter = max_iter
         self.tol = tol
         self.verbose = verbose
-
-    def score(self, X, y=None, sample_weight=None):
-        """D^2 of :meth:`predict` against y (by default the formula's response on ``X``)."""
-        y, sample_weight = self._response_of(X, y, sample_weight)
-        return super().score(X, y, sample_weight=sample_weight)
 
 
 #: glmer's family names (R's, and skmlm's) -> skmlm's.

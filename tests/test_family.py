@@ -55,6 +55,21 @@ def test_derivatives_in_the_log_dispersion_against_differences(name, link, y, w,
         np.testing.assert_allclose(got, diff / (2 * h), atol=1e-6)
 
 
+@pytest.mark.parametrize("name,link,y,w,dispersion", [c for c in CASES if c[0] in ("negative_binomial", "gamma")])
+def test_second_derivatives_in_the_log_dispersion_against_differences(name, link, y, w, dispersion):
+    """The dispersion's second derivatives (in s twice, and W1 in s once) are the central
+    differences of the first ones."""
+    family, eta, h = get_family(name, link), _eta(link), 1e-6
+    second = family.dispersion_second_derivatives(y, eta, w, dispersion)
+    up, down = dispersion * np.exp(h), dispersion * np.exp(-h)
+    first_up = family.dispersion_derivatives(y, eta, w, up)
+    first_down = family.dispersion_derivatives(y, eta, w, down)
+    for k in range(3):
+        np.testing.assert_allclose(second[k], (first_up[k] - first_down[k]) / (2 * h), rtol=1e-6, atol=1e-7)
+    W1 = [family.derivatives(y, eta, w, d, order=3)[2] for d in (up, down)]
+    np.testing.assert_allclose(second[3], (W1[0] - W1[1]) / (2 * h), rtol=1e-6, atol=1e-7)
+
+
 def test_log_likelihoods_against_scipy():
     y = RNG.poisson(3, N).astype(float)
     eta = RNG.normal(1, 0.3, N)

@@ -274,3 +274,28 @@ def test_scalar_joint_mode_matches_pirls():
     beta = model.scalar.joint_mode(0.9, np.zeros(2), tol=1e-14)
     model.pirls.set_theta(np.array([0.9]))
     np.testing.assert_allclose(beta, model.pirls.joint_mode(np.zeros(2)).beta, atol=1e-7)
+
+
+@pytest.mark.parametrize("name,link", [("negative_binomial", "log"), ("gamma", "log"), ("gamma", "inverse")])
+def test_scalar_path_dispersion_hessian_against_finite_differences(name, link):
+    """With a dispersion parameter, the exact Hessian's dispersion row and column (written
+    out, the modes moving with it) are the central differences of the analytic gradient."""
+    factors, X, y, w = _scalar_data(slope_only=False)
+    rng = np.random.default_rng(5)
+    eta = 0.3 + 0.4 * X[:, 1] + rng.normal(0, 0.5, factors[0].n_levels)[factors[0].codes]
+    if name == "gamma":
+        mean = np.exp(eta) if link == "log" else 1.0 / (1.5 + 0.3 * np.tanh(eta))
+        y = rng.gamma(3.0, mean / 3.0)
+    else:
+        y = rng.negative_binomial(2.0, 2.0 / (2.0 + np.exp(eta))).astype(float)
+    model = GeneralizedMixedModel(factors, X, y, np.ones_like(y), family=get_family(name, link))
+    scalar = model.scalar
+    x0 = np.array([0.6, 0.8, 0.2, 0.3]) if link == "inverse" else np.array([0.6, 0.3, 0.4, 0.5])
+    for x in (x0, x0 * np.r_[-1.5, 1.0, 1.0, -2.0]):
+        _, g, H = scalar.value_gradient_exact_hessian(x)
+        h = 1e-5
+        fd = np.column_stack([
+            (scalar.value_and_gradient(x + h * e)[1] - scalar.value_and_gradient(x - h * e)[1]) / (2 * h)
+            for e in np.eye(len(x))
+        ])
+        np.testing.assert_allclose(H, fd, atol=1e-5 * max(1.0, np.abs(fd).max()))

@@ -27,7 +27,7 @@ sees it: NB2's size ``theta`` (``Var y = mu + mu^2 / theta``) and Gamma's ``phi`
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import betaln, digamma, expit, gammaln, ndtr, ndtri, xlogy
+from scipy.special import betaln, digamma, expit, gammaln, ndtr, ndtri, polygamma, xlogy
 
 # -- links --------------------------------------------------------------------------------
 
@@ -220,6 +220,11 @@ class Family:
         """``(d loglik, d d1, d W) / d s`` per row, ``s = log(dispersion)``."""
         raise NotImplementedError
 
+    def dispersion_second_derivatives(self, y, eta, w, dispersion):
+        """``(d2 loglik, d2 d1, d2 W) / d s2`` and ``d W1 / d s`` per row: the dispersion's
+        row of a GLMM's exact Hessian."""
+        raise NotImplementedError
+
     def start_dispersion(self, y, mu, w):
         """A moment estimate of the dispersion at the means ``mu`` (a start for the search)."""
         return 1.0
@@ -376,6 +381,22 @@ class NegativeBinomial(Family):
         dW = mu * (2.0 * k * mu + y * mu - y * k) / km**3
         return w * k * dl, w * k * dd1, w * k * dW  # d/ds = k d/dk
 
+    def dispersion_second_derivatives(self, y, eta, w, dispersion):
+        k = dispersion
+        mu = np.exp(eta)
+        km = k + mu
+        # the first and second derivatives in k; d2/ds2 = k d/dk + k^2 d2/dk2
+        dl = digamma(y + k) - digamma(k) + np.log(k) + 1.0 - np.log(km) - (y + k) / km
+        dl2 = polygamma(1, y + k) - polygamma(1, k) + 1.0 / k - 1.0 / km - (mu - y) / km**2
+        dd1 = (y - mu) * mu / km**2
+        dW = mu * (2.0 * k * mu + y * mu - y * k) / km**3
+        dW2 = 2.0 * mu * (mu * mu - 2.0 * k * mu - 2.0 * y * mu + y * k) / km**4
+        q = mu / km
+        W = (k + y) * q * (1.0 - q)
+        dW1 = k * dW * (1.0 - 2.0 * q) + 2.0 * W * k * mu / km**2  # W1 = W (1 - 2q)
+        kk = k * k
+        return (w * (k * dl + kk * dl2), w * (k * dd1 - 2.0 * kk * dd1 / km), w * (k * dW + kk * dW2), w * dW1)
+
     def variance(self, mu, dispersion=1.0):
         return mu + mu * mu / dispersion
 
@@ -448,6 +469,15 @@ class Gamma(Family):
         dl_dnu = np.log(nu * t) + 1.0 - t - digamma(nu)
         d1, W = self.derivatives(y, eta, w, dispersion, order=2)
         return -nu * w * dl_dnu, -d1, -W  # d/ds = -nu d/dnu; d1 and W are proportional to nu
+
+    def dispersion_second_derivatives(self, y, eta, w, dispersion):
+        nu = 1.0 / dispersion
+        log_mu = eta if self.link.name == "log" else -np.log(eta)
+        t = y * np.exp(-log_mu)
+        dl_dnu = np.log(nu * t) + 1.0 - t - digamma(nu)
+        d1, W, W1 = self.derivatives(y, eta, w, dispersion, order=3)
+        # d/ds = -nu d/dnu, and every derivative in eta is proportional to nu
+        return nu * w * (dl_dnu + 1.0 - nu * polygamma(1, nu)), d1, W, -W1
 
     def variance(self, mu, dispersion=1.0):
         return dispersion * mu * mu

@@ -256,8 +256,10 @@ class ScalarGLMM:
         grad = -2.0 * (E @ r) + (dh / h).sum(axis=1)
         if self.n_dispersion:
             grad[-1] -= 2.0 * dl_s.sum()
+        if not self.n_dispersion:
+            dr_s = dW_s = None
         return SimpleNamespace(x=x, theta=theta, u=u, eta=eta, W=W, W1=W1, W2=W2, r=r, v=v, a=a, h=h, E=E, R=R,
-                               dU=dU, deta=deta, Da=Da, dh=dh, value=value, grad=grad)
+                               dU=dU, deta=deta, Da=Da, dh=dh, value=value, grad=grad, dr_s=dr_s, dW_s=dW_s)
 
     def _agq(self, P):
         """The adaptive Gauss-Hermite deviance and its gradient around the modes of ``P``.
@@ -303,8 +305,8 @@ class ScalarGLMM:
         weighted sum ``deta diag(omega) deta'``; the rest are per-level vectors along ``e``.
         ``P``: the Laplace parts at the point (``Da``, ``dh``: the derivatives of ``a_j``
         and ``h_j``, terms by levels). With a dispersion parameter the ``(theta, beta)``
-        block is this (the dispersion held), and the dispersion's row and column are a
-        forward difference of the analytic gradient (:meth:`_dispersion_column`).
+        block is this (the dispersion held), and the dispersion's row and column are
+        :meth:`_dispersion_column`'s.
         """
         k = 1 + self.p  # the (theta, beta) block
         z, counts = self.z, self.counts
@@ -331,15 +333,31 @@ class ScalarGLMM:
             H = np.block([[H, column[:k, None]], [column[None, :k], column[k:, None]]])
         return H
 
-    def _dispersion_column(self, P, step=1e-6):
-        """The Hessian's column of ``s = log(dispersion)``: a forward difference of the
-        analytic gradient (one more evaluation; the state of the modes' warm start is kept)."""
-        saved = (self._tangent, self.u, self.dispersion)
-        x = P.x.copy()
-        h = step * max(1.0, abs(x[-1]))
-        x[-1] += h
-        column = (self._laplace_parts(x).grad - P.grad) / h
-        self._tangent, self.u, self.dispersion = saved
+    def _dispersion_column(self, P):
+        """The exact Hessian's column of ``s = log(dispersion)``, the derivative in ``s`` of
+        the gradient's three terms (``-2 sum r E``, ``sum_j Dh_j / h_j``, ``-2 sum dl/ds``)
+        with the modes moving. ``D2u[i]``, the modes' derivative in ``x_i`` and ``s``,
+        solves the mode equation differentiated twice,
+        ``h D2u_i = -Dh_s Du_i - sum v (W1 deta_s + W_s) E_i + [theta] (sum z r_s -
+        2 theta a Du_s) + [s] sum v (r_ss - W_s deta_s)`` (the brackets: only for that
+        coordinate; ``_s`` a partial derivative in ``s``, the family's)."""
+        z, starts = self.z, self.starts
+        theta, v, W, W1, (W2,), r, a, h = P.theta, P.v, P.W, P.W1, P.W2, P.r, P.a, P.h
+        r_s, W_s = P.dr_s, P.dW_s
+        l_ss, r_ss, W_ss, W1_s = self.family.dispersion_second_derivatives(self.y, P.eta, self.w, self.dispersion)
+        E, dU, deta, Da, dh = P.E, P.dU, P.deta, P.Da, P.dh
+        dU_s, deta_s, dh_s = dU[-1], deta[-1], dh[-1]
+        dU_s_rows = np.repeat(dU_s, self.counts)
+        rhs = -dh_s * dU - np.add.reduceat(E * (v * (W1 * deta_s + W_s)), starts, axis=1)
+        rhs[0] += self._level_sums(z * r_s) - 2.0 * theta * a * dU_s
+        rhs[-1] += self._level_sums(v * (r_ss - W_s * deta_s))
+        ddeta = v * np.repeat(rhs / h, self.counts, axis=1)  # d(deta_i)/ds
+        ddeta[0] += z * dU_s_rows
+        dDa = np.add.reduceat((z * z) * ((W2 * deta_s + W1_s) * deta + W1 * ddeta), starts, axis=1)
+        dDa[-1] += self._level_sums(z * z * (W1_s * deta_s + W_ss))
+        column = theta * theta * (dDa @ (1.0 / h)) - (dh / h**2) @ dh_s - 2.0 * (E @ (r_s - W * deta_s))
+        column[0] += 2.0 * theta * (Da[-1] @ (1.0 / h)) - 2.0 * (self._level_sums(z * r) @ dU_s)
+        column[-1] -= 2.0 * float(np.sum(r_s * deta_s + l_ss))
         return column
 
     def joint_mode(self, theta, beta0, tol=1e-1, max_iter=100):

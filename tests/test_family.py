@@ -49,7 +49,8 @@ def test_derivatives_in_the_log_dispersion_against_differences(name, link, y, w,
     dl, dd1, dW = family.dispersion_derivatives(y, eta, w, dispersion)
     up, down = dispersion * np.exp(h), dispersion * np.exp(-h)
     total = family.loglik(y, eta, w, up) - family.loglik(y, eta, w, down)
-    assert dl.sum() == pytest.approx(total / (2 * h), abs=1e-6)
+    constant_slope = family.constant_slopes_function(y, w)(dispersion)[0]
+    assert dl.sum() + constant_slope == pytest.approx(total / (2 * h), abs=1e-6)
     for k, got in enumerate((dd1, dW)):
         diff = family.derivatives(y, eta, w, up)[k] - family.derivatives(y, eta, w, down)[k]
         np.testing.assert_allclose(got, diff / (2 * h), atol=1e-6)
@@ -68,6 +69,11 @@ def test_second_derivatives_in_the_log_dispersion_against_differences(name, link
         np.testing.assert_allclose(second[k], (first_up[k] - first_down[k]) / (2 * h), rtol=1e-6, atol=1e-7)
     W1 = [family.derivatives(y, eta, w, d, order=3)[2] for d in (up, down)]
     np.testing.assert_allclose(second[3], (W1[0] - W1[1]) / (2 * h), rtol=1e-6, atol=1e-7)
+    slopes = family.constant_slopes_function(y, w)
+    constant = family.constant_function(y, w)
+    d1, d2 = slopes(dispersion)
+    assert d1 == pytest.approx((constant(up) - constant(down)) / (2 * h), rel=1e-7, abs=1e-7)
+    assert d2 == pytest.approx((slopes(up)[0] - slopes(down)[0]) / (2 * h), rel=1e-6, abs=1e-7)
 
 
 def test_log_likelihoods_against_scipy():

@@ -178,6 +178,11 @@ class Family:
         c = self.constant(y, w)
         return lambda dispersion=1.0: c
 
+    def constant_slopes_function(self, y, w):
+        """``dispersion -> (dc/ds, d2c/ds2)``, the constant's derivatives in ``s =
+        log(dispersion)`` for fixed data (0 without a dispersion), summed as the constant is."""
+        return lambda dispersion=1.0: (0.0, 0.0)
+
     def loglik(self, y, eta, w, dispersion=1.0):
         """The total log-likelihood, normalising constants included."""
         return float(np.sum(self.kernel(y, eta, w, dispersion))) + self.constant(y, w, dispersion)
@@ -217,11 +222,12 @@ class Family:
 
     # families with a dispersion parameter
     def dispersion_derivatives(self, y, eta, w, dispersion):
-        """``(d loglik, d d1, d W) / d s`` per row, ``s = log(dispersion)``."""
+        """``(d kernel, d d1, d W) / d s`` per row, ``s = log(dispersion)`` (the constant's
+        part: :meth:`constant_slopes_function`)."""
         raise NotImplementedError
 
     def dispersion_second_derivatives(self, y, eta, w, dispersion):
-        """``(d2 loglik, d2 d1, d2 W) / d s2`` and ``d W1 / d s`` per row: the dispersion's
+        """``(d2 kernel, d2 d1, d2 W) / d s2`` and ``d W1 / d s`` per row: the dispersion's
         row of a GLMM's exact Hessian."""
         raise NotImplementedError
 
@@ -372,22 +378,40 @@ class NegativeBinomial(Family):
             out.append(W * (1.0 - 6.0 * q * (1.0 - q)))
         return tuple(out)
 
-    def dispersion_derivatives(self, y, eta, w, dispersion):
+    def constant_slopes_function(self, y, w):
+        """Over the distinct counts, as :meth:`constant_function`: ``sum w (psi(y + k) - psi(k))``
+        and its derivative, times ``k`` (``d/ds = k d/dk``)."""
+        values, index = np.unique(y, return_inverse=True)
+        weights = np.bincount(index.ravel(), weights=w, minlength=len(values))
+        total = float(np.sum(w))
+
+        def slopes(dispersion=1.0):
+            k = dispersion
+            d1 = float(weights @ digamma(values + k)) - total * float(digamma(k))
+            d2 = float(weights @ polygamma(1, values + k)) - total * float(polygamma(1, k))
+            return k * d1, k * d1 + k * k * d2
+
+        return slopes
+
+    def _kernel_dispersion_terms(self, y, eta, dispersion):
+        """``mu``, ``k + mu`` and the kernel's first derivative in ``k`` per unit weight."""
         k = dispersion
         mu = np.exp(eta)
         km = k + mu
-        dl = digamma(y + k) - digamma(k) + np.log(k) + 1.0 - np.log(km) - (y + k) / km
+        return mu, km, np.log(k) + 1.0 - np.log(km) - (y + k) / km
+
+    def dispersion_derivatives(self, y, eta, w, dispersion):
+        k = dispersion
+        mu, km, dl = self._kernel_dispersion_terms(y, eta, k)
         dd1 = (y - mu) * mu / km**2
         dW = mu * (2.0 * k * mu + y * mu - y * k) / km**3
         return w * k * dl, w * k * dd1, w * k * dW  # d/ds = k d/dk
 
     def dispersion_second_derivatives(self, y, eta, w, dispersion):
         k = dispersion
-        mu = np.exp(eta)
-        km = k + mu
+        mu, km, dl = self._kernel_dispersion_terms(y, eta, k)
         # the first and second derivatives in k; d2/ds2 = k d/dk + k^2 d2/dk2
-        dl = digamma(y + k) - digamma(k) + np.log(k) + 1.0 - np.log(km) - (y + k) / km
-        dl2 = polygamma(1, y + k) - polygamma(1, k) + 1.0 / k - 1.0 / km - (mu - y) / km**2
+        dl2 = 1.0 / k - 1.0 / km - (mu - y) / km**2
         dd1 = (y - mu) * mu / km**2
         dW = mu * (2.0 * k * mu + y * mu - y * k) / km**3
         dW2 = 2.0 * mu * (mu * mu - 2.0 * k * mu - 2.0 * y * mu + y * k) / km**4
@@ -462,22 +486,32 @@ class Gamma(Family):
         W = nu * t
         return (nu * (t - 1.0), W, -W, W)[:order]
 
+    def constant_slopes_function(self, y, w):
+        """From ``sum w`` and ``sum w log y``, as :meth:`constant_function` (``d/ds = -nu d/dnu``)."""
+        total, log_y = float(np.sum(w)), float(np.sum(w * np.log(y)))
+
+        def slopes(dispersion=1.0):
+            nu = 1.0 / dispersion
+            dc_dnu = (np.log(nu) + 1.0 - float(digamma(nu))) * total + log_y
+            return -nu * dc_dnu, nu * dc_dnu + nu * (1.0 - nu * float(polygamma(1, nu))) * total
+
+        return slopes
+
+    def _log_mean_plus_ratio(self, y, eta):
+        """``log mu + y / mu``: the kernel is ``-nu w`` times it."""
+        log_mu = eta if self.link.name == "log" else -np.log(eta)
+        return log_mu + y * np.exp(-log_mu)
+
     def dispersion_derivatives(self, y, eta, w, dispersion):
         nu = 1.0 / dispersion
-        log_mu = eta if self.link.name == "log" else -np.log(eta)
-        t = y * np.exp(-log_mu)
-        dl_dnu = np.log(nu * t) + 1.0 - t - digamma(nu)
         d1, W = self.derivatives(y, eta, w, dispersion, order=2)
-        return -nu * w * dl_dnu, -d1, -W  # d/ds = -nu d/dnu; d1 and W are proportional to nu
+        # d/ds = -nu d/dnu, and the kernel and every derivative in eta are proportional to nu
+        return nu * w * self._log_mean_plus_ratio(y, eta), -d1, -W
 
     def dispersion_second_derivatives(self, y, eta, w, dispersion):
         nu = 1.0 / dispersion
-        log_mu = eta if self.link.name == "log" else -np.log(eta)
-        t = y * np.exp(-log_mu)
-        dl_dnu = np.log(nu * t) + 1.0 - t - digamma(nu)
         d1, W, W1 = self.derivatives(y, eta, w, dispersion, order=3)
-        # d/ds = -nu d/dnu, and every derivative in eta is proportional to nu
-        return nu * w * (dl_dnu + 1.0 - nu * polygamma(1, nu)), d1, W, -W1
+        return -nu * w * self._log_mean_plus_ratio(y, eta), d1, W, -W1
 
     def variance(self, mu, dispersion=1.0):
         return dispersion * mu * mu

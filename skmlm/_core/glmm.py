@@ -109,6 +109,7 @@ class GeneralizedMixedModel:
         self._factors, X = self.units.factors, self.units.X
         self._data = (X, y, weights, family, self.offset)
         self._constant = family.constant_function(y, weights)
+        self._constant_slopes = family.constant_slopes_function(y, weights)
         if self.n_dispersion and self.n_agq > 1:
             raise ValueError(
                 f"adaptive Gauss-Hermite quadrature is not available for the {family.name} family (its "
@@ -133,7 +134,9 @@ class GeneralizedMixedModel:
         self.scalar = None
         if scalar_path and len(self.factors) == 1 and self.factors[0].q == 1:
             rule = (self.nodes[:, 0], self.node_weights) if self.n_agq > 1 else (None, None)
-            self.scalar = ScalarGLMM(self._factors[0], X, y, weights, family, self.offset, self.constant, *rule)
+            self.scalar = ScalarGLMM(
+                self._factors[0], X, y, weights, family, self.offset, self.constant, self.constant_slopes, *rule
+            )
         if self.has_gradient and self.scalar is None:
             f = self.factors[0]
             self._indicator = sp.csr_matrix(
@@ -157,6 +160,11 @@ class GeneralizedMixedModel:
     def constant(self, dispersion):
         """``-2 x`` the log-likelihood's terms free of ``eta`` at ``dispersion``."""
         return -2.0 * self._constant(dispersion)
+
+    def constant_slopes(self, dispersion):
+        """The first and second derivatives of :meth:`constant` in ``log(dispersion)``."""
+        d1, d2 = self._constant_slopes(dispersion)
+        return -2.0 * d1, -2.0 * d2
 
     def join(self, theta, beta, dispersion=1.0):
         """``x = [theta, beta, log(dispersion)]``."""
@@ -289,7 +297,7 @@ class GeneralizedMixedModel:
         if self.n_agq == 1:
             grad += -2.0 * (r @ E0)
             if self.n_dispersion:
-                grad[-1] -= 2.0 * dl_s.sum()
+                grad[-1] += -2.0 * dl_s.sum() + self.constant_slopes(dispersion)[0]
             return m.laplace_deviance + constant, grad
 
         # adaptive quadrature: nodes u_jk = u_j + L_j^-T z_k (no dispersion: see __init__)
@@ -373,7 +381,7 @@ class GeneralizedMixedModel:
             h += np.einsum("it,it->i", pr._vals2, s2)
         grad = -2.0 * (r @ E) + (h * W1) @ deta + term
         if nd:
-            grad[-1] += -2.0 * dl_s.sum() + h @ dW_s
+            grad[-1] += -2.0 * dl_s.sum() + h @ dW_s + self.constant_slopes(dispersion)[0]
         return m.laplace_deviance + self.constant(dispersion), grad
 
     def objective_stage1(self, theta):

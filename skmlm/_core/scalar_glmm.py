@@ -51,6 +51,8 @@ class ScalarGLMM:
     offset : ndarray of shape (n,)
     constant : callable
         ``constant(dispersion)``: ``-2 x`` the log-likelihood's terms free of ``eta``.
+    constant_slopes : callable
+        ``constant_slopes(dispersion)``: its first and second derivatives in ``log(dispersion)``.
     nodes, node_weights : ndarray, optional
         A Gauss-Hermite rule for N(0, 1): the adaptive quadrature deviance (lme4's
         ``nAGQ``); None for the Laplace approximation. The exact Hessian is the Laplace
@@ -62,7 +64,8 @@ class ScalarGLMM:
     in ``theta`` (``u -> -u``), so a search may cross 0 freely.
     """
 
-    def __init__(self, factor, X, y, weights, family, offset, constant, nodes=None, node_weights=None):
+    def __init__(self, factor, X, y, weights, family, offset, constant, constant_slopes, nodes=None,
+                 node_weights=None):
         if factor.q != 1:
             raise ValueError("ScalarGLMM needs one random term per level")
         self.nodes, self.node_weights = nodes, node_weights  # None: the Laplace approximation
@@ -80,7 +83,7 @@ class ScalarGLMM:
         self.y = np.asarray(y, dtype=float)[order]
         self.w = np.asarray(weights, dtype=float)[order]
         self.offset = np.asarray(offset, dtype=float)[order]
-        self.family, self.constant = family, constant
+        self.family, self.constant, self.constant_slopes = family, constant, constant_slopes
         self.n_dispersion = int(family.has_dispersion)
         self.dispersion = 1.0
         self.n, self.p = self.X.shape
@@ -255,7 +258,7 @@ class ScalarGLMM:
         dh[0] += 2.0 * theta * a
         grad = -2.0 * (E @ r) + (dh / h).sum(axis=1)
         if self.n_dispersion:
-            grad[-1] -= 2.0 * dl_s.sum()
+            grad[-1] += -2.0 * dl_s.sum() + self.constant_slopes(self.dispersion)[0]
         if not self.n_dispersion:
             dr_s = dW_s = None
         return SimpleNamespace(x=x, theta=theta, u=u, eta=eta, W=W, W1=W1, W2=W2, r=r, v=v, a=a, h=h, E=E, R=R,
@@ -357,7 +360,7 @@ class ScalarGLMM:
         dDa[-1] += self._level_sums(z * z * (W1_s * deta_s + W_ss))
         column = theta * theta * (dDa @ (1.0 / h)) - (dh / h**2) @ dh_s - 2.0 * (E @ (r_s - W * deta_s))
         column[0] += 2.0 * theta * (Da[-1] @ (1.0 / h)) - 2.0 * (self._level_sums(z * r) @ dU_s)
-        column[-1] -= 2.0 * float(np.sum(r_s * deta_s + l_ss))
+        column[-1] += self.constant_slopes(self.dispersion)[1] - 2.0 * float(np.sum(r_s * deta_s + l_ss))
         return column
 
     def joint_mode(self, theta, beta0, tol=1e-1, max_iter=100):

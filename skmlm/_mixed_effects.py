@@ -239,8 +239,8 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
         Columns of X that hold grouping factors; they are not features of ``f``.
     cv : int or None, default=2
         Folds of the first grouping factor's levels for the out-of-fold predictions
-        (their cost grows with ``cv``; their accuracy hardly does, as the last ``f`` is
-        fitted on all rows).
+        (their cost grows with ``cv``, ``cv`` fits of ``f`` a round, plus one; the accuracy on
+        known levels grows a little with it, as the mean of more fold models varies less).
         None: in-sample residuals (the classic backfitting, which lets a flexible ``f``
         absorb the group effects; for comparison).
     unseen_levels : {"average", "zero", "error"}, default="average"

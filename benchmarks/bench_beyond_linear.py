@@ -272,7 +272,7 @@ def main():
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     reg, clf = [], []
-    with ProcessPoolExecutor(args.jobs) as pool:  # CPU times are per process: unaffected by the others
+    with ProcessPoolExecutor(args.jobs) as pool:  # each fit's CPU time is counted in its own process
         for r, c in pool.map(run_seed, seeds):
             reg += r
             clf += c

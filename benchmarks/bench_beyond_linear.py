@@ -9,15 +9,18 @@ intercept (SD 3) and a random slope on ``x0`` (SD 2), independent; noise SD 1. T
 and on the other 20% of the groups ("new"). The binary version: ``logit P(y=1) =
 (f - 14.4) / 4 + b0 + b1 x0`` with ``b0, b1 ~ N(0, 1)``, scored by log-loss.
 
-Every model with gradient boosting inside uses scikit-learn's
-``HistGradientBoostingRegressor/Classifier(random_state=0)`` with its defaults (gpboost:
+Every regression model with gradient boosting inside uses scikit-learn's
+``HistGradientBoostingRegressor(random_state=0)`` with its defaults (MERF the same);
+the classifiers ``HistGradientBoostingClassifier(random_state=0)``, with its defaults and
+with ``early_stopping=True`` (MixedEffectsClassifier's default classifier) (gpboost:
 its own trees with its default settings, the number of rounds chosen by early stopping on
 held-out rows, then refitted on all training rows, as its guide recommends; its fit time
 includes that choice). One thread for every library
 (``OMP_NUM_THREADS=1``). Times are the fit only, one fit each: wall-clock and the process's
 CPU time (which a busy machine disturbs less; with one thread it is the fair measure).
 
-Run: ``python benchmarks/bench_beyond_linear.py [--seeds 0,1,2]``; writes
+Run: ``python benchmarks/bench_beyond_linear.py [--seeds 0,1,2] [--jobs 3]`` (``--jobs``: seeds
+run in parallel processes; each fit's CPU time is its own process's); writes
 ``benchmarks/results_beyond_linear.md``.
 """
 
@@ -31,6 +34,7 @@ import logging
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +101,8 @@ def lmm(d, y):
     return lambda t: m.predict(t[FEATURES], groups=t["group"])
 
 
-def skmlm_me(d, y, cv=5):
-    m = MixedEffectsRegressor(random_slopes=["x0"], cv=cv).fit(d[FEATURES], y, groups=d["group"])
+def skmlm_me(d, y, **kw):
+    m = MixedEffectsRegressor(random_slopes=["x0"], **kw).fit(d[FEATURES], y, groups=d["group"])
     print(f"    (backfitting iterations: {m.n_iter_}, converged: {m.converged_})")
     return lambda t: m.predict(t[FEATURES], groups=t["group"])
 
@@ -150,8 +154,8 @@ def gpboost(d, y, slope=True, likelihood="gaussian"):
 
 
 # ---- classification: each returns a function giving P(y = 1)
-def hgb_clf(d, y):
-    m = HistGradientBoostingClassifier(random_state=0).fit(d[FEATURES], y)
+def hgb_clf(d, y, **kw):
+    m = HistGradientBoostingClassifier(random_state=0, **kw).fit(d[FEATURES], y)
     return lambda t: m.predict_proba(t[FEATURES])[:, 1]
 
 
@@ -174,11 +178,13 @@ REGRESSION = {
     "gpboost (intercept + slope)": gpboost,
     "gpboost (intercept)": lambda d, y: gpboost(d, y, slope=False),
     "skmlm MixedEffectsRegressor, in-sample residuals (cv=None)": lambda d, y: skmlm_me(d, y, cv=None),
+    "skmlm MixedEffectsRegressor, cv=5": lambda d, y: skmlm_me(d, y, cv=5),
     "skmlm MixedEffectsRegressor": skmlm_me,
 }
 
 CLASSIFICATION = {
     "HistGradientBoosting alone": hgb_clf,
+    "HistGradientBoosting alone, early stopping": lambda d, y: hgb_clf(d, y, early_stopping=True),
     "target-encoded group + HGB": lambda d, y: target_encoded_hgb(d, y, "binary"),
     "logistic mixed model (skmlm)": glmm,
     "gpboost bernoulli (intercept + slope)": lambda d, y: gpboost(d, y, True, "bernoulli_logit"),
@@ -205,7 +211,7 @@ def run(methods, seed, binary):
             scores[part] = log_loss(y[mask], p) if binary else float(np.sqrt(np.mean((p - y[mask]) ** 2)))
         rows.append({"method": name, "seed": seed, "known": scores["known"], "new": scores["new"],
                      "fit_seconds": seconds, "fit_cpu_seconds": cpu, "status": "ok"})
-        print(f"  {name:60s} known {scores['known']:.4f}  new {scores['new']:.4f}  {seconds:7.2f} s  "
+        print(f"  seed {seed} {name:60s} known {scores['known']:.4f}  new {scores['new']:.4f}  {seconds:7.2f} s  "
               f"{cpu:7.2f} s CPU", flush=True)
     return rows
 
@@ -223,25 +229,62 @@ def table(rows, metric):
     return "\n".join(lines)
 
 
+def run_seed(seed):
+    """Regression and classification rows of one seed."""
+    print(f"regression, seed {seed}")
+    reg = run(REGRESSION, seed, binary=False)
+    print(f"classification, seed {seed}")
+    return reg, run(CLASSIFICATION, seed, binary=True)
+
+
+def head_to_head(rows, ours, others, metric):
+    """Per seed: ours against each of ``others`` on known and new groups, and the ratio of
+    their fit CPU time to ours; then the mean and median over the seeds."""
+    df = pd.DataFrame([r for r in rows if r["status"] == "ok"]).set_index(["method", "seed"])
+    lines = []
+    for other in others:
+        if other not in df.index.get_level_values(0):
+            continue
+        a, b = df.loc[ours], df.loc[other]
+        t = pd.DataFrame({
+            f"{metric} known, skmlm": a["known"], "known, other": b["known"],
+            f"{metric} new, skmlm": a["new"], "new, other": b["new"],
+            "CPU s, skmlm": a["fit_cpu_seconds"], "CPU s, other": b["fit_cpu_seconds"],
+            "CPU ratio other / skmlm": b["fit_cpu_seconds"] / a["fit_cpu_seconds"],
+            "wall ratio other / skmlm": b["fit_seconds"] / a["fit_seconds"],
+        })
+        t.loc["mean"], t.loc["median"] = t.mean(), t.median()
+        wins_known, wins_new = int((a["known"] < b["known"]).sum()), int((a["new"] < b["new"]).sum())
+        lines += [f"### {ours} against {other}", "",
+                  f"skmlm lower on known groups in {wins_known} of {len(a)} seeds, on new groups in {wins_new}.", "",
+                  "| seed | " + " | ".join(t.columns) + " |", "|---" * (len(t.columns) + 1) + "|"]
+        lines += [f"| {i} | " + " | ".join(f"{v:.4f}" if j < 4 else f"{v:.2f}" for j, v in enumerate(r)) + " |"
+                  for i, r in t.iterrows()]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="0", help="comma-separated simulation seeds (figures are means over them)")
+    ap.add_argument("--jobs", type=int, default=1, help="seeds run in this many processes at once")
     ap.add_argument("--out", default=str(HERE / "results_beyond_linear.md"))
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     reg, clf = [], []
-    for seed in seeds:
-        print(f"regression, seed {seed}")
-        reg += run(REGRESSION, seed, binary=False)
-        print(f"classification, seed {seed}")
-        clf += run(CLASSIFICATION, seed, binary=True)
+    with ProcessPoolExecutor(args.jobs) as pool:  # each fit's CPU time is counted in its own process
+        for r, c in pool.map(run_seed, seeds):
+            reg += r
+            clf += c
     import sklearn
     text = [
         "# Random effects on top of gradient boosting: side by side",
         "",
-        f"`python benchmarks/bench_beyond_linear.py --seeds {args.seeds}`, one thread per library; "
+        f"`python benchmarks/bench_beyond_linear.py --seeds {args.seeds} --jobs {args.jobs}`, one thread per "
+        "library, each seed in one process; "
         f"scikit-learn {sklearn.__version__}; load average {os.getloadavg()[0]:.1f} at the end. "
-        "Figures are means over the seeds (times: medians). See the script's docstring for the simulation.",
+        "Figures are means over the seeds (times: medians); per-seed comparisons below. See the script's docstring "
+        "for the simulation.",
         "",
         "## Regression: test RMSE (noise SD 1)",
         "",
@@ -251,6 +294,13 @@ def main():
         "",
         table(clf, "log-loss"),
         "",
+        "## Head to head, per seed",
+        "",
+        head_to_head(reg, "skmlm MixedEffectsRegressor", ["MERF (HGB inside)", "gpboost (intercept + slope)"], "RMSE"),
+        head_to_head(reg, "skmlm MixedEffectsRegressor, cv=5", ["MERF (HGB inside)"], "RMSE"),
+        head_to_head(clf, "skmlm MixedEffectsClassifier",
+                     ["HistGradientBoosting alone", "HistGradientBoosting alone, early stopping",
+                      "gpboost bernoulli (intercept + slope)", "gpboost bernoulli (intercept)"], "log-loss"),
     ]
     Path(args.out).write_text("\n".join(text))
     print("\n".join(text))

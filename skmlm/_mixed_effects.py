@@ -239,8 +239,8 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
         Columns of X that hold grouping factors; they are not features of ``f``.
     cv : int or None, default=2
         Folds of the first grouping factor's levels for the out-of-fold predictions
-        (their cost grows with ``cv``; their accuracy hardly does, as the last ``f`` is
-        fitted on all rows).
+        (their cost grows with ``cv``, ``cv`` fits of ``f`` a round, plus one; the accuracy on
+        known levels grows a little with it, as the mean of more fold models varies less).
         None: in-sample residuals (the classic backfitting, which lets a flexible ``f``
         absorb the group effects; for comparison).
     unseen_levels : {"average", "zero", "error"}, default="average"
@@ -514,7 +514,11 @@ class MixedEffectsClassifier(ClassifierMixin, _MixedEffectsBase):
     ----------
     classifier : estimator, default=None
         Any binary classifier with ``fit`` and ``predict_proba``, cloned for every fit.
-        None: ``HistGradientBoostingClassifier(random_state=0)``.
+        None: ``HistGradientBoostingClassifier(early_stopping=True, random_state=0)``: its
+        number of trees chosen on held-out rows, as gradient boosting with random effects
+        chooses its rounds. Its log-odds are the mixed model's covariate, and a binary
+        outcome's noise makes a boosting run to its full 100 trees over-confident: noisy
+        log-odds, whose coefficient the mixed model can only shrink as a whole.
     random_slopes, random_intercept, covariance, group_columns, missing_groups
         As :class:`MixedEffectsRegressor`'s.
     cv : int or None, default=5
@@ -578,7 +582,9 @@ class MixedEffectsClassifier(ClassifierMixin, _MixedEffectsBase):
         self.verbose = verbose
 
     def _classifier(self):
-        return HistGradientBoostingClassifier(random_state=0) if self.classifier is None else self.classifier
+        if self.classifier is None:
+            return HistGradientBoostingClassifier(early_stopping=True, random_state=0)
+        return self.classifier
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y, groups=None, sample_weight=None):

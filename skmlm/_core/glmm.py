@@ -231,12 +231,25 @@ class GeneralizedMixedModel:
         except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError):
             return np.inf, np.zeros_like(xs)
 
+    def _level_sums(self, a):
+        """Sums over each level of the grouping factor of the rows of ``a`` ((n,) or (n, k))."""
+        codes, m1 = self.pirls.codes1, self.pirls.m1
+        if a.ndim == 1:
+            return np.bincount(codes, weights=a, minlength=m1)
+        return np.stack([np.bincount(codes, weights=a[:, k], minlength=m1) for k in range(a.shape[1])], axis=1)
+
     def _value_and_gradient(self, theta, beta, dispersion):
+        """:meth:`value_and_gradient` for one grouping factor.
+
+        Every sum over rows that the gradient needs is a per-level statistic of a few
+        row vectors: ``A_j = sum W z z'``, ``C_j = sum W z x'``, ``sum r z`` and (Laplace)
+        ``sum s h z``, ``h`` the rows' leverages ``v' M_j^-1 v``; the ``(rows, coordinates)``
+        derivative of ``eta`` is formed only for adaptive quadrature."""
         pr, family = self.pirls, self.family
         f = self._factors[0]
         m = self._mode(theta, beta, dispersion)
-        G, codes, X, y, w = self._indicator, pr.codes1, pr.X, pr.y, pr.w
-        z, v, u0 = f.z, pr.v1, m.u1
+        codes, X, y, w = pr.codes1, pr.X, pr.y, pr.w
+        z, v, u0, T = f.z, pr.v1, m.u1, pr.T1
         m1, q = u0.shape
         nt, p = self.n_theta, self.p
         d = nt + p + self.n_dispersion
@@ -245,6 +258,48 @@ class GeneralizedMixedModel:
         r, W, s = family.derivatives(y, m.eta, w, dispersion, order=3)
         if self.n_dispersion:
             dl_s, dr_s, dW_s = family.dispersion_derivatives(y, m.eta, w, dispersion)
+        pairs = self._pairs
+        Wz = W[:, None] * z
+        A = np.empty((m1, q, q))  # sum W z z' per level
+        for a, b in pairs:
+            A[:, a, b] = A[:, b, a] = self._level_sums(Wz[:, a] * z[:, b])
+        C = np.stack([self._level_sums(Wz[:, a, None] * X) for a in range(q)], axis=1)  # (m1, q, p)
+        rz = self._level_sums(r[:, None] * z)  # (m1, q)
+
+        # derivative of the mode: M dU = dT' Z'r - V' W E0 (+ V' dr/ds for the dispersion),
+        # E0 = d eta / dx with the modes held: z_r u_c for theta's T[r, c], X for beta
+        TA = np.einsum("ea,jef->jaf", T, A)  # T' A_j
+        R = np.zeros((m1, q, d))
+        for k in range(nt):
+            R[:, cols[k], k] += rz[:, rows[k]]
+            R[:, :, k] -= TA[:, :, rows[k]] * u0[:, cols[k], None]
+        R[:, :, nt : nt + p] = -np.einsum("ea,jek->jak", T, C)
+        if self.n_dispersion:
+            R[:, :, -1] += self._level_sums(dr_s[:, None] * v)
+        dU = batched_solve_upper_t(L, batched_solve_lower(L, R))
+        AT = A @ T
+        Linv = batched_inverse_lower(L)
+        Minv = np.swapaxes(Linv, 1, 2) @ Linv
+        logdet = m.factor.logdet
+        constant = self.constant(dispersion)
+        if self.n_agq == 1:
+            # d log det M_j = tr(M_j^-1 dM_j): through T (dM = dT' A T + T' A dT) and through
+            # the weights (sum s h deta over the rows, deta = E0 + v dU)
+            h = np.zeros(len(y))
+            for a, b in pairs:
+                h += (1.0 if a == b else 2.0) * v[:, a] * v[:, b] * Minv[codes, a, b]
+            sh = s * h
+            Q = self._level_sums(sh[:, None] * z)  # (m1, q)
+            grad = np.einsum("jc,jck->k", Q @ T, dU)
+            for k in range(nt):
+                grad[k] += 2.0 * float((Minv[:, cols[k], :] * AT[:, rows[k], :]).sum())
+                grad[k] += float(u0[:, cols[k]] @ (Q[:, rows[k]] - 2.0 * rz[:, rows[k]]))
+            grad[nt : nt + p] += (sh - 2.0 * r) @ X
+            if self.n_dispersion:
+                grad[-1] += h @ dW_s - 2.0 * dl_s.sum()
+            return m.laplace_deviance + constant, grad
+
+        G = self._indicator
 
         def explicit(u):
             """d eta / d x with the modes held at ``u``: (n, d)."""
@@ -253,45 +308,19 @@ class GeneralizedMixedModel:
             E[:, nt : nt + p] = X
             return E
 
-        # derivative of the mode: M dU = dT' Z'r - V' W E (+ V' dr/ds for the dispersion)
         E0 = explicit(u0)
-        rz = G @ (r[:, None] * z)  # (m1, q)
-        R = np.zeros((m1, q, d))
-        for k in range(nt):
-            R[:, cols[k], k] += rz[:, rows[k]]
-        for a in range(q):
-            R[:, a, :] -= G @ ((W * v[:, a])[:, None] * E0)
-            if self.n_dispersion:
-                R[:, a, -1] += G @ (dr_s * v[:, a])
-        dU = batched_solve_upper_t(L, batched_solve_lower(L, R))
         deta = E0 + np.einsum("iq,iqd->id", v, dU[codes])
-        # derivative of M_j = T' A_j T + I, A_j = sum W z z'
-        A = np.empty((m1, q, q))
-        for a, b in self._pairs:
-            A[:, a, b] = A[:, b, a] = G @ (W * z[:, a] * z[:, b])
-        AT = A @ pr.T1
+        # derivative of M_j = T' A_j T + I
         dM = np.zeros((m1, q, q, d))
         for k in range(nt):
             dM[:, cols[k], :, k] += AT[:, rows[k], :]
             dM[:, :, cols[k], k] += AT[:, rows[k], :]
-        for a, b in self._pairs:
+        for a, b in pairs:
             blk = G @ ((s * v[:, a] * v[:, b])[:, None] * deta)
-            if self.n_dispersion:
-                blk[:, -1] += G @ (dW_s * v[:, a] * v[:, b])
             dM[:, a, b, :] += blk
             if a != b:
                 dM[:, b, a, :] += blk
-        Linv = batched_inverse_lower(L)
-        Minv = np.swapaxes(Linv, 1, 2) @ Linv
         grad = np.einsum("jab,jabd->d", Minv, dM)
-        logdet = m.factor.logdet
-        constant = self.constant(dispersion)
-        if self.n_agq == 1:
-            grad += -2.0 * (r @ E0)
-            if self.n_dispersion:
-                grad[-1] -= 2.0 * dl_s.sum()
-            return m.laplace_deviance + constant, grad
-
         # adaptive quadrature: nodes u_jk = u_j + L_j^-T z_k (no dispersion: see __init__)
         offset = m.eta - pr.random_part(u0, m.u2)
         nodes, weights = self.nodes, self.node_weights

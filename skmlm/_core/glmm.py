@@ -22,6 +22,7 @@ slopes) it uses the product rule of ``k^q`` points.
 (``nAGQ = 0``), then ``(theta, beta)`` jointly on the chosen deviance.
 """
 
+import dataclasses
 import itertools
 from functools import cached_property
 
@@ -99,15 +100,24 @@ class GeneralizedMixedModel:
         self.n, self.p = X.shape
         self.n_agq = int(n_agq)
         self.family = family = get_family("binomial") if family is None else family
-        self.offset = np.zeros(self.n) if offset is None else np.asarray(offset, dtype=float)
+        self.offset = offset = np.zeros(self.n) if offset is None else np.asarray(offset, dtype=float)
         self.X, self.y, self.w = X, y, weights
         self.theta_lower = lower_bounds(self.factors)
         self.theta_start = start_theta(self.factors)
         self.n_theta = len(self.theta_start)
         self.n_dispersion = int(family.has_dispersion)
-        self.units = StandardUnits(self.factors, X, self.n_dispersion)
+        # one grouping factor: the computations see the rows sorted by level, so that a
+        # level's sums are over a contiguous slice; ``rows`` maps back to the given order
+        # (the public ``factors``, ``X``, ``y``, ``w``, ``offset`` stay in it)
+        self.rows, computed = None, self.factors
+        if len(self.factors) == 1 and np.any(self.factors[0].codes[1:] < self.factors[0].codes[:-1]):
+            f = self.factors[0]
+            self.rows = order = np.argsort(f.codes, kind="stable")
+            computed = [dataclasses.replace(f, codes=f.codes[order], z=f.z[order])]
+            X, y, weights, offset = X[order], y[order], weights[order], offset[order]
+        self.units = StandardUnits(computed, X, self.n_dispersion)
         self._factors, X = self.units.factors, self.units.X
-        self._data = (X, y, weights, family, self.offset)
+        self._data = (X, y, weights, family, offset)
         self._constant = family.constant_function(y, weights)
         if self.n_dispersion and self.n_agq > 1:
             raise ValueError(
@@ -128,18 +138,19 @@ class GeneralizedMixedModel:
                     "are supported. Use fewer points"
                 )
             self.nodes, self.node_weights = product_rule(self.n_agq, q)
-        self.beta_start, self.dispersion_start = glm_start(family, X, y, weights, self.offset)  # standard units
+        self.beta_start, self.dispersion_start = glm_start(family, X, y, weights, offset)  # standard units
         # one scalar random term: the level-by-level path
         self.scalar = None
         if scalar_path and len(self.factors) == 1 and self.factors[0].q == 1:
             rule = (self.nodes[:, 0], self.node_weights) if self.n_agq > 1 else (None, None)
-            self.scalar = ScalarGLMM(self._factors[0], X, y, weights, family, self.offset, self.constant, *rule)
+            self.scalar = ScalarGLMM(self._factors[0], X, y, weights, family, offset, self.constant, *rule)
         if self.has_gradient and self.scalar is None:
-            f = self.factors[0]
+            f = self._factors[0]
             self._indicator = sp.csr_matrix(
                 (np.ones(self.n), f.codes, np.arange(self.n + 1)), shape=(self.n, f.n_levels)
             ).T.tocsr()
             self._pairs = [(a, b) for a in range(f.q) for b in range(a + 1)]
+        self._tangent = None  # (x, modes, their derivative in x) of the last one-factor gradient
 
     @cached_property
     def pirls(self):
@@ -167,10 +178,10 @@ class GeneralizedMixedModel:
         """The conditional mode at ``(theta, beta, dispersion)`` (user units)."""
         return self._mode(*self.split(self.units.to_search(self.join(theta, beta, dispersion))))
 
-    def _mode(self, theta, beta, dispersion):
+    def _mode(self, theta, beta, dispersion, start=None):
         self.pirls.set_theta(theta)
         self.pirls.dispersion = dispersion
-        return self.pirls.mode(beta)
+        return self.pirls.mode(beta, start=start)
 
     def deviance(self, theta, beta, dispersion=1.0):
         """-2 log-likelihood at ``(theta, beta, dispersion)``: Laplace or AGQ."""
@@ -231,13 +242,6 @@ class GeneralizedMixedModel:
         except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError):
             return np.inf, np.zeros_like(xs)
 
-    def _level_sums(self, a):
-        """Sums over each level of the grouping factor of the rows of ``a`` ((n,) or (n, k))."""
-        codes, m1 = self.pirls.codes1, self.pirls.m1
-        if a.ndim == 1:
-            return np.bincount(codes, weights=a, minlength=m1)
-        return np.stack([np.bincount(codes, weights=a[:, k], minlength=m1) for k in range(a.shape[1])], axis=1)
-
     def _value_and_gradient(self, theta, beta, dispersion):
         """:meth:`value_and_gradient` for one grouping factor.
 
@@ -247,7 +251,12 @@ class GeneralizedMixedModel:
         derivative of ``eta`` is formed only for adaptive quadrature."""
         pr, family = self.pirls, self.family
         f = self._factors[0]
-        m = self._mode(theta, beta, dispersion)
+        xs = self.join(theta, beta, dispersion)
+        start = None
+        if self._tangent is not None:  # the modes predicted on the last evaluation's tangent
+            x0, u_0, dU_0 = self._tangent
+            start = (u_0 + dU_0 @ (xs - x0), pr.u2)
+        m = self._mode(theta, beta, dispersion, start)
         codes, X, y, w = pr.codes1, pr.X, pr.y, pr.w
         z, v, u0, T = f.z, pr.v1, m.u1, pr.T1
         m1, q = u0.shape
@@ -255,16 +264,16 @@ class GeneralizedMixedModel:
         d = nt + p + self.n_dispersion
         rows, cols = f._tri
         L = m.factor.L11
-        r, W, s = family.derivatives(y, m.eta, w, dispersion, order=3)
+        r, W, s = m.derivatives
         if self.n_dispersion:
             dl_s, dr_s, dW_s = family.dispersion_derivatives(y, m.eta, w, dispersion)
         pairs = self._pairs
         Wz = W[:, None] * z
         A = np.empty((m1, q, q))  # sum W z z' per level
         for a, b in pairs:
-            A[:, a, b] = A[:, b, a] = self._level_sums(Wz[:, a] * z[:, b])
-        C = np.stack([self._level_sums(Wz[:, a, None] * X) for a in range(q)], axis=1)  # (m1, q, p)
-        rz = self._level_sums(r[:, None] * z)  # (m1, q)
+            A[:, a, b] = A[:, b, a] = pr.level_sums(Wz[:, a] * z[:, b])
+        C = np.stack([pr.level_sums(Wz[:, a, None] * X) for a in range(q)], axis=1)  # (m1, q, p)
+        rz = pr.level_sums(r[:, None] * z)  # (m1, q)
 
         # derivative of the mode: M dU = dT' Z'r - V' W E0 (+ V' dr/ds for the dispersion),
         # E0 = d eta / dx with the modes held: z_r u_c for theta's T[r, c], X for beta
@@ -275,8 +284,9 @@ class GeneralizedMixedModel:
             R[:, :, k] -= TA[:, :, rows[k]] * u0[:, cols[k], None]
         R[:, :, nt : nt + p] = -np.einsum("ea,jek->jak", T, C)
         if self.n_dispersion:
-            R[:, :, -1] += self._level_sums(dr_s[:, None] * v)
+            R[:, :, -1] += pr.level_sums(dr_s[:, None] * v)
         dU = batched_solve_upper_t(L, batched_solve_lower(L, R))
+        self._tangent = (xs, u0, dU)
         AT = A @ T
         Linv = batched_inverse_lower(L)
         Minv = np.swapaxes(Linv, 1, 2) @ Linv
@@ -289,7 +299,7 @@ class GeneralizedMixedModel:
             for a, b in pairs:
                 h += (1.0 if a == b else 2.0) * v[:, a] * v[:, b] * Minv[codes, a, b]
             sh = s * h
-            Q = self._level_sums(sh[:, None] * z)  # (m1, q)
+            Q = pr.level_sums(sh[:, None] * z)  # (m1, q)
             grad = np.einsum("jc,jck->k", Q @ T, dU)
             for k in range(nt):
                 grad[k] += 2.0 * float((Minv[:, cols[k], :] * AT[:, rows[k], :]).sum())
@@ -436,7 +446,7 @@ class GeneralizedMixedModel:
             else:
                 theta, beta, dispersion = self.split(xs)
                 m = self._mode(theta, beta, dispersion)
-                W = self.family.derivatives(self.y, m.eta, self.w, dispersion)[1]
+                W = self.family.derivatives(self.pirls.y, m.eta, self.pirls.w, dispersion)[1]
                 Lx = self.pirls.factorize(W, joint=True).Lx
                 S = Lx @ Lx.T
             cov = solve_positive_definite(S, np.eye(self.p))
@@ -454,7 +464,8 @@ class GeneralizedMixedModel:
         if self.scalar is not None:
             u, eta, dev = self.scalar.estimates(xs)
             f = self.factors[0]
-            return {"random_effects": {f.name: (theta[0] * u)[:, None]}, "deviance": dev, "eta": eta, "mode": None}
+            return {"random_effects": {f.name: (theta[0] * u)[:, None]}, "deviance": dev, "eta": self._in_given_order(eta),
+                    "mode": None}
         m = self._mode(*self.split(xs))
         u = self.pirls.modes_by_factor(m.u1, m.u2)
         modes = {}  # b = A^-1 b', b' = T' u in standard units
@@ -462,7 +473,15 @@ class GeneralizedMixedModel:
                                  self.units.inverse_maps):
             modes[f.name] = uf @ (Ai @ f.cholesky_factor(th)).T
         dev = m.laplace_deviance + self.constant(dispersion) if self.n_agq == 1 else self.search_objective(xs)
-        return {"random_effects": modes, "deviance": dev, "eta": m.eta, "mode": m}
+        return {"random_effects": modes, "deviance": dev, "eta": self._in_given_order(m.eta), "mode": m}
+
+    def _in_given_order(self, a):
+        """A per-row array of the model (sorted by level) in the caller's row order."""
+        if self.rows is None:
+            return a
+        out = np.empty_like(a)
+        out[self.rows] = a
+        return out
 
 
 def glm_start(family, X, y, w, offset):
@@ -619,7 +638,10 @@ def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, sca
             )
             n_iter, message = n_iter + int(res.nit), str(res.message)
             x = np.maximum(res.x, lower)
-            f, g = logged(x)
+            if np.array_equal(x, res.x):  # L-BFGS-B's value and gradient are at its x
+                f, g = float(res.fun), np.asarray(res.jac, dtype=float)
+            else:
+                f, g = logged(x)
         elif f is None:  # no iterations left: the point is judged only
             f, g = logged(x)
         x, f, g, H, decrease, steps = _polish(

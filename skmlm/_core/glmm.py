@@ -428,6 +428,29 @@ class GeneralizedMixedModel:
         d = m.laplace_deviance
         return d if np.isfinite(d) else np.inf
 
+    def em_theta(self, theta):
+        """One EM step for theta (standard units, one grouping factor): the covariance of
+        the random effects set to the mean of their Laplace posteriors' second moments,
+        ``T (u_j u_j' + M_j^-1) T'``, at the joint modes of ``(u, beta)`` at ``theta``.
+        From the start it moves most of the way towards the optimum for the cost of one
+        mode (as :meth:`~.scalar_glmm.ScalarGLMM.em_theta` for one scalar term)."""
+        pr, f = self.pirls, self._factors[0]
+        try:
+            pr.set_theta(theta)
+            pr.dispersion = self.dispersion_start
+            m = pr.joint_mode(self.beta_start)
+            Linv = batched_inverse_lower(m.factor.L11)
+            second = (m.u1.T @ m.u1 + np.einsum("jab,jac->bc", Linv, Linv)) / len(m.u1)
+            T = pr.T1
+            S = T @ second @ T.T
+            new = np.sqrt(np.diag(S)) if f.diagonal else np.linalg.cholesky(S)[f._tri]
+        except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError):
+            return theta
+        if not (np.all(np.isfinite(new)) and np.isfinite(m.laplace_deviance)):
+            return theta
+        self.beta_start = m.beta
+        return new
+
     # -- estimates ------------------------------------------------------------------
     def pirls_covariance(self, x):
         """lme4's fallback covariance of ``beta`` (``vcov`` from ``RX``): the inverse of the
@@ -719,6 +742,8 @@ def _fit(model, max_iter, tol, verbose, two_stage):
             options={"maxiter": min(max_iter, STAGE1_ITERATIONS), "ftol": 1e-8, "gtol": 1e-4},
         )
         theta1, n_iter1 = np.maximum(res1.x, lower), int(res1.nit)
+    if model.scalar is None and len(model.factors) == 1 and not two_stage:
+        theta1 = model.em_theta(theta1)
     if model.scalar is None:  # lme4's start for beta: the joint PIRLS estimate at theta1
         model.objective_stage1(theta1)
     x0 = np.concatenate([theta1, model.beta_start, np.log([model.dispersion_start] * model.n_dispersion)])

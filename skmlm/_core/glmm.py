@@ -106,11 +106,13 @@ class GeneralizedMixedModel:
         self.theta_start = start_theta(self.factors)
         self.n_theta = len(self.theta_start)
         self.n_dispersion = int(family.has_dispersion)
-        # one grouping factor: the computations see the rows sorted by level, so that a
-        # level's sums are over a contiguous slice; ``rows`` maps back to the given order
-        # (the public ``factors``, ``X``, ``y``, ``w``, ``offset`` stay in it)
+        # one grouping factor with several terms: the computations see the rows sorted by
+        # level, so that a level's sums are over a contiguous slice (the scalar path sorts
+        # its own); ``rows`` maps back to the given order (the public ``factors``, ``X``,
+        # ``y``, ``w``, ``offset`` stay in it)
         self.rows, computed = None, self.factors
-        if len(self.factors) == 1 and np.any(self.factors[0].codes[1:] < self.factors[0].codes[:-1]):
+        scalar = scalar_path and len(self.factors) == 1 and self.factors[0].q == 1
+        if len(self.factors) == 1 and not scalar and np.any(self.factors[0].codes[1:] < self.factors[0].codes[:-1]):
             f = self.factors[0]
             self.rows = order = np.argsort(f.codes, kind="stable")
             computed = [dataclasses.replace(f, codes=f.codes[order], z=f.z[order])]
@@ -141,7 +143,7 @@ class GeneralizedMixedModel:
         self.beta_start, self.dispersion_start = glm_start(family, X, y, weights, offset)  # standard units
         # one scalar random term: the level-by-level path
         self.scalar = None
-        if scalar_path and len(self.factors) == 1 and self.factors[0].q == 1:
+        if scalar:
             rule = (self.nodes[:, 0], self.node_weights) if self.n_agq > 1 else (None, None)
             self.scalar = ScalarGLMM(self._factors[0], X, y, weights, family, offset, self.constant, *rule)
         if self.has_gradient and self.scalar is None:

@@ -1,7 +1,8 @@
 """The physical floor of a linear mixed model: one pass over the rows that forms
 skmlm's statistics (validating the input, coding the groups, the cross-products of
 ``[Z X y]``), with no fit. Every fit must make this pass; the ratio of a fit's time to
-it says how much the search costs on top. Gaussian problems only.
+it says how much the search costs on top. Gaussian and Bernoulli problems (for a
+Bernoulli GLMM the same pass over the same rows: its 0/1 y taken as a number).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ def fit(problem, reps=7, budget=90.0):
     import skmlm
     from bench_skmlm import estimator_kwargs
 
-    if problem.family != "gaussian":
-        raise NotApplicable("the floor is measured for linear models only")
+    if problem.family not in ("gaussian", "binomial") or problem.trials or problem.offset:
+        raise NotApplicable("the floor is measured for linear and Bernoulli models only")
     df = problem.data
     X, y = df[list(problem.fixed)], df[problem.y]
     gcols = problem.group_columns

@@ -538,6 +538,20 @@ def simulate_slopes_shape(n: int, sizes, seed: int) -> pd.DataFrame:
     return pd.DataFrame({"y": y, "x1": x1, **cols})
 
 
+def simulate_logit_slope_shape(n: int, n_groups: int, seed: int) -> pd.DataFrame:
+    """Bernoulli y with logit p = -0.5 + 0.5 x1 - 0.3 x2 + b0_g + b1_g x1, sd(b0) = 1,
+    sd(b1) = 0.5, corr(b0, b1) = 0.3."""
+    rng = np.random.default_rng(seed)
+    g = _codes(rng, n, n_groups)
+    x1 = rng.standard_normal(n)
+    x2 = rng.standard_normal(n)
+    cov = np.array([[1.0, 0.15], [0.15, 0.25]])
+    b = rng.multivariate_normal([0.0, 0.0], cov, size=n_groups)
+    eta = -0.5 + 0.5 * x1 - 0.3 * x2 + b[g, 0] + b[g, 1] * x1
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(float)
+    return pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": _labels(g, "g", 5)})
+
+
 def shape_problems() -> List[Problem]:
     """The shapes of issue 16 (``run.py --shapes``): large crossed, mid-size structured,
     large nested. All ML (gpboost fits ML only), simulated with fixed seeds."""
@@ -563,6 +577,9 @@ def shape_problems() -> List[Problem]:
         Problem(name="crossed_3500_150x20", y="y", fixed=[], fit_intercept=True, random_terms=ri("a", "b"),
                 reml=False, size="small", source=sim.format(1606),
                 loader=lambda: simulate_crossed_shape(3_500, 150, 20, 1606)),
+        Problem(name="logit_slope_1m_10k", y="y", fixed=["x1", "x2"], fit_intercept=True, random_terms=slope("g"),
+                reml=False, family="binomial", size="large", source=sim.format(1608),
+                loader=lambda: simulate_logit_slope_shape(1_000_000, 10_000, 1608)),
         Problem(name="nested_1m_2000x40000", y="y", fixed=["x1"], fit_intercept=True,
                 random_terms=ri("outer", "inner"), reml=False, size="large", source=sim.format(1607),
                 loader=lambda: simulate_nested_shape(1_000_000, 2000, 40_000, 1607)),

@@ -299,3 +299,21 @@ def test_scalar_path_dispersion_hessian_against_finite_differences(name, link):
             for e in np.eye(len(x))
         ])
         np.testing.assert_allclose(H, fd, atol=1e-5 * max(1.0, np.abs(fd).max()))
+
+
+def test_row_order_does_not_change_the_fit():
+    """A one-factor model computes on its rows sorted by level: the fit on shuffled rows is
+    the fit on sorted rows, and its linear predictor comes back in the given row order."""
+    factors, X, y, w = _data(seed=3, slopes=True)
+    f = factors[0]
+    order = np.argsort(f.codes, kind="stable")
+    by_level = [RandomFactor("a", f.codes[order], f.levels, f.z[order], f.terms)]
+    given = GeneralizedMixedModel(factors, X, y, w)
+    sorted_ = GeneralizedMixedModel(by_level, X[order], y[order], w[order])
+    assert given.rows is not None and sorted_.rows is None
+    res_given, res_sorted = fit_glmm(given), fit_glmm(sorted_)
+    assert res_given.fun == pytest.approx(res_sorted.fun, abs=1e-8)
+    np.testing.assert_allclose(res_given.x, res_sorted.x, atol=1e-5)
+    eta_given = given.estimates(res_sorted.x)["eta"]
+    eta_sorted = sorted_.estimates(res_sorted.x)["eta"]
+    np.testing.assert_allclose(eta_given[order], eta_sorted, rtol=1e-9, atol=1e-9)

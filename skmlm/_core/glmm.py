@@ -22,6 +22,7 @@ slopes) it uses the product rule of ``k^q`` points.
 (``nAGQ = 0``), then ``(theta, beta)`` jointly on the chosen deviance.
 """
 
+import dataclasses
 import itertools
 from functools import cached_property
 
@@ -99,15 +100,26 @@ class GeneralizedMixedModel:
         self.n, self.p = X.shape
         self.n_agq = int(n_agq)
         self.family = family = get_family("binomial") if family is None else family
-        self.offset = np.zeros(self.n) if offset is None else np.asarray(offset, dtype=float)
+        self.offset = offset = np.zeros(self.n) if offset is None else np.asarray(offset, dtype=float)
         self.X, self.y, self.w = X, y, weights
         self.theta_lower = lower_bounds(self.factors)
         self.theta_start = start_theta(self.factors)
         self.n_theta = len(self.theta_start)
         self.n_dispersion = int(family.has_dispersion)
-        self.units = StandardUnits(self.factors, X, self.n_dispersion)
+        # one grouping factor with several terms: the computations see the rows sorted by
+        # level, so that a level's sums are over a contiguous slice (the scalar path sorts
+        # its own); ``rows`` maps back to the given order (the public ``factors``, ``X``,
+        # ``y``, ``w``, ``offset`` stay in it)
+        self.rows, computed = None, self.factors
+        scalar = scalar_path and len(self.factors) == 1 and self.factors[0].q == 1
+        if len(self.factors) == 1 and not scalar and np.any(self.factors[0].codes[1:] < self.factors[0].codes[:-1]):
+            f = self.factors[0]
+            self.rows = order = np.argsort(f.codes, kind="stable")
+            computed = [dataclasses.replace(f, codes=f.codes[order], z=f.z[order])]
+            X, y, weights, offset = X[order], y[order], weights[order], offset[order]
+        self.units = StandardUnits(computed, X, self.n_dispersion)
         self._factors, X = self.units.factors, self.units.X
-        self._data = (X, y, weights, family, self.offset)
+        self._data = (X, y, weights, family, offset)
         self._constant = family.constant_function(y, weights)
         self._constant_slopes = family.constant_slopes_function(y, weights)
         if self.n_dispersion and self.n_agq > 1:
@@ -129,20 +141,21 @@ class GeneralizedMixedModel:
                     "are supported. Use fewer points"
                 )
             self.nodes, self.node_weights = product_rule(self.n_agq, q)
-        self.beta_start, self.dispersion_start = glm_start(family, X, y, weights, self.offset)  # standard units
+        self.beta_start, self.dispersion_start = glm_start(family, X, y, weights, offset)  # standard units
         # one scalar random term: the level-by-level path
         self.scalar = None
-        if scalar_path and len(self.factors) == 1 and self.factors[0].q == 1:
+        if scalar:
             rule = (self.nodes[:, 0], self.node_weights) if self.n_agq > 1 else (None, None)
             self.scalar = ScalarGLMM(
-                self._factors[0], X, y, weights, family, self.offset, self.constant, self.constant_slopes, *rule
+                self._factors[0], X, y, weights, family, offset, self.constant, self.constant_slopes, *rule
             )
         if self.has_gradient and self.scalar is None:
-            f = self.factors[0]
+            f = self._factors[0]
             self._indicator = sp.csr_matrix(
                 (np.ones(self.n), f.codes, np.arange(self.n + 1)), shape=(self.n, f.n_levels)
             ).T.tocsr()
             self._pairs = [(a, b) for a in range(f.q) for b in range(a + 1)]
+        self._tangent = None  # (x, modes, their derivative in x) of the last one-factor gradient
 
     @cached_property
     def pirls(self):
@@ -175,10 +188,10 @@ class GeneralizedMixedModel:
         """The conditional mode at ``(theta, beta, dispersion)`` (user units)."""
         return self._mode(*self.split(self.units.to_search(self.join(theta, beta, dispersion))))
 
-    def _mode(self, theta, beta, dispersion):
+    def _mode(self, theta, beta, dispersion, start=None):
         self.pirls.set_theta(theta)
         self.pirls.dispersion = dispersion
-        return self.pirls.mode(beta)
+        return self.pirls.mode(beta, start=start)
 
     def deviance(self, theta, beta, dispersion=1.0):
         """-2 log-likelihood at ``(theta, beta, dispersion)``: Laplace or AGQ."""
@@ -240,19 +253,73 @@ class GeneralizedMixedModel:
             return np.inf, np.zeros_like(xs)
 
     def _value_and_gradient(self, theta, beta, dispersion):
+        """:meth:`value_and_gradient` for one grouping factor.
+
+        Every sum over rows that the gradient needs is a per-level statistic of a few
+        row vectors: ``A_j = sum W z z'``, ``C_j = sum W z x'``, ``sum r z`` and (Laplace)
+        ``sum s h z``, ``h`` the rows' leverages ``v' M_j^-1 v``; the ``(rows, coordinates)``
+        derivative of ``eta`` is formed only for adaptive quadrature."""
         pr, family = self.pirls, self.family
         f = self._factors[0]
-        m = self._mode(theta, beta, dispersion)
-        G, codes, X, y, w = self._indicator, pr.codes1, pr.X, pr.y, pr.w
-        z, v, u0 = f.z, pr.v1, m.u1
+        xs = self.join(theta, beta, dispersion)
+        start = None
+        if self._tangent is not None:  # the modes predicted on the last evaluation's tangent
+            x0, u_0, dU_0 = self._tangent
+            start = (u_0 + dU_0 @ (xs - x0), pr.u2)
+        m = self._mode(theta, beta, dispersion, start)
+        codes, X, y, w = pr.codes1, pr.X, pr.y, pr.w
+        z, v, u0, T = f.z, pr.v1, m.u1, pr.T1
         m1, q = u0.shape
         nt, p = self.n_theta, self.p
         d = nt + p + self.n_dispersion
         rows, cols = f._tri
         L = m.factor.L11
-        r, W, s = family.derivatives(y, m.eta, w, dispersion, order=3)
+        r, W, s = m.derivatives
         if self.n_dispersion:
             dl_s, dr_s, dW_s = family.dispersion_derivatives(y, m.eta, w, dispersion)
+        pairs = self._pairs
+        Wz = W[:, None] * z
+        A = np.empty((m1, q, q))  # sum W z z' per level
+        for a, b in pairs:
+            A[:, a, b] = A[:, b, a] = pr.level_sums(Wz[:, a] * z[:, b])
+        C = np.stack([pr.level_sums(Wz[:, a, None] * X) for a in range(q)], axis=1)  # (m1, q, p)
+        rz = pr.level_sums(r[:, None] * z)  # (m1, q)
+
+        # derivative of the mode: M dU = dT' Z'r - V' W E0 (+ V' dr/ds for the dispersion),
+        # E0 = d eta / dx with the modes held: z_r u_c for theta's T[r, c], X for beta
+        TA = np.einsum("ea,jef->jaf", T, A)  # T' A_j
+        R = np.zeros((m1, q, d))
+        for k in range(nt):
+            R[:, cols[k], k] += rz[:, rows[k]]
+            R[:, :, k] -= TA[:, :, rows[k]] * u0[:, cols[k], None]
+        R[:, :, nt : nt + p] = -np.einsum("ea,jek->jak", T, C)
+        if self.n_dispersion:
+            R[:, :, -1] += pr.level_sums(dr_s[:, None] * v)
+        dU = batched_solve_upper_t(L, batched_solve_lower(L, R))
+        self._tangent = (xs, u0, dU)
+        AT = A @ T
+        Linv = batched_inverse_lower(L)
+        Minv = np.swapaxes(Linv, 1, 2) @ Linv
+        logdet = m.factor.logdet
+        constant = self.constant(dispersion)
+        if self.n_agq == 1:
+            # d log det M_j = tr(M_j^-1 dM_j): through T (dM = dT' A T + T' A dT) and through
+            # the weights (sum s h deta over the rows, deta = E0 + v dU)
+            h = np.zeros(len(y))
+            for a, b in pairs:
+                h += (1.0 if a == b else 2.0) * v[:, a] * v[:, b] * Minv[codes, a, b]
+            sh = s * h
+            Q = pr.level_sums(sh[:, None] * z)  # (m1, q)
+            grad = np.einsum("jc,jck->k", Q @ T, dU)
+            for k in range(nt):
+                grad[k] += 2.0 * float((Minv[:, cols[k], :] * AT[:, rows[k], :]).sum())
+                grad[k] += float(u0[:, cols[k]] @ (Q[:, rows[k]] - 2.0 * rz[:, rows[k]]))
+            grad[nt : nt + p] += (sh - 2.0 * r) @ X
+            if self.n_dispersion:
+                grad[-1] += h @ dW_s - 2.0 * dl_s.sum() + self.constant_slopes(dispersion)[0]
+            return m.laplace_deviance + constant, grad
+
+        G = self._indicator
 
         def explicit(u):
             """d eta / d x with the modes held at ``u``: (n, d)."""
@@ -261,45 +328,19 @@ class GeneralizedMixedModel:
             E[:, nt : nt + p] = X
             return E
 
-        # derivative of the mode: M dU = dT' Z'r - V' W E (+ V' dr/ds for the dispersion)
         E0 = explicit(u0)
-        rz = G @ (r[:, None] * z)  # (m1, q)
-        R = np.zeros((m1, q, d))
-        for k in range(nt):
-            R[:, cols[k], k] += rz[:, rows[k]]
-        for a in range(q):
-            R[:, a, :] -= G @ ((W * v[:, a])[:, None] * E0)
-            if self.n_dispersion:
-                R[:, a, -1] += G @ (dr_s * v[:, a])
-        dU = batched_solve_upper_t(L, batched_solve_lower(L, R))
         deta = E0 + np.einsum("iq,iqd->id", v, dU[codes])
-        # derivative of M_j = T' A_j T + I, A_j = sum W z z'
-        A = np.empty((m1, q, q))
-        for a, b in self._pairs:
-            A[:, a, b] = A[:, b, a] = G @ (W * z[:, a] * z[:, b])
-        AT = A @ pr.T1
+        # derivative of M_j = T' A_j T + I
         dM = np.zeros((m1, q, q, d))
         for k in range(nt):
             dM[:, cols[k], :, k] += AT[:, rows[k], :]
             dM[:, :, cols[k], k] += AT[:, rows[k], :]
-        for a, b in self._pairs:
+        for a, b in pairs:
             blk = G @ ((s * v[:, a] * v[:, b])[:, None] * deta)
-            if self.n_dispersion:
-                blk[:, -1] += G @ (dW_s * v[:, a] * v[:, b])
             dM[:, a, b, :] += blk
             if a != b:
                 dM[:, b, a, :] += blk
-        Linv = batched_inverse_lower(L)
-        Minv = np.swapaxes(Linv, 1, 2) @ Linv
         grad = np.einsum("jab,jabd->d", Minv, dM)
-        logdet = m.factor.logdet
-        constant = self.constant(dispersion)
-        if self.n_agq == 1:
-            grad += -2.0 * (r @ E0)
-            if self.n_dispersion:
-                grad[-1] += -2.0 * dl_s.sum() + self.constant_slopes(dispersion)[0]
-            return m.laplace_deviance + constant, grad
-
         # adaptive quadrature: nodes u_jk = u_j + L_j^-T z_k (no dispersion: see __init__)
         offset = m.eta - pr.random_part(u0, m.u2)
         nodes, weights = self.nodes, self.node_weights
@@ -397,6 +438,29 @@ class GeneralizedMixedModel:
         d = m.laplace_deviance
         return d if np.isfinite(d) else np.inf
 
+    def em_theta(self, theta):
+        """One EM step for theta (standard units, one grouping factor): the covariance of
+        the random effects set to the mean of their Laplace posteriors' second moments,
+        ``T (u_j u_j' + M_j^-1) T'``, at the joint modes of ``(u, beta)`` at ``theta``.
+        From the start it moves most of the way towards the optimum for the cost of one
+        mode (as :meth:`~.scalar_glmm.ScalarGLMM.em_theta` for one scalar term)."""
+        pr, f = self.pirls, self._factors[0]
+        try:
+            pr.set_theta(theta)
+            pr.dispersion = self.dispersion_start
+            m = pr.joint_mode(self.beta_start)
+            Linv = batched_inverse_lower(m.factor.L11)
+            second = (m.u1.T @ m.u1 + np.einsum("jab,jac->bc", Linv, Linv)) / len(m.u1)
+            T = pr.T1
+            S = T @ second @ T.T
+            new = np.sqrt(np.diag(S)) if f.diagonal else np.linalg.cholesky(S)[f._tri]
+        except (np.linalg.LinAlgError, sla.LinAlgError, FloatingPointError):
+            return theta
+        if not (np.all(np.isfinite(new)) and np.isfinite(m.laplace_deviance)):
+            return theta
+        self.beta_start = m.beta
+        return new
+
     # -- estimates ------------------------------------------------------------------
     def pirls_covariance(self, x):
         """lme4's fallback covariance of ``beta`` (``vcov`` from ``RX``): the inverse of the
@@ -415,7 +479,7 @@ class GeneralizedMixedModel:
             else:
                 theta, beta, dispersion = self.split(xs)
                 m = self._mode(theta, beta, dispersion)
-                W = self.family.derivatives(self.y, m.eta, self.w, dispersion)[1]
+                W = self.family.derivatives(self.pirls.y, m.eta, self.pirls.w, dispersion)[1]
                 Lx = self.pirls.factorize(W, joint=True).Lx
                 S = Lx @ Lx.T
             cov = solve_positive_definite(S, np.eye(self.p))
@@ -433,7 +497,8 @@ class GeneralizedMixedModel:
         if self.scalar is not None:
             u, eta, dev = self.scalar.estimates(xs)
             f = self.factors[0]
-            return {"random_effects": {f.name: (theta[0] * u)[:, None]}, "deviance": dev, "eta": eta, "mode": None}
+            return {"random_effects": {f.name: (theta[0] * u)[:, None]}, "deviance": dev, "eta": self._in_given_order(eta),
+                    "mode": None}
         m = self._mode(*self.split(xs))
         u = self.pirls.modes_by_factor(m.u1, m.u2)
         modes = {}  # b = A^-1 b', b' = T' u in standard units
@@ -441,7 +506,15 @@ class GeneralizedMixedModel:
                                  self.units.inverse_maps):
             modes[f.name] = uf @ (Ai @ f.cholesky_factor(th)).T
         dev = m.laplace_deviance + self.constant(dispersion) if self.n_agq == 1 else self.search_objective(xs)
-        return {"random_effects": modes, "deviance": dev, "eta": m.eta, "mode": m}
+        return {"random_effects": modes, "deviance": dev, "eta": self._in_given_order(m.eta), "mode": m}
+
+    def _in_given_order(self, a):
+        """A per-row array of the model (sorted by level) in the caller's row order."""
+        if self.rows is None:
+            return a
+        out = np.empty_like(a)
+        out[self.rows] = a
+        return out
 
 
 def glm_start(family, X, y, w, offset):
@@ -598,7 +671,10 @@ def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, sca
             )
             n_iter, message = n_iter + int(res.nit), str(res.message)
             x = np.maximum(res.x, lower)
-            f, g = logged(x)
+            if np.array_equal(x, res.x):  # L-BFGS-B's value and gradient are at its x
+                f, g = float(res.fun), np.asarray(res.jac, dtype=float)
+            else:
+                f, g = logged(x)
         elif f is None:  # no iterations left: the point is judged only
             f, g = logged(x)
         x, f, g, H, decrease, steps = _polish(
@@ -676,6 +752,8 @@ def _fit(model, max_iter, tol, verbose, two_stage):
             options={"maxiter": min(max_iter, STAGE1_ITERATIONS), "ftol": 1e-8, "gtol": 1e-4},
         )
         theta1, n_iter1 = np.maximum(res1.x, lower), int(res1.nit)
+    if model.scalar is None and len(model.factors) == 1 and not two_stage:
+        theta1 = model.em_theta(theta1)
     if model.scalar is None:  # lme4's start for beta: the joint PIRLS estimate at theta1
         model.objective_stage1(theta1)
     x0 = np.concatenate([theta1, model.beta_start, np.log([model.dispersion_start] * model.n_dispersion)])

@@ -37,6 +37,10 @@ MIN_DENSE_FILL = 0.1
 #: A sparse ``L21``'s ``L21 L21'`` by the pairs of entries that share a column, up to this
 #: many pairs (beyond, a sparse product).
 MAX_PRODUCT_PAIRS = 4_000_000
+#: Below this Newton decrement of the penalised deviance a full step is taken unchecked.
+SAFE_DECREMENT = 1e-8
+#: Below this decrement the step is the last: what remains is of the order of its square.
+FINAL_DECREMENT = 1e-11
 
 
 @dataclass
@@ -96,6 +100,7 @@ class Mode:
     dev_resid: np.ndarray  # per-row -2 log-likelihood at the mode, less its constant terms
     factor: Factorization  # of M at the weights of the mode
     n_iter: int
+    derivatives: tuple = None  # the family's (score, W, dW/deta) at the mode
 
     @property
     def penalty(self):
@@ -145,6 +150,12 @@ class PIRLS:
         f1 = self.first
         self.m1, self.q1 = f1.n_levels, f1.q
         self.codes1 = f1.codes
+        self._z1T = np.ascontiguousarray(f1.z.T)
+        counts = np.bincount(f1.codes, minlength=f1.n_levels)
+        # rows sorted by level (every level present): each level's sum is a contiguous reduceat
+        self._starts = None
+        if self.n and counts.min() > 0 and np.all(f1.codes[1:] >= f1.codes[:-1]):
+            self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         q1 = self.q1
         # pattern of Z1 Lambda1 as CSR: row i holds (z_i' T1) in the columns of its level
         self._zl1_indices = (f1.codes[:, None] * q1 + np.arange(q1)).ravel()
@@ -234,7 +245,8 @@ class PIRLS:
         pieces = split_theta(self.factors, theta)
         pieces = [pieces[k] for k in self.order]
         self.T1 = self.first.cholesky_factor(pieces[0])
-        self.v1 = self.first.z @ self.T1  # (n, q1): row i of Z1 Lambda1 within its level's block
+        # (n, q1): row i of Z1 Lambda1 within its level's block; each column contiguous
+        self.v1 = (self.T1.T @ self._z1T).T
         if self.rest:
             lam2 = self._fill_lambda2(pieces[1:])
             self.zl2 = (self.z2 @ lam2).tocsr()
@@ -245,9 +257,20 @@ class PIRLS:
             self._vals2 = np.hstack([f.z @ f.cholesky_factor(th) for f, th in zip(self.rest, pieces[1:])])
 
     # -- pieces of one Newton step -------------------------------------------------
+    def level_sums(self, a):
+        """Sums over the levels of the largest factor of ``a`` ((n,) or (n, k), by rows)."""
+        if self._starts is not None:
+            return np.add.reduceat(a, self._starts, axis=0)
+        codes, m1 = self.codes1, self.m1
+        if a.ndim == 1:
+            return np.bincount(codes, weights=a, minlength=m1)
+        return np.stack([np.bincount(codes, weights=a[:, k], minlength=m1) for k in range(a.shape[1])], axis=1)
+
     def random_part(self, u1, u2):
         """``Z Lambda u`` on the rows."""
-        out = np.einsum("ij,ij->i", self.v1, u1[self.codes1])
+        out = self.v1[:, 0] * u1[:, 0][self.codes1]
+        for a in range(1, self.q1):
+            out += self.v1[:, a] * u1[:, a][self.codes1]
         if self.rest:
             out = out + np.einsum("ij,ij->i", self._vals2, u2[self._cols2])
         return out
@@ -256,7 +279,7 @@ class PIRLS:
         """``Lambda' Z' r`` split into block 1 (m1, q1) and block 2."""
         g1 = np.empty((self.m1, self.q1))
         for a in range(self.q1):
-            g1[:, a] = np.bincount(self.codes1, weights=r * self.v1[:, a], minlength=self.m1)
+            g1[:, a] = self.level_sums(r * self.v1[:, a])
         g2 = np.empty(0)
         if self.rest:
             g2 = np.bincount(self._cols2.ravel(), weights=(r[:, None] * self._vals2).ravel(), minlength=self.q2)
@@ -267,7 +290,7 @@ class PIRLS:
         m1, q1 = self.m1, self.q1
         a11 = np.empty((m1, q1, q1))
         for a, b in self._pairs:
-            s = np.bincount(self.codes1, weights=W * self.v1[:, a] * self.v1[:, b], minlength=m1)
+            s = self.level_sums(W * self.v1[:, a] * self.v1[:, b])
             a11[:, a, b] = s
             a11[:, b, a] = s
         a11 += np.eye(q1)
@@ -304,9 +327,7 @@ class PIRLS:
             wx = X * W[:, None]
             a1x = np.empty((m1, q1, self.p))
             for a in range(q1):
-                vx = wx * self.v1[:, a][:, None]
-                for k in range(self.p):
-                    a1x[:, a, k] = np.bincount(self.codes1, weights=vx[:, k], minlength=m1)
+                a1x[:, a, :] = self.level_sums(wx * self.v1[:, a][:, None])
             B1 = batched_solve_lower(L11, a1x).reshape(m1 * q1, self.p)
             s = X.T @ wx - B1.T @ B1
             B2 = None
@@ -319,9 +340,11 @@ class PIRLS:
         return fac
 
     # -- Newton iterations ---------------------------------------------------------
-    def mode(self, beta, tol=1e-20, max_iter=100):
-        """Conditional modes of ``u`` at the current ``theta`` and the given ``beta``."""
-        return self._newton(np.asarray(beta, dtype=float), joint=False, tol=tol, max_iter=max_iter)
+    def mode(self, beta, tol=1e-20, max_iter=100, start=None):
+        """Conditional modes of ``u`` at the current ``theta`` and the given ``beta``;
+        ``start``: a prediction ``(u1, u2)`` of them to begin from where it is better
+        than the last modes."""
+        return self._newton(np.asarray(beta, dtype=float), joint=False, tol=tol, max_iter=max_iter, start=start)
 
     def joint_mode(self, beta0, tol=1e-20, max_iter=100):
         """Joint modes of ``(u, beta)`` at the current ``theta`` (lme4's ``nAGQ = 0``)."""
@@ -331,45 +354,88 @@ class PIRLS:
         """Per-row ``-2 log-likelihood`` less its constant terms."""
         return -2.0 * self.family.kernel(self.y, eta, self.w, self.dispersion)
 
-    def _newton(self, beta, joint, tol, max_iter):
+    def _newton(self, beta, joint, tol, max_iter, start=None):
+        """Newton's method on the penalised deviance from the last modes, or from ``start``
+        (a caller's prediction ``(u1, u2)`` of the new ones) unless its first step needs a
+        line search and the last modes are better.
+
+        Far from the mode a step is halved until it lowers the penalised deviance; close to
+        it (a decrement below ``SAFE_DECREMENT``) full steps are taken unchecked (the
+        objective is convex), and once the decrement is below ``FINAL_DECREMENT`` the step
+        is the last: Newton's quadratic convergence leaves an error of the order of its
+        square, below ``tol``. The weights and the factorisation are then formed at the
+        final modes (the Laplace deviance needs them there) with no further solve."""
         X = self.X
-        u1, u2 = self.u1, self.u2
         offset = self.offset + X @ beta
-        eta = offset + self.random_part(u1, u2)
-        dres = self.deviance_rows(eta)
-        pdev = dres.sum() + (u1**2).sum() + (u2**2).sum()
-        last = np.inf
+        last_modes = (self.u1, self.u2)
+        u1, u2 = last_modes
+        if start is not None:  # the caller's prediction, where it is inside the link's range
+            eta = offset + self.random_part(*start)
+            if self._valid(eta):
+                u1, u2 = start
+            else:
+                start = None
+        if start is None:
+            eta = offset + self.random_part(u1, u2)
+        dres = pdev = None  # the deviance at the current modes, formed when needed
+        last, final = np.inf, False
         for it in range(1, max_iter + 1):
-            r, W = self.family.derivatives(self.y, eta, self.w, self.dispersion)
+            derivs = self.family.derivatives(self.y, eta, self.w, self.dispersion, order=3)
+            r, W = derivs[0], derivs[1]
+            fac = self.factorize(W, joint)
+            if final:
+                break
             g1, g2 = self._gradient_u(r)
             g1 -= u1
             g2 = g2 - u2
             gx = X.T @ r if joint else None
-            fac = self.factorize(W, joint)
             d1, d2, dx = fac.solve(g1, g2, gx)
             decrement = float((g1 * d1).sum() + g2 @ d2 + (gx @ dx if joint else 0.0))
-            # the Laplace deviance moves to first order with u (through log det): converge u
-            # to ~1e-10, which Newton's quadratic convergence makes cheap
             if decrement <= tol or it == max_iter or (it > 1 and decrement > 0.5 * last and decrement < 1e-16):
                 break
             last = decrement
+            final = decrement <= FINAL_DECREMENT
+            if decrement < SAFE_DECREMENT:
+                start = None  # a good prediction
             t = 1.0
             while True:
                 nu1, nu2 = u1 + t * d1, u2 + t * d2
                 nbeta = beta + t * dx if joint else beta
                 noff = self.offset + X @ nbeta if joint else offset
                 neta = noff + self.random_part(nu1, nu2)
+                if decrement < SAFE_DECREMENT:  # close to the mode a full Newton step is safe
+                    ndres = npdev = None
+                    break
+                if pdev is None:
+                    dres = self.deviance_rows(eta)
+                    pdev = dres.sum() + (u1**2).sum() + (u2**2).sum()
+                if start is not None:  # a prediction far from the mode: is it worse than the last modes?
+                    start = None
+                    leta = offset + self.random_part(*last_modes)
+                    ldres = self.deviance_rows(leta)
+                    lpdev = ldres.sum() + (last_modes[0] ** 2).sum() + (last_modes[1] ** 2).sum()
+                    if lpdev < pdev:  # back to the last modes, no step taken
+                        (nu1, nu2), nbeta, noff, neta, ndres, npdev = last_modes, beta, offset, leta, ldres, lpdev
+                        final = False
+                        break
                 ndres = self.deviance_rows(neta)
                 npdev = ndres.sum() + (nu1**2).sum() + (nu2**2).sum()
-                # close to the mode a full Newton step is safe (the objective is convex)
-                if decrement < 1e-8 or npdev <= pdev + 1e-10 * abs(pdev) or t < 1e-10:
+                if npdev <= pdev + 1e-10 * abs(pdev) or t < 1e-10:
                     break
                 t *= 0.5
             if t < 1e-10:  # no progress possible: at the mode up to rounding
+                final = False
                 break
             u1, u2, beta, offset, eta, dres, pdev = nu1, nu2, nbeta, noff, neta, ndres, npdev
+        if dres is None:
+            dres = self.deviance_rows(eta)
         self.u1, self.u2 = u1, u2
-        return Mode(u1, u2, beta, eta, dres, fac, it)
+        return Mode(u1, u2, beta, eta, dres, fac, it, derivs)
+
+    def _valid(self, eta):
+        """Whether the linear predictor is finite and inside the link's range."""
+        lower = self.family.eta_lower
+        return bool(np.isfinite(eta).all()) and (lower is None or bool((eta > lower).all()))
 
     # -- derivatives of the Laplace deviance -----------------------------------------
     def own_inverse(self, fac):

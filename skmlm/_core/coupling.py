@@ -55,6 +55,7 @@ class PairExpansion:
     def __init__(self, a21, q1):
         csc = sp.csc_matrix(a21)
         csc.sort_indices()
+        self._q1 = q1
         self.size = size = csc.shape[0]
         m1 = csc.shape[1] // q1
         ia, ib, widx = _scalar_pairs(csc) if q1 == 1 else _term_pairs(csc, q1)
@@ -101,6 +102,21 @@ class PairExpansion:
             out[self.entries] = sums
             out[self.mirror] = sums
         return out.reshape(self.size, self.size)
+
+    def adjoint(self, c):
+        """``A_g' C A_g`` for every level ``g`` (m1, q1, q1), for a dense symmetric ``C``
+        (Q2 x Q2): the transpose of :meth:`__call__`, one sparse product over the same pairs.
+
+        A pair ``i <= j`` listed under ``W_g[a, b]`` stands for ``A[i, ga] A[j, gb]``; its
+        mirror ``A[j, ga] A[i, gb]`` is listed under ``W_g[b, a]``. So the listed sum
+        ``X_g`` with the diagonal of ``C`` halved gives ``X_g + X_g'``."""
+        c = np.array(c, dtype=float)
+        c.flat[:: self.size + 1] *= 0.5
+        x = self.matrix.T @ (c.ravel() if self.entries is None else c.ravel()[self.entries])
+        m1q1q1 = x.size
+        q1 = self._q1
+        x = x.reshape(m1q1q1 // (q1 * q1), q1, q1)
+        return x + np.swapaxes(x, 1, 2)
 
     def lower_difference(self, a, w):
         """``a - sum_g A_g W_g A_g'`` on the lower triangle (diagonal included), ``a``'s
@@ -213,24 +229,26 @@ class CouplingBlock:
         left = lam2.T @ inner
         return np.asarray((lam2.T @ left.T).T)
 
-    def schur(self, pieces, K1):
+    def schur(self, pieces, K1, keep_inner=False):
         """``Lambda2' (A22 - A21 K1 K1' A21') Lambda2 + I``: what ``L22`` factorises.
 
         Only its lower triangle is meant to be read (as LAPACK's Cholesky does): with
         scalar factors the upper one is left as it comes, which saves writing half the
-        matrix at every evaluation.
+        matrix at every evaluation. With ``keep_inner``, returns ``(schur, inner)``,
+        ``inner = A22 - A21 K1 K1' A21'`` whole (what the gradient reads).
         """
         if self.pairs is not None and self.scalar:
             out = self.pairs.lower_difference(self.a22, K1 @ np.swapaxes(K1, 1, 2))
+            inner = np.tril(out) + np.tril(out, -1).T if keep_inner else None
             out = self.congruence(pieces, out)
             out.flat[:: self.size + 1] += 1.0
-            return out
+            return (out, inner) if keep_inner else out
         inner = self.coupled_square(K1)
         np.negative(inner, out=inner)
         add_sparse(inner, self.a22)
-        out = self.congruence(pieces, inner)
+        out = self.congruence(pieces, inner if not (keep_inner and self.scalar) else inner.copy())
         out[np.diag_indices_from(out)] += 1.0
-        return out
+        return (out, inner) if keep_inner else out
 
     def coupled_square(self, K1):
         """``A21 K1 K1' A21'`` (dense, Q2 x Q2) for ``K1`` a stack (m1, q1, q1), one block
@@ -247,10 +265,11 @@ class CouplingBlock:
         return self.lambda2_at(pieces).T @ (self.a21 @ kb.reshape(m1 * q1, -1))
 
     def l21t_times(self, pieces, K1, v):
-        """``L21' v`` for a vector ``v`` of length Q2."""
+        """``L21' v`` for a vector ``v`` of length Q2, or a matrix (Q2, k)."""
         m1, q1, _ = K1.shape
-        w = (self.a21.T @ (self.lambda2_at(pieces) @ v)).reshape(m1, q1, 1)
-        return (np.swapaxes(K1, 1, 2) @ w).ravel()
+        w = (self.a21.T @ (self.lambda2_at(pieces) @ v)).reshape(m1, q1, -1)
+        out = np.swapaxes(K1, 1, 2) @ w
+        return out.ravel() if np.ndim(v) == 1 else out.reshape(m1 * q1, -1)
 
     def l21(self, pieces, K1):
         """``L21`` as a sparse matrix (for callers that need it whole)."""

@@ -34,6 +34,7 @@ from .blocks import (
 )
 from . import scalar_lmm
 from .coupling import CouplingBlock
+from .blocked_gradient import BlockedGradient
 from .dense_gradient import (
     MAX_DENSE_GRADIENT, MAX_DENSE_ONE_FACTOR, DenseGradient, cholesky_lower, cholesky_lower_overwrite,
 )
@@ -116,6 +117,7 @@ class Decomposition:
     Lxy: np.ndarray
     logdet_z: float
     second: object = None
+    inner: object = None  # A22 - A21 K1 K1' A21', kept for the blocked gradient
 
     @property
     def L21(self):
@@ -168,6 +170,14 @@ class LinearMixedModel:
                 self.factors, statistics.random_cross_dense(every), statistics.random_x_cross(every), self.cp.a_xx,
                 self.n, reml,
             )
+        self._blocked_gradient = None
+        # the gradient's inverse of block 2 costs two factorisations of it: where that block
+        # is as small as the dense route's (MAX_DENSE_GRADIENT), an evaluation's cost is in
+        # the levels, and a gradient saves the finite differences; beyond, the dense block's
+        # cost dominates and a derivative-free search needs fewer of them
+        if self._dense_gradient is None and self.cp.rest and self.cp.second_size <= MAX_DENSE_GRADIENT:
+            if self.cp.second.pairs is not None:
+                self._blocked_gradient = BlockedGradient(self)
 
     def fixed_effects_rss(self):
         """Weighted residual sum of squares of y on X alone (the fit with no random effects):
@@ -213,18 +223,24 @@ class LinearMixedModel:
         B1 = B1.reshape(m1 * q1, -1)
         s = cp.a_xx - B1.T @ B1
         logdet_z = batched_logdet_chol(L11)
-        K1 = L22 = B2 = None
+        K1 = L22 = B2 = inner = None
         second = cp.second
         if second is not None:
             p2 = pieces[1:]
             K1 = T1 @ np.swapaxes(batched_inverse_lower(L11), 1, 2)  # Lambda1 L11^-T, per level
-            L22 = cholesky_lower_overwrite(second.schur(p2, K1))  # reads the lower triangle only
+            inner = None
+            if self._blocked_gradient is not None:
+                schur, inner = second.schur(p2, K1, keep_inner=True)
+            else:
+                schur = second.schur(p2, K1)
+            L22 = cholesky_lower_overwrite(schur)  # reads the lower triangle only
             rhs = second.lambda2_at(p2).T @ second.a2x - second.l21_times(p2, K1, B1)
             B2 = sla.solve_triangular(L22, rhs, lower=True, check_finite=False)
             s = s - B2.T @ B2
             logdet_z += 2.0 * np.log(np.diag(L22)).sum()
         Lxy = np.linalg.cholesky(s)
-        return Decomposition(T1, L11, K1, pieces[1:], L22, B1, B2, Lxy, logdet_z, second)
+        return Decomposition(T1, L11, K1, pieces[1:], L22, B1, B2, Lxy, logdet_z, second,
+                             inner if second is not None else None)
 
     # -- the objective ------------------------------------------------------------
     def deviance_from(self, dec):
@@ -252,12 +268,13 @@ class LinearMixedModel:
     @property
     def costly_evaluation(self):
         """Whether one evaluation costs enough to prefer few of them (a large dense block)."""
-        return self.cp.second_size >= COSTLY_BLOCK
+        return self.cp.second_size >= COSTLY_BLOCK and self._blocked_gradient is None
 
     @property
     def has_gradient(self):
-        """Whether :meth:`gradient` is available: one factor, or several with few levels."""
-        return not self.cp.rest or self._dense_gradient is not None
+        """Whether :meth:`gradient` is available: one factor, several with few levels, or
+        several whose second block is small enough for :mod:`.blocked_gradient`."""
+        return not self.cp.rest or self._dense_gradient is not None or self._blocked_gradient is not None
 
     def gradient(self, theta):
         """Analytic gradient of the profiled deviance.
@@ -277,6 +294,8 @@ class LinearMixedModel:
             return self._scalar_derivatives(theta)[0]
         if self._dense_gradient is not None:
             return self._dense_gradient(theta)
+        if self._blocked_gradient is not None:
+            return self._blocked_gradient(theta)
         if not self.has_gradient:
             raise NotImplementedError("no analytic gradient for several factors with many levels")
         # NaN where the factorisation fails, as the objective is +inf there

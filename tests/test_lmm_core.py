@@ -535,3 +535,47 @@ def test_blocked_gradient_equals_dense_gradient(kind, direct, monkeypatch):
         for theta in (model.theta_start + 0.2, model.theta_start + rng.uniform(-0.8, 0.8, len(model.theta_start))):
             np.testing.assert_allclose(model.gradient(theta), dense(theta), rtol=1e-8, atol=1e-9)
             assert model.objective(theta) == pytest.approx(dense_deviance(factors, theta, X, y, w, reml)[0], rel=1e-10)
+
+
+@pytest.mark.parametrize("slopes", [0, 1])
+def test_nested_factor_takes_its_schur_complement_by_levels(slopes, monkeypatch):
+    """A factor nested in the largest one (inner levels within outer ones, the outer in
+    block 2): block 2's Schur complement is block diagonal, factorised level by level.
+    Deviance, gradient, estimates and conditional covariances equal the dense ones."""
+    import skmlm._core.lmm as core
+    from skmlm._core.condvar import lmm_conditional_covariances
+    from skmlm._core.dense_gradient import DenseGradient
+
+    rng = np.random.default_rng(3)
+    n, m_in, m_out = 300, 40, 8
+    inner = rng.integers(0, m_in, n)
+    outer = inner % m_out
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = X @ [1.0, 0.5] + rng.normal(size=m_out)[outer] + rng.normal(size=m_in)[inner] + rng.normal(size=n)
+    w = rng.uniform(0.5, 2.0, n)
+    z = np.column_stack([np.ones(n)] + [X[:, 1]] * slopes)
+    terms = ["(Intercept)"] + ["x"] * slopes
+    factors = [RandomFactor("outer", outer, np.arange(m_out), z, terms),
+               RandomFactor("inner", inner, np.arange(m_in), z, terms)]
+    stats = statistics(factors, X, y, w)
+    monkeypatch.setattr(core, "MAX_DENSE_GRADIENT", m_out * z.shape[1])  # blocked, with its gradient
+    for reml in (False, True):
+        model = LinearMixedModel(stats, reml)
+        assert model.cp.second.level_blocks is not None and model._blocked_gradient is not None
+        theta = model.theta_start * 0.7 + 0.1
+        expected, beta, s2 = dense_deviance(factors, theta, X, y, w, reml)
+        assert model.objective(theta) == pytest.approx(expected, rel=1e-10)
+        assert model.decompose(theta).L22.ndim == 3
+        dense = DenseGradient(factors, *dense_inputs(stats), reml)
+        np.testing.assert_allclose(model.gradient(theta), dense(theta), rtol=1e-8, atol=1e-9)
+        est = model.estimates(theta)
+        np.testing.assert_allclose(est["beta"], beta, rtol=1e-8)
+        covs = lmm_conditional_covariances(model, theta, est["sigma2"])
+        model.cp.second.level_blocks = None  # the dense factorisation of block 2, as for crossed factors
+        model._last_decomposition = None
+        assert model.decompose(theta).L22.ndim == 2
+        for a, b in zip(covs, lmm_conditional_covariances(model, theta, est["sigma2"])):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+        ref = model.estimates(theta)
+        for name in est["random_effects"]:
+            np.testing.assert_allclose(est["random_effects"][name], ref["random_effects"][name], rtol=1e-9, atol=1e-12)

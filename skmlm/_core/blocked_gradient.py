@@ -62,7 +62,7 @@ class BlockedGradient:
         """``L'^-1 [W1; W2]`` for the blocked ``L`` (columns of ``W`` at once)."""
         cp, second = self.model.cp, self.model.cp.second
         m1, q1 = cp.first.n_levels, cp.first.q
-        Y2 = sla.solve_triangular(dec.L22, W2, lower=True, trans="T", check_finite=False)
+        Y2 = dec.solve_l22_t(W2)
         rhs = W1 - second.l21t_times(dec.pieces2, dec.K1, Y2)
         Y1 = batched_solve_upper_t(dec.L11, rhs.reshape(m1, q1, -1))
         return Y1, Y2
@@ -80,7 +80,7 @@ class BlockedGradient:
         linv = batched_inverse_lower(L11)
         m11 = np.swapaxes(linv, 1, 2) @ linv  # (L11_g L11_g')^-1
         P = T1 @ m11
-        S22 = inverse_from_cholesky(dec.L22)
+        S22 = inverse_from_cholesky(dec.dense_L22)
         C = lam2 @ np.asarray(lam2 @ S22).T  # Lambda2 S22 Lambda2'
         H = second.pairs.adjoint(C)
         PH = np.swapaxes(P, 1, 2) @ H

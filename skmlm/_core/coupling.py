@@ -19,6 +19,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
+from .blocks import congruence
 from .design import block_lambda_template
 
 #: Largest number of row pairs listed for the pair expansion (memory: ~24 bytes each);
@@ -212,6 +213,44 @@ class CouplingBlock:
         self.scalar = all(f.q == 1 for f in rest)
         self._level_theta = np.repeat(np.arange(len(rest)), [f.n_levels for f in rest])
         self.pairs = PairExpansion(self.a21, q1) if PairExpansion.count(self.a21, q1) <= MAX_PAIRS else None
+        self.rest = rest
+        self.level_blocks = self._level_blocks()
+
+    def _level_blocks(self):
+        """Where block 2 is one factor whose levels never meet through the largest factor
+        (it is nested in it: each of the largest's levels lies within one of its levels),
+        its Schur complement is block diagonal, one ``q2 x q2`` block per level, and is
+        factorised level by level (:mod:`.blocks`) instead of as a dense matrix of order
+        Q2. Returns the pair expansion's rows of those blocks' lower entries with their
+        positions in the stack ``(m2, q2, q2)`` and their mirror images; else None."""
+        if len(self.rest) != 1 or self.pairs is None:
+            return None
+        q2, pairs = self.rest[0].q, self.pairs
+        if pairs.entries is None:
+            entries = np.flatnonzero(np.diff(pairs.matrix.indptr))
+            matrix = pairs.matrix[entries]
+        else:
+            entries, matrix = pairs.entries, pairs.matrix
+        row, col = np.divmod(entries, self.size)
+        level = row // q2
+        if np.any(level != col // q2):
+            return None
+        a, b = row % q2, col % q2
+        return sp.csr_matrix(matrix), level * q2 * q2 + a * q2 + b, level * q2 * q2 + b * q2 + a
+
+    def _schur_blocks(self, pieces, K1, keep_inner):
+        """:meth:`schur` as a stack of the levels' blocks (see :meth:`_level_blocks`)."""
+        matrix, lower, upper = self.level_blocks
+        f = self.rest[0]
+        inner = f.a_zz.copy()  # A22: the factor's own blocks
+        square = matrix @ (K1 @ np.swapaxes(K1, 1, 2)).ravel()
+        flat = inner.reshape(-1)
+        flat[lower] -= square
+        mirror = lower != upper
+        flat[upper[mirror]] -= square[mirror]
+        out = congruence(f.cholesky_factor(pieces[0]), inner)
+        out += np.eye(f.q)
+        return (out, blockdiag(inner).toarray()) if keep_inner else out
 
     def lambda2_at(self, pieces):
         """The sparse ``Lambda2`` for the factors' parts of theta."""
@@ -235,8 +274,11 @@ class CouplingBlock:
         Only its lower triangle is meant to be read (as LAPACK's Cholesky does): with
         scalar factors the upper one is left as it comes, which saves writing half the
         matrix at every evaluation. With ``keep_inner``, returns ``(schur, inner)``,
-        ``inner = A22 - A21 K1 K1' A21'`` whole (what the gradient reads).
+        ``inner = A22 - A21 K1 K1' A21'`` whole (what the gradient reads). Block diagonal
+        by levels (:meth:`_level_blocks`): the stack of its blocks ``(m2, q2, q2)``.
         """
+        if self.level_blocks is not None:
+            return self._schur_blocks(pieces, K1, keep_inner)
         if self.pairs is not None and self.scalar:
             out = self.pairs.lower_difference(self.a22, K1 @ np.swapaxes(K1, 1, 2))
             inner = np.tril(out) + np.tril(out, -1).T if keep_inner else None

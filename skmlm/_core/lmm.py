@@ -33,7 +33,7 @@ from .blocks import (
     congruence, left_multiply_t,
 )
 from . import scalar_lmm
-from .coupling import CouplingBlock
+from .coupling import CouplingBlock, blockdiag
 from .blocked_gradient import BlockedGradient
 from .dense_gradient import (
     MAX_DENSE_GRADIENT, MAX_DENSE_ONE_FACTOR, DenseGradient, cholesky_lower, cholesky_lower_overwrite,
@@ -123,6 +123,19 @@ class Decomposition:
     def L21(self):
         """``L21`` as a sparse matrix (None with one factor); formed on request."""
         return None if self.second is None else self.second.l21(self.pieces2, self.K1)
+
+    @property
+    def dense_L22(self):
+        """``L22`` as a dense lower triangle (it is held as a stack of the levels' blocks
+        where block 2 is block diagonal: :attr:`~.coupling.CouplingBlock.level_blocks`)."""
+        return blockdiag(self.L22).toarray() if self.L22 is not None and self.L22.ndim == 3 else self.L22
+
+    def solve_l22_t(self, b):
+        """``L22'^-1 b`` for ``b`` of shape (Q2,) or (Q2, k)."""
+        if self.L22.ndim == 3:
+            m2, q2, _ = self.L22.shape
+            return batched_solve_upper_t(self.L22, b.reshape(m2, q2, -1)).reshape(b.shape)
+        return sla.solve_triangular(self.L22, b, lower=True, trans="T", check_finite=False)
 
     @property
     def Lx(self):
@@ -233,11 +246,16 @@ class LinearMixedModel:
                 schur, inner = second.schur(p2, K1, keep_inner=True)
             else:
                 schur = second.schur(p2, K1)
-            L22 = cholesky_lower_overwrite(schur)  # reads the lower triangle only
             rhs = second.lambda2_at(p2).T @ second.a2x - second.l21_times(p2, K1, B1)
-            B2 = sla.solve_triangular(L22, rhs, lower=True, check_finite=False)
+            if schur.ndim == 3:  # block diagonal by levels: see CouplingBlock.level_blocks
+                L22 = batched_cholesky(schur)
+                B2 = batched_solve_lower(L22, rhs.reshape(L22.shape[0], L22.shape[1], -1)).reshape(rhs.shape)
+                logdet_z += batched_logdet_chol(L22)
+            else:
+                L22 = cholesky_lower_overwrite(schur)  # reads the lower triangle only
+                B2 = sla.solve_triangular(L22, rhs, lower=True, check_finite=False)
+                logdet_z += 2.0 * np.log(np.diag(L22)).sum()
             s = s - B2.T @ B2
-            logdet_z += 2.0 * np.log(np.diag(L22)).sum()
         Lxy = np.linalg.cholesky(s)
         return Decomposition(T1, L11, K1, pieces[1:], L22, B1, B2, Lxy, logdet_z, second,
                              inner if second is not None else None)
@@ -412,7 +430,7 @@ class LinearMixedModel:
         u_rest = np.empty(0)
         if dec.second is not None:
             c2 = dec.B2[:, -1] - dec.B2[:, :-1] @ beta
-            u_rest = sla.solve_triangular(dec.L22, c2, lower=True, trans="T", check_finite=False)
+            u_rest = dec.solve_l22_t(c2)
             c1 = c1 - dec.second.l21t_times(dec.pieces2, dec.K1, u_rest)
         u_first = batched_solve_upper_t(dec.L11, c1.reshape(m1, q1, 1)).ravel()
         by_position = {cp.order[0]: u_first}

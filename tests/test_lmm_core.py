@@ -558,10 +558,12 @@ def test_nested_factor_takes_its_schur_complement_by_levels(slopes, monkeypatch)
     factors = [RandomFactor("outer", outer, np.arange(m_out), z, terms),
                RandomFactor("inner", inner, np.arange(m_in), z, terms)]
     stats = statistics(factors, X, y, w)
-    monkeypatch.setattr(core, "MAX_DENSE_GRADIENT", m_out * z.shape[1])  # blocked, with its gradient
+    monkeypatch.setattr(core, "MAX_DENSE_GRADIENT", m_out * z.shape[1])  # the blocked route
     for reml in (False, True):
         model = LinearMixedModel(stats, reml)
-        assert model.cp.second.level_blocks is not None and model._blocked_gradient is not None
+        # its search is derivative-free (cheap evaluations); the gradient holds all the same
+        assert model.cp.second.level_blocks is not None and model._blocked_gradient is None
+        model._blocked_gradient = core.BlockedGradient(model)
         theta = model.theta_start * 0.7 + 0.1
         expected, beta, s2 = dense_deviance(factors, theta, X, y, w, reml)
         assert model.objective(theta) == pytest.approx(expected, rel=1e-10)

@@ -187,9 +187,12 @@ class LinearMixedModel:
         # the gradient's inverse of block 2 costs two factorisations of it: where that block
         # is as small as the dense route's (MAX_DENSE_GRADIENT), an evaluation's cost is in
         # the levels, and a gradient saves the finite differences; beyond, the dense block's
-        # cost dominates and a derivative-free search needs fewer of them
+        # cost dominates and a derivative-free search needs fewer of them. Block 2 factorised
+        # by its levels (a nested factor) makes evaluations cheap enough that the
+        # derivative-free search from the moment start costs less than the gradients
+        # (nested_30k_130x2400: 27 ms against 33 ms of CPU time)
         if self._dense_gradient is None and self.cp.rest and self.cp.second_size <= MAX_DENSE_GRADIENT:
-            if self.cp.second.pairs is not None:
+            if self.cp.second.pairs is not None and self.cp.second.level_blocks is None:
                 self._blocked_gradient = BlockedGradient(self)
 
     def fixed_effects_rss(self):

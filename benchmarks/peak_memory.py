@@ -1,7 +1,7 @@
 """Peak memory of one fit of ``large_slope_1m`` (1,000,000 rows, 10,000
 groups, ``y ~ x1 + x2 + (1 + x1 | g)``, ML), measured in a fresh process.
 
-    python benchmarks/peak_memory.py [--library skmlm|mixedlm|gpboost|none] [--problem NAME]
+    python benchmarks/peak_memory.py [--library skmlm|mixedlm|gpboost|floor|none] [--problem NAME]
 
 The parent process only launches a child (``--child``) that builds the data,
 fits once and reports:
@@ -14,7 +14,8 @@ fits once and reports:
 * ``fit peak``: the peak resident memory during the fit alone (VmHWM after
   resetting it through /proc/self/clear_refs just before the fit, Linux).
 
-``--library none`` builds the data without fitting (the floor).
+``--library floor`` makes one pass forming the statistics (``bench_floor.py``'s pass,
+no fit); ``--library none`` builds the data only.
 """
 
 from __future__ import annotations
@@ -74,6 +75,18 @@ def child(library, problem_name):
         def fit_once():
             res.update(ad.fit(prob, reps=1, budget=0.0))
             return None
+    elif library == "floor":  # one pass forming the statistics, as bench_floor.py times it
+        import skmlm
+        from bench_skmlm import estimator_kwargs
+
+        X, y = prob.data[list(prob.fixed)], prob.data[prob.y]
+        gcols = prob.group_columns
+        groups = prob.data[gcols[0]] if len(gcols) == 1 else prob.data[gcols]
+        est = skmlm.MixedLinearRegressor(reml=bool(prob.reml), **estimator_kwargs(prob))
+
+        def fit_once():
+            est._statistics_of(est._prepare_fit(X, y, groups, None))
+            return None
     elif library == "none":
         fit_once = lambda: None  # noqa: E731
     else:
@@ -97,7 +110,7 @@ def child(library, problem_name):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--library", default="skmlm", choices=["skmlm", "mixedlm", "gpboost", "none"])
+    ap.add_argument("--library", default="skmlm", choices=["skmlm", "mixedlm", "gpboost", "floor", "none"])
     ap.add_argument("--problem", default="large_slope_1m")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--limit-mb", type=float, default=1024.0, help="target for max RSS (default 1024 MB)")

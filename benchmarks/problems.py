@@ -552,6 +552,23 @@ def simulate_logit_slope_shape(n: int, n_groups: int, seed: int) -> pd.DataFrame
     return pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": _labels(g, "g", 5)})
 
 
+def simulate_wide_slope(n: int, n_groups: int, n_fixed: int, seed: int) -> pd.DataFrame:
+    """The memory shapes: y = 1 + 0.5 x1 - 0.3 x2 + 0.1 (x3 + ... + x_p) + b0_g + b1_g x1 + e,
+    ``n_fixed`` standard normal columns, corr(b0, b1) = 0.3, integer group ids (labels of
+    this many rows as Python strings would be most of the memory)."""
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, n_groups, size=n)
+    cov = np.array([[1.0, 0.15], [0.15, 0.25]])
+    b = rng.multivariate_normal([0.0, 0.0], cov, size=n_groups)
+    cols = {f"x{k + 1}": rng.standard_normal(n) for k in range(n_fixed)}
+    y = 1.0 + 0.5 * cols["x1"] + b[g, 0] + b[g, 1] * cols["x1"] + rng.standard_normal(n)
+    if n_fixed > 1:
+        y -= 0.3 * cols["x2"]
+    for k in range(2, n_fixed):
+        y += 0.1 * cols[f"x{k + 1}"]
+    return pd.DataFrame({"y": y, **cols, "g": g})
+
+
 def shape_problems() -> List[Problem]:
     """The shapes of issue 16 (``run.py --shapes``): large crossed, mid-size structured,
     large nested. All ML (gpboost fits ML only), simulated with fixed seeds."""
@@ -583,6 +600,13 @@ def shape_problems() -> List[Problem]:
         Problem(name="nested_1m_2000x40000", y="y", fixed=["x1"], fit_intercept=True,
                 random_terms=ri("outer", "inner"), reml=False, size="large", source=sim.format(1607),
                 loader=lambda: simulate_nested_shape(1_000_000, 2000, 40_000, 1607)),
+        # memory: the statistics formed from many rows (python benchmarks/peak_memory.py)
+        Problem(name="slope_10m_100k", y="y", fixed=["x1", "x2"], fit_intercept=True,
+                random_terms=[RandomTerm("g", True, ["x1"])], reml=False, size="large", source=sim.format(1608),
+                loader=lambda: simulate_wide_slope(10_000_000, 100_000, 2, 1608)),
+        Problem(name="fixed50_1m", y="y", fixed=[f"x{k + 1}" for k in range(50)], fit_intercept=True,
+                random_terms=[RandomTerm("g", True, ["x1"])], reml=False, size="large", source=sim.format(1609),
+                loader=lambda: simulate_wide_slope(1_000_000, 10_000, 50, 1609)),
     ]
 
 

@@ -207,6 +207,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
             self._design_statistics = dask_statistics(self, X, y, groups, sample_weight)
             return self._fit_statistics(self._without_aliased(self._design_statistics))
         d = self._prepare_fit(X, y, groups, sample_weight)
+        del d["X"]  # the linear model reads the design with its intercept (Xf) only
         if np.ptp(d["y"]) == 0:
             raise ValueError("y is constant: there is no variance to split between levels")
         statistics = self._statistics_of(d)
@@ -349,13 +350,18 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
     def _residuals_of(self, d, scaled):
         """Residuals of the rows of ``d`` (what :meth:`_prepare_fit` returns) at the fit."""
         beta = self._beta()
-        eta = d["Xf"] @ beta if len(beta) else np.zeros(len(d["y"]))
+        # in place, a column at a time: at millions of rows each temporary is a copy of y
+        r = d["y"] - d["Xf"] @ beta if len(beta) else d["y"].copy()
         for f, (_, _, _, modes, _) in zip(d["factors"], self._random_parts):
-            eta += np.einsum("ij,ij->i", f.z, modes[f.codes])
+            for j in range(f.q):
+                r -= f.z[:, j] * modes[f.codes, j]
         if not scaled:
-            return d["y"] - eta
+            return r
         sigma2, scale = self.__dict__.get("_sigma2_unscaled") or (self.residual_variance_, 1.0)
-        return ((d["y"] - eta) / scale) / np.sqrt(sigma2 / d["w"])
+        if scale != 1.0:
+            r /= scale
+        r /= np.sqrt(sigma2 / d["w"])
+        return r
 
     def predict(self, X, groups=None, unseen_levels=None):
         """Predict y: conditional on the random effects of known levels.

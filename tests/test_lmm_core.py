@@ -299,11 +299,14 @@ def test_finite_difference_schemes_on_a_cubic():
     np.testing.assert_allclose(H2, H_exact, atol=1e-3)
 
 
-def test_newton_first_search_reaches_the_derivative_free_optimum():
-    """A crossed design whose evaluations count as costly (no analytic gradient): the
+def test_newton_first_search_reaches_the_derivative_free_optimum(monkeypatch):
+    """A crossed design whose evaluations count as costly (no analytic gradient: its
+    second block, 150 levels, is put over the bound of the blocked gradient here): the
     search from the moment start (Newton steps on finite differences) ends where COBYQA
-    from the one-factor start does."""
+    from the one-factor start does, and where the search with the blocked gradient does."""
+    import skmlm._core.lmm as core
     from skmlm._core.optimize import minimize_bounded
+    from skmlm._core.search import fit_lmm
     from skmlm._core.start import moment_start, one_factor_start
 
     rng = np.random.default_rng(5)
@@ -314,6 +317,10 @@ def test_newton_first_search_reaches_the_derivative_free_optimum():
     w = np.ones(n)
     factors = [RandomFactor(f"g{k}", c, np.arange(m), np.ones((n, 1)), ["(Intercept)"])
                for k, (c, m) in enumerate([(c1, m1), (c2, m2)])]
+    with_gradient = lmm(factors, X, y, w, True)
+    assert with_gradient._blocked_gradient is not None and not with_gradient.costly_evaluation
+    _, by_gradient, _ = fit_lmm(statistics(factors, X, y, w), True)
+    monkeypatch.setattr(core, "MAX_DENSE_GRADIENT", 100)
     model = lmm(factors, X, y, w, True)
     assert model.costly_evaluation and not model.has_gradient
     common = dict(scale=model.theta_scale, derivative_free=True)
@@ -325,6 +332,9 @@ def test_newton_first_search_reaches_the_derivative_free_optimum():
     assert newton.converged and cobyqa.converged
     assert newton.fun <= cobyqa.fun + 1e-7
     np.testing.assert_allclose(newton.x, cobyqa.x, atol=1e-4)
+    assert by_gradient.converged and by_gradient.fun <= newton.fun + 1e-7
+    assert by_gradient.n_evaluations < newton.n_evaluations
+    np.testing.assert_allclose(by_gradient.x, newton.x, atol=1e-4)
 
 
 def scalar_problem(seed, p, slope, weighted):
@@ -458,6 +468,10 @@ def test_pair_expansion_equals_the_explicit_sum(q1, direct, monkeypatch):
     pairs = coupling.PairExpansion(a21, q1)
     assert (pairs.entries is None) == direct
     np.testing.assert_allclose(pairs(w), expected, atol=1e-12)
+    c = rng.normal(size=(size, size))
+    c = c + c.T
+    explicit = [dense[:, g * q1:(g + 1) * q1].T @ c @ dense[:, g * q1:(g + 1) * q1] for g in range(m1)]
+    np.testing.assert_allclose(pairs.adjoint(c), np.array(explicit), atol=1e-12)
     out = pairs.lower_difference(np.ones((size, size)), w)
     lower = np.tril_indices(size)
     np.testing.assert_allclose(out[lower], 1.0 - expected[lower], atol=1e-12)
@@ -496,3 +510,74 @@ def test_sparse_and_dense_cross_products_agree(kind):
     stats = statistics(factors, X, y, w)
     for order in ([0, 1], [1, 0], list(range(len(factors)))[1:]):
         np.testing.assert_array_equal(stats.random_cross_sparse(order).toarray(), stats.random_cross_dense(order))
+
+
+@pytest.mark.parametrize("direct", [True, False])
+@pytest.mark.parametrize("kind", SEVERAL_FACTORS)
+def test_blocked_gradient_equals_dense_gradient(kind, direct, monkeypatch):
+    """Several factors whose second block is small and the whole too large for the dense
+    route take the gradient of :mod:`.blocked_gradient`: the same as the dense one's,
+    ML and REML, at a start and at a point with a negative covariance entry."""
+    import skmlm._core.coupling as coupling
+    import skmlm._core.lmm as core
+    from skmlm._core.dense_gradient import DenseGradient
+
+    if not direct:
+        monkeypatch.setattr(coupling, "MAX_DIRECT_ENTRIES", 0)
+    factors, X, y, w = random_problem(8, KINDS[kind])
+    stats = statistics(factors, X, y, w)
+    monkeypatch.setattr(core, "MAX_DENSE_GRADIENT", LinearMixedModel(stats, False).cp.second_size)
+    rng = np.random.default_rng(4)
+    for reml in (False, True):
+        model = LinearMixedModel(stats, reml)
+        assert model._dense_gradient is None and model._blocked_gradient is not None and model.has_gradient
+        dense = DenseGradient(factors, *dense_inputs(stats), reml)
+        for theta in (model.theta_start + 0.2, model.theta_start + rng.uniform(-0.8, 0.8, len(model.theta_start))):
+            np.testing.assert_allclose(model.gradient(theta), dense(theta), rtol=1e-8, atol=1e-9)
+            assert model.objective(theta) == pytest.approx(dense_deviance(factors, theta, X, y, w, reml)[0], rel=1e-10)
+
+
+@pytest.mark.parametrize("slopes", [0, 1])
+def test_nested_factor_takes_its_schur_complement_by_levels(slopes, monkeypatch):
+    """A factor nested in the largest one (inner levels within outer ones, the outer in
+    block 2): block 2's Schur complement is block diagonal, factorised level by level.
+    Deviance, gradient, estimates and conditional covariances equal the dense ones."""
+    import skmlm._core.lmm as core
+    from skmlm._core.condvar import lmm_conditional_covariances
+    from skmlm._core.dense_gradient import DenseGradient
+
+    rng = np.random.default_rng(3)
+    n, m_in, m_out = 300, 40, 8
+    inner = rng.integers(0, m_in, n)
+    outer = inner % m_out
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = X @ [1.0, 0.5] + rng.normal(size=m_out)[outer] + rng.normal(size=m_in)[inner] + rng.normal(size=n)
+    w = rng.uniform(0.5, 2.0, n)
+    z = np.column_stack([np.ones(n)] + [X[:, 1]] * slopes)
+    terms = ["(Intercept)"] + ["x"] * slopes
+    factors = [RandomFactor("outer", outer, np.arange(m_out), z, terms),
+               RandomFactor("inner", inner, np.arange(m_in), z, terms)]
+    stats = statistics(factors, X, y, w)
+    monkeypatch.setattr(core, "MAX_DENSE_GRADIENT", m_out * z.shape[1])  # the blocked route
+    for reml in (False, True):
+        model = LinearMixedModel(stats, reml)
+        # its search is derivative-free (cheap evaluations); the gradient holds all the same
+        assert model.cp.second.level_blocks is not None and model._blocked_gradient is None
+        model._blocked_gradient = core.BlockedGradient(model)
+        theta = model.theta_start * 0.7 + 0.1
+        expected, beta, s2 = dense_deviance(factors, theta, X, y, w, reml)
+        assert model.objective(theta) == pytest.approx(expected, rel=1e-10)
+        assert model.decompose(theta).L22.ndim == 3
+        dense = DenseGradient(factors, *dense_inputs(stats), reml)
+        np.testing.assert_allclose(model.gradient(theta), dense(theta), rtol=1e-8, atol=1e-9)
+        est = model.estimates(theta)
+        np.testing.assert_allclose(est["beta"], beta, rtol=1e-8)
+        covs = lmm_conditional_covariances(model, theta, est["sigma2"])
+        model.cp.second.level_blocks = None  # the dense factorisation of block 2, as for crossed factors
+        model._last_decomposition = None
+        assert model.decompose(theta).L22.ndim == 2
+        for a, b in zip(covs, lmm_conditional_covariances(model, theta, est["sigma2"])):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+        ref = model.estimates(theta)
+        for name in est["random_effects"]:
+            np.testing.assert_allclose(est["random_effects"][name], ref["random_effects"][name], rtol=1e-9, atol=1e-12)

@@ -82,7 +82,7 @@ def conditional_covariances(factors, order, theta, L11, L21, L22, scale=1.0):
 def lmm_conditional_covariances(model, theta, sigma2):
     """Conditional covariances of a :class:`~.lmm.LinearMixedModel` at ``theta``."""
     dec = model.decompose(theta)
-    return conditional_covariances(model.factors, model.cp.order, theta, dec.L11, dec.L21, dec.L22, sigma2)
+    return conditional_covariances(model.factors, model.cp.order, theta, dec.L11, dec.L21, dec.dense_L22, sigma2)
 
 
 def glmm_conditional_covariances(model, theta, beta, dispersion=1.0):

@@ -19,6 +19,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 
+from .blocks import congruence
 from .design import block_lambda_template
 
 #: Largest number of row pairs listed for the pair expansion (memory: ~24 bytes each);
@@ -55,6 +56,7 @@ class PairExpansion:
     def __init__(self, a21, q1):
         csc = sp.csc_matrix(a21)
         csc.sort_indices()
+        self._q1 = q1
         self.size = size = csc.shape[0]
         m1 = csc.shape[1] // q1
         ia, ib, widx = _scalar_pairs(csc) if q1 == 1 else _term_pairs(csc, q1)
@@ -101,6 +103,21 @@ class PairExpansion:
             out[self.entries] = sums
             out[self.mirror] = sums
         return out.reshape(self.size, self.size)
+
+    def adjoint(self, c):
+        """``A_g' C A_g`` for every level ``g`` (m1, q1, q1), for a dense symmetric ``C``
+        (Q2 x Q2): the transpose of :meth:`__call__`, one sparse product over the same pairs.
+
+        A pair ``i <= j`` listed under ``W_g[a, b]`` stands for ``A[i, ga] A[j, gb]``; its
+        mirror ``A[j, ga] A[i, gb]`` is listed under ``W_g[b, a]``. So the listed sum
+        ``X_g`` with the diagonal of ``C`` halved gives ``X_g + X_g'``."""
+        c = np.array(c, dtype=float)
+        c.flat[:: self.size + 1] *= 0.5
+        x = self.matrix.T @ (c.ravel() if self.entries is None else c.ravel()[self.entries])
+        m1q1q1 = x.size
+        q1 = self._q1
+        x = x.reshape(m1q1q1 // (q1 * q1), q1, q1)
+        return x + np.swapaxes(x, 1, 2)
 
     def lower_difference(self, a, w):
         """``a - sum_g A_g W_g A_g'`` on the lower triangle (diagonal included), ``a``'s
@@ -196,6 +213,44 @@ class CouplingBlock:
         self.scalar = all(f.q == 1 for f in rest)
         self._level_theta = np.repeat(np.arange(len(rest)), [f.n_levels for f in rest])
         self.pairs = PairExpansion(self.a21, q1) if PairExpansion.count(self.a21, q1) <= MAX_PAIRS else None
+        self.rest = rest
+        self.level_blocks = self._level_blocks()
+
+    def _level_blocks(self):
+        """Where block 2 is one factor whose levels never meet through the largest factor
+        (it is nested in it: each of the largest's levels lies within one of its levels),
+        its Schur complement is block diagonal, one ``q2 x q2`` block per level, and is
+        factorised level by level (:mod:`.blocks`) instead of as a dense matrix of order
+        Q2. Returns the pair expansion's rows of those blocks' lower entries with their
+        positions in the stack ``(m2, q2, q2)`` and their mirror images; else None."""
+        if len(self.rest) != 1 or self.pairs is None:
+            return None
+        q2, pairs = self.rest[0].q, self.pairs
+        if pairs.entries is None:
+            entries = np.flatnonzero(np.diff(pairs.matrix.indptr))
+            matrix = pairs.matrix[entries]
+        else:
+            entries, matrix = pairs.entries, pairs.matrix
+        row, col = np.divmod(entries, self.size)
+        level = row // q2
+        if np.any(level != col // q2):
+            return None
+        a, b = row % q2, col % q2
+        return sp.csr_matrix(matrix), level * q2 * q2 + a * q2 + b, level * q2 * q2 + b * q2 + a
+
+    def _schur_blocks(self, pieces, K1, keep_inner):
+        """:meth:`schur` as a stack of the levels' blocks (see :meth:`_level_blocks`)."""
+        matrix, lower, upper = self.level_blocks
+        f = self.rest[0]
+        inner = f.a_zz.copy()  # A22: the factor's own blocks
+        square = matrix @ (K1 @ np.swapaxes(K1, 1, 2)).ravel()
+        flat = inner.reshape(-1)
+        flat[lower] -= square
+        mirror = lower != upper
+        flat[upper[mirror]] -= square[mirror]
+        out = congruence(f.cholesky_factor(pieces[0]), inner)
+        out += np.eye(f.q)
+        return (out, blockdiag(inner).toarray()) if keep_inner else out
 
     def lambda2_at(self, pieces):
         """The sparse ``Lambda2`` for the factors' parts of theta."""
@@ -213,24 +268,29 @@ class CouplingBlock:
         left = lam2.T @ inner
         return np.asarray((lam2.T @ left.T).T)
 
-    def schur(self, pieces, K1):
+    def schur(self, pieces, K1, keep_inner=False):
         """``Lambda2' (A22 - A21 K1 K1' A21') Lambda2 + I``: what ``L22`` factorises.
 
         Only its lower triangle is meant to be read (as LAPACK's Cholesky does): with
         scalar factors the upper one is left as it comes, which saves writing half the
-        matrix at every evaluation.
+        matrix at every evaluation. With ``keep_inner``, returns ``(schur, inner)``,
+        ``inner = A22 - A21 K1 K1' A21'`` whole (what the gradient reads). Block diagonal
+        by levels (:meth:`_level_blocks`): the stack of its blocks ``(m2, q2, q2)``.
         """
+        if self.level_blocks is not None:
+            return self._schur_blocks(pieces, K1, keep_inner)
         if self.pairs is not None and self.scalar:
             out = self.pairs.lower_difference(self.a22, K1 @ np.swapaxes(K1, 1, 2))
+            inner = np.tril(out) + np.tril(out, -1).T if keep_inner else None
             out = self.congruence(pieces, out)
             out.flat[:: self.size + 1] += 1.0
-            return out
+            return (out, inner) if keep_inner else out
         inner = self.coupled_square(K1)
         np.negative(inner, out=inner)
         add_sparse(inner, self.a22)
-        out = self.congruence(pieces, inner)
+        out = self.congruence(pieces, inner if not (keep_inner and self.scalar) else inner.copy())
         out[np.diag_indices_from(out)] += 1.0
-        return out
+        return (out, inner) if keep_inner else out
 
     def coupled_square(self, K1):
         """``A21 K1 K1' A21'`` (dense, Q2 x Q2) for ``K1`` a stack (m1, q1, q1), one block
@@ -247,10 +307,11 @@ class CouplingBlock:
         return self.lambda2_at(pieces).T @ (self.a21 @ kb.reshape(m1 * q1, -1))
 
     def l21t_times(self, pieces, K1, v):
-        """``L21' v`` for a vector ``v`` of length Q2."""
+        """``L21' v`` for a vector ``v`` of length Q2, or a matrix (Q2, k)."""
         m1, q1, _ = K1.shape
-        w = (self.a21.T @ (self.lambda2_at(pieces) @ v)).reshape(m1, q1, 1)
-        return (np.swapaxes(K1, 1, 2) @ w).ravel()
+        w = (self.a21.T @ (self.lambda2_at(pieces) @ v)).reshape(m1, q1, -1)
+        out = np.swapaxes(K1, 1, 2) @ w
+        return out.ravel() if np.ndim(v) == 1 else out.reshape(m1 * q1, -1)
 
     def l21(self, pieces, K1):
         """``L21`` as a sparse matrix (for callers that need it whole)."""

@@ -26,6 +26,18 @@ from .design import CovarianceTerms
 #: Up to this many columns of ``Z'W[X y]``, each is one ``bincount`` over the rows.
 MAX_BINCOUNT_COLUMNS = 16
 
+#: The statistics are formed from chunks of rows whose ``[X y]`` takes about this many
+#: bytes: the temporaries of a pass stay a small fraction of the data.
+CHUNK_BYTES = 1 << 25
+
+
+def design_rows(factor, rows):
+    """Sparse ``Z`` of the rows ``rows`` (a slice) of a factor, columns level-major."""
+    z = factor.z[rows]
+    n, q = z.shape
+    cols = (factor.codes[rows, None] * q + np.arange(q)).ravel()
+    return sp.csr_matrix((z.ravel(), cols, np.arange(0, n * q + 1, q)), shape=(n, factor.n_levels * q))
+
 
 class FactorStatistics(CovarianceTerms):
     """One grouping factor's statistics, level by level.
@@ -67,10 +79,11 @@ class FactorStatistics(CovarianceTerms):
         self._set_layout(len(self.terms))
 
     @classmethod
-    def from_rows(cls, factor, xy, weights):
-        """From a :class:`~.design.RandomFactor`, ``[X y]`` and the prior weights."""
+    def from_rows(cls, factor, rows, xy, wxy, weights):
+        """From the rows ``rows`` (a slice) of a :class:`~.design.RandomFactor`, with
+        ``[X y]``, ``W [X y]`` and the prior weights of those rows."""
         m, q, k = factor.n_levels, factor.q, xy.shape[1]
-        codes, z = factor.codes, factor.z
+        codes, z = factor.codes[rows], factor.z[rows]
         a_zz = np.empty((m, q, q))
         for i in range(q):
             for j in range(i + 1):
@@ -82,11 +95,18 @@ class FactorStatistics(CovarianceTerms):
                 for j in range(k):
                     a_zx[:, i, j] = np.bincount(codes, weights=wz * xy[:, j], minlength=m)
         else:
-            a_zx = np.asarray(factor.design_matrix().T @ (xy * weights[:, None])).reshape(m, q, k)
+            a_zx = np.asarray(design_rows(factor, rows).T @ wxy).reshape(m, q, k)
         return cls(
             factor.name, factor.levels, factor.terms, factor.diagonal, bool(np.all(z[:, 0] == 1.0)),
             np.bincount(codes, minlength=m), a_zz, a_zx, weights @ z, z.T @ z,
         )
+
+    def add_same_levels(self, other):
+        """In place: the sums of ``other``, a chunk's statistics of the same factor with the
+        same levels in the same order (no matching of labels)."""
+        self.intercept = self.intercept and other.intercept
+        for name in ("counts", "a_zz", "a_zx", "z_weighted_sum", "z_square"):
+            getattr(self, name).__iadd__(getattr(other, name))
 
     def theta_scale(self, n):
         """:meth:`~.design.CovarianceTerms.theta_scale_from` the covariates' mean squares."""
@@ -162,21 +182,44 @@ class LinearMixedStatistics:
     def from_rows(cls, factors, X, y, weights, columns=None, y_scale=1.0):
         """The statistics of rows: ``factors`` (:class:`~.design.RandomFactor`), the
         fixed-effects design ``X``, the response ``y`` (already divided by ``y_scale``)
-        and the prior weights."""
-        xy = np.column_stack([X, y])
-        wxy = xy * weights[:, None]
-        stats = [FactorStatistics.from_rows(f, xy, weights) for f in factors]
-        cross = {}
-        if len(factors) > 1:
-            designs = [f.design_matrix() for f in factors]
-            for j in range(1, len(factors)):
-                wz = (designs[j].T.multiply(weights[None, :])).tocsr()  # (Z_j' W), sparse
-                for i in range(j):
-                    cross[(i, j)] = (wz @ designs[i]).T.tocsr()
-        columns = [f"x{k}" for k in range(X.shape[1])] if columns is None else list(columns)
+        and the prior weights.
+
+        The rows are taken in chunks of about ``CHUNK_BYTES`` of ``[X y]`` (sums over the
+        chunks: the same statistics up to the order of additions), so that the copies a
+        chunk needs (``[X y]``, its weighted copy, products of the covariates) stay small
+        whatever the number of rows."""
+        n, p = X.shape
+        k = p + 1
+        step = max(CHUNK_BYTES // (8 * k), 1)
+        xy_cross, xy_sum, xy_square = np.zeros((k, k)), np.zeros(k), np.zeros((k, k))
+        stats, cross = None, {}
+        for start in range(0, max(n, 1), step):  # a few chunks, not a loop over rows or levels
+            rows = slice(start, min(start + step, n))
+            xy = np.empty((rows.stop - rows.start, k))
+            xy[:, :p], xy[:, p] = X[rows], y[rows]
+            w = weights[rows]
+            wxy = xy * w[:, None]
+            xy_cross += xy.T @ wxy
+            xy_sum += xy.sum(axis=0)
+            xy_square += xy.T @ xy
+            chunk = [FactorStatistics.from_rows(f, rows, xy, wxy, w) for f in factors]
+            del xy, wxy
+            if stats is None:
+                stats = chunk
+            else:
+                for total, part in zip(stats, chunk):
+                    total.add_same_levels(part)
+            if len(factors) > 1:
+                designs = [design_rows(f, rows) for f in factors]
+                for j in range(1, len(factors)):
+                    wz = (designs[j].T.multiply(w[None, :])).tocsr()  # (Z_j' W), sparse
+                    for i in range(j):
+                        block = (wz @ designs[i]).T.tocsr()
+                        cross[(i, j)] = block if (i, j) not in cross else (cross[(i, j)] + block).tocsr()
+        columns = [f"x{k}" for k in range(p)] if columns is None else list(columns)
         return cls(
-            stats, columns, len(y), float(weights.sum()), float(np.log(weights).sum()), xy.T @ wxy, xy.sum(axis=0),
-            xy.T @ xy, cross, y_scale,
+            stats, columns, n, float(weights.sum()), float(np.log(weights).sum()), xy_cross, xy_sum, xy_square, cross,
+            y_scale,
         )
 
     # -- reading the blocks ----------------------------------------------------------------

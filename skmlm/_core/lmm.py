@@ -24,6 +24,8 @@ and an evaluation costs nothing in the number of rows.
 from dataclasses import dataclass
 from functools import cached_property
 
+import os
+
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
@@ -39,8 +41,9 @@ from .dense_gradient import (
 )
 from .design import lower_bounds, split_theta, start_theta
 
-#: Block 2 (all factors but the largest) is held as a dense matrix of this many rows at most.
-MAX_DENSE_BLOCK = 15000
+#: Block 2 (all factors but the largest) is held as one dense float64 matrix; it may take
+#: at most this share of the machine's physical memory.
+DENSE_BLOCK_MEMORY_SHARE = 0.5
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -53,6 +56,28 @@ def small_inverse(a):
     """Inverse of a small dense matrix (numpy's LAPACK call: scipy's wrappers cost more
     than the arithmetic at this size)."""
     return np.linalg.inv(a) if a.shape[0] else a.copy()
+
+
+def physical_memory():
+    """Bytes of physical memory of this machine; None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return None
+
+
+def check_dense_block(size):
+    """Raise MemoryError, naming the numbers, where a dense ``size x size`` block of the
+    factors after the largest would take more than ``DENSE_BLOCK_MEMORY_SHARE`` of the
+    physical memory (a factorisation of it could not run without swapping)."""
+    need, have = 8.0 * size * size, physical_memory()
+    if have is not None and need > DENSE_BLOCK_MEMORY_SHARE * have:
+        raise MemoryError(
+            f"the grouping factors after the largest have {size} random effects in total; their block is held "
+            f"as a dense {size} x {size} matrix of {need / 2**30:.1f} GiB, more than {DENSE_BLOCK_MEMORY_SHARE:.0%} "
+            f"of this machine's {have / 2**30:.1f} GiB of memory; fit on a machine with more memory, or with "
+            "fewer levels in the smaller grouping factors"
+        )
 
 
 class CrossProducts:
@@ -87,11 +112,7 @@ class CrossProducts:
         """
         if not self.rest:
             return None
-        if self.second_size > MAX_DENSE_BLOCK:
-            raise MemoryError(
-                f"the grouping factors after the largest have {self.second_size} random effects in total; "
-                f"more than {MAX_DENSE_BLOCK} are not supported (their block is held dense)"
-            )
+        check_dense_block(self.second_size)
         stats, order = self.statistics, self.order
         a21 = sp.vstack([stats.cross_block(k, order[0]) for k in order[1:]], format="csr")
         return CouplingBlock(self.rest, a21, stats.random_cross_sparse(order[1:]), stats.random_x_cross(order[1:]),
@@ -182,11 +203,13 @@ class LinearMixedModel:
     # -- the factorisation -------------------------------------------------------
     def decompose(self, theta):
         """The factorisation at ``theta``. The last one is kept: a search asks for the
-        value and then the gradient at the same point."""
+        value and then the gradient at the same point. It is let go before the next one
+        is made, so that one dense block of the second factors is held, not two."""
         theta = np.asarray(theta, dtype=float)
         last = self.__dict__.get("_last_decomposition")
         if last is not None and last[0] is self.cp and np.array_equal(last[1], theta):
             return last[2]
+        self._last_decomposition = last = None
         dec = self._decompose(theta)
         self._last_decomposition = (self.cp, theta.copy(), dec)
         return dec

@@ -97,6 +97,7 @@ def test_sparse_products_agree_with_pair_expansion(monkeypatch):
     theta = np.array([0.8, 0.3, 0.5, 1.2, 0.4])
     expected = lmm(factors, X, y, w, True).objective(theta)
     monkeypatch.setattr(coupling, "MAX_PAIRS", 0)
+    monkeypatch.setattr(coupling, "PAIRS_PER_ENTRY", 0)
     model = lmm(factors, X, y, w, True)
     assert model.cp.second.pairs is None
     assert model.objective(theta) == pytest.approx(expected, rel=1e-12)
@@ -480,6 +481,7 @@ def test_blocked_route_with_sparse_second_block_equals_dense_computation(kind, r
         monkeypatch.setattr(coupling, "MAX_DIRECT_ENTRIES", 0)
     if route == "sparse products":
         monkeypatch.setattr(coupling, "MAX_PAIRS", 0)
+        monkeypatch.setattr(coupling, "PAIRS_PER_ENTRY", 0)
     factors, X, y, w = random_problem(5, KINDS[kind])
     for reml in (False, True):
         model = lmm(factors, X, y, w, reml)

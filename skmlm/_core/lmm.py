@@ -268,9 +268,27 @@ class LinearMixedModel:
                 return self.deviance(*scalar_lmm.parts(self._scalar_factorise(theta)))
             if self._dense_gradient is not None:
                 return self.deviance(*self._dense_gradient.parts(theta))
-            return self.deviance_from(self.decompose(theta))
+            dec = self.decompose(theta)
         except np.linalg.LinAlgError:  # scipy's LinAlgError is numpy's
             return np.inf
+        deviance = self.deviance_from(dec)
+        if dec.second is not None:
+            self._keep_if_best(theta, dec, deviance)
+        return deviance
+
+    def _keep_if_best(self, theta, dec, deviance):
+        """Keep the solution at the best point evaluated so far (where a factorisation
+        holds a dense block, only the last one is kept, and the search's last evaluations
+        are its neighbours): the estimates at the optimum then need no factorisation more.
+        The solution costs two triangular solves, nothing next to the factorisation."""
+        best = self.__dict__.get("_best_solution")
+        if best is None or best[0] is not self.cp or deviance < best[2]:
+            self._best_solution = (self.cp, np.array(theta, dtype=float), deviance, self._solution(dec))
+
+    def _solution(self, dec):
+        """``(beta, pwrss, deviance, lx_inv, u)`` from a decomposition."""
+        beta = self._beta(dec)
+        return beta, dec.pwrss, self.deviance_from(dec), small_inverse(dec.Lx), self._spherical_modes(dec, beta)
 
     @property
     def costly_evaluation(self):
@@ -383,10 +401,11 @@ class LinearMixedModel:
             u = np.split(u_all, widths)
             deviance = self.deviance(logdet_z, pwrss, logdet_x)
         else:
-            dec = self.decompose(theta)
-            beta, pwrss, deviance = self._beta(dec), dec.pwrss, self.deviance_from(dec)
-            lx_inv = small_inverse(dec.Lx)
-            u = self._spherical_modes(dec, beta)
+            best = self.__dict__.get("_best_solution")
+            if best is not None and best[0] is self.cp and np.array_equal(best[1], theta):
+                beta, pwrss, deviance, lx_inv, u = best[3]
+            else:
+                beta, pwrss, deviance, lx_inv, u = self._solution(self.decompose(theta))
         dof = self.n - self.p if self.reml else self.n
         sigma2 = pwrss / dof
         cov_beta = sigma2 * (lx_inv.T @ lx_inv)

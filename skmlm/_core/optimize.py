@@ -89,10 +89,14 @@ def finite_difference_hessian(fun, x, f0, free, step=1e-4, cross="central"):
     return _stencil(fun, x, f0, np.flatnonzero(free), step, cross)[2]
 
 
-def stencil_derivatives(fun, x, f0, step=1e-4):
+def stencil_derivatives(fun, x, f0, step=1e-4, mixed=None):
     """Gradient and Hessian from one stencil: ``x +- h_i`` (central gradient and
-    diagonal) and ``x + h_i + h_j`` (mixed terms), ``k (k + 3) / 2`` evaluations."""
-    plus, minus, H, h = _stencil(fun, x, f0, np.arange(len(x)), step, "forward")
+    diagonal) and ``x + h_i + h_j`` (mixed terms), ``k (k + 3) / 2`` evaluations. Given
+    ``mixed`` (a Hessian from before), its off-diagonal terms are kept and only the
+    ``2 k`` evaluations of the gradient and the diagonal are made."""
+    plus, minus, H, h = _stencil(fun, x, f0, np.arange(len(x)), step, "forward" if mixed is None else None)
+    if mixed is not None:
+        H = H + mixed - np.diag(np.diag(mixed))
     return (plus - minus) / (2 * h), H
 
 
@@ -100,6 +104,13 @@ def stencil_derivatives(fun, x, f0, step=1e-4):
 #: bounds the error of :func:`curved_forward_gradient` (the cubic term's estimate from one
 #: point is rough).
 CUBIC_SAFETY = 10.0
+
+
+#: Largest drift of the Hessian over a Newton step (:func:`hessian_drift`), relative to
+#: its smallest diagonal entry, for which the next point's gradient is taken by
+#: :func:`curved_forward_gradient` on the Hessian before; beyond it, the diagonal is
+#: measured again (a start far from the optimum: ``insteval_like``).
+CURVATURE_DRIFT = 0.1
 
 
 def curved_forward_gradient(fun, x, f0, H, step=1e-4):
@@ -408,8 +419,10 @@ def minimize_bounded(
         Print each evaluation when > 0.
     newton_first : bool
         Without a gradient, when ``x0`` is near the optimum: first try Newton steps on
-        finite differences (a full stencil, then forward differences on its Hessian:
-        :func:`curved_forward_gradient`); COBYQA only if they do not converge. (With an analytic
+        finite differences (a full stencil, then forward differences on its Hessian,
+        :func:`curved_forward_gradient`, or where the Hessian moved over the step, the
+        gradient and diagonal again with the mixed terms kept); COBYQA only if they do
+        not converge. (With an analytic
         gradient and no bounds, Newton steps always come first, on BFGS updates of the
         first Hessian; BFGS only where they stop short.)
     hessian : callable, optional
@@ -469,11 +482,15 @@ def minimize_bounded(
                         g, H = stencil_derivatives(logged, z, fz)
                     else:
                         z0, f0, g0, H = before[-1]
-                        g, h = curved_forward_gradient(logged, z, fz, H)
-                        # the Hessian kept is the point before's: its drift over the step
-                        # bounds the error of g, added to |g| so that convergence is
-                        # judged on the worst case
-                        g = g + np.copysign(0.5 * h * hessian_drift(f0, g0, H, z - z0, fz), g)
+                        drift = hessian_drift(f0, g0, H, z - z0, fz)
+                        if drift <= CURVATURE_DRIFT * np.abs(np.diag(H)).min():
+                            # the Hessian kept is the point before's: its drift over the
+                            # step bounds the error of g, added to |g| so that convergence
+                            # is judged on the worst case
+                            g, h = curved_forward_gradient(logged, z, fz, H)
+                            g = g + np.copysign(0.5 * h * drift, g)
+                        else:  # the curvature moved: its diagonal measured again
+                            g, H = stencil_derivatives(logged, z, fz, mixed=H)
                     before[:] = [(z.copy(), fz, g, H)]
                     return g, H
 

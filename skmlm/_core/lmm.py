@@ -21,10 +21,9 @@ The Cholesky factor of ``Lambda' Z'W Z Lambda + I`` augmented by ``[X y]`` is th
 and an evaluation costs nothing in the number of rows.
 """
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
-
-import os
 
 import numpy as np
 import scipy.linalg as sla

@@ -1,42 +1,55 @@
-"""CPU time of skmlm and mixedlm fits of issue 16's shapes, alternated in one process.
+"""CPU time of one fit (``time.process_time``), for single-threaded comparisons on a
+loaded machine, where wall-clock time mostly measures the wait for a core.
 
-    OPENBLAS_NUM_THREADS=1 RAYON_NUM_THREADS=1 python benchmarks/cpu_time.py two_slopes_7k_1700x60,nested_30k_130x2400 9
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/cpu_time.py PROBLEM skmlm|gpboost
 
-``time.process_time()`` around each fit (after one untimed fit of each), the two
-libraries alternated, medians printed: on a machine loaded by other work the process
-time of a fit swings far less than its wall time (it still grows with cache contention).
+skmlm: the fit of ``bench_skmlm.build`` (its number of evaluations is the length of
+``optimizer_log_``). gpboost: ``GPModel(group_data=..., likelihood="gaussian")`` with
+its defaults (for several grouping factors an iterative method: the logLik it reports
+is a stochastic estimate, see ``bench_gpboost.py``), one thread. Prints CPU and wall
+seconds, the logLik and the peak RSS of the process. Run it with the BLAS and OpenMP
+threads set to 1 (as above): the CPU time of several threads adds up.
 """
 
-import statistics
+import resource
 import sys
 import time
 
-import problems
-import bench_skmlm
-import mixedlm as mlm
+import numpy as np
+
+from problems import get_problems
 
 
-def main(names, reps):
-    for name in names.split(","):
-        p = {q.name: q for q in problems.shape_problems()}[name]
-        df = p.data
-        fit_skmlm = bench_skmlm.build(p)
-        formula = p.lme4_formula()
+def main(name, library):
+    problem = get_problems([name])[0]
+    df = problem.data
+    if library == "skmlm":
+        import bench_skmlm
 
-        def fit_mixedlm():
-            return mlm.lmer(formula, df, REML=p.reml)
+        fit_once = bench_skmlm.build(problem)
+    elif library == "gpboost":
+        import gpboost as gpb
 
-        fit_skmlm(), fit_mixedlm()
-        times = {"skmlm": [], "mixedlm": []}
-        for _ in range(reps):
-            for lib, fit in (("skmlm", fit_skmlm), ("mixedlm", fit_mixedlm)):
-                t = time.process_time()
-                fit()
-                times[lib].append(time.process_time() - t)
-        a, b = statistics.median(times["skmlm"]), statistics.median(times["mixedlm"])
-        print(f"{name}: CPU time, median of {reps}: skmlm {a * 1e3:.1f} ms, mixedlm {b * 1e3:.1f} ms, "
-              f"mixedlm / skmlm {b / a:.2f}", flush=True)
+        y = df[problem.y].to_numpy(dtype=float)
+        X = np.column_stack([np.ones(len(df))] + [df[c].to_numpy(dtype=float) for c in problem.fixed])
+
+        def fit_once():
+            m = gpb.GPModel(group_data=df[problem.group_columns].to_numpy(), likelihood="gaussian",
+                            num_parallel_threads=1)
+            m.fit(y=y, X=X)
+            return m
+    else:
+        raise SystemExit(f"unknown library {library}: skmlm or gpboost")
+    cpu, wall = time.process_time(), time.perf_counter()
+    m = fit_once()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    if library == "skmlm":
+        detail = f"evaluations {len(m.optimizer_log_)}, logLik {m.log_likelihood_:.6f}"
+    else:
+        detail = f"logLik reported {-m.get_current_neg_log_likelihood():.6f}"
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{library} {name}: CPU {cpu:.2f} s, wall {wall:.2f} s, {detail}, peak RSS {peak:.0f} MB")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 7)
+    main(*sys.argv[1:3])

@@ -89,6 +89,22 @@ def test_deviance_equals_dense_computation(kind, reml):
         assert est["sigma2"] == pytest.approx(s2, rel=1e-8)
 
 
+def test_dense_block_over_the_memory_share_is_a_clear_error(monkeypatch):
+    """The second block is held dense: where it would take more than its share of the
+    physical memory, the error names its order, its size and the memory."""
+    import skmlm._core.lmm as core
+
+    monkeypatch.setattr(core, "MAX_DENSE_GRADIENT", 0)
+    factors, X, y, w = random_problem(5, KINDS["crossed"])
+    model = lmm(factors, X, y, w, False)
+    size = model.cp.second_size
+    monkeypatch.setattr(core, "physical_memory", lambda: 2 * 8 * size * size - 1)
+    with pytest.raises(MemoryError, match=rf"{size} random effects.*dense {size} x {size} matrix.*more memory"):
+        model.objective(model.theta_start)
+    monkeypatch.setattr(core, "physical_memory", lambda: 2 * 8 * size * size)
+    assert np.isfinite(model.objective(model.theta_start))
+
+
 def test_sparse_products_agree_with_pair_expansion(monkeypatch):
     """Where the pair list would be too long, L21 L21' comes from sparse products."""
     import skmlm._core.coupling as coupling
@@ -97,6 +113,7 @@ def test_sparse_products_agree_with_pair_expansion(monkeypatch):
     theta = np.array([0.8, 0.3, 0.5, 1.2, 0.4])
     expected = lmm(factors, X, y, w, True).objective(theta)
     monkeypatch.setattr(coupling, "MAX_PAIRS", 0)
+    monkeypatch.setattr(coupling, "PAIRS_PER_ENTRY", 0)
     model = lmm(factors, X, y, w, True)
     assert model.cp.second.pairs is None
     assert model.objective(theta) == pytest.approx(expected, rel=1e-12)
@@ -299,6 +316,33 @@ def test_finite_difference_schemes_on_a_cubic():
     np.testing.assert_allclose(H2, H_exact, atol=1e-3)
 
 
+def test_curved_forward_gradient_and_its_error_bound_on_a_cubic():
+    """Forward differences less the known curvature give the gradient to the order of
+    the step times the Hessian's error; after a step, the drift estimated from the
+    quadratic model's miss bounds the Hessian's change (a quadratic: no drift)."""
+    from skmlm._core.optimize import curved_forward_gradient, hessian_drift
+
+    def fun(x):
+        return x[0] ** 2 + 3 * x[0] * x[1] + 2 * x[1] ** 2 + 0.1 * x[0] ** 3
+
+    def grad(x):
+        return np.array([2 * x[0] + 3 * x[1] + 0.3 * x[0] ** 2, 3 * x[0] + 4 * x[1]])
+
+    def hess(x):
+        return np.array([[2 + 0.6 * x[0], 3.0], [3.0, 4.0]])
+
+    x0 = np.array([0.5, -1.0])
+    g, h = curved_forward_gradient(fun, x0, fun(x0), hess(x0))
+    np.testing.assert_allclose(g, grad(x0), atol=1e-8)
+    x1 = x0 + np.array([0.3, -0.2])
+    g1, h1 = curved_forward_gradient(fun, x1, fun(x1), hess(x0))  # the Hessian of the point before
+    drift = hessian_drift(fun(x0), grad(x0), hess(x0), x1 - x0, fun(x1))
+    true_drift = np.abs(np.diag(hess(x1) - hess(x0))).max()
+    assert drift >= true_drift
+    assert np.all(np.abs(g1 - grad(x1)) <= 0.5 * h1 * drift + 1e-8)
+    assert hessian_drift(1.0, np.zeros(2), np.eye(2), np.array([0.1, 0.2]), 1.0 + 0.5 * 0.05) == pytest.approx(0.0)
+
+
 def test_newton_first_search_reaches_the_derivative_free_optimum(monkeypatch):
     """A crossed design whose evaluations count as costly (no analytic gradient: its
     second block, 150 levels, is put over the bound of the blocked gradient here): the
@@ -494,6 +538,7 @@ def test_blocked_route_with_sparse_second_block_equals_dense_computation(kind, r
         monkeypatch.setattr(coupling, "MAX_DIRECT_ENTRIES", 0)
     if route == "sparse products":
         monkeypatch.setattr(coupling, "MAX_PAIRS", 0)
+        monkeypatch.setattr(coupling, "PAIRS_PER_ENTRY", 0)
     factors, X, y, w = random_problem(5, KINDS[kind])
     for reml in (False, True):
         model = lmm(factors, X, y, w, reml)

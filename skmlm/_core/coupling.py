@@ -22,9 +22,14 @@ import scipy.sparse as sp
 from .blocks import congruence
 from .design import block_lambda_template
 
-#: Largest number of row pairs listed for the pair expansion (memory: ~24 bytes each);
-#: beyond it ``L21 L21'`` is formed by sparse products.
+#: Row pairs listed for the pair expansion (memory: ~24 bytes each) whatever the order
+#: of the second block; beyond it ``L21 L21'`` is formed by sparse products.
 MAX_PAIRS = 30_000_000
+
+#: More pairs are listed where they are at most this many per entry of the dense second
+#: block (which the expansion fills, and which is held anyway): the sparse products'
+#: result would then be as dense as that block, and held twice.
+PAIRS_PER_ENTRY = 1
 
 #: Largest order squared of the second block for which :class:`PairExpansion` gives
 #: every entry of it a row (an index array of this length: 128 MB at most).
@@ -128,7 +133,8 @@ class PairExpansion:
         else:
             out = np.zeros(a.shape)
             if self.entries.size:
-                out.ravel()[self.entries] = -(self.matrix @ w.ravel())
+                sums = self.matrix @ w.ravel()
+                out.ravel()[self.entries] = np.negative(sums, out=sums)
         add_sparse(out, a)
         return out
 
@@ -212,7 +218,9 @@ class CouplingBlock:
         self.lambda2, self._fill = block_lambda_template(rest)
         self.scalar = all(f.q == 1 for f in rest)
         self._level_theta = np.repeat(np.arange(len(rest)), [f.n_levels for f in rest])
-        self.pairs = PairExpansion(self.a21, q1) if PairExpansion.count(self.a21, q1) <= MAX_PAIRS else None
+        count = PairExpansion.count(self.a21, q1)
+        listed = count <= MAX_PAIRS or count <= PAIRS_PER_ENTRY * self.size**2
+        self.pairs = PairExpansion(self.a21, q1) if listed else None
         self.rest = rest
         self.level_blocks = self._level_blocks()
 

@@ -21,6 +21,7 @@ The Cholesky factor of ``Lambda' Z'W Z Lambda + I`` augmented by ``[X y]`` is th
 and an evaluation costs nothing in the number of rows.
 """
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -40,8 +41,9 @@ from .dense_gradient import (
 )
 from .design import lower_bounds, split_theta, start_theta
 
-#: Block 2 (all factors but the largest) is held as a dense matrix of this many rows at most.
-MAX_DENSE_BLOCK = 15000
+#: Block 2 (all factors but the largest) is held as one dense float64 matrix; it may take
+#: at most this share of the machine's physical memory.
+DENSE_BLOCK_MEMORY_SHARE = 0.5
 
 LOG_2PI = np.log(2.0 * np.pi)
 
@@ -54,6 +56,28 @@ def small_inverse(a):
     """Inverse of a small dense matrix (numpy's LAPACK call: scipy's wrappers cost more
     than the arithmetic at this size)."""
     return np.linalg.inv(a) if a.shape[0] else a.copy()
+
+
+def physical_memory():
+    """Bytes of physical memory of this machine; None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return None
+
+
+def check_dense_block(size):
+    """Raise MemoryError, naming the numbers, where a dense ``size x size`` block of the
+    factors after the largest would take more than ``DENSE_BLOCK_MEMORY_SHARE`` of the
+    physical memory (a factorisation of it could not run without swapping)."""
+    need, have = 8.0 * size * size, physical_memory()
+    if have is not None and need > DENSE_BLOCK_MEMORY_SHARE * have:
+        raise MemoryError(
+            f"the grouping factors after the largest have {size} random effects in total; their block is held "
+            f"as a dense {size} x {size} matrix of {need / 2**30:.1f} GiB, more than {DENSE_BLOCK_MEMORY_SHARE:.0%} "
+            f"of this machine's {have / 2**30:.1f} GiB of memory; fit on a machine with more memory, or with "
+            "fewer levels in the smaller grouping factors"
+        )
 
 
 class CrossProducts:
@@ -88,11 +112,7 @@ class CrossProducts:
         """
         if not self.rest:
             return None
-        if self.second_size > MAX_DENSE_BLOCK:
-            raise MemoryError(
-                f"the grouping factors after the largest have {self.second_size} random effects in total; "
-                f"more than {MAX_DENSE_BLOCK} are not supported (their block is held dense)"
-            )
+        check_dense_block(self.second_size)
         stats, order = self.statistics, self.order
         a21 = sp.vstack([stats.cross_block(k, order[0]) for k in order[1:]], format="csr")
         return CouplingBlock(self.rest, a21, stats.random_cross_sparse(order[1:]), stats.random_x_cross(order[1:]),
@@ -208,11 +228,13 @@ class LinearMixedModel:
     # -- the factorisation -------------------------------------------------------
     def decompose(self, theta):
         """The factorisation at ``theta``. The last one is kept: a search asks for the
-        value and then the gradient at the same point."""
+        value and then the gradient at the same point. It is let go before the next one
+        is made, so that one dense block of the second factors is held, not two."""
         theta = np.asarray(theta, dtype=float)
         last = self.__dict__.get("_last_decomposition")
         if last is not None and last[0] is self.cp and np.array_equal(last[1], theta):
             return last[2]
+        self._last_decomposition = last = None
         dec = self._decompose(theta)
         self._last_decomposition = (self.cp, theta.copy(), dec)
         return dec
@@ -282,9 +304,27 @@ class LinearMixedModel:
                 return self.deviance(*scalar_lmm.parts(self._scalar_factorise(theta)))
             if self._dense_gradient is not None:
                 return self.deviance(*self._dense_gradient.parts(theta))
-            return self.deviance_from(self.decompose(theta))
+            dec = self.decompose(theta)
         except np.linalg.LinAlgError:  # scipy's LinAlgError is numpy's
             return np.inf
+        deviance = self.deviance_from(dec)
+        if dec.second is not None:
+            self._keep_if_best(theta, dec, deviance)
+        return deviance
+
+    def _keep_if_best(self, theta, dec, deviance):
+        """Keep the solution at the best point evaluated so far (where a factorisation
+        holds a dense block, only the last one is kept, and the search's last evaluations
+        are its neighbours): the estimates at the optimum then need no factorisation more.
+        The solution costs two triangular solves, nothing next to the factorisation."""
+        best = self.__dict__.get("_best_solution")
+        if best is None or best[0] is not self.cp or deviance < best[2]:
+            self._best_solution = (self.cp, np.array(theta, dtype=float), deviance, self._solution(dec))
+
+    def _solution(self, dec):
+        """``(beta, pwrss, deviance, lx_inv, u)`` from a decomposition."""
+        beta = self._beta(dec)
+        return beta, dec.pwrss, self.deviance_from(dec), small_inverse(dec.Lx), self._spherical_modes(dec, beta)
 
     @property
     def costly_evaluation(self):
@@ -400,10 +440,11 @@ class LinearMixedModel:
             u = np.split(u_all, widths)
             deviance = self.deviance(logdet_z, pwrss, logdet_x)
         else:
-            dec = self.decompose(theta)
-            beta, pwrss, deviance = self._beta(dec), dec.pwrss, self.deviance_from(dec)
-            lx_inv = small_inverse(dec.Lx)
-            u = self._spherical_modes(dec, beta)
+            best = self.__dict__.get("_best_solution")
+            if best is not None and best[0] is self.cp and np.array_equal(best[1], theta):
+                beta, pwrss, deviance, lx_inv, u = best[3]
+            else:
+                beta, pwrss, deviance, lx_inv, u = self._solution(self.decompose(theta))
         dof = self.n - self.p if self.reml else self.n
         sigma2 = pwrss / dof
         cov_beta = sigma2 * (lx_inv.T @ lx_inv)

@@ -100,6 +100,49 @@ def stencil_derivatives(fun, x, f0, step=1e-4, mixed=None):
     return (plus - minus) / (2 * h), H
 
 
+#: Safety factor on the estimated change of the Hessian between two Newton points, which
+#: bounds the error of :func:`curved_forward_gradient` (the cubic term's estimate from one
+#: point is rough).
+CUBIC_SAFETY = 10.0
+
+
+#: Largest drift of the Hessian over a Newton step (:func:`hessian_drift`), relative to
+#: its smallest diagonal entry, for which the next point's gradient is taken by
+#: :func:`curved_forward_gradient` on the Hessian before; beyond it, the diagonal is
+#: measured again (a start far from the optimum: ``insteval_like``).
+CURVATURE_DRIFT = 0.1
+
+
+def curved_forward_gradient(fun, x, f0, H, step=1e-4):
+    """Gradient from ``k`` forward differences, their curvature bias removed with a known
+    Hessian: ``g_i = (f(x + h_i) - f0) / h_i - H_ii h_i / 2``.
+
+    After a Newton step the Hessian of the point before serves (its entries change by
+    the third derivative times the step): half the evaluations of central differences.
+    Returns ``(g, h)``; the error of ``g_i`` is ``h_i / 2`` times the error of ``H_ii``.
+    """
+    h = step * np.maximum(1.0, np.abs(x))
+    g = np.empty(len(x))
+    for i in range(len(x)):
+        z = x.copy()
+        z[i] += h[i]
+        g[i] = (fun(z) - f0) / h[i] - 0.5 * H[i, i] * h[i]
+    return g, h
+
+
+def hessian_drift(f_before, g_before, H, s, f_after):
+    """A bound on how much the Hessian's entries changed over a step ``s`` from a point
+    with value, gradient and Hessian ``f_before, g_before, H`` to one with value
+    ``f_after``: the quadratic model misses ``f_after`` by the cubic term ``m`` (about a
+    sixth of the third derivative times ``|s|^3``), so the Hessian moved by about
+    ``6 |m| / |s|^2`` (times ``CUBIC_SAFETY``)."""
+    length2 = float(s @ s)
+    if not length2 > 0:
+        return 0.0
+    miss = f_after - (f_before + float(g_before @ s) + 0.5 * float(s @ H @ s))
+    return CUBIC_SAFETY * 6.0 * abs(miss) / length2
+
+
 def gradient_jacobian(gradient, x, free, lower, step=1e-6, g0=None):
     """Hessian as the central-difference Jacobian of an analytic gradient (forward at a
     bound). Given the gradient ``g0`` at ``x``, forward differences throughout: half the
@@ -205,7 +248,8 @@ def bfgs_update(H, s, y):
     return H - np.outer(Hs, Hs) / sHs + np.outer(y, y) / sy
 
 
-def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivatives=None, update=False):
+def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivatives=None, update=False,
+           final_step=True):
     """Newton steps on the coordinates off their bounds, accepted while they improve.
 
     L-BFGS-B on a badly scaled objective (a random slope whose variance is tiny next
@@ -217,7 +261,8 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
     gradients a step; once the updated Hessian promises convergence, a fresh one judges
     it. Once the decrement is below tolerance, its step is still taken if it is no
     worse: one evaluation for a quadratically converged point (none where the decrement is
-    rounding). At most ``max_steps`` steps are taken (that last one counted); after the
+    rounding, or with ``final_step=False``: where an evaluation is dear, the at most
+    ``decrement_tol`` it gains is not worth it). At most ``max_steps`` steps are taken (that last one counted); after the
     last, the derivatives are evaluated once more to judge the point, and no step is taken
     (``max_steps=0``: the point is judged only). Returns
     ``(x, f, g, H, decrease, steps)``; ``g``, ``H`` and ``decrease`` are those of the
@@ -239,7 +284,7 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
         if updated is not None and not decrease > decrement_tol:  # convergence is judged on a fresh Hessian
             H = hess(x, f, g, free)
             decrease, step = newton_decrement(g, H, free)
-        if decrement_tol >= decrease > ROUNDING * max(1.0, abs(f)) and steps < max_steps:
+        if final_step and decrement_tol >= decrease > ROUNDING * max(1.0, abs(f)) and steps < max_steps:
             cand = np.maximum(x + step, lower)  # converged: one last step for precision
             fc = fun(cand)
             if fc <= f + 1e-14 * abs(f):  # no worse, up to rounding
@@ -374,8 +419,10 @@ def minimize_bounded(
         Print each evaluation when > 0.
     newton_first : bool
         Without a gradient, when ``x0`` is near the optimum: first try Newton steps on
-        finite differences (a full stencil, then the gradient and diagonal only, the
-        mixed terms kept); COBYQA only if they do not converge. (With an analytic
+        finite differences (a full stencil, then forward differences on its Hessian,
+        :func:`curved_forward_gradient`, or where the Hessian moved over the step, the
+        gradient and diagonal again with the mixed terms kept); COBYQA only if they do
+        not converge. (With an analytic
         gradient and no bounds, Newton steps always come first, on BFGS updates of the
         first Hessian; BFGS only where they stop short.)
     hessian : callable, optional
@@ -427,18 +474,29 @@ def minimize_bounded(
                     logged, grad, hess, x, lower, max_steps=min(QUASI_NEWTON_FIRST_STEPS, max_iter),
                     decrement_tol=decrement_tol, update=hessian is None,
                 )
-            else:  # a full stencil, then gradient and diagonal only (the mixed terms kept)
-                first = []  # the full stencil's Hessian
+            else:  # a full stencil, then forward differences on its Hessian
+                before = []  # (point, value, gradient, Hessian) of the last stencil
 
                 def stencil(z, fz):
-                    g, H = stencil_derivatives(logged, z, fz, mixed=first[0] if first else None)
-                    if not first:
-                        first.append(H)
+                    if not before:
+                        g, H = stencil_derivatives(logged, z, fz)
+                    else:
+                        z0, f0, g0, H = before[-1]
+                        drift = hessian_drift(f0, g0, H, z - z0, fz)
+                        if drift <= CURVATURE_DRIFT * np.abs(np.diag(H)).min():
+                            # the Hessian kept is the point before's: its drift over the
+                            # step bounds the error of g, added to |g| so that convergence
+                            # is judged on the worst case
+                            g, h = curved_forward_gradient(logged, z, fz, H)
+                            g = g + np.copysign(0.5 * h * drift, g)
+                        else:  # the curvature moved: its diagonal measured again
+                            g, H = stencil_derivatives(logged, z, fz, mixed=H)
+                    before[:] = [(z.copy(), fz, g, H)]
                     return g, H
 
                 x, f, g, H, decrease, steps = polish(
                     logged, None, None, x, lower, max_steps=min(NEWTON_FIRST_STEPS, max_iter),
-                    decrement_tol=decrement_tol, derivatives=stencil,
+                    decrement_tol=decrement_tol, derivatives=stencil, final_step=False,
                 )
             n_iter, judged = n_iter + steps, True
         left = max_iter - n_iter

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from .blocks import batched_cholesky, batched_inverse_lower, batched_solve_lower, batched_solve_upper_t
 from .dense_gradient import cholesky_lower_overwrite
 from .design import block_lambda_template, split_theta
-from .lmm import MAX_DENSE_BLOCK
+from .lmm import check_dense_block
 
 #: ``L21`` (block 2's rows by block 1's columns) is held dense up to this many entries:
 #: a dense product beats building a sparse matrix at every Newton step.
@@ -164,11 +164,7 @@ class PIRLS:
         if self.rest:
             self.z2 = sp.hstack([f.design_matrix() for f in self.rest], format="csr")
             self.q2 = self.z2.shape[1]
-            if self.q2 > MAX_DENSE_BLOCK:
-                raise MemoryError(
-                    f"the grouping factors after the largest have {self.q2} random effects in total; "
-                    f"more than {MAX_DENSE_BLOCK} are not supported (their block is held dense)"
-                )
+            check_dense_block(self.q2)
             self.lambda2, self._fill_lambda2 = block_lambda_template(self.rest)
             self._init_block2_patterns()
         else:

@@ -166,13 +166,8 @@ class LinearMixedStatistics:
         xy = np.column_stack([X, y])
         wxy = xy * weights[:, None]
         stats = [FactorStatistics.from_rows(f, xy, weights) for f in factors]
-        cross = {}
-        if len(factors) > 1:
-            designs = [f.design_matrix() for f in factors]
-            for j in range(1, len(factors)):
-                wz = (designs[j].T.multiply(weights[None, :])).tocsr()  # (Z_j' W), sparse
-                for i in range(j):
-                    cross[(i, j)] = (wz @ designs[i]).T.tocsr()
+        cross = {(i, j): _cross_of_rows(factors[i], factors[j], weights)
+                 for j in range(1, len(factors)) for i in range(j)}
         columns = [f"x{k}" for k in range(X.shape[1])] if columns is None else list(columns)
         return cls(
             stats, columns, len(y), float(weights.sum()), float(np.log(weights).sum()), xy.T @ wxy, xy.sum(axis=0),
@@ -181,8 +176,18 @@ class LinearMixedStatistics:
 
     # -- reading the blocks ----------------------------------------------------------------
     def cross_block(self, i, j):
-        """``Z_i'W Z_j`` (sparse) for two different factors."""
-        return self.cross[(i, j)] if i < j else self.cross[(j, i)].T.tocsr()
+        """``Z_i'W Z_j`` (sparse) for two different factors (a transpose is formed once)."""
+        if i < j:
+            return self.cross[(i, j)]
+        transposed = self.__dict__.setdefault("_transposed", {})
+        if (j, i) not in transposed:
+            transposed[(j, i)] = self.cross[(j, i)].T.tocsr()
+        return transposed[(j, i)]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_transposed", None)  # derived: a pickle holds each cross block once
+        return state
 
     def random_cross_dense(self, order):
         """``Z'WZ`` of the factors in ``order``, dense (level-major within each factor)."""
@@ -306,6 +311,22 @@ class LinearMixedStatistics:
     def __repr__(self):
         parts = ", ".join(f"{f.name!r}: {f.n_levels} levels x {f.q} terms" for f in self.factors)
         return f"LinearMixedStatistics({self.n} rows, {self.p} fixed-effects columns; {parts})"
+
+
+def _cross_of_rows(fi, fj, weights):
+    """``Z_i'W Z_j`` of rows (CSR, level-major) from the two factors' codes: one entry per
+    row and pair of terms, those of a pair of levels summed (a single sparse conversion,
+    neither ``Z`` formed)."""
+    qi, qj = fi.q, fj.q
+    if qi == 1 and qj == 1:
+        rows, cols, data = fi.codes, fj.codes, weights * fi.z[:, 0] * fj.z[:, 0]
+    else:
+        n = len(weights)
+        rows = np.broadcast_to(fi.codes[:, None, None] * qi + np.arange(qi)[None, :, None], (n, qi, qj)).ravel()
+        cols = np.broadcast_to(fj.codes[:, None, None] * qj + np.arange(qj)[None, None, :], (n, qi, qj)).ravel()
+        data = (weights[:, None, None] * fi.z[:, :, None] * fj.z[:, None, :]).ravel()
+    shape = (fi.n_levels * qi, fj.n_levels * qj)
+    return sp.coo_matrix((data, (rows, cols)), shape=shape).tocsr()  # duplicates summed, indices sorted
 
 
 def sum_statistics(items):

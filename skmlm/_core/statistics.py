@@ -262,14 +262,19 @@ class LinearMixedStatistics:
         if all(A is None for A in maps):
             return self
         factors = [f if A is None else f.transformed(A) for f, A in zip(self.factors, maps)]
-        kron = [None if A is None else sp.kron(sp.identity(f.n_levels), A, format="csr")
-                for f, A in zip(self.factors, maps)]
+        kron = {}  # a factor's map on all its levels, formed only where a cross block needs it
+
+        def lifted(k):
+            if k not in kron:
+                kron[k] = sp.kron(sp.identity(self.factors[k].n_levels), maps[k], format="csr")
+            return kron[k]
+
         cross = {}
         for (i, j), block in self.cross.items():
-            if kron[i] is not None:
-                block = kron[i] @ block
-            if kron[j] is not None:
-                block = block @ kron[j].T
+            if maps[i] is not None:
+                block = lifted(i) @ block
+            if maps[j] is not None:
+                block = block @ lifted(j).T
             cross[(i, j)] = sp.csr_matrix(block)
         return self._replace(factors=factors, cross=cross)
 

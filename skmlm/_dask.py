@@ -8,8 +8,6 @@ DataFrames and Series made from one DataFrame are, and so are Dask Arrays with t
 chunks along the rows.
 """
 
-import operator
-
 from sklearn.base import clone
 
 
@@ -56,10 +54,10 @@ def _tree_sum(dask, items, width=8):
 
 
 def _sum_all(*stats):
-    total = stats[0]
-    for s in stats[1:]:
-        total = operator.add(total, s)
-    return total
+    """The sum of several partitions' statistics, scattered into their union at once."""
+    from ._core.statistics import sum_statistics
+
+    return sum_statistics(stats)
 
 
 def dask_statistics(estimator, X, y, groups, sample_weight):

@@ -192,7 +192,7 @@ class LinearMixedStatistics:
         k = p + 1
         step = max(CHUNK_BYTES // (8 * k), 1)
         xy_cross, xy_sum, xy_square = np.zeros((k, k)), np.zeros(k), np.zeros((k, k))
-        stats, cross = None, {}
+        stats = None
         for start in range(0, max(n, 1), step):  # a few chunks, not a loop over rows or levels
             rows = slice(start, min(start + step, n))
             xy = np.empty((rows.stop - rows.start, k))
@@ -209,13 +209,8 @@ class LinearMixedStatistics:
             else:
                 for total, part in zip(stats, chunk):
                     total.add_same_levels(part)
-            if len(factors) > 1:
-                designs = [design_rows(f, rows) for f in factors]
-                for j in range(1, len(factors)):
-                    wz = (designs[j].T.multiply(w[None, :])).tocsr()  # (Z_j' W), sparse
-                    for i in range(j):
-                        block = (wz @ designs[i]).T.tocsr()
-                        cross[(i, j)] = block if (i, j) not in cross else (cross[(i, j)] + block).tocsr()
+        cross = {(i, j): _cross_of_rows(factors[i], factors[j], weights)  # codes only: no chunks needed
+                 for j in range(1, len(factors)) for i in range(j)}
         columns = [f"x{k}" for k in range(p)] if columns is None else list(columns)
         return cls(
             stats, columns, n, float(weights.sum()), float(np.log(weights).sum()), xy_cross, xy_sum, xy_square, cross,
@@ -224,8 +219,18 @@ class LinearMixedStatistics:
 
     # -- reading the blocks ----------------------------------------------------------------
     def cross_block(self, i, j):
-        """``Z_i'W Z_j`` (sparse) for two different factors."""
-        return self.cross[(i, j)] if i < j else self.cross[(j, i)].T.tocsr()
+        """``Z_i'W Z_j`` (sparse) for two different factors (a transpose is formed once)."""
+        if i < j:
+            return self.cross[(i, j)]
+        transposed = self.__dict__.setdefault("_transposed", {})
+        if (j, i) not in transposed:
+            transposed[(j, i)] = self.cross[(j, i)].T.tocsr()
+        return transposed[(j, i)]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_transposed", None)  # derived: a pickle holds each cross block once
+        return state
 
     def random_cross_dense(self, order):
         """``Z'WZ`` of the factors in ``order``, dense (level-major within each factor)."""
@@ -300,14 +305,19 @@ class LinearMixedStatistics:
         if all(A is None for A in maps):
             return self
         factors = [f if A is None else f.transformed(A) for f, A in zip(self.factors, maps)]
-        kron = [None if A is None else sp.kron(sp.identity(f.n_levels), A, format="csr")
-                for f, A in zip(self.factors, maps)]
+        kron = {}  # a factor's map on all its levels, formed only where a cross block needs it
+
+        def lifted(k):
+            if k not in kron:
+                kron[k] = sp.kron(sp.identity(self.factors[k].n_levels), maps[k], format="csr")
+            return kron[k]
+
         cross = {}
         for (i, j), block in self.cross.items():
-            if kron[i] is not None:
-                block = kron[i] @ block
-            if kron[j] is not None:
-                block = block @ kron[j].T
+            if maps[i] is not None:
+                block = lifted(i) @ block
+            if maps[j] is not None:
+                block = block @ lifted(j).T
             cross[(i, j)] = sp.csr_matrix(block)
         return self._replace(factors=factors, cross=cross)
 
@@ -342,31 +352,7 @@ class LinearMixedStatistics:
         """The statistics of the rows of both (levels matched by label)."""
         if isinstance(other, int) and other == 0:  # sum() starts from 0
             return self
-        self._check_compatible(other)
-        scale = max(self.y_scale, other.y_scale)
-        a, b = self.with_y_scale(scale), other.with_y_scale(scale)
-        factors, positions = [], []
-        for fa, fb in zip(a.factors, b.factors):
-            levels, ia, ib = union_levels(fa.levels, fb.levels)
-            positions.append((len(levels), ia, ib))
-            factors.append(fa._replace(
-                levels=levels, counts=_scatter_add(len(levels), ia, fa.counts, ib, fb.counts),
-                a_zz=_scatter_add(len(levels), ia, fa.a_zz, ib, fb.a_zz),
-                a_zx=_scatter_add(len(levels), ia, fa.a_zx, ib, fb.a_zx),
-                intercept=fa.intercept and fb.intercept, z_weighted_sum=fa.z_weighted_sum + fb.z_weighted_sum,
-                z_square=fa.z_square + fb.z_square,
-            ))
-        cross = {}
-        for (i, j), block in a.cross.items():
-            (mi, ai, bi), (mj, aj, bj) = positions[i], positions[j]
-            qi, qj = factors[i].q, factors[j].q
-            shape = (mi * qi, mj * qj)
-            cross[(i, j)] = (_relabel(block, ai, qi, aj, qj, shape) + _relabel(b.cross[(i, j)], bi, qi, bj, qj, shape)).tocsr()
-        return a._replace(
-            factors=factors, n=a.n + b.n, sum_weights=a.sum_weights + b.sum_weights,
-            sum_log_weights=a.sum_log_weights + b.sum_log_weights, xy_cross=a.xy_cross + b.xy_cross,
-            xy_sum=a.xy_sum + b.xy_sum, xy_square=a.xy_square + b.xy_square, cross=cross,
-        )
+        return sum_statistics([self, other])
 
     __radd__ = __add__
 
@@ -375,36 +361,132 @@ class LinearMixedStatistics:
         return f"LinearMixedStatistics({self.n} rows, {self.p} fixed-effects columns; {parts})"
 
 
-def union_levels(a, b):
-    """``(levels, ia, ib)``: the union of two sets of labels (sorted where they sort, else
-    in order of first appearance) and the position of each of ``a`` and ``b`` in it."""
-    if len(a) == len(b) and np.array_equal(a, b):
-        same = np.arange(len(a))
-        return a, same, same
-    both = np.concatenate([a, b])
+def _cross_of_rows(fi, fj, weights):
+    """``Z_i'W Z_j`` of rows (CSR, level-major) from the two factors' codes: one entry per
+    row and pair of terms, those of a pair of levels summed (a single sparse conversion,
+    neither ``Z`` formed)."""
+    qi, qj = fi.q, fj.q
+    if qi == 1 and qj == 1:
+        rows, cols, data = fi.codes, fj.codes, weights * fi.z[:, 0] * fj.z[:, 0]
+    else:
+        n = len(weights)
+        rows = np.broadcast_to(fi.codes[:, None, None] * qi + np.arange(qi)[None, :, None], (n, qi, qj)).ravel()
+        cols = np.broadcast_to(fj.codes[:, None, None] * qj + np.arange(qj)[None, None, :], (n, qi, qj)).ravel()
+        data = (weights[:, None, None] * fi.z[:, :, None] * fj.z[:, None, :]).ravel()
+    shape = (fi.n_levels * qi, fj.n_levels * qj)
+    return sp.coo_matrix((data, (rows, cols)), shape=shape).tocsr()  # duplicates summed, indices sorted
+
+
+def sum_statistics(items):
+    """The statistics of the rows of all ``items`` (levels matched by label), in one pass.
+
+    Adding many at once (a Dask tree reduction adds several partitions per task) scatters
+    each item once into the union of the levels, where adding them in pairs would copy
+    the growing total at every step: for two large crossed factors the cross block is
+    the bulk of the statistics (one entry per pair of levels that meet). The entries of a
+    cross block are summed where they coincide: the sum is exact up to the order of the
+    floating-point additions.
+    """
+    items = list(items)
+    if not items:
+        raise ValueError("no statistics to add")
+    first = items[0]
+    for other in items[1:]:
+        first._check_compatible(other)
+    if len(items) == 1:
+        return first
+    scale = max(s.y_scale for s in items)
+    items = [s.with_y_scale(scale) for s in items]
+    factors, positions = [], []
+    for k, f0 in enumerate(items[0].factors):
+        fs = [s.factors[k] for s in items]
+        levels, at = union_levels(*[f.levels for f in fs])
+        positions.append(at)
+        m = len(levels)
+        factors.append(f0._replace(
+            levels=levels, counts=_scatter_sum(m, at, [f.counts for f in fs]),
+            a_zz=_scatter_sum(m, at, [f.a_zz for f in fs]), a_zx=_scatter_sum(m, at, [f.a_zx for f in fs]),
+            intercept=all(f.intercept for f in fs), z_weighted_sum=sum(f.z_weighted_sum for f in fs),
+            z_square=sum(f.z_square for f in fs),
+        ))
+    cross = {}
+    for i, j in items[0].cross:
+        qi, qj = factors[i].q, factors[j].q
+        shape = (factors[i].n_levels * qi, factors[j].n_levels * qj)
+        cross[(i, j)] = _sum_relabelled([s.cross[(i, j)] for s in items], positions[i], qi, positions[j], qj, shape)
+    return items[0]._replace(
+        factors=factors, n=sum(s.n for s in items), sum_weights=sum(s.sum_weights for s in items),
+        sum_log_weights=sum(s.sum_log_weights for s in items), xy_cross=sum(s.xy_cross for s in items),
+        xy_sum=sum(s.xy_sum for s in items), xy_square=sum(s.xy_square for s in items), cross=cross,
+    )
+
+
+def union_levels(*labels):
+    """``(levels, positions)``: the union of sets of labels (sorted where they sort, else in
+    order of first appearance) and, for each set, the position of its labels in the union
+    (None where the set is the union itself, in its order: nothing to move)."""
+    first = labels[0]
+    if all(len(a) == len(first) and np.array_equal(a, first) for a in labels[1:]):
+        return first, [None] * len(labels)
+    both = np.concatenate(labels)
     try:
         levels = np.unique(both)
-        return levels, np.searchsorted(levels, a), np.searchsorted(levels, b)
+        at = [np.searchsorted(levels, a) for a in labels]
     except TypeError:  # labels of several types that do not sort among themselves
         index = {}
         for label in both.tolist():
             index.setdefault(label, len(index))
         levels = np.empty(len(index), dtype=object)
         levels[:] = list(index)
-        return levels, np.array([index[v] for v in a.tolist()]), np.array([index[v] for v in b.tolist()])
+        at = [np.array([index[v] for v in a.tolist()], dtype=np.intp) for a in labels]
+    return levels, [None if len(a) == len(levels) and np.array_equal(a, np.arange(len(levels))) else a for a in at]
 
 
-def _scatter_add(m, ia, a, ib, b):
-    """An array of ``m`` rows with ``a`` added at rows ``ia`` and ``b`` at rows ``ib``."""
-    out = np.zeros((m,) + a.shape[1:], dtype=np.result_type(a, b))
-    out[ia] += a
-    out[ib] += b
+def _scatter_sum(m, at, arrays):
+    """An array of ``m`` rows with each of ``arrays`` added at its rows ``at`` (None: in place)."""
+    out = np.zeros((m,) + arrays[0].shape[1:], dtype=np.result_type(*arrays))
+    for rows, a in zip(at, arrays):
+        if rows is None:
+            out += a
+        else:
+            out[rows] += a  # a set's labels are distinct: no index repeats
     return out
 
 
-def _relabel(block, rows_at, qi, cols_at, qj, shape):
-    """A sparse level-major block with its levels moved to new positions."""
-    coo = block.tocoo()
-    rows = rows_at[coo.row // qi] * qi + coo.row % qi
-    cols = cols_at[coo.col // qj] * qj + coo.col % qj
-    return sp.csr_matrix((coo.data, (rows, cols)), shape=shape)
+def _sum_relabelled(blocks, rows_at, qi, cols_at, qj, shape):
+    """The sum of sparse level-major blocks, each with its levels moved to their positions
+    in the union (``rows_at``/``cols_at``: one index array or None per block), as CSR.
+
+    Blocks already in the union's levels are added as they are (CSR additions merge
+    sorted rows, no sort); the others are relabelled and summed in one COO conversion.
+    """
+    same = [sp.csr_matrix(b) for b, r, c in zip(blocks, rows_at, cols_at) if r is None and c is None]
+    moved = [(b, r, c) for b, r, c in zip(blocks, rows_at, cols_at) if not (r is None and c is None)]
+    total = None
+    for b in same:
+        total = b if total is None else total + b
+    if moved:
+        index = np.int64 if max(shape) >= np.iinfo(np.int32).max else np.int32
+        rows, cols, data = [], [], []
+        for b, r, c in moved:
+            coo = b.tocoo()
+            rows.append(_move(coo.row, r, qi).astype(index, copy=False))
+            cols.append(_move(coo.col, c, qj).astype(index, copy=False))
+            data.append(coo.data)
+            del coo
+        coo = sp.coo_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=shape)
+        del rows, cols, data
+        part = coo.tocsr()  # duplicates summed
+        del coo
+        total = part if total is None else total + part
+    total.sum_duplicates()
+    return total
+
+
+def _move(index, at, q):
+    """Level-major positions ``index`` (``q`` terms per level) with level ``l`` moved to ``at[l]``."""
+    if at is None:
+        return index
+    if q == 1:
+        return at[index]
+    return at[index // q] * q + index % q

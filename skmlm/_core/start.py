@@ -9,7 +9,6 @@ lands near the joint optimum (:func:`one_factor_start`).
 """
 
 import numpy as np
-import scipy.sparse as sp
 
 from .dense_gradient import solve_positive_definite
 from .lmm import LinearMixedModel
@@ -121,7 +120,8 @@ def nesting_parents(statistics):
     (pastes: cask within batch); of several such, the one with most levels. Then the
     outer factor's columns are sums of the inner one's, which backfitting splits as
     outer means and within-outer deviations. Which levels meet is read from the
-    intercepts' block of ``Z_outer'W Z_inner`` (positive weights: nonzero where they meet).
+    intercepts' block of ``Z_inner'W Z_outer`` (positive weights: nonzero where they meet),
+    read from its CSR arrays.
     """
     factors = statistics.factors
     parents = {}
@@ -132,14 +132,25 @@ def nesting_parents(statistics):
                 continue
             if not (outer.intercept and inner.intercept):
                 continue
-            meet = sp.csc_matrix(statistics.cross_block(j, k)[:: outer.q, :: inner.q])  # (m_outer, m_inner)
-            meet.eliminate_zeros()
-            if np.all(np.diff(meet.indptr) == 1):  # each inner level within one outer level
+            parent_of = single_outer_level(statistics.cross_block(k, j), inner.q, outer.q, inner.n_levels)
+            if parent_of is not None:  # each inner level within one outer level
                 if best is None or outer.n_levels > factors[best[0]].n_levels:
-                    best = (j, meet.indices.copy())
+                    best = (j, parent_of)
         if best is not None:
             parents[k] = best
     return parents
+
+
+def single_outer_level(block, q_inner, q_outer, m_inner):
+    """The outer level each inner level meets, or None where one meets several (or none):
+    from the nonzero intercept entries of ``block = Z_inner'W Z_outer`` (CSR, level-major,
+    column indices sorted within a row), one pass over its arrays."""
+    row = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+    met = (row % q_inner == 0) & (block.indices % q_outer == 0) & (block.data != 0)
+    level = row[met] // q_inner
+    if len(level) != m_inner or np.any(np.diff(level) != 1):
+        return None
+    return block.indices[met] // q_outer
 
 
 def one_factor_moments(statistics, reml=True):

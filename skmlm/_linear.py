@@ -26,8 +26,26 @@ RESIDUAL_QUANTILES = [0, 0.25, 0.5, 0.75, 1]
 
 
 def is_dask_collection(x):
-    """Whether ``x`` is a Dask collection (without importing Dask)."""
-    return hasattr(x, "__dask_graph__") and callable(x.__dask_graph__) and x.__dask_graph__() is not None
+    """Whether ``x`` is a Dask collection (without importing Dask). The method is looked up
+    on the type: on a pandas DataFrame an attribute lookup on the instance searches its
+    columns first, a cost every in-memory fit would pay."""
+    return callable(getattr(type(x), "__dask_graph__", None)) and x.__dask_graph__() is not None
+
+
+def quartiles(values):
+    """``np.quantile(values, RESIDUAL_QUANTILES)`` (its default, linear interpolation, with
+    the same arithmetic) from the few order statistics it reads: ``np.partition`` on them
+    costs a fraction of ``np.quantile``'s general machinery, which a small fit would pay
+    at every ``fit``."""
+    n = len(values)
+    lows = [int(q * (n - 1)) for q in RESIDUAL_QUANTILES]  # q (n - 1) is exact: quarters of an integer
+    ordered = np.partition(values, sorted(set(lows + [min(i + 1, n - 1) for i in lows])))
+    out = np.empty(len(lows))
+    for k, (q, i) in enumerate(zip(RESIDUAL_QUANTILES, lows)):  # five numbers: numpy's _lerp
+        t = q * (n - 1) - i
+        a, b = ordered[i], ordered[min(i + 1, n - 1)]
+        out[k] = b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
+    return out
 
 
 class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, BaseEstimator):
@@ -214,7 +232,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         # partial_fit adds to the statistics of the whole design (no column dropped)
         self._design_statistics = None if self.dropped_columns_ else statistics
         self._fit_statistics(statistics)
-        self._residual_quantiles = np.quantile(self._residuals_of(d, scaled=True), RESIDUAL_QUANTILES)
+        self._residual_quantiles = quartiles(self._residuals_of(d, scaled=True))
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -354,7 +372,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         r = d["y"] - d["Xf"] @ beta if len(beta) else d["y"].copy()
         for f, (_, _, _, modes, _) in zip(d["factors"], self._random_parts):
             for j in range(f.q):
-                r -= f.z[:, j] * modes[f.codes, j]
+                r -= f.z[:, j] * modes[:, j].take(f.codes)  # take: cheaper than fancy indexing
         if not scaled:
             return r
         sigma2, scale = self.__dict__.get("_sigma2_unscaled") or (self.residual_variance_, 1.0)

@@ -295,3 +295,15 @@ def test_fit_runs_on_one_blas_thread_and_restores_the_setting():
     with single_blas_thread():
         assert all(n == 1 for n in blas_threads())
     assert blas_threads() == before
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 60, 101, 5800])
+def test_residual_quartiles_equal_numpy_quantile(n):
+    """The summary's quartiles, from a partition on the order statistics they read, are
+    np.quantile's to the bit (its interpolation arithmetic)."""
+    from skmlm._linear import RESIDUAL_QUANTILES, quartiles
+
+    rng = np.random.default_rng(n)
+    for scale in (1e-3, 1.0, 1e5):
+        values = rng.standard_normal(n) * scale
+        np.testing.assert_array_equal(quartiles(values), np.quantile(values, RESIDUAL_QUANTILES))

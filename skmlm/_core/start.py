@@ -9,7 +9,6 @@ lands near the joint optimum (:func:`one_factor_start`).
 """
 
 import numpy as np
-import scipy.sparse as sp
 
 from .dense_gradient import solve_positive_definite
 from .lmm import LinearMixedModel
@@ -69,14 +68,14 @@ def moment_start(statistics, reml=True):
     if any(fit.n_ok < 2 for fit in fits):
         return None
     c = [f.a_zx @ residual for f in factors]  # Z_k'W r, per level (m_k, q_k)
-    cross = {(i, j): statistics.cross_block(i, j) for i in range(len(fits)) for j in range(len(fits)) if i != j}
+    cross = CrossBlocks(statistics)
     coefs = [np.zeros((f.n_levels, f.q)) for f in factors]
     r_square = float(residual @ a @ residual)
     coarse_first = sorted(range(len(fits)), key=lambda k: fits[k].factor.n_levels)  # nested: outer, then inner
     for sweep in range(BACKFIT_SWEEPS):
         change = 0.0
         for k in coarse_first:
-            rhs = c[k] - sum((cross[(k, j)] @ coefs[j].ravel()).reshape(c[k].shape) for j in range(len(fits)) if j != k)
+            rhs = c[k] - sum(cross.times(k, j, coefs[j].ravel()).reshape(c[k].shape) for j in range(len(fits)) if j != k)
             fitted = fits[k].solve(rhs)
             if sweep:
                 step = fitted - coefs[k]
@@ -84,7 +83,7 @@ def moment_start(statistics, reml=True):
             coefs[k] = fitted
         if sweep and change <= BACKFIT_TOL**2 * r_square:  # converged (orthogonal factors: at once)
             break
-    parents = nesting_parents(statistics)
+    parents = nesting_parents(statistics, cross)
     spanned = {k for k, _ in parents.values()}  # an outer factor's columns lie in its inner one's span
     dof = statistics.n - sum(fit.n_ok * fit.factor.q for k, fit in enumerate(fits) if k not in spanned)
     # crossed factors with an intercept each all span the constant: in a connected design
@@ -97,7 +96,7 @@ def moment_start(statistics, reml=True):
         rss += float(np.einsum("gi,gij,gj->", coefs[k], f.a_zz, coefs[k]))
         for j in range(len(factors)):
             if j != k:
-                rss += float(coefs[k].ravel() @ (cross[(k, j)] @ coefs[j].ravel()))
+                rss += float(coefs[k].ravel() @ cross.times(k, j, coefs[j].ravel()))
     if dof <= 0 or not rss > 0:
         return None
     sigma2 = rss / dof
@@ -113,7 +112,7 @@ def moment_start(statistics, reml=True):
     return np.concatenate(pieces)
 
 
-def nesting_parents(statistics):
+def nesting_parents(statistics, cross=None):
     """Nested pairs: ``{inner: (outer, outer level of each inner level)}``.
 
     A factor is nested in another with the same covariates (the same terms, an
@@ -121,9 +120,11 @@ def nesting_parents(statistics):
     (pastes: cask within batch); of several such, the one with most levels. Then the
     outer factor's columns are sums of the inner one's, which backfitting splits as
     outer means and within-outer deviations. Which levels meet is read from the
-    intercepts' block of ``Z_outer'W Z_inner`` (positive weights: nonzero where they meet).
+    intercepts' entries of ``Z_inner'W Z_outer`` (positive weights: nonzero where they
+    meet); ``cross``: the :class:`CrossBlocks` of ``statistics``, if at hand.
     """
     factors = statistics.factors
+    cross = CrossBlocks(statistics) if cross is None else cross
     parents = {}
     for k, inner in enumerate(factors):
         best = None
@@ -132,14 +133,53 @@ def nesting_parents(statistics):
                 continue
             if not (outer.intercept and inner.intercept):
                 continue
-            meet = sp.csc_matrix(statistics.cross_block(j, k)[:: outer.q, :: inner.q])  # (m_outer, m_inner)
-            meet.eliminate_zeros()
-            if np.all(np.diff(meet.indptr) == 1):  # each inner level within one outer level
+            parent_of = cross.single_level_met(k, j)
+            if parent_of is not None:  # each inner level within one outer level
                 if best is None or outer.n_levels > factors[best[0]].n_levels:
-                    best = (j, meet.indices.copy())
+                    best = (j, parent_of)
         if best is not None:
             parents[k] = best
     return parents
+
+
+class CrossBlocks:
+    """``Z_i'W Z_j`` of every pair of factors, read from the entries of the stored block
+    (``i < j``, CSR) in both directions: a product is one ``bincount`` of the entries, in
+    the order a CSR product of the block or of its transpose adds them, without forming
+    the transpose (at a start's sizes, scipy's per-product overhead is most of its cost)."""
+
+    def __init__(self, statistics):
+        self.factors = statistics.factors
+        self.entries = {}
+        for (i, j), block in statistics.cross.items():
+            block = block.tocsr()
+            rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+            self.entries[(i, j)] = (rows, block.indices, block.data, block.shape)
+
+    def _oriented(self, i, j):
+        """Entries of ``Z_i'W Z_j``: (its rows, its columns, values, shape)."""
+        if i < j:
+            return self.entries[(i, j)]
+        rows, cols, data, shape = self.entries[(j, i)]
+        return cols, rows, data, (shape[1], shape[0])
+
+    def times(self, i, j, x):
+        """``Z_i'W Z_j x``."""
+        rows, cols, data, shape = self._oriented(i, j)
+        return np.bincount(rows, weights=data * x[cols], minlength=shape[0])
+
+    def single_level_met(self, k, j):
+        """The level of factor ``j`` each level of factor ``k`` meets (their intercepts'
+        entries), or None where a level of ``k`` meets several or none."""
+        rows, cols, data, _ = self._oriented(k, j)
+        qk, qj, m = self.factors[k].q, self.factors[j].q, self.factors[k].n_levels
+        met = (rows % qk == 0) & (cols % qj == 0) & (data != 0)
+        level = rows[met] // qk
+        if len(level) != m or np.any(np.bincount(level, minlength=m) != 1):
+            return None
+        parent_of = np.empty(m, dtype=np.intp)
+        parent_of[level] = cols[met] // qj
+        return parent_of
 
 
 def one_factor_moments(statistics, reml=True):

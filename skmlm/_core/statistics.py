@@ -200,7 +200,7 @@ class LinearMixedStatistics:
             w = weights[rows]
             wxy = xy * w[:, None]
             xy_cross += xy.T @ wxy
-            xy_sum += xy.sum(axis=0)
+            xy_sum += np.ones(len(xy)) @ xy  # a BLAS product: numpy's reduction down the rows is far dearer
             xy_square += xy.T @ xy
             chunk = [FactorStatistics.from_rows(f, rows, xy, wxy, w) for f in factors]
             del xy, wxy
@@ -243,7 +243,8 @@ class LinearMixedStatistics:
             idx = offsets[a] + np.arange(m)[:, None, None] * q
             out[idx + np.arange(q)[None, :, None], idx + np.arange(q)[None, None, :]] = f.a_zz
             for b in range(a):
-                block = self.cross_block(k, order[b]).toarray()
+                l = order[b]  # the stored block, made dense, then transposed if need be: no sparse transpose
+                block = self.cross[(k, l)].toarray() if k < l else self.cross[(l, k)].toarray().T
                 out[offsets[a] : offsets[a + 1], offsets[b] : offsets[b + 1]] = block
                 out[offsets[b] : offsets[b + 1], offsets[a] : offsets[a + 1]] = block.T
         return out

@@ -271,7 +271,7 @@ class LinearMixedModel:
                 schur, inner = second.schur(p2, K1, keep_inner=True)
             else:
                 schur = second.schur(p2, K1)
-            rhs = second.lambda2_at(p2).T @ second.a2x - second.l21_times(p2, K1, B1)
+            rhs = second.lambda2_t_at(p2) @ second.a2x - second.l21_times(p2, K1, B1)
             if schur.ndim == 3:  # block diagonal by levels: see CouplingBlock.level_blocks
                 L22 = batched_cholesky(schur)
                 B2 = batched_solve_lower(L22, rhs.reshape(L22.shape[0], L22.shape[1], -1)).reshape(rhs.shape)

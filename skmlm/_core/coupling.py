@@ -60,7 +60,7 @@ class PairExpansion:
 
     def __init__(self, a21, q1):
         csc = sp.csc_matrix(a21)
-        csc.sort_indices()
+        csc.sum_duplicates()  # one nonzero a position, rows sorted: what the listings assume
         self._q1 = q1
         self.size = size = csc.shape[0]
         m1 = csc.shape[1] // q1
@@ -193,7 +193,8 @@ def _term_pairs(csc, q1):
     the index of ``W_g[a, b]`` in the stacked ``W``.
 
     Each nonzero of a term-``a`` column pairs with the run of nonzeros of the term-``b``
-    column of its level: the runs are laid out by repeats and one running index (no
+    column of its level (within one column, ``a = b``, with the run from itself on: the
+    rows are sorted): the runs are laid out by repeats and one running index (no
     division by the run lengths)."""
     m1 = csc.shape[1] // q1
     nnz = np.diff(csc.indptr)
@@ -203,15 +204,23 @@ def _term_pairs(csc, q1):
         pos_a = np.flatnonzero(column % q1 == a)  # term a's nonzeros, level by level
         level = column[pos_a] // q1
         for b in range(q1):
-            cb = np.arange(m1) * q1 + b
-            lens = nnz[cb][level]  # each term-a nonzero pairs with its level's term-b run
+            if a == b:  # one column, rows sorted: a nonzero pairs with itself and those below it
+                first = pos_a
+                lens = csc.indptr[column[pos_a] + 1] - pos_a
+            else:  # each term-a nonzero pairs with its level's term-b run
+                cb = np.arange(m1) * q1 + b
+                first = csc.indptr[cb][level]
+                lens = nnz[cb][level]
             ends = np.cumsum(lens)
             ia = np.repeat(pos_a, lens)
-            ib = np.arange(ends[-1] if ends.size else 0) + np.repeat(csc.indptr[cb][level] - (ends - lens), lens)
-            upper = csc.indices[ia] <= csc.indices[ib]
-            ia_all.append(ia[upper])
-            ib_all.append(ib[upper])
-            w_all.append(np.repeat(level * q1 * q1 + a * q1 + b, lens)[upper])
+            ib = np.arange(ends[-1] if ends.size else 0) + np.repeat(first - (ends - lens), lens)
+            w = np.repeat(level * q1 * q1 + a * q1 + b, lens)
+            if a != b:
+                upper = csc.indices[ia] <= csc.indices[ib]
+                ia, ib, w = ia[upper], ib[upper], w[upper]
+            ia_all.append(ia)
+            ib_all.append(ib)
+            w_all.append(w)
     return np.concatenate(ia_all), np.concatenate(ib_all), np.concatenate(w_all)
 
 

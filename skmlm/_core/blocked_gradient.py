@@ -25,7 +25,7 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.linalg import lapack
 
-from .blocks import batched_inverse_lower, batched_solve_upper_t, left_multiply_t
+from .blocks import batched_solve_upper_t, left_multiply_t
 from .design import lambda_pattern
 
 
@@ -73,11 +73,11 @@ class BlockedGradient:
         dec = model.decompose(theta)
         f1 = cp.first
         m1, q1, p = f1.n_levels, f1.q, model.p
-        T1, L11 = dec.T1, dec.L11
+        T1 = dec.T1
         lam2 = second.lambda2_at(dec.pieces2)
 
         # log det M: the blocks of M^-1 Lambda' A on Lambda's pattern
-        linv = batched_inverse_lower(L11)
+        linv = dec.L11_inv
         m11 = np.swapaxes(linv, 1, 2) @ linv  # (L11_g L11_g')^-1
         P = T1 @ m11
         S22 = inverse_from_cholesky(dec.dense_L22)

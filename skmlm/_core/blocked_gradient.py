@@ -25,7 +25,7 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.linalg import lapack
 
-from .blocks import batched_inverse_lower, batched_solve_upper_t, left_multiply_t
+from .blocks import batched_solve_upper_t, left_multiply_t
 from .design import lambda_pattern
 
 
@@ -73,11 +73,11 @@ class BlockedGradient:
         dec = model.decompose(theta)
         f1 = cp.first
         m1, q1, p = f1.n_levels, f1.q, model.p
-        T1, L11 = dec.T1, dec.L11
+        T1 = dec.T1
         lam2 = second.lambda2_at(dec.pieces2)
 
         # log det M: the blocks of M^-1 Lambda' A on Lambda's pattern
-        linv = batched_inverse_lower(L11)
+        linv = dec.L11_inv
         m11 = np.swapaxes(linv, 1, 2) @ linv  # (L11_g L11_g')^-1
         P = T1 @ m11
         S22 = inverse_from_cholesky(dec.dense_L22)
@@ -87,7 +87,7 @@ class BlockedGradient:
         G1 = (m11 + PH @ P) @ left_multiply_t(T1, cp.a11) - PH
         grad1 = 2.0 * G1.sum(axis=0).T  # [r, c] = 2 sum_g G1_g[c, r]
         rows2, cols2 = self.rows2, self.cols2
-        LD = np.asarray(lam2.T @ dec.inner)  # Lambda2' (A22 - A21 K1 K1' A21')
+        LD = np.asarray(second.lambda2_t_at(dec.pieces2) @ dec.inner)  # Lambda2' (A22 - A21 K1 K1' A21')
         grad2 = 2.0 * np.einsum("ek,ke->e", S22[cols2], LD[:, rows2])
 
         # pwrss (and REML's log det S_x): the modes u and D = M^-1 Lambda' Z'W X together
@@ -98,7 +98,7 @@ class BlockedGradient:
         Y1, Y2 = self._back_solve(dec, W1, W2)  # (m1, q1, 1 + p), (Q2, 1 + p)
         lY1, lY2 = T1 @ Y1, lam2 @ Y2  # Lambda [u D]
         k = 1 + p
-        AY1 = cp.a11 @ lY1 + np.asarray(second.a21.T @ lY2).reshape(m1, q1, k)
+        AY1 = cp.a11 @ lY1 + np.asarray(second.a21_t @ lY2).reshape(m1, q1, k)
         AY2 = np.asarray(second.a21 @ lY1.reshape(m1 * q1, k)) + second.a22 @ lY2
         u1, u2 = Y1[:, :, 0], Y2[:, 0]
         s1 = cp.a1x @ resid - AY1[:, :, 0]

@@ -60,7 +60,7 @@ class PairExpansion:
 
     def __init__(self, a21, q1):
         csc = sp.csc_matrix(a21)
-        csc.sort_indices()
+        csc.sum_duplicates()  # one nonzero a position, rows sorted: what the listings assume
         self._q1 = q1
         self.size = size = csc.shape[0]
         m1 = csc.shape[1] // q1
@@ -126,7 +126,8 @@ class PairExpansion:
 
     def lower_difference(self, a, w):
         """``a - sum_g A_g W_g A_g'`` on the lower triangle (diagonal included), ``a``'s
-        upper triangle above it, as a new C-ordered array; ``a`` is sparse (CSR)."""
+        upper triangle above it, as a new C-ordered array; ``a`` is a
+        :class:`SparseEntries` (or a matrix, converted on each call)."""
         if self.entries is None:
             out = (self.matrix @ w.ravel()).reshape(a.shape)
             np.negative(out, out=out)
@@ -135,8 +136,26 @@ class PairExpansion:
             if self.entries.size:
                 sums = self.matrix @ w.ravel()
                 out.ravel()[self.entries] = np.negative(sums, out=sums)
-        add_sparse(out, a)
+        (a if isinstance(a, SparseEntries) else SparseEntries(a)).add_to(out)
         return out
+
+
+class SparseEntries:
+    """A fixed sparse matrix as the flat positions and values of its entries, to be added
+    to dense matrices many times: the conversion to coordinates, and the summing of
+    duplicates that makes a fancy-indexed add exact, are done once."""
+
+    def __init__(self, a):
+        coo = sp.coo_matrix(a)
+        coo.sum_duplicates()
+        self.shape = coo.shape
+        self.flat = coo.row.astype(np.intp) * coo.shape[1] + coo.col
+        self.values = coo.data
+
+    def add_to(self, out):
+        """``out += a`` in place, for a dense C-ordered ``out`` of the same shape."""
+        flat = out.reshape(-1)
+        flat[self.flat] += self.values
 
 
 def add_sparse(out, a):
@@ -171,24 +190,37 @@ def _scalar_pairs(csc):
 def _term_pairs(csc, q1):
     """``(ia, ib, w)``: positions in ``csc.data`` of the pairs of nonzeros in rows
     ``i <= j``, one in term ``a``'s and one in term ``b``'s column of the same level, and
-    the index of ``W_g[a, b]`` in the stacked ``W``."""
+    the index of ``W_g[a, b]`` in the stacked ``W``.
+
+    Each nonzero of a term-``a`` column pairs with the run of nonzeros of the term-``b``
+    column of its level (within one column, ``a = b``, with the run from itself on: the
+    rows are sorted): the runs are laid out by repeats and one running index (no
+    division by the run lengths)."""
     m1 = csc.shape[1] // q1
     nnz = np.diff(csc.indptr)
+    column = np.repeat(np.arange(csc.shape[1]), nnz)  # the column of each nonzero
     ia_all, ib_all, w_all = [], [], []
     for a in range(q1):
+        pos_a = np.flatnonzero(column % q1 == a)  # term a's nonzeros, level by level
+        level = column[pos_a] // q1
         for b in range(q1):
-            ca = np.arange(m1) * q1 + a
-            cb = np.arange(m1) * q1 + b
-            na, nb = nnz[ca], nnz[cb]
-            counts = na * nb
-            level = np.repeat(np.arange(m1), counts)
-            k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-            ia = csc.indptr[ca][level] + k // nb[level]
-            ib = csc.indptr[cb][level] + k % nb[level]
-            upper = csc.indices[ia] <= csc.indices[ib]
-            ia_all.append(ia[upper])
-            ib_all.append(ib[upper])
-            w_all.append((level * q1 * q1 + a * q1 + b)[upper])
+            if a == b:  # one column, rows sorted: a nonzero pairs with itself and those below it
+                first = pos_a
+                lens = csc.indptr[column[pos_a] + 1] - pos_a
+            else:  # each term-a nonzero pairs with its level's term-b run
+                cb = np.arange(m1) * q1 + b
+                first = csc.indptr[cb][level]
+                lens = nnz[cb][level]
+            ends = np.cumsum(lens)
+            ia = np.repeat(pos_a, lens)
+            ib = np.arange(ends[-1] if ends.size else 0) + np.repeat(first - (ends - lens), lens)
+            w = np.repeat(level * q1 * q1 + a * q1 + b, lens)
+            if a != b:
+                upper = csc.indices[ia] <= csc.indices[ib]
+                ia, ib, w = ia[upper], ib[upper], w[upper]
+            ia_all.append(ia)
+            ib_all.append(ib)
+            w_all.append(w)
     return np.concatenate(ia_all), np.concatenate(ib_all), np.concatenate(w_all)
 
 
@@ -212,10 +244,15 @@ class CouplingBlock:
 
     def __init__(self, rest, a21, a22, a2x, q1):
         self.a21 = sp.csr_matrix(a21)
+        self.a21_t = self.a21.T.tocsr()  # A12, read at every evaluation: transposed once
         self.a22 = sp.csr_matrix(a22)
+        self._a22_entries = SparseEntries(self.a22)
         self.a2x = a2x
+        self._q1 = q1
         self.size = a22.shape[0]
         self.lambda2, self._fill = block_lambda_template(rest)
+        # Lambda2' shares Lambda2's entries (filled in place by lambda2_at): formed once
+        self._lambda2_t = self.lambda2.T
         self.scalar = all(f.q == 1 for f in rest)
         self._level_theta = np.repeat(np.arange(len(rest)), [f.n_levels for f in rest])
         count = PairExpansion.count(self.a21, q1)
@@ -234,6 +271,8 @@ class CouplingBlock:
         if len(self.rest) != 1 or self.pairs is None:
             return None
         q2, pairs = self.rest[0].q, self.pairs
+        if not self._levels_within_one(q2):  # read from A21's pattern: no slicing of the pairs
+            return None
         if pairs.entries is None:
             entries = np.flatnonzero(np.diff(pairs.matrix.indptr))
             matrix = pairs.matrix[entries]
@@ -245,6 +284,19 @@ class CouplingBlock:
             return None
         a, b = row % q2, col % q2
         return sp.csr_matrix(matrix), level * q2 * q2 + a * q2 + b, level * q2 * q2 + b * q2 + a
+
+    def _levels_within_one(self, q2):
+        """Whether the rows of ``A21`` each level of the largest factor reaches (its ``q1``
+        columns) lie in one level of block 2's single factor (``q2`` rows a level)."""
+        t = self.a21_t  # row g * q1 + a: the rows of A21 in column g * q1 + a
+        starts = t.indptr[:: self._q1]
+        level = t.indices // q2
+        full = np.flatnonzero(np.diff(starts))
+        if level.size == 0:
+            return True
+        lo = np.minimum.reduceat(level, starts[full])
+        hi = np.maximum.reduceat(level, starts[full])
+        return bool(np.array_equal(lo, hi))
 
     def _schur_blocks(self, pieces, K1, keep_inner):
         """:meth:`schur` as a stack of the levels' blocks (see :meth:`_level_blocks`)."""
@@ -264,6 +316,11 @@ class CouplingBlock:
         """The sparse ``Lambda2`` for the factors' parts of theta."""
         return self._fill(pieces)
 
+    def lambda2_t_at(self, pieces):
+        """The sparse ``Lambda2'`` for the factors' parts of theta (no transposition)."""
+        self._fill(pieces)
+        return self._lambda2_t
+
     def congruence(self, pieces, inner):
         """``Lambda2' inner Lambda2`` for a dense symmetric ``inner`` (overwritten when
         every factor of the block is scalar: ``Lambda2`` is then diagonal)."""
@@ -272,9 +329,9 @@ class CouplingBlock:
             inner *= lam[:, None]
             inner *= lam[None, :]
             return inner
-        lam2 = self._fill(pieces)
-        left = lam2.T @ inner
-        return np.asarray((lam2.T @ left.T).T)
+        lam2_t = self.lambda2_t_at(pieces)
+        left = lam2_t @ inner
+        return np.asarray((lam2_t @ left.T).T)
 
     def schur(self, pieces, K1, keep_inner=False):
         """``Lambda2' (A22 - A21 K1 K1' A21') Lambda2 + I``: what ``L22`` factorises.
@@ -288,14 +345,14 @@ class CouplingBlock:
         if self.level_blocks is not None:
             return self._schur_blocks(pieces, K1, keep_inner)
         if self.pairs is not None and self.scalar:
-            out = self.pairs.lower_difference(self.a22, K1 @ np.swapaxes(K1, 1, 2))
+            out = self.pairs.lower_difference(self._a22_entries, K1 @ np.swapaxes(K1, 1, 2))
             inner = np.tril(out) + np.tril(out, -1).T if keep_inner else None
             out = self.congruence(pieces, out)
             out.flat[:: self.size + 1] += 1.0
             return (out, inner) if keep_inner else out
         inner = self.coupled_square(K1)
         np.negative(inner, out=inner)
-        add_sparse(inner, self.a22)
+        self._a22_entries.add_to(inner)
         out = self.congruence(pieces, inner if not (keep_inner and self.scalar) else inner.copy())
         out[np.diag_indices_from(out)] += 1.0
         return (out, inner) if keep_inner else out
@@ -312,18 +369,18 @@ class CouplingBlock:
         """``L21 B`` for ``B`` of shape (m1 * q1, k), without forming ``L21``."""
         m1, q1, _ = K1.shape
         kb = K1 @ B.reshape(m1, q1, -1)  # blockdiag(K1) B
-        return self.lambda2_at(pieces).T @ (self.a21 @ kb.reshape(m1 * q1, -1))
+        return self.lambda2_t_at(pieces) @ (self.a21 @ kb.reshape(m1 * q1, -1))
 
     def l21t_times(self, pieces, K1, v):
         """``L21' v`` for a vector ``v`` of length Q2, or a matrix (Q2, k)."""
         m1, q1, _ = K1.shape
-        w = (self.a21.T @ (self.lambda2_at(pieces) @ v)).reshape(m1, q1, -1)
+        w = (self.a21_t @ (self.lambda2_at(pieces) @ v)).reshape(m1, q1, -1)
         out = np.swapaxes(K1, 1, 2) @ w
         return out.ravel() if np.ndim(v) == 1 else out.reshape(m1 * q1, -1)
 
     def l21(self, pieces, K1):
         """``L21`` as a sparse matrix (for callers that need it whole)."""
-        return (self.lambda2_at(pieces).T @ (self.a21 @ blockdiag(K1))).tocsr()
+        return (self.lambda2_t_at(pieces) @ (self.a21 @ blockdiag(K1))).tocsr()
 
 
 def blockdiag(blocks):

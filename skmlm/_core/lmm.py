@@ -138,6 +138,7 @@ class Decomposition:
     logdet_z: float
     second: object = None
     inner: object = None  # A22 - A21 K1 K1' A21', kept for the blocked gradient
+    L11_inv: object = None  # L11^-1 per level (which K1 is formed from), kept for the blocked gradient
 
     @property
     def L21(self):
@@ -261,17 +262,18 @@ class LinearMixedModel:
         B1 = B1.reshape(m1 * q1, -1)
         s = cp.a_xx - B1.T @ B1
         logdet_z = batched_logdet_chol(L11)
-        K1 = L22 = B2 = inner = None
+        K1 = L22 = B2 = inner = L11_inv = None
         second = cp.second
         if second is not None:
             p2 = pieces[1:]
-            K1 = T1 @ np.swapaxes(batched_inverse_lower(L11), 1, 2)  # Lambda1 L11^-T, per level
+            L11_inv = batched_inverse_lower(L11)
+            K1 = T1 @ np.swapaxes(L11_inv, 1, 2)  # Lambda1 L11^-T, per level
             inner = None
             if self._blocked_gradient is not None:
                 schur, inner = second.schur(p2, K1, keep_inner=True)
             else:
                 schur = second.schur(p2, K1)
-            rhs = second.lambda2_at(p2).T @ second.a2x - second.l21_times(p2, K1, B1)
+            rhs = second.lambda2_t_at(p2) @ second.a2x - second.l21_times(p2, K1, B1)
             if schur.ndim == 3:  # block diagonal by levels: see CouplingBlock.level_blocks
                 L22 = batched_cholesky(schur)
                 B2 = batched_solve_lower(L22, rhs.reshape(L22.shape[0], L22.shape[1], -1)).reshape(rhs.shape)
@@ -283,7 +285,7 @@ class LinearMixedModel:
             s = s - B2.T @ B2
         Lxy = np.linalg.cholesky(s)
         return Decomposition(T1, L11, K1, pieces[1:], L22, B1, B2, Lxy, logdet_z, second,
-                             inner if second is not None else None)
+                             inner if second is not None else None, L11_inv)
 
     # -- the objective ------------------------------------------------------------
     def deviance_from(self, dec):

@@ -247,6 +247,18 @@ def test_scalar_path_search_reaches_the_general_optimum(slope_only, n_agq):
     np.testing.assert_allclose(est_fast["random_effects"]["a"], est_general["random_effects"]["a"], atol=1e-8)
 
 
+def _assert_exact_hessian(scalar, x, h=1e-5):
+    """Assert that the scalar path's exact Hessian at ``x`` is the central-difference
+    Jacobian of its analytic gradient; return it."""
+    _, _, H = scalar.value_gradient_exact_hessian(x)
+    fd = np.column_stack([
+        (scalar.value_and_gradient(x + h * e)[1] - scalar.value_and_gradient(x - h * e)[1]) / (2 * h)
+        for e in np.eye(len(x))
+    ])
+    np.testing.assert_allclose(H, fd, atol=1e-5 * max(1.0, np.abs(fd).max()))
+    return H
+
+
 @pytest.mark.parametrize("slope_only", [False, True])
 def test_scalar_path_exact_hessian_against_finite_differences(slope_only):
     """The scalar path's exact Hessian is the central-difference Jacobian of its gradient;
@@ -254,13 +266,7 @@ def test_scalar_path_exact_hessian_against_finite_differences(slope_only):
     factors, X, y, w = _scalar_data(slope_only)
     scalar = GeneralizedMixedModel(factors, X, y, w).scalar
     for x in (np.array([0.8, 0.1, 0.5]), np.array([-1.7, 0.4, -0.2]), np.array([0.0, 0.3, 0.2])):
-        _, g, H = scalar.value_gradient_exact_hessian(x)
-        h = 1e-5
-        fd = np.column_stack([
-            (scalar.value_and_gradient(x + h * e)[1] - scalar.value_and_gradient(x - h * e)[1]) / (2 * h)
-            for e in np.eye(len(x))
-        ])
-        np.testing.assert_allclose(H, fd, atol=1e-5 * max(1.0, np.abs(fd).max()))
+        H = _assert_exact_hessian(scalar, x)
         _, _, approx = scalar.value_gradient_hessian(x)
         np.testing.assert_allclose(approx[1:, 1:], H[1:, 1:], rtol=0.05, atol=0.05 * np.abs(H).max())
 
@@ -292,13 +298,7 @@ def test_scalar_path_dispersion_hessian_against_finite_differences(name, link):
     scalar = model.scalar
     x0 = np.array([0.6, 0.8, 0.2, 0.3]) if link == "inverse" else np.array([0.6, 0.3, 0.4, 0.5])
     for x in (x0, x0 * np.r_[-1.5, 1.0, 1.0, -2.0]):
-        _, g, H = scalar.value_gradient_exact_hessian(x)
-        h = 1e-5
-        fd = np.column_stack([
-            (scalar.value_and_gradient(x + h * e)[1] - scalar.value_and_gradient(x - h * e)[1]) / (2 * h)
-            for e in np.eye(len(x))
-        ])
-        np.testing.assert_allclose(H, fd, atol=1e-5 * max(1.0, np.abs(fd).max()))
+        H = _assert_exact_hessian(scalar, x)
 
 
 def test_row_order_does_not_change_the_fit():

@@ -393,27 +393,26 @@ class NegativeBinomial(Family):
 
         return slopes
 
-    def _kernel_dispersion_terms(self, y, eta, dispersion):
-        """``mu``, ``k + mu`` and the kernel's first derivative in ``k`` per unit weight."""
-        k = dispersion
+    def _k_derivatives(self, y, eta, k):
+        """``mu``, ``k + mu`` and the derivatives in ``k`` of the kernel, the score and W per
+        unit weight."""
         mu = np.exp(eta)
         km = k + mu
-        return mu, km, np.log(k) + 1.0 - np.log(km) - (y + k) / km
+        dl = np.log(k) + 1.0 - np.log(km) - (y + k) / km
+        dd1 = (y - mu) * mu / km**2
+        dW = mu * (2.0 * k * mu + y * mu - y * k) / km**3
+        return mu, km, dl, dd1, dW
 
     def dispersion_derivatives(self, y, eta, w, dispersion):
         k = dispersion
-        mu, km, dl = self._kernel_dispersion_terms(y, eta, k)
-        dd1 = (y - mu) * mu / km**2
-        dW = mu * (2.0 * k * mu + y * mu - y * k) / km**3
+        _, _, dl, dd1, dW = self._k_derivatives(y, eta, k)
         return w * k * dl, w * k * dd1, w * k * dW  # d/ds = k d/dk
 
     def dispersion_second_derivatives(self, y, eta, w, dispersion):
         k = dispersion
-        mu, km, dl = self._kernel_dispersion_terms(y, eta, k)
-        # the first and second derivatives in k; d2/ds2 = k d/dk + k^2 d2/dk2
+        mu, km, dl, dd1, dW = self._k_derivatives(y, eta, k)
+        # the second derivatives in k; d2/ds2 = k d/dk + k^2 d2/dk2
         dl2 = 1.0 / k - 1.0 / km - (mu - y) / km**2
-        dd1 = (y - mu) * mu / km**2
-        dW = mu * (2.0 * k * mu + y * mu - y * k) / km**3
         dW2 = 2.0 * mu * (mu * mu - 2.0 * k * mu - 2.0 * y * mu + y * k) / km**4
         q = mu / km
         W = (k + y) * q * (1.0 - q)

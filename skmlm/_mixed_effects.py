@@ -290,7 +290,9 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
         The last mixed model fitted to the out-of-fold residuals (its fixed effects, an
         intercept and the slope columns, absorb the residuals' mean and trend, so that the
         random effects stay centred; ``f`` carries the fixed part in predictions), with
-        the conditional modes and fixed effects of step 4 (for ``cv=None``, as fitted).
+        the conditional modes and fixed effects of step 4 (for ``cv=None``, as fitted);
+        its variance components, log-likelihood and standard errors are the out-of-fold
+        fit's.
     random_effects_ : dict of str to DataFrame
         Conditional modes: one row per level, one column per term.
     random_covariance_ : dict of str to DataFrame

@@ -21,7 +21,8 @@ CPU time (which a busy machine disturbs less; with one thread it is the fair mea
 
 Run: ``python benchmarks/bench_beyond_linear.py [--seeds 0,1,2] [--jobs 3]`` (``--jobs``: seeds
 run in parallel processes; each fit's CPU time is its own process's); writes
-``benchmarks/results_beyond_linear.md``.
+``benchmarks/results_beyond_linear.md``. The same methods on real multilevel data (R's
+mlmRev): ``benchmarks/bench_beyond_linear_real.py``.
 """
 
 import os

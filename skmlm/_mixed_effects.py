@@ -10,6 +10,7 @@ model sees ``f``'s predictions made out of fold, by models that never saw the ro
 groups, so a group's offset cannot hide in ``f``'s fit to that group's own rows.
 """
 
+import copy
 import time
 import warnings
 from numbers import Integral, Real
@@ -29,6 +30,7 @@ from sklearn.utils.validation import (
 )
 
 from ._base import MixedModelMixin
+from ._core.lmm import LinearMixedModel
 from ._input import (
     _check_2d, column_names, encode_levels, group_frame, resolve_random_slopes, split_group_columns,
     validate_y_weights,
@@ -41,6 +43,13 @@ from ._logistic import MixedLogisticClassifier
 PROBABILITY_EPS = 1e-6
 
 RELAXATION = 0.5
+
+#: Fits of f on all rows at the end of MixedEffectsRegressor's fit, each to y less the
+#: random part, each followed by the modes of its residuals at the variance components
+#: estimated out of fold. The first one's target carries the out-of-fold modes, noisier
+#: than the modes of its own residuals; the second one's target is the cleaner. More
+#: rounds on in-sample residuals start to let f take up what is left of the groups' effects.
+FINAL_FITS = 2
 
 #: The column of the logistic mixed model's design that holds the classifier's log-odds.
 LOG_ODDS = "f(X) log-odds"
@@ -201,20 +210,30 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
        likelihood, on the slope columns): its random part ``Z b``;
     1. fit ``f`` to ``y - Z b`` out of fold: the levels of the first grouping factor are
        split into ``cv`` folds, and each fold is predicted by ``f`` fitted on the others;
-    2. fit the linear mixed model to the residuals ``y - f(X)``; its conditional modes
-       give the new ``Z b``; the next target is the mean of the new and the previous
-       ``Z b`` (a damped step, which keeps the iteration from oscillating when ``f`` can
-       tell the groups apart);
+    2. fit the linear mixed model to the out-of-fold residuals ``y - f(X)``: its variance
+       components are the answer, its conditional modes give the new ``Z b``; the next
+       target is the mean of the new and the previous ``Z b`` (a damped step, which keeps
+       the iteration from oscillating when ``f`` can tell the groups apart);
     3. by default stop here (``max_iter=1``, ``tol=None``): one round from the linear
        mixed model's start, a one-step estimator; with ``tol``, repeat 1-2 until ``Z b``
        changes by at most ``tol`` times the residual standard deviation (root mean
        square over the rows), at most ``max_iter`` times;
-    4. fit ``f`` once more, on all rows, to ``y`` less the last ``Z b``.
+    4. twice (out of fold only: ``cv=None`` keeps the last round's ``f`` and modes): fit
+       ``f`` on all rows to ``y`` less the last ``Z b``, and take as ``Z b`` the conditional
+       modes of that model's residuals at the variance components of step 2.
 
-    ``f`` of new rows (``regressor_``) is the mean, half and half, of that last model and
-    of the mean of the last round's fold models: it varies less than either, as
-    bagging's does. The cost is ``cv`` fits of ``f`` on ``(cv - 1) / cv`` of the rows per
-    round, plus one on all rows.
+    Step 4 is what a known level's prediction gains from: the fold models each saw only
+    ``(cv - 1) / cv`` of the levels, and their out-of-fold error, added to the noise,
+    blurs a level's mean residual; the model fitted on all rows errs less, so the modes of
+    its residuals are closer. The variance components stay those estimated out of fold,
+    where ``f`` could not take up a group's effect; and ``f``'s target has the groups'
+    effects removed, so the model on all rows finds little of them left to absorb. The
+    second pass fits ``f`` to ``y`` less these closer modes; more passes on in-sample
+    residuals do not help (``f`` starts to fit what is left of the groups' effects).
+    ``f`` of new rows (``regressor_``) is the mean, half and half, of the last model on
+    all rows and of the mean of the last round's fold models: it varies less than
+    either, as bagging's does. The cost is ``cv`` fits of ``f`` on ``(cv - 1) / cv`` of
+    the rows per round, plus two on all rows.
 
     A flexible ``f`` fitted to the rows of a group learns that group's offset, and the
     in-sample residuals then hide it from the mixed model (the group variance shrinks
@@ -239,7 +258,7 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
         Columns of X that hold grouping factors; they are not features of ``f``.
     cv : int or None, default=2
         Folds of the first grouping factor's levels for the out-of-fold predictions
-        (their cost grows with ``cv``, ``cv`` fits of ``f`` a round, plus one; the accuracy on
+        (their cost grows with ``cv``, ``cv`` fits of ``f`` a round, plus two; the accuracy on
         known levels grows a little with it, as the mean of more fold models varies less).
         None: in-sample residuals (the classic backfitting, which lets a flexible ``f``
         absorb the group effects; for comparison).
@@ -265,12 +284,15 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
     Attributes
     ----------
     regressor_ : FoldAverage or estimator
-        ``f``: half the model fitted on all rows at the end, half the mean of the ``cv``
-        fold models of the last round (one model fitted on all rows for ``cv=None``).
+        ``f``: half the last model fitted on all rows, half the mean of the ``cv`` fold
+        models of the last round (for ``cv=None``, the last round's one model).
     mixed_model_ : MixedLinearRegressor
-        The last mixed model, fitted to the out-of-fold residuals (its fixed effects, an
+        The last mixed model fitted to the out-of-fold residuals (its fixed effects, an
         intercept and the slope columns, absorb the residuals' mean and trend, so that the
-        random effects stay centred; ``f`` carries the fixed part in predictions).
+        random effects stay centred; ``f`` carries the fixed part in predictions), with
+        the conditional modes and fixed effects of step 4 (for ``cv=None``, as fitted);
+        its variance components, log-likelihood and standard errors are the out-of-fold
+        fit's.
     random_effects_ : dict of str to DataFrame
         Conditional modes: one row per level, one column per term.
     random_covariance_ : dict of str to DataFrame
@@ -404,7 +426,14 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
                 "give the regressor a fixed random_state if its fits vary from run to run",
                 ConvergenceWarning, stacklevel=2,
             )
-        self.regressor_ = self._final_f(regressor, X_rest, y - random_part, w_f, models)
+        if fold is None:  # in sample: the last round's f
+            self.regressor_ = models[0]
+        else:  # f on all rows, the modes of its residuals at the variance components out of fold
+            for _ in range(FINAL_FITS):
+                full = self._fit_on(regressor, X_rest, y - random_part, w_f)
+                mixed = self._modes_at_covariance(mixed, Xs, y - full.predict(X_rest), g, w_f)
+                random_part = self._random_part(mixed, Xs, g)
+            self.regressor_ = FoldAverage([full] * len(models) + list(models))
         self.mixed_model_ = mixed
         self.n_iter_ = it
         self.converged_ = converged if self.tol is not None else None
@@ -412,15 +441,26 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
         self._views = {}
         return self
 
-    def _final_f(self, regressor, X, target, w, models):
-        """``f`` of new rows: for ``cv=None`` the one model; else one model fitted on all rows
-        to ``y`` less the last random part, averaged (half and half) with the mean of the fold
-        models. The fold models saw only ``(cv - 1) / cv`` of the levels, the full model all of
-        them; the mean of both varies less than either (as bagging's)."""
-        if len(models) == 1:
-            return models[0]
-        full = self._fit_on(regressor, X, target, w)
-        return FoldAverage([full] * len(models) + list(models))
+    def _modes_at_covariance(self, mixed, Xs, residuals, g, w):
+        """A copy of the mixed model ``mixed`` with the conditional modes (and fixed effects)
+        of ``residuals`` at its variance components (its ``theta_``; its covariances and
+        residual variance are kept).
+
+        The variance components come from out-of-fold residuals, where ``f`` cannot hide a
+        group's effect; the modes from the residuals of ``f`` fitted on all rows, whose error
+        is smaller than that of the fold models (fitted on fewer levels each): less noise in
+        a level's mean residual, closer modes. ``f``'s target had the random part removed
+        already, so its fit cannot take up the groups' effects, only what was left of them."""
+        fresh = self._mixed_model()
+        d = fresh._prepare_fit(Xs, residuals, g, w)
+        statistics = fresh._statistics_of(d)
+        est = LinearMixedModel(statistics, reml=False).estimates(mixed.theta_)
+        scale = statistics.y_scale  # the statistics hold y / y_scale: see skmlm._core.search.response_scale
+        out = copy.deepcopy(mixed)
+        out._set_fixed_effects(est["beta"] * scale)
+        covariances = {name: cov.to_numpy() for name, cov in mixed.random_covariance_.items()}
+        out._store_random_effects(d["factors"], {k: v * scale for k, v in est["random_effects"].items()}, covariances)
+        return out
 
     def _cross_fit(self, regressor, X, target, w, fold):
         """``(models, predictions)``: ``f`` fitted on each fold's complement and its predictions of

@@ -99,6 +99,28 @@ def test_recovers_the_group_variance(sim, fitted):
     assert fitted.converged_ is None and fitted.n_iter_ == 1 and len(fitted.iteration_log_) == 2
 
 
+def test_modes_are_those_of_the_final_f_at_the_out_of_fold_variances(sim, fitted):
+    """The variance components are the last out-of-fold fit's (its log row); the modes are
+    those of the residuals of f fitted on all rows, at those variances: for a random
+    intercept, the closed form b_j = tau2 / (tau2 + s2 / n_j) (mean residual_j - beta0),
+    beta0 the generalised-least-squares mean of the levels' mean residuals."""
+    X, y, g, _ = sim
+    last = fitted.iteration_log_.iloc[-1]
+    tau2 = fitted.random_covariance_["g"].iloc[0, 0]
+    s2 = fitted.residual_variance_
+    assert tau2 == pytest.approx(last["var g: (Intercept)"], rel=1e-12)
+    assert s2 == pytest.approx(last["residual_variance"], rel=1e-12)
+    full = fitted.regressor_.estimators[0]  # the model on all rows (half of the mean)
+    r = pd.Series(y - full.predict(X)).groupby(g.to_numpy())
+    mean, n = r.mean(), r.size()
+    weight = 1 / (tau2 + s2 / n)
+    beta0 = float((weight * mean).sum() / weight.sum())
+    modes = tau2 / (tau2 + s2 / n) * (mean - beta0)
+    np.testing.assert_allclose(fitted.random_effects_["g"]["(Intercept)"].to_numpy(), modes.to_numpy(), rtol=1e-6,
+                               atol=1e-9)
+    assert fitted.mixed_model_.intercept_ == pytest.approx(beta0, rel=1e-6)
+
+
 def test_beats_plain_f_on_known_groups():
     X, y, g, _ = simulate(seed=1)
     Xt, yt, gt = simulate(seed=1)[0], y, g  # same groups: the rows' noise differs below

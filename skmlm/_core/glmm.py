@@ -604,6 +604,8 @@ def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NE
     if len(tail):
         scalar.dispersion = dispersion_from_log(tail[0])
     beta = scalar.joint_mode(x0[0], beta0)
+    if len(tail):  # the dispersion's moment estimate at the joint modes' means
+        tail = np.log([scalar.conditional_dispersion(x0[0], beta)])
     x = np.concatenate(([scalar.em_theta(x0[0], beta)], beta, tail))
     f, g, H = evaluate(x)
     steps = 0

@@ -411,6 +411,15 @@ class ScalarGLMM:
         self.u = u
         return beta
 
+    def conditional_dispersion(self, theta, beta):
+        """The family's moment estimate of the dispersion at the conditional means (the
+        modes left by :meth:`joint_mode`), set as the model's dispersion: a start near the
+        optimum, where the fixed-effects-only GLM's estimate counts the levels' variance
+        as dispersion."""
+        eta = self.offset + self.X @ beta + theta * self.z * self.u[self.codes]
+        self.dispersion = self.family.start_dispersion(self.y, self.family.mean(eta), self.w)
+        return self.dispersion
+
     def em_theta(self, theta, beta):
         """One EM step for theta: the root mean square of the levels' random effects under
         their Laplace posteriors, ``sqrt(mean(theta^2 (u_j^2 + 1 / h_j)))``. From lme4's

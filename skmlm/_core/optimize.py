@@ -258,8 +258,10 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
     derivatives, or ``derivatives(x, f)`` both at once. ``update``: after the first Hessian, BFGS
     updates along each step (with the gradient there) stand in for ``hess`` while every
     coordinate is free: superlinear convergence from an exact start, without ``k``
-    gradients a step; once the updated Hessian promises convergence, a fresh one judges
-    it. Once the decrement is below tolerance, its step is still taken if it is no
+    gradients a step; once the updated Hessian promises convergence, it judges it where
+    the last step cut the decrement superlinearly (by ``SUPERLINEAR``: the Dennis-More
+    condition, the updated Hessian right along the Newton steps, whose decrement is the
+    one judged), else a fresh one judges it. Once the decrement is below tolerance, its step is still taken if it is no
     worse: one evaluation for a quadratically converged point (none where the decrement is
     rounding, or with ``final_step=False``: where an evaluation is dear, the at most
     ``decrement_tol`` it gains is not worth it). At most ``max_steps`` steps are taken (that last one counted); after the
@@ -270,8 +272,9 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
     """
     f, steps = fun(x), 0
     H, last = None, None  # last: (step, gradient before it) of an accepted step
+    decrease = np.inf  # at the point before (for the superlinear test of an updated Hessian)
     for _ in range(max_steps + 1):
-        updated = None
+        updated, before = None, decrease
         if derivatives is not None:
             g, H = derivatives(x, f)
             free = ~((x <= lower + 1e-12) & (g > 0))
@@ -281,7 +284,9 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
             updated = bfgs_update(H, last[0], g - last[1]) if update and last is not None and free.all() else None
             H = updated if updated is not None else hess(x, f, g, free)
         decrease, step = newton_decrement(g, H, free)
-        if updated is not None and not decrease > decrement_tol:  # convergence is judged on a fresh Hessian
+        if updated is not None and not decrease > decrement_tol and not decrease <= SUPERLINEAR * before:
+            # the updated Hessian promises convergence, but the last step did not show it
+            # right along the steps: a fresh Hessian judges it
             H = hess(x, f, g, free)
             decrease, step = newton_decrement(g, H, free)
         if final_step and decrement_tol >= decrease > ROUNDING * max(1.0, abs(f)) and steps < max_steps:
@@ -305,6 +310,12 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
             break
     return x, f, g, H, decrease, steps
 
+
+#: An updated (BFGS) Hessian judges convergence where the last step cut the Newton
+#: decrement by at least this factor: quasi-Newton steps converge superlinearly exactly
+#: where the updated Hessian is right along them (Dennis and More, 1974), and a Hessian
+#: wrong along the steps shows as a linear rate (a fresh Hessian then judges).
+SUPERLINEAR = 0.1
 
 #: A Newton decrement below this, relative to the objective, is rounding: the step it
 #: promises is not worth its evaluation.

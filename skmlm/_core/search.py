@@ -138,7 +138,7 @@ def _search(statistics, search_statistics, maps, model, reml, max_iter, tol, ver
         stationary=np.where(model.theta_lower == 0, 0.0, np.nan),
         gradient=model.gradient if model.has_gradient else None, derivative_free=model.costly_evaluation,
         max_iter=max_iter, decrement_tol=tol, verbose=verbose, newton_first=moments is not None,
-        hessian=model.hessian if model.has_hessian else None,
+        hessian=model.hessian if model.has_hessian else None, blocks=theta_blocks(model.factors),
     )
     search_factors = model.factors
     opt.x = canonical_theta(search_factors, opt.x)
@@ -160,6 +160,11 @@ def _search(statistics, search_statistics, maps, model, reml, max_iter, tol, ver
         model = copy.copy(model)  # the same cross-products, reported with the user's factors
         model.factors = list(statistics.factors)
     return model, opt, est
+
+
+def theta_blocks(factors):
+    """The grouping factor of each entry of theta (the blocks of :func:`~.optimize.block_jacobian`)."""
+    return np.repeat(np.arange(len(factors)), [f.n_theta for f in factors])
 
 
 #: Largest order of ``[X Z]'W[X Z]`` for which :func:`exact_residual` solves the least

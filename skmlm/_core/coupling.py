@@ -84,6 +84,12 @@ class PairExpansion:
         self.matrix = sp.csr_matrix((coef[order], widx[order], np.append(starts, n_pairs)), shape=(self.entries.size, n_w))
 
     @cached_property
+    def transposed(self):
+        """The matrix transposed (CSC, sharing its arrays): :meth:`adjoint` reads it at every
+        gradient, and scipy's transposition checks the indices each time it is made."""
+        return self.matrix.T
+
+    @cached_property
     def mirror(self):
         """The entries' positions in the upper triangle (the full sum of :meth:`__call__`)."""
         rows, cols = np.divmod(self.entries, self.size)
@@ -118,7 +124,7 @@ class PairExpansion:
         ``X_g`` with the diagonal of ``C`` halved gives ``X_g + X_g'``."""
         c = np.array(c, dtype=float)
         c.flat[:: self.size + 1] *= 0.5
-        x = self.matrix.T @ (c.ravel() if self.entries is None else c.ravel()[self.entries])
+        x = self.transposed @ (c.ravel() if self.entries is None else c.ravel()[self.entries])
         m1q1q1 = x.size
         q1 = self._q1
         x = x.reshape(m1q1q1 // (q1 * q1), q1, q1)

@@ -170,14 +170,15 @@ def block_jacobian(gradient, x, g0, blocks, step=1e-6):
     """The Hessian's blocks (coordinates with equal ``blocks`` labels: the parameters of
     one grouping factor) as forward differences of an analytic gradient, one coordinate
     of every block perturbed together: as many gradients as the largest block has
-    coordinates, not one per coordinate. The derivatives across blocks are left 0 (the
-    mixed curvature of two factors' parameters, small next to each factor's own: a
-    rough Hessian, good for a Newton step, not for judging convergence).
+    coordinates, not one per coordinate. The curvature across blocks (two factors'
+    parameters together, small next to each factor's own) is taken as 0: it is left out
+    of ``H`` and adds, times the ratio of the steps, to the entries within the blocks.
+    A rough Hessian, good for a Newton step, not for judging convergence.
 
     Returns ``(H, complete)``: ``complete()`` gives the whole Hessian of
     :func:`gradient_jacobian` (forward differences) from the gradients taken here and
     one more per coordinate beyond the first of its group (``len(x)`` in all); it is
-    None where ``H`` is whole already (every block of one coordinate, or one block).
+    None where ``H`` is whole already (one block).
     """
     blocks = np.asarray(blocks)
     k = len(x)

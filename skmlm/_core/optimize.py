@@ -180,24 +180,25 @@ def block_jacobian(gradient, x, g0, blocks, step=1e-6):
     one more per coordinate beyond the first of its group (``len(x)`` in all); it is
     None where ``H`` is whole already (one block).
     """
-    blocks = np.asarray(blocks)
     k = len(x)
     h = step * np.maximum(1.0, np.abs(x))
-    rank = np.empty(k, dtype=int)  # a coordinate's position within its block
-    for b in np.unique(blocks):
-        rank[blocks == b] = np.arange(np.count_nonzero(blocks == b))
-    same = blocks[:, None] == blocks[None, :]
+    members, seen = [], {}  # members[r]: the r-th coordinate of every block
+    for i, b in enumerate(blocks.tolist()):
+        r = seen[b] = seen.get(b, -1) + 1
+        if r == len(members):
+            members.append([])
+        members[r].append(i)
+    same = np.equal.outer(blocks, blocks)
     H = np.zeros((k, k))
     groups = []
-    for r in range(int(rank.max()) + 1 if k else 0):
-        members = np.flatnonzero(rank == r)
+    for group in members:
         xp = x.copy()
-        xp[members] += h[members]
+        xp[group] += h[group]
         d = gradient(xp) - g0
-        H[:, members] = np.where(same[:, members], d[:, None], 0.0) / h[members]
-        groups.append((members, d))
+        H[:, group] = np.where(same[:, group], d[:, None], 0.0) / h[group]
+        groups.append((group, d))
     H = (H + H.T) / 2
-    if all(len(members) == 1 for members, _ in groups):
+    if len(seen) == 1:
         return H, None
 
     def complete():

@@ -163,7 +163,10 @@ def _search(statistics, search_statistics, maps, model, reml, max_iter, tol, ver
 
 
 def theta_blocks(factors):
-    """The grouping factor of each entry of theta (the blocks of :func:`~.optimize.block_jacobian`)."""
+    """The grouping factor of each entry of theta (the blocks of
+    :func:`~.optimize.block_jacobian`); None for one factor (one block: nothing to split)."""
+    if len(factors) < 2:
+        return None
     return np.repeat(np.arange(len(factors)), [f.n_theta for f in factors])
 
 

@@ -91,7 +91,7 @@ class PairExpansion:
 
     @cached_property
     def transposed(self):
-        """The matrix transposed (CSC, sharing its arrays): :meth:`adjoint` reads it at every
+        """The matrix transposed (sharing its arrays): :meth:`adjoint` reads it at every
         gradient, and scipy's transposition checks the indices each time it is made."""
         return self.matrix.T
 

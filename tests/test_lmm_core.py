@@ -283,6 +283,85 @@ def test_bfgs_update_meets_the_secant_condition():
     assert bfgs_update(H, s, -y) is None
 
 
+def _coupled_quadratic(coupling=1.0):
+    """A smooth function of 5 parameters in blocks (3, 2), its cross-block curvature
+    scaled by ``coupling``; its gradient (counting calls) and exact Hessian."""
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal((5, 5))
+    A = a @ a.T + 5 * np.eye(5)
+    A[:3, 3:] *= coupling
+    A[3:, :3] *= coupling
+    calls = []
+
+    def fun(x):
+        return 0.5 * x @ A @ x + 0.1 * np.sum(x**3)
+
+    def grad(x):
+        calls.append(x.copy())
+        return A @ x + 0.3 * x**2
+
+    def hess(x):
+        return A + np.diag(0.6 * x)
+
+    return fun, grad, hess, calls
+
+
+def test_block_jacobian_steps_on_the_blocks_and_completes_to_the_whole_hessian():
+    """Without curvature across the blocks the rough Hessian is the exact one, from as
+    many gradients as the largest block has coordinates (0 across the blocks); with it,
+    the completed Hessian is the whole one, from one gradient per coordinate in all; with
+    one block the first is whole at once."""
+    from skmlm._core.optimize import block_jacobian
+
+    x = np.array([0.3, -0.2, 0.5, 0.1, -0.4])
+    blocks = np.array([0, 0, 0, 1, 1])
+    same = blocks[:, None] == blocks[None, :]
+    fun, grad, hess, calls = _coupled_quadratic(coupling=0.0)
+    H, complete = block_jacobian(grad, x, grad(x), blocks)
+    assert len(calls) == 1 + 3
+    np.testing.assert_allclose(H, hess(x), rtol=1e-5, atol=1e-5)
+    assert np.all(H[~same] == 0)
+
+    fun, grad, hess, calls = _coupled_quadratic()
+    H, complete = block_jacobian(grad, x, grad(x), blocks)
+    assert np.all(H[~same] == 0)
+    np.testing.assert_allclose(complete(), hess(x), rtol=1e-5, atol=1e-5)
+    assert len(calls) == 1 + 5
+    H1, none = block_jacobian(grad, x, grad(x), np.zeros(5, int))  # one block
+    assert none is None
+    np.testing.assert_allclose(H1, hess(x), rtol=1e-5, atol=1e-5)
+
+
+def test_rough_first_hessian_steps_but_never_judges():
+    """Newton steps from a rough first Hessian reach the optimum a whole one reaches; at
+    an optimum from the start, the Hessian judging it is the whole one (completed)."""
+    from skmlm._core.optimize import block_jacobian, gradient_jacobian, polish
+
+    fun, grad, hess, calls = _coupled_quadratic()
+    blocks = np.array([0, 0, 0, 1, 1])
+    lower = np.full(5, -np.inf)
+    free = np.ones(5, bool)
+
+    def whole(x, f, g, free):
+        return gradient_jacobian(grad, x, free, lower, g0=g)
+
+    def rough(x, f, g, free):
+        return block_jacobian(grad, x, g, blocks)
+
+    def gradient(x, f):
+        return grad(x)
+
+    x0 = np.array([0.3, -0.2, 0.5, 0.1, -0.4])
+    ref = polish(fun, gradient, whole, x0, lower, max_steps=20, update=True)
+    out = polish(fun, gradient, whole, x0, lower, max_steps=20, update=True, rough_hess=rough)
+    assert out[4] <= 1e-7 and ref[4] <= 1e-7
+    assert abs(out[1] - ref[1]) <= 1e-9
+    at_optimum = out[0]
+    judged = polish(fun, gradient, whole, at_optimum, lower, max_steps=20, update=True, rough_hess=rough)
+    np.testing.assert_allclose(judged[3], hess(judged[0]), rtol=1e-4, atol=1e-4)
+    assert np.any(judged[3][:3, 3:] != 0)
+
+
 def test_newton_first_with_updates_reaches_the_optimum_of_a_slope_model():
     """Newton-first steps on BFGS-updated Hessians end where a search with a fresh
     finite-difference Hessian at every step ends (a random slope far from its start)."""

@@ -93,11 +93,12 @@ class BlockedGradient:
         # pwrss (and REML's log det S_x): the modes u and D = M^-1 Lambda' Z'W X together
         beta = model._beta(dec)
         resid = np.append(-beta, 1.0)
-        W1 = np.column_stack([dec.B1 @ resid, dec.B1[:, :p]])
-        W2 = np.column_stack([dec.B2 @ resid, dec.B2[:, :p]])
-        Y1, Y2 = self._back_solve(dec, W1, W2)  # (m1, q1, 1 + p), (Q2, 1 + p)
+        reml = model.reml and p > 0
+        W1 = np.column_stack([dec.B1 @ resid, dec.B1[:, :p]]) if reml else (dec.B1 @ resid)[:, None]
+        W2 = np.column_stack([dec.B2 @ resid, dec.B2[:, :p]]) if reml else (dec.B2 @ resid)[:, None]
+        Y1, Y2 = self._back_solve(dec, W1, W2)  # (m1, q1, 1 + p), (Q2, 1 + p); ML: u alone
         lY1, lY2 = T1 @ Y1, lam2 @ Y2  # Lambda [u D]
-        k = 1 + p
+        k = W1.shape[1]
         AY1 = cp.a11 @ lY1 + np.asarray(second.a21_t @ lY2).reshape(m1, q1, k)
         AY2 = np.asarray(second.a21 @ lY1.reshape(m1 * q1, k)) + second.a22 @ lY2
         u1, u2 = Y1[:, :, 0], Y2[:, 0]
@@ -107,7 +108,7 @@ class BlockedGradient:
         factor = 2.0 * dof / dec.pwrss
         grad1 -= factor * (s1.T @ u1)
         grad2 -= factor * (s2[rows2] * u2[cols2])
-        if model.reml and p > 0:
+        if reml:
             lx_inv = sla.solve_triangular(dec.Lx, np.eye(p), lower=True, check_finite=False)
             sx_inv = lx_inv.T @ lx_inv
             DS1, DS2 = Y1[:, :, 1:] @ sx_inv, Y2[:, 1:] @ sx_inv

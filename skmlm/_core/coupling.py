@@ -47,8 +47,9 @@ class PairExpansion:
     one is its mirror image (each ``W_g`` is symmetric).
 
     Up to ``MAX_DIRECT_ENTRIES`` entries in the whole ``Q2 x Q2`` sum, the matrix has a
-    row for every one of them (most empty): building it needs no sort of the pairs, and
-    an evaluation subtracts one whole array. Beyond, its rows are the entries that occur
+    row for every one of them (most empty), and is held by columns (one per entry of all
+    ``W_g``): building it needs no sort of the pairs by entry, and an evaluation
+    subtracts one whole array. Beyond, its rows are the entries that occur
     (``entries``), and an evaluation scatters into them.
 
     Parameters
@@ -69,9 +70,14 @@ class PairExpansion:
         coef = csc.data[ia] * csc.data[ib]
         del ia, ib  # a large crossed design lists millions of pairs: hold one copy at a time
         n_w = m1 * q1 * q1
-        if size * size <= MAX_DIRECT_ENTRIES:  # a row per entry: scipy groups the pairs by counting
+        if size * size <= MAX_DIRECT_ENTRIES:  # a row per entry, held by columns (one per entry of W)
             self.entries = None
-            self.matrix = sp.csr_matrix((coef, (lower, widx)), shape=(size * size, n_w))
+            # the listings come in runs ordered by W's index (by level): a stable sort merges
+            # them, and the columns' starts are counts (no sort of the rows within a column)
+            order = np.argsort(widx, kind="stable")
+            starts = np.zeros(n_w + 1, dtype=np.int64)
+            np.cumsum(np.bincount(widx, minlength=n_w), out=starts[1:])
+            self.matrix = sp.csc_matrix((coef[order], lower[order], starts), shape=(size * size, n_w))
             return
         order = np.argsort(lower, kind="stable")
         lower = lower[order]
@@ -82,6 +88,12 @@ class PairExpansion:
         # row e of this matrix holds entry e's pairs: one sparse product per evaluation
         # does the gather, the product and the segmented sum in a single pass
         self.matrix = sp.csr_matrix((coef[order], widx[order], np.append(starts, n_pairs)), shape=(self.entries.size, n_w))
+
+    @cached_property
+    def transposed(self):
+        """The matrix transposed (sharing its arrays): :meth:`adjoint` reads it at every
+        gradient, and scipy's transposition checks the indices each time it is made."""
+        return self.matrix.T
 
     @cached_property
     def mirror(self):
@@ -118,7 +130,7 @@ class PairExpansion:
         ``X_g`` with the diagonal of ``C`` halved gives ``X_g + X_g'``."""
         c = np.array(c, dtype=float)
         c.flat[:: self.size + 1] *= 0.5
-        x = self.matrix.T @ (c.ravel() if self.entries is None else c.ravel()[self.entries])
+        x = self.transposed @ (c.ravel() if self.entries is None else c.ravel()[self.entries])
         m1q1q1 = x.size
         q1 = self._q1
         x = x.reshape(m1q1q1 // (q1 * q1), q1, q1)
@@ -274,8 +286,9 @@ class CouplingBlock:
         if not self._levels_within_one(q2):  # read from A21's pattern: no slicing of the pairs
             return None
         if pairs.entries is None:
-            entries = np.flatnonzero(np.diff(pairs.matrix.indptr))
-            matrix = pairs.matrix[entries]
+            by_rows = pairs.matrix.tocsr()
+            entries = np.flatnonzero(np.diff(by_rows.indptr))
+            matrix = by_rows[entries]
         else:
             entries, matrix = pairs.entries, pairs.matrix
         row, col = np.divmod(entries, self.size)

@@ -339,6 +339,13 @@ class LinearMixedModel:
         several whose second block is small enough for :mod:`.blocked_gradient`."""
         return not self.cp.rest or self._dense_gradient is not None or self._blocked_gradient is not None
 
+    @property
+    def has_blocked_gradient(self):
+        """Whether :meth:`gradient` runs on the blocked factorisation
+        (:mod:`.blocked_gradient`): a gradient costs a factorisation with the largest
+        factor's levels and a dense inverse of block 2, the dearest of the gradients."""
+        return self._blocked_gradient is not None
+
     def gradient(self, theta):
         """Analytic gradient of the profiled deviance.
 

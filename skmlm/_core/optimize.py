@@ -166,6 +166,57 @@ def gradient_jacobian(gradient, x, free, lower, step=1e-6, g0=None):
     return free_block((H + H.T) / 2, free)
 
 
+def block_jacobian(gradient, x, g0, blocks, step=1e-6):
+    """The Hessian's blocks (coordinates with equal ``blocks`` labels: the parameters of
+    one grouping factor) as forward differences of an analytic gradient, one coordinate
+    of every block perturbed together: as many gradients as the largest block has
+    coordinates, not one per coordinate. The curvature across blocks (two factors'
+    parameters together, small next to each factor's own) is taken as 0: it is left out
+    of ``H`` and adds, times the ratio of the steps, to the entries within the blocks.
+    A rough Hessian, good for a Newton step, not for judging convergence.
+
+    Returns ``(H, complete)``: ``complete()`` gives the whole Hessian of
+    :func:`gradient_jacobian` (forward differences) from the gradients taken here and
+    one more per coordinate beyond the first of its group (``len(x)`` in all); it is
+    None where ``H`` is whole already (one block).
+    """
+    k = len(x)
+    h = step * np.maximum(1.0, np.abs(x))
+    members, seen = [], {}  # members[r]: the r-th coordinate of every block
+    for i, b in enumerate(blocks.tolist()):
+        r = seen[b] = seen.get(b, -1) + 1
+        if r == len(members):
+            members.append([])
+        members[r].append(i)
+    same = np.equal.outer(blocks, blocks)
+    H = np.zeros((k, k))
+    groups = []
+    for group in members:
+        xp = x.copy()
+        xp[group] += h[group]
+        d = gradient(xp) - g0
+        H[:, group] = np.where(same[:, group], d[:, None], 0.0) / h[group]
+        groups.append((group, d))
+    H = (H + H.T) / 2
+    if len(seen) == 1:
+        return H, None
+
+    def complete():
+        J = np.empty((k, k))
+        for members, d in groups:  # d = sum over the members of (column j) h_j
+            rest = d.copy()
+            for j in members[1:]:
+                xp = x.copy()
+                xp[j] += h[j]
+                J[:, j] = gradient(xp) - g0
+                rest -= J[:, j]
+                J[:, j] /= h[j]
+            J[:, members[0]] = rest / h[members[0]]
+        return (J + J.T) / 2
+
+    return H, complete
+
+
 def free_block(H, free):
     """``H`` with the rows and columns of coordinates that are not ``free`` set to 0."""
     return H if free.all() else np.where(np.outer(free, free), H, 0.0)
@@ -249,7 +300,7 @@ def bfgs_update(H, s, y):
 
 
 def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivatives=None, update=False,
-           final_step=True):
+           final_step=True, rough_hess=None):
     """Newton steps on the coordinates off their bounds, accepted while they improve.
 
     L-BFGS-B on a badly scaled objective (a random slope whose variance is tiny next
@@ -257,12 +308,15 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
     indifferent to the scaling. ``grad(x, f)`` and ``hess(x, f, g, free)`` give the
     derivatives, or ``derivatives(x, f)`` both at once. ``update``: after the first Hessian, BFGS
     updates along each step (with the gradient there) stand in for ``hess`` while every
-    coordinate is free: superlinear convergence from an exact start, without ``k``
+    coordinate is free: superlinear convergence from the first Hessian, without ``k``
     gradients a step; once the updated Hessian promises convergence, a fresh one judges
     it. Once the decrement is below tolerance, its step is still taken if it is no
     worse: one evaluation for a quadratically converged point (none where the decrement is
     rounding, or with ``final_step=False``: where an evaluation is dear, the at most
-    ``decrement_tol`` it gains is not worth it). At most ``max_steps`` steps are taken (that last one counted); after the
+    ``decrement_tol`` it gains is not worth it). ``rough_hess(x, f, g, free)``, if given,
+    gives the first Hessian as ``(H, complete)`` (:func:`block_jacobian`): ``H`` makes
+    the first step, and ``complete()`` the whole Hessian where ``H`` promises convergence
+    (``complete`` None: ``H`` is whole). At most ``max_steps`` steps are taken (that last one counted); after the
     last, the derivatives are evaluated once more to judge the point, and no step is taken
     (``max_steps=0``: the point is judged only). Returns
     ``(x, f, g, H, decrease, steps)``; ``g``, ``H`` and ``decrease`` are those of the
@@ -271,7 +325,7 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
     f, steps = fun(x), 0
     H, last = None, None  # last: (step, gradient before it) of an accepted step
     for _ in range(max_steps + 1):
-        updated = None
+        updated, complete = None, None  # complete: the whole Hessian from a rough one
         if derivatives is not None:
             g, H = derivatives(x, f)
             free = ~((x <= lower + 1e-12) & (g > 0))
@@ -279,10 +333,19 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
             g = grad(x, f)
             free = ~((x <= lower + 1e-12) & (g > 0))
             updated = bfgs_update(H, last[0], g - last[1]) if update and last is not None and free.all() else None
-            H = updated if updated is not None else hess(x, f, g, free)
+            if updated is not None:
+                H = updated
+            elif rough_hess is not None and H is None and free.all():
+                H, complete = rough_hess(x, f, g, free)
+            else:
+                H = hess(x, f, g, free)
         decrease, step = newton_decrement(g, H, free)
-        if updated is not None and not decrease > decrement_tol:  # convergence is judged on a fresh Hessian
-            H = hess(x, f, g, free)
+        rough = complete is not None and not decrement_tol < decrease < np.inf
+        if rough or (updated is not None and not decrease > decrement_tol):
+            # a rough Hessian promises convergence (or no minimum), or an updated one promises
+            # convergence: the whole, fresh Hessian judges (an updated one is right along the
+            # steps only, and misses a flat direction off them: a variance going to 0)
+            H = complete() if complete is not None else hess(x, f, g, free)
             decrease, step = newton_decrement(g, H, free)
         if final_step and decrement_tol >= decrease > ROUNDING * max(1.0, abs(f)) and steps < max_steps:
             cand = np.maximum(x + step, lower)  # converged: one last step for precision
@@ -378,7 +441,7 @@ def quasi_newton(fun_and_grad, x, max_iter, hessian=None, gtol=1e-6, ftol=1e-12)
 
 def minimize_bounded(
     fun, x0, lower, gradient=None, derivative_free=False, search_radius=0.25, scale=None, stationary=None,
-    max_iter=1000, tol=1e-10, decrement_tol=1e-6, verbose=0, newton_first=False, hessian=None,
+    max_iter=1000, tol=1e-10, decrement_tol=1e-6, verbose=0, newton_first=False, hessian=None, blocks=None,
 ):
     """Minimise ``fun`` subject to ``x >= lower``.
 
@@ -428,12 +491,16 @@ def minimize_bounded(
     hessian : callable, optional
         Exact Hessian of ``fun`` (with ``gradient``): Newton steps use it as it is, and
         neither finite differences nor BFGS updates are made.
+    blocks : ndarray, optional
+        A label per parameter (its grouping factor): with a gradient and no bounds, the
+        first Newton step is taken on the Hessian's blocks alone (:func:`block_jacobian`).
     """
     if scale is not None:
         return _minimize_scaled(
             fun, x0, lower, gradient, np.asarray(scale, dtype=float), derivative_free=derivative_free,
             search_radius=search_radius, stationary=stationary, max_iter=max_iter, tol=tol,
             decrement_tol=decrement_tol, verbose=verbose, newton_first=newton_first, hessian=hessian,
+            blocks=blocks,
         )
     log = []
     lower = np.asarray(lower, dtype=float)
@@ -470,9 +537,12 @@ def minimize_bounded(
         if attempt == 0 and (unbounded_gradient or (derivative_free and gradient is None and newton_first)):
             # Newton first: from a start near the optimum it converges in a few steps
             if unbounded_gradient:
+                rough = None
+                if blocks is not None and hessian is None:
+                    rough = lambda x, f, g, free: block_jacobian(gradient, x, g, blocks)  # noqa: E731
                 x, f, g, H, decrease, steps = polish(
                     logged, grad, hess, x, lower, max_steps=min(QUASI_NEWTON_FIRST_STEPS, max_iter),
-                    decrement_tol=decrement_tol, update=hessian is None,
+                    decrement_tol=decrement_tol, update=hessian is None, rough_hess=rough,
                 )
             else:  # a full stencil, then forward differences on its Hessian
                 before = []  # (point, value, gradient, Hessian) of the last stencil

@@ -16,6 +16,7 @@ for even ``n``, else 0); the lower triangle of ``A``'s trailing block (rows and 
 import numpy as np
 from scipy.linalg import lapack
 
+
 def packed_size(n):
     """Numbers in the RFP array of a matrix of order ``n``."""
     return n * (n + 1) // 2

@@ -82,7 +82,7 @@ def _likelihood(problem):
     raise NotApplicable(f"family {problem.family}")
 
 
-def fit(problem, reps=7, budget=90.0):
+def fit(problem, reps=7, budget=90.0, optim_params=None):
     import gpboost as gpb
 
     likelihood = _likelihood(problem)
@@ -118,6 +118,8 @@ def fit(problem, reps=7, budget=90.0):
 
     def fit_once():
         m = gpb.GPModel(group_data=group_data, likelihood=likelihood, **kwargs)
+        if optim_params:
+            m.set_optim_params(params=optim_params)
         m.fit(y=y, X=X, **fit_kwargs)
         return m
 

@@ -570,15 +570,18 @@ def test_newton_decrement_cholesky_path_equals_eigen_path():
     assert newton_decrement(np.array([1.0, 0.0]), np.diag([1.0, -1.0]), np.ones(2, bool))[0] == np.inf
 
 
+@pytest.mark.parametrize("chunk", [1 << 18, 3])
 @pytest.mark.parametrize("direct", [True, False])
 @pytest.mark.parametrize("q1", [1, 2])
-def test_pair_expansion_equals_the_explicit_sum(q1, direct, monkeypatch):
+def test_pair_expansion_equals_the_explicit_sum(q1, direct, chunk, monkeypatch):
     """``sum_g A_g W_g A_g'`` from the listed pairs, with a row per entry of the block
-    (small blocks) or per entry that occurs (large ones), against the sum itself."""
+    (small blocks) or per entry that occurs (large ones), against the sum itself; the
+    pairs listed in one chunk of rows or in many."""
     import scipy.sparse as sp
 
     import skmlm._core.coupling as coupling
 
+    monkeypatch.setattr(coupling, "PAIR_CHUNK", chunk)
     if not direct:
         monkeypatch.setattr(coupling, "MAX_DIRECT_ENTRIES", 0)
     rng = np.random.default_rng(17)
@@ -601,20 +604,51 @@ def test_pair_expansion_equals_the_explicit_sum(q1, direct, monkeypatch):
     np.testing.assert_array_equal(out[np.triu_indices(size, 1)], 1.0)
 
 
+@pytest.mark.parametrize("chunk", [1 << 18, 3])
+@pytest.mark.parametrize("q1", [1, 2])
+def test_packed_pair_expansion_lists_the_lower_triangle_in_packed_storage(q1, chunk, monkeypatch):
+    """With ``packed``, the entries are the positions of the lower triangle in the
+    rectangular full packed array, and each carries the sum of its pairs."""
+    import scipy.sparse as sp
+
+    import skmlm._core.coupling as coupling
+    from skmlm._core.packed import packed_positions, packed_size
+
+    monkeypatch.setattr(coupling, "PAIR_CHUNK", chunk)
+    rng = np.random.default_rng(5)
+    m1 = 6
+    for size in (9, 10):  # odd and even orders: two layouts
+        a21 = sp.random(size, m1 * q1, density=0.4, random_state=size, format="csr")
+        w = rng.normal(size=(m1, q1, q1))
+        w = w @ np.swapaxes(w, 1, 2)
+        dense = a21.toarray()
+        expected = sum(dense[:, g * q1:(g + 1) * q1] @ w[g] @ dense[:, g * q1:(g + 1) * q1].T for g in range(m1))
+        pairs = coupling.PairExpansion(a21, q1, packed=True)
+        out = np.zeros(packed_size(size))
+        out[pairs.entries] = pairs.matrix @ w.ravel()
+        rows, cols = np.tril_indices(size)
+        np.testing.assert_allclose(out[packed_positions(rows, cols, size)], expected[rows, cols], atol=1e-12)
+
+
 SEVERAL_FACTORS = [k for k in KINDS if len(KINDS[k]) > 1]
 
 
-@pytest.mark.parametrize("route", ["pairs, every entry", "pairs, entries that occur", "sparse products"])
+@pytest.mark.parametrize("route", ["pairs, every entry", "pairs, entries that occur", "sparse products", "packed"])
 @pytest.mark.parametrize("kind", SEVERAL_FACTORS)
 def test_blocked_route_with_sparse_second_block_equals_dense_computation(kind, route, monkeypatch):
     """The blocked factorisation (the route of many levels, forced here on a small design),
-    with Z2'WZ2 held sparse, in each of its ways of forming L21 L21'."""
+    with Z2'WZ2 held sparse, in each of its ways of forming L21 L21' (and, for scalar
+    factors after the largest, with their Schur complement in packed storage)."""
     import skmlm._core.coupling as coupling
     import skmlm._core.lmm as core
 
     monkeypatch.setattr(core, "MAX_DENSE_GRADIENT", 0)
     if route == "pairs, entries that occur":
         monkeypatch.setattr(coupling, "MAX_DIRECT_ENTRIES", 0)
+    if route == "packed":
+        if not all(q == 0 for _, q, _ in KINDS[kind][1:]):
+            pytest.skip("packed storage is for scalar factors after the largest")
+        monkeypatch.setattr(coupling, "MIN_PACKED_ENTRIES", 0)
     if route == "sparse products":
         monkeypatch.setattr(coupling, "MAX_PAIRS", 0)
         monkeypatch.setattr(coupling, "PAIRS_PER_ENTRY", 0)
@@ -622,6 +656,7 @@ def test_blocked_route_with_sparse_second_block_equals_dense_computation(kind, r
     for reml in (False, True):
         model = lmm(factors, X, y, w, reml)
         assert model._dense_gradient is None
+        assert model.cp.second.packed == (route == "packed")
         theta = np.maximum(model.theta_start + 0.3, model.theta_lower)
         expected, beta, s2 = dense_deviance(factors, theta, X, y, w, reml)
         assert model.objective(theta) == pytest.approx(expected, rel=1e-10)

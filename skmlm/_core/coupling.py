@@ -21,6 +21,7 @@ import scipy.sparse as sp
 
 from .blocks import congruence
 from .design import block_lambda_template
+from .packed import packed_diagonal, packed_positions, packed_rows_cols, packed_size
 
 #: Row pairs listed for the pair expansion (memory: ~24 bytes each) whatever the order
 #: of the second block; beyond it ``L21 L21'`` is formed by sparse products.
@@ -34,6 +35,11 @@ PAIRS_PER_ENTRY = 1
 #: Largest order squared of the second block for which :class:`PairExpansion` gives
 #: every entry of it a row (an index array of this length: 128 MB at most).
 MAX_DIRECT_ENTRIES = 2**24
+
+#: From this many entries of the second block on (a dense block of 128 MB), a Schur
+#: complement of scalar factors is held in packed storage (:mod:`.packed`): half the
+#: memory, factorised as fast.
+MIN_PACKED_ENTRIES = 2**24
 
 
 class PairExpansion:
@@ -52,42 +58,67 @@ class PairExpansion:
     subtracts one whole array. Beyond, its rows are the entries that occur
     (``entries``), and an evaluation scatters into them.
 
+    With ``packed``, ``entries`` are the positions of the lower-triangle entries in the
+    rectangular full packed array of the sum (:mod:`.packed`), for
+    :meth:`CouplingBlock.schur` to fill; :meth:`__call__`, :meth:`adjoint` and
+    :meth:`lower_difference` read the full square and are not available then.
+
     Parameters
     ----------
     a21 : sparse matrix, shape (Q2, m1 * q1)
         Columns level-major: column ``g * q1 + a`` is term ``a`` of level ``g``.
     q1 : int
+    packed : bool
     """
 
-    def __init__(self, a21, q1):
+    def __init__(self, a21, q1, packed=False):
         csc = sp.csc_matrix(a21)
         csc.sum_duplicates()  # one nonzero a position, rows sorted: what the listings assume
         self._q1 = q1
         self.size = size = csc.shape[0]
-        m1 = csc.shape[1] // q1
-        ia, ib, widx = _scalar_pairs(csc) if q1 == 1 else _term_pairs(csc, q1)
-        lower = csc.indices[ib].astype(np.int64) * size + csc.indices[ia]
-        coef = csc.data[ia] * csc.data[ib]
-        del ia, ib  # a large crossed design lists millions of pairs: hold one copy at a time
-        n_w = m1 * q1 * q1
-        if size * size <= MAX_DIRECT_ENTRIES:  # a row per entry, held by columns (one per entry of W)
+        self.packed = packed
+        n_w = csc.shape[1] * q1
+        rows = csc.indices
+        if not packed and size * size <= MAX_DIRECT_ENTRIES:  # a row per entry, held by columns (one per entry of W)
+            empty = np.zeros(0, np.int64)
+            ia, ib, widx = (np.concatenate(a) for a in zip((empty, empty, empty), *_PairRuns(csc, q1).chunks()))
+            lower = rows[ib].astype(np.int64) * size + rows[ia]
+            coef = csc.data[ia] * csc.data[ib]
+            del ia, ib
             self.entries = None
-            # the listings come in runs ordered by W's index (by level): a stable sort merges
-            # them, and the columns' starts are counts (no sort of the rows within a column)
+            # a stable sort by W's index groups the pairs by column, and the columns' starts
+            # are counts (no sort of the rows within a column)
             order = np.argsort(widx, kind="stable")
             starts = np.zeros(n_w + 1, dtype=np.int64)
             np.cumsum(np.bincount(widx, minlength=n_w), out=starts[1:])
             self.matrix = sp.csc_matrix((coef[order], lower[order], starts), shape=(size * size, n_w))
             return
-        order = np.argsort(lower, kind="stable")
-        lower = lower[order]
-        n_pairs = lower.size
-        starts = np.concatenate([[0], np.flatnonzero(np.diff(lower)) + 1]) if n_pairs else np.zeros(0, np.intp)
-        self.entries = lower[starts]  # lower triangle
-        del lower
+        # the pairs of each chunk of rows are grouped by entry as they are listed (all the
+        # pairs of an entry share its larger row): the arrays of the result are allocated
+        # once, and the temporaries are a chunk's, not the whole list's
+        runs = _PairRuns(csc, q1)
+        n_pairs = runs.total
+        index = np.int32 if max(n_pairs, n_w) < np.iinfo(np.int32).max else np.int64
+        coef, widx = np.empty(n_pairs), np.empty(n_pairs, index)
+        entries, starts = np.empty(n_pairs, np.int64), np.empty(n_pairs + 1, index)
+        n_entries = done = 0
+        for ia, ib, w in runs.chunks():
+            key = packed_positions(rows[ib], rows[ia], size) if packed else rows[ib].astype(np.int64) * size + rows[ia]
+            order = np.argsort(key, kind="stable")
+            key = key[order]
+            first = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+            stop = done + len(order)
+            coef[done:stop] = csc.data[ia[order]] * csc.data[ib[order]]
+            widx[done:stop] = w[order]
+            entries[n_entries : n_entries + len(first)] = key[first]
+            starts[n_entries : n_entries + len(first)] = first + done
+            n_entries += len(first)
+            done = stop
+        starts[n_entries] = done
+        self.entries = entries[:n_entries]
         # row e of this matrix holds entry e's pairs: one sparse product per evaluation
         # does the gather, the product and the segmented sum in a single pass
-        self.matrix = sp.csr_matrix((coef[order], widx[order], np.append(starts, n_pairs)), shape=(self.entries.size, n_w))
+        self.matrix = sp.csr_matrix((coef, widx, starts[: n_entries + 1]), shape=(n_entries, n_w))
 
     @cached_property
     def transposed(self):
@@ -178,62 +209,60 @@ def add_sparse(out, a):
     out[coo.row, coo.col] += coo.data
 
 
-def _scalar_pairs(csc):
-    """``(ia, ib, level)``: positions in ``csc.data`` of the pairs of nonzeros ``i <= j``
-    within each column (one term per level: a column is a level), the rows sorted.
-
-    The columns are taken by their number of nonzeros ``n``: each such group's pairs are
-    the same upper triangle of an ``n x n`` array (a loop over the distinct counts, not
-    over the levels)."""
-    nnz = np.diff(csc.indptr)
-    ia, ib, level = [], [], []
-    for n in np.unique(nnz[nnz > 0]):
-        cols = np.flatnonzero(nnz == n)
-        s, t = np.triu_indices(n)
-        first = csc.indptr[cols][:, None]
-        ia.append((first + s).ravel())
-        ib.append((first + t).ravel())
-        level.append(np.repeat(cols, len(s)))
-    if not ia:
-        return np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0, np.intp)
-    return np.concatenate(ia), np.concatenate(ib), np.concatenate(level)
+#: Pairs listed at a time while a pair expansion is built (the temporaries of a chunk
+#: take some 100 bytes a pair).
+PAIR_CHUNK = 1 << 18
 
 
-def _term_pairs(csc, q1):
-    """``(ia, ib, w)``: positions in ``csc.data`` of the pairs of nonzeros in rows
-    ``i <= j``, one in term ``a``'s and one in term ``b``'s column of the same level, and
-    the index of ``W_g[a, b]`` in the stacked ``W``.
+class _PairRuns:
+    """The pairs of nonzeros of ``csc`` (rows sorted) that :class:`PairExpansion` lists,
+    as runs: each nonzero ``d`` (row ``i``, term ``x`` of level ``g``) pairs with the run
+    of nonzeros of term ``y``'s column of its level in rows ``j <= i``, for each ``y``
+    (within its own column, the run up to itself). A pair stands for ``W_g[y, x]``.
+    The runs are laid out by repeats and one running index (no division by their
+    lengths), a chunk of rows at a time: all pairs with one larger row are in one chunk.
+    """
 
-    Each nonzero of a term-``a`` column pairs with the run of nonzeros of the term-``b``
-    column of its level (within one column, ``a = b``, with the run from itself on: the
-    rows are sorted): the runs are laid out by repeats and one running index (no
-    division by the run lengths)."""
-    m1 = csc.shape[1] // q1
-    nnz = np.diff(csc.indptr)
-    column = np.repeat(np.arange(csc.shape[1]), nnz)  # the column of each nonzero
-    ia_all, ib_all, w_all = [], [], []
-    for a in range(q1):
-        pos_a = np.flatnonzero(column % q1 == a)  # term a's nonzeros, level by level
-        level = column[pos_a] // q1
-        for b in range(q1):
-            if a == b:  # one column, rows sorted: a nonzero pairs with itself and those below it
-                first = pos_a
-                lens = csc.indptr[column[pos_a] + 1] - pos_a
-            else:  # each term-a nonzero pairs with its level's term-b run
-                cb = np.arange(m1) * q1 + b
-                first = csc.indptr[cb][level]
-                lens = nnz[cb][level]
-            ends = np.cumsum(lens)
-            ia = np.repeat(pos_a, lens)
-            ib = np.arange(ends[-1] if ends.size else 0) + np.repeat(first - (ends - lens), lens)
-            w = np.repeat(level * q1 * q1 + a * q1 + b, lens)
-            if a != b:
-                upper = csc.indices[ia] <= csc.indices[ib]
-                ia, ib, w = ia[upper], ib[upper], w[upper]
-            ia_all.append(ia)
-            ib_all.append(ib)
-            w_all.append(w)
-    return np.concatenate(ia_all), np.concatenate(ib_all), np.concatenate(w_all)
+    def __init__(self, csc, q1):
+        self.csc, self.q1 = csc, q1
+        size, n_cols = csc.shape
+        column = np.repeat(np.arange(n_cols), np.diff(csc.indptr))
+        self.level, self.term = np.divmod(column, q1)
+        key = column.astype(np.int64) * size + csc.indices  # sorted: by column, then row
+        self.first = np.empty((q1, column.size), np.int64)  # run start of each nonzero, for each y
+        self.length = np.empty((q1, column.size), np.int64)
+        for y in range(q1):
+            col_y = self.level * q1 + y
+            self.first[y] = csc.indptr[col_y]
+            self.length[y] = np.searchsorted(key, col_y * size + csc.indices, side="right") - self.first[y]
+        self.total = int(self.length.sum())
+        self.by_row = np.argsort(csc.indices, kind="stable")  # nonzeros row by row
+
+    def chunks(self):
+        """Yield ``(ia, ib, w)``: positions in ``csc.data`` of the smaller-row and the
+        larger-row nonzero of each pair of a chunk of rows, and the index of its
+        ``W_g[y, x]`` in the stacked ``W``."""
+        q1, d_all, chunk = self.q1, self.by_row, PAIR_CHUNK
+        if not d_all.size:
+            return
+        rows = self.csc.indices[d_all]
+        per_nonzero = np.cumsum(self.length[:, d_all].sum(axis=0))
+        row_end = np.flatnonzero(np.append(rows[1:] != rows[:-1], True)) + 1  # end of each row's nonzeros
+        cuts = np.unique(row_end[np.searchsorted(per_nonzero[row_end - 1], np.arange(chunk, self.total, chunk))])
+        lo = 0
+        for hi in np.append(cuts, d_all.size):
+            if hi <= lo:
+                continue
+            d = d_all[lo:hi]
+            parts = []
+            for y in range(q1):
+                lens = self.length[y, d]
+                ends = np.cumsum(lens)
+                ia = np.arange(ends[-1]) + np.repeat(self.first[y, d] - (ends - lens), lens)
+                w = np.repeat(self.level[d] * q1 * q1 + y * q1 + self.term[d], lens)
+                parts.append((ia, np.repeat(d, lens), w))
+            yield tuple(np.concatenate(p) for p in zip(*parts)) if q1 > 1 else parts[0]
+            lo = hi
 
 
 class CouplingBlock:
@@ -269,9 +298,32 @@ class CouplingBlock:
         self._level_theta = np.repeat(np.arange(len(rest)), [f.n_levels for f in rest])
         count = PairExpansion.count(self.a21, q1)
         listed = count <= MAX_PAIRS or count <= PAIRS_PER_ENTRY * self.size**2
-        self.pairs = PairExpansion(self.a21, q1) if listed else None
         self.rest = rest
-        self.level_blocks = self._level_blocks()
+        nested = len(rest) == 1 and self._levels_within_one(rest[0].q)
+        # a large dense Schur complement of scalar factors is formed, scaled and factorised
+        # in packed storage (half the memory): its pairs are listed by packed position
+        self.packed = listed and self.scalar and not nested and self.size * self.size > MIN_PACKED_ENTRIES
+        self.pairs = PairExpansion(self.a21, q1, packed=self.packed) if listed else None
+        if self.packed:
+            self._packed_a22 = self._packed_lower(self.a22)
+            pair_rows, pair_cols = packed_rows_cols(self.pairs.entries, self.size) if len(rest) > 1 else (None, None)
+            self._pairs_scale = self._scale_codes(pair_rows, pair_cols)
+        self.level_blocks = None if self.packed else self._level_blocks()
+
+    def _packed_lower(self, a):
+        """``(positions, values, scale codes)`` of the lower-triangle entries of a sparse
+        symmetric matrix of order Q2 in packed storage."""
+        coo = sp.tril(a, format="coo")
+        coo.sum_duplicates()
+        return packed_positions(coo.row, coo.col, self.size), coo.data, self._scale_codes(coo.row, coo.col)
+
+    def _scale_codes(self, rows, cols):
+        """For each entry ``(rows, cols)``, the index of its factors' pair in the flattened
+        ``outer(lam, lam)`` of the factors' thetas: what scales it (None with one factor)."""
+        if len(self.rest) == 1:
+            return None
+        n_rest = len(self.rest)
+        return (self._level_theta[rows] * n_rest + self._level_theta[cols]).astype(np.int8 if n_rest < 12 else np.int32)
 
     def _level_blocks(self):
         """Where block 2 is one factor whose levels never meet through the largest factor
@@ -357,6 +409,10 @@ class CouplingBlock:
         """
         if self.level_blocks is not None:
             return self._schur_blocks(pieces, K1, keep_inner)
+        if self.packed:
+            if keep_inner:
+                raise NotImplementedError("the blocked gradient reads the whole inner block; it is held packed")
+            return self._packed_schur(pieces, K1)
         if self.pairs is not None and self.scalar:
             out = self.pairs.lower_difference(self._a22_entries, K1 @ np.swapaxes(K1, 1, 2))
             inner = np.tril(out) + np.tril(out, -1).T if keep_inner else None
@@ -369,6 +425,23 @@ class CouplingBlock:
         out = self.congruence(pieces, inner if not (keep_inner and self.scalar) else inner.copy())
         out[np.diag_indices_from(out)] += 1.0
         return (out, inner) if keep_inner else out
+
+    def _packed_schur(self, pieces, K1):
+        """:meth:`schur` in packed storage (:mod:`.packed`), for scalar factors: each
+        entry of the pair expansion and of ``A22`` is scaled by its two factors' thetas
+        as it is placed (the entries not listed are 0: nothing else to scale)."""
+        lam = np.concatenate(pieces)
+        scale = np.outer(lam, lam).ravel()
+        out = np.zeros(packed_size(self.size))
+        if self.pairs.entries.size:
+            sums = self.pairs.matrix @ (K1 @ np.swapaxes(K1, 1, 2)).ravel()
+            sums *= -(scale[self._pairs_scale] if self._pairs_scale is not None else scale[0])
+            out[self.pairs.entries] = sums
+            del sums
+        positions, values, codes = self._packed_a22
+        out[positions] += values * (scale[codes] if codes is not None else scale[0])
+        out[packed_diagonal(self.size)] += 1.0
+        return out
 
     def coupled_square(self, K1):
         """``A21 K1 K1' A21'`` (dense, Q2 x Q2) for ``K1`` a stack (m1, q1, q1), one block

@@ -40,6 +40,7 @@ from .dense_gradient import (
     MAX_DENSE_GRADIENT, MAX_DENSE_ONE_FACTOR, DenseGradient, cholesky_lower, cholesky_lower_overwrite,
 )
 from .design import lower_bounds, split_theta, start_theta
+from .packed import PackedCholesky
 
 #: Block 2 (all factors but the largest) is held as one dense float64 matrix; it may take
 #: at most this share of the machine's physical memory.
@@ -149,10 +150,14 @@ class Decomposition:
     def dense_L22(self):
         """``L22`` as a dense lower triangle (it is held as a stack of the levels' blocks
         where block 2 is block diagonal: :attr:`~.coupling.CouplingBlock.level_blocks`)."""
+        if isinstance(self.L22, PackedCholesky):
+            return self.L22.dense()
         return blockdiag(self.L22).toarray() if self.L22 is not None and self.L22.ndim == 3 else self.L22
 
     def solve_l22_t(self, b):
         """``L22'^-1 b`` for ``b`` of shape (Q2,) or (Q2, k)."""
+        if isinstance(self.L22, PackedCholesky):
+            return self.L22.solve(b, trans=True)
         if self.L22.ndim == 3:
             m2, q2, _ = self.L22.shape
             return batched_solve_upper_t(self.L22, b.reshape(m2, q2, -1)).reshape(b.shape)
@@ -278,6 +283,10 @@ class LinearMixedModel:
                 L22 = batched_cholesky(schur)
                 B2 = batched_solve_lower(L22, rhs.reshape(L22.shape[0], L22.shape[1], -1)).reshape(rhs.shape)
                 logdet_z += batched_logdet_chol(L22)
+            elif schur.ndim == 1:  # packed storage: see CouplingBlock.packed
+                L22 = PackedCholesky(schur, second.size)
+                B2 = L22.solve(rhs)
+                logdet_z += L22.logdet()
             else:
                 L22 = cholesky_lower_overwrite(schur)  # reads the lower triangle only
                 B2 = sla.solve_triangular(L22, rhs, lower=True, check_finite=False)

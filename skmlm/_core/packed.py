@@ -1,0 +1,94 @@
+"""A symmetric matrix's lower triangle in LAPACK's rectangular full packed format (RFP).
+
+A dense block of order ``n`` held whole takes ``n^2`` numbers, of which its Cholesky
+factor reads half. RFP holds the lower triangle alone, ``n (n + 1) / 2`` numbers, as one
+rectangular array that LAPACK factorises (``dpftrf``) and solves with (``dtfsm``) at
+the speed of the full-storage routines (they are blocked the same way): the largest
+dense block of a crossed design takes half the memory.
+
+The layout (``TRANSR='N'``, ``UPLO='L'``), with ``k = ceil(n / 2)`` columns of leading
+dimension ``lda`` (``n + 1`` for even ``n``, ``n`` for odd): column ``c < k`` of ``A``
+from its diagonal down sits in column ``c`` of the rectangle, below row ``s`` (``s = 1``
+for even ``n``, else 0); the lower triangle of ``A``'s trailing block (rows and columns
+``k`` on) fills the top of the rectangle, transposed.
+"""
+
+import numpy as np
+from scipy.linalg import lapack
+
+
+def packed_size(n):
+    """Numbers in the RFP array of a matrix of order ``n``."""
+    return n * (n + 1) // 2
+
+
+def _layout(n):
+    """``(k, lda, s)``: the rectangle's columns, its leading dimension, and the row offset
+    of the columns of ``A`` in it (see the module docstring)."""
+    s = 1 - n % 2
+    return (n + 1) // 2, n + s, s
+
+
+def packed_positions(rows, cols, n):
+    """Positions in the RFP array of the lower-triangle entries ``(rows, cols)``
+    (``rows >= cols``) of a matrix of order ``n`` (int64)."""
+    k, lda, s = _layout(n)
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    return np.where(cols < k, cols * lda + rows + s, (rows - k + 1 - s) * lda + (cols - k))
+
+
+def packed_diagonal(n):
+    """Positions of the diagonal entries in the RFP array of order ``n``."""
+    i = np.arange(n)
+    return packed_positions(i, i, n)
+
+
+def packed_rows_cols(positions, n):
+    """``(rows, cols)`` of ``A``'s lower-triangle entries at RFP ``positions`` (the
+    inverse of :func:`packed_positions`)."""
+    k, lda, s = _layout(n)
+    c, p = np.divmod(np.asarray(positions, dtype=np.int64), lda)
+    upper = p < c + s  # the trailing block's triangle, transposed
+    return np.where(upper, k + c - 1 + s, p - s), np.where(upper, k + p, c)
+
+
+class PackedCholesky:
+    """The lower Cholesky factor of a symmetric positive definite matrix held in RFP.
+
+    Parameters
+    ----------
+    a : ndarray (n (n + 1) / 2,)
+        The RFP array of the matrix's lower triangle; overwritten by its factor.
+    n : int
+        The order.
+    """
+
+    def __init__(self, a, n):
+        factor, info = lapack.dpftrf(n, a, transr="N", uplo="L", overwrite_a=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("matrix is not positive definite")
+        self.data, self.n = factor, n
+        self.shape = (n, n)
+
+    def diagonal(self):
+        """The factor's diagonal."""
+        return self.data[packed_diagonal(self.n)]
+
+    def logdet(self):
+        """``log det(L L')``."""
+        return 2.0 * np.log(self.diagonal()).sum()
+
+    def solve(self, b, trans=False):
+        """``L^-1 b`` (``L'^-1 b`` with ``trans``) for ``b`` of shape (n,) or (n, k)."""
+        b = np.asarray(b, dtype=float)
+        x = lapack.dtfsm(1.0, self.data, np.asfortranarray(b.reshape(self.n, -1)), transr="N", side="L",
+                         uplo="L", trans="T" if trans else "N")
+        return x.reshape(b.shape)
+
+    def dense(self):
+        """The factor as a dense lower-triangular array."""
+        L, info = lapack.dtfttr(self.n, self.data, transr="N", uplo="L")
+        if info != 0:
+            raise ValueError(f"dtfttr failed (info {info})")
+        return np.tril(L)

@@ -1,0 +1,90 @@
+"""Rectangular full packed storage (:mod:`skmlm._core.packed`) and the packed route of
+the blocked factorisation, against LAPACK's own conversion and the dense route."""
+
+import numpy as np
+import pytest
+from scipy.linalg import lapack
+
+from skmlm._core.packed import PackedCholesky, packed_diagonal, packed_positions, packed_rows_cols, packed_size
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 6, 11, 12])
+def test_packed_positions_are_lapacks_layout(n):
+    """The positions of the lower triangle are where LAPACK's ``dtrttf`` puts its entries,
+    every position once; :func:`packed_rows_cols` inverts them."""
+    a = np.random.default_rng(n).normal(size=(n, n))
+    arf, info = lapack.dtrttf(a, transr="N", uplo="L")
+    assert info == 0
+    rows, cols = np.tril_indices(n)
+    positions = packed_positions(rows, cols, n)
+    np.testing.assert_array_equal(np.sort(positions), np.arange(packed_size(n)))
+    np.testing.assert_array_equal(arf[positions], a[rows, cols])
+    back_rows, back_cols = packed_rows_cols(positions, n)
+    np.testing.assert_array_equal(back_rows, rows)
+    np.testing.assert_array_equal(back_cols, cols)
+    np.testing.assert_array_equal(packed_diagonal(n), packed_positions(np.arange(n), np.arange(n), n))
+
+
+@pytest.mark.parametrize("n", [1, 7, 8])
+def test_packed_cholesky_equals_the_dense_one(n):
+    rng = np.random.default_rng(n)
+    b = rng.normal(size=(n, n))
+    a = b @ b.T + n * np.eye(n)
+    rows, cols = np.tril_indices(n)
+    packed = np.zeros(packed_size(n))
+    packed[packed_positions(rows, cols, n)] = a[rows, cols]
+    factor = PackedCholesky(packed, n)
+    L = np.linalg.cholesky(a)
+    np.testing.assert_allclose(factor.dense(), L, rtol=1e-12, atol=1e-12)
+    assert factor.logdet() == pytest.approx(np.linalg.slogdet(a)[1], rel=1e-12)
+    rhs = rng.normal(size=(n, 3))
+    np.testing.assert_allclose(factor.solve(rhs), np.linalg.solve(L, rhs), rtol=1e-10)
+    np.testing.assert_allclose(factor.solve(rhs[:, 0], trans=True), np.linalg.solve(L.T, rhs[:, 0]), rtol=1e-10)
+
+
+def test_packed_cholesky_of_an_indefinite_matrix_fails_clearly():
+    packed = np.zeros(packed_size(3))
+    packed[packed_diagonal(3)] = [1.0, -1.0, 1.0]
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        PackedCholesky(packed, 3)
+
+
+@pytest.mark.parametrize("reml", [False, True])
+def test_packed_route_gives_the_dense_routes_estimates(reml, monkeypatch):
+    """Three crossed factors (the two after the largest scaled by their own thetas): the
+    deviance, the fixed effects, the modes and the conditional covariances with the
+    Schur complement packed equal those with it dense."""
+    import skmlm._core.coupling as coupling
+    import skmlm._core.lmm as core
+    from skmlm._core.condvar import lmm_conditional_covariances
+    from skmlm._core.design import RandomFactor
+    from skmlm._core.statistics import LinearMixedStatistics
+
+    monkeypatch.setattr(core, "MAX_DENSE_GRADIENT", 0)
+    rng = np.random.default_rng(11)
+    n = 400
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    y = X @ [1.0, 0.5] + rng.normal(size=n)
+    factors = []
+    for k, m in enumerate((40, 25, 9)):
+        codes = rng.integers(0, m, size=n)
+        factors.append(RandomFactor(f"g{k}", codes, np.arange(m), np.ones((n, 1)), ["(Intercept)"], False))
+        y = y + rng.normal(size=m)[codes]
+    w = rng.uniform(0.5, 2.0, size=n)
+    theta = np.array([0.8, 1.3, 0.4])
+    results = {}
+    for packed in (False, True):
+        monkeypatch.setattr(coupling, "MIN_PACKED_ENTRIES", 0 if packed else 2**62)
+        model = core.LinearMixedModel(LinearMixedStatistics.from_rows(factors, X, y, w), reml)
+        assert model.cp.second.packed == packed
+        est = model.estimates(theta)
+        results[packed] = (model.objective(theta), est["beta"], est["random_effects"],
+                           lmm_conditional_covariances(model, theta, est["sigma2"]))
+    (dev0, beta0, modes0, cv0), (dev1, beta1, modes1, cv1) = results[False], results[True]
+    assert dev1 == pytest.approx(dev0, rel=1e-12)
+    np.testing.assert_allclose(beta1, beta0, rtol=1e-10)
+    for name in modes0:
+        np.testing.assert_allclose(modes1[name], modes0[name], rtol=1e-9, atol=1e-12)
+    assert len(cv1) == len(cv0) == 3
+    for a, b in zip(cv1, cv0):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-14)

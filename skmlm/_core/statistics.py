@@ -20,6 +20,7 @@ chunk, or partition by partition on a cluster, and reduced.
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse import _sparsetools  # the C++ kernels of scipy.sparse's own conversions
 
 from .design import CovarianceTerms
 
@@ -386,20 +387,49 @@ def _product(*columns):
 
 def _cross_of_rows(fi, fj, weights):
     """``Z_i'W Z_j`` of rows (CSR, level-major) from the two factors' codes: one entry per
-    row and pair of terms, those of a pair of levels summed (a single sparse conversion,
+    row and pair of terms, those of a pair of levels summed (one sparse conversion,
     neither ``Z`` formed). ``weights`` None: all 1."""
     qi, qj = fi.q, fj.q
     if weights is None:
         weights = np.ones(len(fi.codes))
-    if qi == 1 and qj == 1:
-        rows, cols, data = fi.codes, fj.codes, weights * fi.z[:, 0] * fj.z[:, 0]
-    else:
-        n = len(weights)
-        rows = np.broadcast_to(fi.codes[:, None, None] * qi + np.arange(qi)[None, :, None], (n, qi, qj)).ravel()
-        cols = np.broadcast_to(fj.codes[:, None, None] * qj + np.arange(qj)[None, None, :], (n, qi, qj)).ravel()
-        data = (weights[:, None, None] * fi.z[:, :, None] * fj.z[:, None, :]).ravel()
     shape = (fi.n_levels * qi, fj.n_levels * qj)
-    return sp.coo_matrix((data, (rows, cols)), shape=shape).tocsr()  # duplicates summed, indices sorted
+    n = len(weights)
+    index = np.int64 if max(shape + (n * qi * qj,)) > np.iinfo(np.int32).max else np.int32
+    if qi == 1 and qj == 1:
+        rows, cols = fi.codes.astype(index, copy=False), fj.codes.astype(index, copy=False)
+        data = weights * fi.z[:, 0] * fj.z[:, 0]
+    else:
+        codes_i, codes_j = fi.codes.astype(index, copy=False), fj.codes.astype(index, copy=False)
+        terms_i, terms_j = np.arange(qi, dtype=index), np.arange(qj, dtype=index)
+        rows = np.broadcast_to(codes_i[:, None, None] * qi + terms_i[None, :, None], (n, qi, qj)).ravel()
+        cols = np.broadcast_to(codes_j[:, None, None] * qj + terms_j[None, None, :], (n, qi, qj)).ravel()
+        data = (weights[:, None, None] * fi.z[:, :, None] * fj.z[:, None, :]).ravel()
+    return coo_to_csr(rows, cols, data, shape)
+
+
+def coo_to_csr(rows, cols, data, shape):
+    """``scipy.sparse.coo_matrix((data, (rows, cols)), shape).tocsr()`` (duplicates summed,
+    indices sorted), by the same kernels in the same order, without the per-call checks
+    and conversions of the sparse classes (most of its cost on a small design). ``rows``
+    and ``cols`` are of one integer type that holds the shape and the number of entries."""
+    m, n_cols = shape
+    nnz = len(data)
+    indptr = np.empty(m + 1, dtype=rows.dtype)
+    indices = np.empty(nnz, dtype=rows.dtype)
+    values = np.empty(nnz, dtype=data.dtype)
+    _sparsetools.coo_tocsr(m, n_cols, nnz, rows, cols, data, indptr, indices, values)
+    if not _sparsetools.csr_has_canonical_format(m, indptr, indices):
+        if not _sparsetools.csr_has_sorted_indices(m, indptr, indices):
+            _sparsetools.csr_sort_indices(m, indptr, indices, values)
+        _sparsetools.csr_sum_duplicates(m, n_cols, indptr, indices, values)
+        kept = indptr[-1]
+        if kept < nnz // 2:  # as scipy's prune: a copy rather than a view on the longer array
+            indices, values = indices[:kept].copy(), values[:kept].copy()
+        else:
+            indices, values = indices[:kept], values[:kept]
+    block = sp.csr_matrix((values, indices, indptr), shape=shape, copy=False)
+    block.has_canonical_format = True
+    return block
 
 
 def sum_statistics(items):

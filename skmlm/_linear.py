@@ -40,12 +40,11 @@ def quartiles(values):
     than ``np.quantile``'s general machinery, which a small fit would pay at every ``fit``."""
     values.sort()
     n = len(values)
-    lows = [int(q * (n - 1)) for q in RESIDUAL_QUANTILES]  # q (n - 1) is exact: quarters of an integer
-    picked = values.take(lows + [min(i + 1, n - 1) for i in lows]).tolist()  # Python floats: the same IEEE arithmetic
     out = []
-    for k, (q, i) in enumerate(zip(RESIDUAL_QUANTILES, lows)):  # five numbers: numpy's _lerp
+    for q in RESIDUAL_QUANTILES:  # five numbers: numpy's _lerp, in Python floats (the same IEEE arithmetic)
+        i = int(q * (n - 1))  # q (n - 1) is exact: quarters of an integer
         t = q * (n - 1) - i
-        a, b = picked[k], picked[k + len(lows)]
+        a, b = float(values[i]), float(values[min(i + 1, n - 1)])
         out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
     return np.array(out)
 
@@ -234,7 +233,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
             return self._fit_statistics(self._without_aliased(self._design_statistics))
         d = self._prepare_fit(X, y, groups, sample_weight)
         del d["X"]  # the linear model reads the design with its intercept (Xf) only
-        if d["y"].min() == d["y"].max():  # two reductions: np.ptp's wrapper costs a small fit more
+        if np.ptp(d["y"]) == 0:
             raise ValueError("y is constant: there is no variance to split between levels")
         d["unit_weights"] = sample_weight is None
         statistics = self._statistics_of(d)

@@ -34,18 +34,25 @@ def is_dask_collection(x):
 
 def quartiles(values):
     """``np.quantile(values, RESIDUAL_QUANTILES)`` (its default, linear interpolation, with
-    the same arithmetic) from the few order statistics it reads: ``np.partition`` on them
-    costs a fraction of ``np.quantile``'s general machinery, which a small fit would pay
-    at every ``fit``."""
+    the same arithmetic), sorting ``values`` in place (the caller's temporary): at the
+    sizes of an in-memory fit a sort costs about what a partition at the three inner
+    quantiles and the reductions for the other order statistics cost together, far less
+    than ``np.quantile``'s general machinery, which a small fit would pay at every ``fit``."""
+    values.sort()
     n = len(values)
-    lows = [int(q * (n - 1)) for q in RESIDUAL_QUANTILES]  # q (n - 1) is exact: quarters of an integer
-    ordered = np.partition(values, sorted(set(lows + [min(i + 1, n - 1) for i in lows])))
-    out = np.empty(len(lows))
-    for k, (q, i) in enumerate(zip(RESIDUAL_QUANTILES, lows)):  # five numbers: numpy's _lerp
+    out = []
+    for q in RESIDUAL_QUANTILES:  # five numbers: numpy's _lerp, in Python floats (the same IEEE arithmetic)
+        i = int(q * (n - 1))  # q (n - 1) is exact: quarters of an integer
         t = q * (n - 1) - i
-        a, b = ordered[i], ordered[min(i + 1, n - 1)]
-        out[k] = b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
-    return out
+        a, b = float(values[i]), float(values[min(i + 1, n - 1)])
+        out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
+    return np.array(out)
+
+
+def fixed_part(X, beta):
+    """``X @ beta`` (one column: a scaled copy of it, as numpy's matrix-vector product of
+    an ``(n, 1)`` matrix loops over the rows)."""
+    return X[:, 0] * beta[0] if X.shape[1] == 1 else X @ beta
 
 
 class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, BaseEstimator):
@@ -228,6 +235,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         del d["X"]  # the linear model reads the design with its intercept (Xf) only
         if np.ptp(d["y"]) == 0:
             raise ValueError("y is constant: there is no variance to split between levels")
+        d["unit_weights"] = sample_weight is None
         statistics = self._statistics_of(d)
         # partial_fit adds to the statistics of the whole design (no column dropped)
         self._design_statistics = None if self.dropped_columns_ else statistics
@@ -273,6 +281,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
                 )
             validated = None if previous is None else validate_X(self, X, reset=False)  # the same features
             d = self._prepare_fit(X, y, groups, sample_weight, validated_X=validated, chunk=True)
+            d["unit_weights"] = sample_weight is None
             chunk = self._statistics_of(d, columns=self._design_names)
             self._design_statistics = chunk if previous is None else previous + chunk
             return self._fit_statistics(self._without_aliased(self._design_statistics))
@@ -282,7 +291,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         scale = response_scale(d["y"])
         y = d["y"] / scale if scale != 1.0 else d["y"]
         return LinearMixedStatistics.from_rows(
-            d["factors"], d["Xf"], y, d["w"], columns=self._fixed_names if columns is None else columns, y_scale=scale,
+            d["factors"], d["Xf"], y, None if d.get("unit_weights") else d["w"], columns=self._fixed_names if columns is None else columns, y_scale=scale,
         )
 
     def _without_aliased(self, statistics):
@@ -369,7 +378,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         """Residuals of the rows of ``d`` (what :meth:`_prepare_fit` returns) at the fit."""
         beta = self._beta()
         # in place, a column at a time: at millions of rows each temporary is a copy of y
-        r = d["y"] - d["Xf"] @ beta if len(beta) else d["y"].copy()
+        r = d["y"] - fixed_part(d["Xf"], beta) if len(beta) else d["y"].copy()
         for f, (_, _, _, modes, _) in zip(d["factors"], self._random_parts):
             for j in range(f.q):
                 r -= f.z[:, j] * modes[:, j].take(f.codes)  # take: cheaper than fancy indexing
@@ -378,7 +387,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         sigma2, scale = self.__dict__.get("_sigma2_unscaled") or (self.residual_variance_, 1.0)
         if scale != 1.0:
             r /= scale
-        r /= np.sqrt(sigma2 / d["w"])
+        r /= np.sqrt(sigma2) if d.get("unit_weights") else np.sqrt(sigma2 / d["w"])  # the same bits where w is 1
         return r
 
     def predict(self, X, groups=None, unseen_levels=None):

@@ -297,13 +297,17 @@ def test_fit_runs_on_one_blas_thread_and_restores_the_setting():
     assert blas_threads() == before
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 60, 101, 5800])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 60, 101, 5800, 5801, 5802, 5803])
 def test_residual_quartiles_equal_numpy_quantile(n):
-    """The summary's quartiles, from a partition on the order statistics they read, are
-    np.quantile's to the bit (its interpolation arithmetic)."""
+    """The summary's quartiles, read from the sorted values with np.quantile's
+    interpolation arithmetic, are np.quantile's to the bit, ties and signed zeros included."""
     from skmlm._linear import RESIDUAL_QUANTILES, quartiles
 
     rng = np.random.default_rng(n)
-    for scale in (1e-3, 1.0, 1e5):
-        values = rng.standard_normal(n) * scale
-        np.testing.assert_array_equal(quartiles(values), np.quantile(values, RESIDUAL_QUANTILES))
+    draws = [rng.standard_normal(n) * scale for scale in (1e-3, 1.0, 1e5)]
+    draws += [rng.integers(-2, 3, n).astype(float), -np.abs(np.r_[np.zeros(n // 2), rng.standard_normal(n - n // 2)])]
+    for values in draws:
+        expected = np.quantile(values, RESIDUAL_QUANTILES)
+        got = quartiles(values.copy())
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(expected))

@@ -20,6 +20,7 @@ chunk, or partition by partition on a cluster, and reduced.
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse import _sparsetools  # the C++ kernels of scipy.sparse's own conversions
 
 from .design import CovarianceTerms
 
@@ -79,26 +80,33 @@ class FactorStatistics(CovarianceTerms):
         self._set_layout(len(self.terms))
 
     @classmethod
-    def from_rows(cls, factor, rows, xy, wxy, weights):
+    def from_rows(cls, factor, rows, xy, wxy, weights, ones):
         """From the rows ``rows`` (a slice) of a :class:`~.design.RandomFactor`, with
-        ``[X y]``, ``W [X y]`` and the prior weights of those rows."""
+        ``[X y]``, ``W [X y]``, the prior weights of those rows (None: all 1) and a vector
+        of ones as long as the rows."""
         m, q, k = factor.n_levels, factor.q, xy.shape[1]
         codes, z = factor.codes[rows], factor.z[rows]
+        intercept = bool(np.all(z[:, 0] == 1.0))
+        counts = np.bincount(codes, minlength=m)
+        # a covariate of ones (the intercept) and unit weights are left out of the products
+        # (a factor of 1.0 changes no bit): fewer passes, the same sums
+        zw = [None if i == 0 and intercept else z[:, i] for i in range(q)]
         a_zz = np.empty((m, q, q))
         for i in range(q):
             for j in range(i + 1):
-                a_zz[:, i, j] = a_zz[:, j, i] = np.bincount(codes, weights=weights * z[:, i] * z[:, j], minlength=m)
+                wzz = _product(weights, zw[i], zw[j])
+                a_zz[:, i, j] = a_zz[:, j, i] = counts if wzz is None else np.bincount(codes, weights=wzz, minlength=m)
         if q * k <= MAX_BINCOUNT_COLUMNS:  # a few passes over the rows beat building Z
             a_zx = np.empty((m, q, k))
             for i in range(q):
-                wz = weights * z[:, i]
+                wz = _product(weights, zw[i])
                 for j in range(k):
-                    a_zx[:, i, j] = np.bincount(codes, weights=wz * xy[:, j], minlength=m)
+                    a_zx[:, i, j] = np.bincount(codes, weights=_product(wz, xy[:, j]), minlength=m)
         else:
             a_zx = np.asarray(design_rows(factor, rows).T @ wxy).reshape(m, q, k)
         return cls(
-            factor.name, factor.levels, factor.terms, factor.diagonal, bool(np.all(z[:, 0] == 1.0)),
-            np.bincount(codes, minlength=m), a_zz, a_zx, weights @ z, z.T @ z,
+            factor.name, factor.levels, factor.terms, factor.diagonal, intercept,
+            counts, a_zz, a_zx, (ones if weights is None else weights) @ z, z.T @ z,
         )
 
     def add_same_levels(self, other):
@@ -182,7 +190,7 @@ class LinearMixedStatistics:
     def from_rows(cls, factors, X, y, weights, columns=None, y_scale=1.0):
         """The statistics of rows: ``factors`` (:class:`~.design.RandomFactor`), the
         fixed-effects design ``X``, the response ``y`` (already divided by ``y_scale``)
-        and the prior weights.
+        and the prior weights (None: all 1, which saves the products by them).
 
         The rows are taken in chunks of about ``CHUNK_BYTES`` of ``[X y]`` (sums over the
         chunks: the same statistics up to the order of additions), so that the copies a
@@ -197,12 +205,14 @@ class LinearMixedStatistics:
             rows = slice(start, min(start + step, n))
             xy = np.empty((rows.stop - rows.start, k))
             xy[:, :p], xy[:, p] = X[rows], y[rows]
-            w = weights[rows]
-            wxy = xy * w[:, None]
-            xy_cross += xy.T @ wxy
-            xy_sum += np.ones(len(xy)) @ xy  # a BLAS product: numpy's reduction down the rows is far dearer
-            xy_square += xy.T @ xy
-            chunk = [FactorStatistics.from_rows(f, rows, xy, wxy, w) for f in factors]
+            w = None if weights is None else weights[rows]
+            wxy = xy if w is None else xy * w[:, None]
+            ones = np.ones(len(xy))
+            cross_products = xy.T @ wxy
+            xy_cross += cross_products
+            xy_sum += ones @ xy  # a BLAS product: numpy's reduction down the rows is far dearer
+            xy_square += cross_products if w is None else xy.T @ xy
+            chunk = [FactorStatistics.from_rows(f, rows, xy, wxy, w, ones) for f in factors]
             del xy, wxy
             if stats is None:
                 stats = chunk
@@ -211,10 +221,13 @@ class LinearMixedStatistics:
                     total.add_same_levels(part)
         cross = {(i, j): _cross_of_rows(factors[i], factors[j], weights)  # codes only: no chunks needed
                  for j in range(1, len(factors)) for i in range(j)}
+        if weights is None:
+            sum_weights, sum_log_weights = float(n), 0.0
+        else:
+            sum_weights, sum_log_weights = float(weights.sum()), float(np.log(weights).sum())
         columns = [f"x{k}" for k in range(p)] if columns is None else list(columns)
         return cls(
-            stats, columns, n, float(weights.sum()), float(np.log(weights).sum()), xy_cross, xy_sum, xy_square, cross,
-            y_scale,
+            stats, columns, n, sum_weights, sum_log_weights, xy_cross, xy_sum, xy_square, cross, y_scale,
         )
 
     # -- reading the blocks ----------------------------------------------------------------
@@ -362,20 +375,61 @@ class LinearMixedStatistics:
         return f"LinearMixedStatistics({self.n} rows, {self.p} fixed-effects columns; {parts})"
 
 
+def _product(*columns):
+    """The elementwise product of ``columns``, None among them standing for a column of
+    ones (left out: a factor of 1.0 changes no bit); None where all are."""
+    out = None
+    for c in columns:
+        if c is not None:
+            out = c if out is None else out * c
+    return out
+
+
 def _cross_of_rows(fi, fj, weights):
     """``Z_i'W Z_j`` of rows (CSR, level-major) from the two factors' codes: one entry per
-    row and pair of terms, those of a pair of levels summed (a single sparse conversion,
-    neither ``Z`` formed)."""
+    row and pair of terms, those of a pair of levels summed (one sparse conversion,
+    neither ``Z`` formed). ``weights`` None: all 1."""
     qi, qj = fi.q, fj.q
-    if qi == 1 and qj == 1:
-        rows, cols, data = fi.codes, fj.codes, weights * fi.z[:, 0] * fj.z[:, 0]
-    else:
-        n = len(weights)
-        rows = np.broadcast_to(fi.codes[:, None, None] * qi + np.arange(qi)[None, :, None], (n, qi, qj)).ravel()
-        cols = np.broadcast_to(fj.codes[:, None, None] * qj + np.arange(qj)[None, None, :], (n, qi, qj)).ravel()
-        data = (weights[:, None, None] * fi.z[:, :, None] * fj.z[:, None, :]).ravel()
+    if weights is None:
+        weights = np.ones(len(fi.codes))
     shape = (fi.n_levels * qi, fj.n_levels * qj)
-    return sp.coo_matrix((data, (rows, cols)), shape=shape).tocsr()  # duplicates summed, indices sorted
+    n = len(weights)
+    index = np.int64 if max(shape + (n * qi * qj,)) > np.iinfo(np.int32).max else np.int32
+    if qi == 1 and qj == 1:
+        rows, cols = fi.codes.astype(index, copy=False), fj.codes.astype(index, copy=False)
+        data = weights * fi.z[:, 0] * fj.z[:, 0]
+    else:
+        codes_i, codes_j = fi.codes.astype(index, copy=False), fj.codes.astype(index, copy=False)
+        terms_i, terms_j = np.arange(qi, dtype=index), np.arange(qj, dtype=index)
+        rows = np.broadcast_to(codes_i[:, None, None] * qi + terms_i[None, :, None], (n, qi, qj)).ravel()
+        cols = np.broadcast_to(codes_j[:, None, None] * qj + terms_j[None, None, :], (n, qi, qj)).ravel()
+        data = (weights[:, None, None] * fi.z[:, :, None] * fj.z[:, None, :]).ravel()
+    return coo_to_csr(rows, cols, data, shape)
+
+
+def coo_to_csr(rows, cols, data, shape):
+    """``scipy.sparse.coo_matrix((data, (rows, cols)), shape).tocsr()`` (duplicates summed,
+    indices sorted), by the same kernels in the same order, without the per-call checks
+    and conversions of the sparse classes (most of its cost on a small design). ``rows``
+    and ``cols`` are of one integer type that holds the shape and the number of entries."""
+    m, n_cols = shape
+    nnz = len(data)
+    indptr = np.empty(m + 1, dtype=rows.dtype)
+    indices = np.empty(nnz, dtype=rows.dtype)
+    values = np.empty(nnz, dtype=data.dtype)
+    _sparsetools.coo_tocsr(m, n_cols, nnz, rows, cols, data, indptr, indices, values)
+    if not _sparsetools.csr_has_canonical_format(m, indptr, indices):
+        if not _sparsetools.csr_has_sorted_indices(m, indptr, indices):
+            _sparsetools.csr_sort_indices(m, indptr, indices, values)
+        _sparsetools.csr_sum_duplicates(m, n_cols, indptr, indices, values)
+        kept = indptr[-1]
+        if kept < nnz // 2:  # as scipy's prune: a copy rather than a view on the longer array
+            indices, values = indices[:kept].copy(), values[:kept].copy()
+        else:
+            indices, values = indices[:kept], values[:kept]
+    block = sp.csr_matrix((values, indices, indptr), shape=shape, copy=False)
+    block.has_canonical_format = True
+    return block
 
 
 def sum_statistics(items):

@@ -268,27 +268,3 @@ def test_dask_arrays_and_predict_return_dask(frame):
                                    atol=1e-12 * np.abs(expected).max())
     with pytest.raises(ValueError, match="partitioned alike"):
         MixedLinearRegressor().fit(X, y.rechunk(500), groups=g)
-
-
-def test_coo_to_csr_is_scipys_conversion():
-    """The cross blocks' conversion gives scipy's ``coo_matrix(...).tocsr()`` to the bit:
-    the same kernels in the same order (duplicates summed in the same order), whether the
-    entries come sorted, unsorted or with no duplicate at all."""
-    import scipy.sparse as sp
-
-    from skmlm._core.statistics import coo_to_csr
-
-    rng = np.random.default_rng(3)
-    for trial in range(60):
-        m, n = rng.integers(1, 30, 2)
-        nnz = int(rng.integers(0, 400)) if trial % 4 else min(m * n, 5)
-        rows, cols = rng.integers(0, m, nnz).astype(np.int32), rng.integers(0, n, nnz).astype(np.int32)
-        if trial % 3 == 0:
-            order = np.lexsort((cols, rows))
-            rows, cols = rows[order], cols[order]
-        data = rng.standard_normal(nnz) * 10.0 ** rng.integers(-8, 8, nnz)
-        got = coo_to_csr(rows, cols, data, (m, n))
-        want = sp.coo_matrix((data, (rows, cols)), shape=(m, n)).tocsr()
-        for name in ("indptr", "indices", "data"):
-            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
-        assert got.shape == want.shape and got.has_canonical_format

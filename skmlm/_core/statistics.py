@@ -20,7 +20,6 @@ chunk, or partition by partition on a cluster, and reduced.
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse import _sparsetools  # the C++ kernels of scipy.sparse's own conversions
 
 from .design import CovarianceTerms
 
@@ -404,32 +403,7 @@ def _cross_of_rows(fi, fj, weights):
         rows = np.broadcast_to(codes_i[:, None, None] * qi + terms_i[None, :, None], (n, qi, qj)).ravel()
         cols = np.broadcast_to(codes_j[:, None, None] * qj + terms_j[None, None, :], (n, qi, qj)).ravel()
         data = (weights[:, None, None] * fi.z[:, :, None] * fj.z[:, None, :]).ravel()
-    return coo_to_csr(rows, cols, data, shape)
-
-
-def coo_to_csr(rows, cols, data, shape):
-    """``scipy.sparse.coo_matrix((data, (rows, cols)), shape).tocsr()`` (duplicates summed,
-    indices sorted), by the same kernels in the same order, without the per-call checks
-    and conversions of the sparse classes (most of its cost on a small design). ``rows``
-    and ``cols`` are of one integer type that holds the shape and the number of entries."""
-    m, n_cols = shape
-    nnz = len(data)
-    indptr = np.empty(m + 1, dtype=rows.dtype)
-    indices = np.empty(nnz, dtype=rows.dtype)
-    values = np.empty(nnz, dtype=data.dtype)
-    _sparsetools.coo_tocsr(m, n_cols, nnz, rows, cols, data, indptr, indices, values)
-    if not _sparsetools.csr_has_canonical_format(m, indptr, indices):
-        if not _sparsetools.csr_has_sorted_indices(m, indptr, indices):
-            _sparsetools.csr_sort_indices(m, indptr, indices, values)
-        _sparsetools.csr_sum_duplicates(m, n_cols, indptr, indices, values)
-        kept = indptr[-1]
-        if kept < nnz // 2:  # as scipy's prune: a copy rather than a view on the longer array
-            indices, values = indices[:kept].copy(), values[:kept].copy()
-        else:
-            indices, values = indices[:kept], values[:kept]
-    block = sp.csr_matrix((values, indices, indptr), shape=shape, copy=False)
-    block.has_canonical_format = True
-    return block
+    return sp.coo_matrix((data, (rows, cols)), shape=shape).tocsr()
 
 
 def sum_statistics(items):

@@ -357,15 +357,19 @@ class ScalarGLMM:
         v = theta * z
         b, c, q = P.b, P.c, P.q  # sum z^3 W1, sum z r, sum z W deta + theta a dU
         # the products of row derivatives: from D2a (W'' deta deta') and from D2u (W' deta deta')
-        omega = theta * theta * (self.zz * s2 / self._on_rows(h) - theta * v * s1 * self._on_rows(b / h**2))
-        H = (deta * omega) @ deta.T
-        H += 2.0 * (E * W) @ deta.T
-        H -= (dh / h) @ (dh / h).T
+        inv_h = 1.0 / h
+        b_h = b * inv_h
+        b_h2 = b_h * inv_h
+        omega = theta * theta * (self.zz * s2 * self._on_rows(inv_h) - theta * v * s1 * self._on_rows(b_h2))
+        # with the first derivatives' product from the gradient's -2 sum r E term
+        H = (deta * omega + 2.0 * E * W) @ deta.T
+        dh_h = dh * inv_h
+        H -= dh_h @ dh_h.T
         # the terms along theta's unit vector: e t' + t e'
-        t = 2.0 * theta * (Da @ (1.0 / h)) + theta**2 * (dU @ (b / h)) - theta**3 * (q @ (b / h**2)) - dU @ c
+        t = 2.0 * theta * (Da @ inv_h) + theta**2 * (dU @ b_h) - theta**3 * (q @ b_h2) - dU @ c
         H[0] += t
         H[:, 0] += t
-        H[0, 0] += float(np.sum(2.0 * a / h))
+        H[0, 0] += 2.0 * float(a @ inv_h)
         H = 0.5 * (H + H.T)
         if self.n_dispersion:  # bordered by the dispersion's row and column
             column = self._dispersion_column(P)

@@ -112,7 +112,7 @@ class ScalarGLMM:
 
     def _curvature(self, theta, eta):
         """``h_j = theta^2 sum_j z^2 W + 1`` at the rows' ``eta``."""
-        return theta * theta * self._level_sums(self.z * self.z * self.family.derivatives(self.y, eta, self.w, self.dispersion)[1]) + 1.0
+        return theta * theta * self._level_sums(self.zz * self.family.derivatives(self.y, eta, self.w, self.dispersion)[1]) + 1.0
 
     def _penalised(self, offset, v, u):
         """Per-level penalised deviance ``sum dev.resid + u^2`` and the rows' ``eta``."""

@@ -153,15 +153,13 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
             return np.zeros((0, 0)), "hessian"
         H = opt.hessian
         if H is not None and H.shape[0] >= nt + p:
-            d = H.shape[0]
-            free = np.ones(d, dtype=bool)
+            free = np.ones(H.shape[0], dtype=bool)
             free[:nt] = np.abs(np.diag(H)[:nt]) > 0
-            idx = np.flatnonzero(free)
-            beta_cols = np.zeros((len(idx), p))  # the columns of beta in H^-1
-            pos = np.searchsorted(idx, np.arange(nt, nt + p))
-            beta_cols[pos, np.arange(p)] = 1.0
+            first = int(np.count_nonzero(free[:nt]))  # beta's place among the free coordinates
+            beta = slice(first, first + p)
             try:
-                cov = 2.0 * solve_positive_definite(H[np.ix_(idx, idx)], beta_cols)[pos]
+                inverse = solve_positive_definite(H[np.ix_(free, free)], np.eye(int(np.count_nonzero(free))))
+                cov = 2.0 * inverse[beta, beta]
                 if np.isfinite(cov).all():  # (a Hessian with NaN factorises into NaN)
                     return 0.5 * (cov + cov.T), "hessian"
             except np.linalg.LinAlgError:

@@ -153,7 +153,7 @@ def _string_column_names(estimator, X):
     if X.shape[1] == 0:  # the null model's X: no names (scikit-learn drops old ones)
         estimator.__dict__.pop("feature_names_in_", None)
         return True
-    if not all(isinstance(c, str) for c in X.columns):
+    if X.columns.inferred_type != "string" or X.columns.hasnans:  # (both cached by pandas)
         return False
     estimator.feature_names_in_ = np.asarray(X.columns, dtype=object)
     return True

@@ -245,7 +245,7 @@ class Binomial(Family):
 
     def kernel(self, y, eta, w, dispersion=1.0):
         if self.canonical:  # y eta - log(1 + e^eta), without overflow
-            return w * (y * eta - (np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))))
+            return w * (y * eta - np.logaddexp(0.0, eta))
         mu = np.clip(self.mean(eta), 1e-300, 1.0 - 1e-16)
         return w * (xlogy(y, mu) + xlogy(1.0 - y, 1.0 - mu))
 

@@ -637,7 +637,6 @@ def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, sca
     finds no optimum.
     """
     log = []
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
 
     def record(x, f):
         log.append((np.array(x, dtype=float), f))
@@ -664,6 +663,7 @@ def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, sca
             return _result(x, f, decrease <= decrement_tol, n_iter, max_iter, g, H, message, log)
     else:
         f = g = None
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]  # (after a scalar search: rarely)
     for _ in range(MAX_RESTARTS + 1):
         left = max_iter - n_iter
         if left > 0:

@@ -78,6 +78,8 @@ class ScalarGLMM:
         self.counts = counts
         self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         self.z = factor.z[order, 0]
+        self.zz = self.z * self.z
+        self.zzz = self.zz * self.z
         self.X = np.asarray(X, dtype=float)[order]
         self.XT = np.ascontiguousarray(self.X.T)
         self.y = np.asarray(y, dtype=float)[order]
@@ -96,17 +98,25 @@ class ScalarGLMM:
         """Sums over each level's rows (the rows are sorted by level)."""
         return np.add.reduceat(a, self.starts, axis=0)
 
+    def _on_rows(self, a):
+        """Each level's value (the last axis of ``a``) repeated on its rows."""
+        return a.repeat(self.counts, axis=-1)
+
+    def _level_sums_of_rows(self, rows):
+        """:meth:`_level_sums` of each row of ``rows`` (terms by rows): terms by levels."""
+        return np.add.reduceat(rows, self.starts, axis=1)
+
     def _deviance_rows(self, eta):
         """Per-row ``-2 log-likelihood`` less its constant terms."""
         return -2.0 * self.family.kernel(self.y, eta, self.w, self.dispersion)
 
     def _curvature(self, theta, eta):
         """``h_j = theta^2 sum_j z^2 W + 1`` at the rows' ``eta``."""
-        return theta * theta * self._level_sums(self.z * self.z * self.family.derivatives(self.y, eta, self.w, self.dispersion)[1]) + 1.0
+        return theta * theta * self._level_sums(self.zz * self.family.derivatives(self.y, eta, self.w, self.dispersion)[1]) + 1.0
 
     def _penalised(self, offset, v, u):
         """Per-level penalised deviance ``sum dev.resid + u^2`` and the rows' ``eta``."""
-        eta = offset + v * u[self.codes]
+        eta = offset + v * self._on_rows(u)
         return self._level_sums(self._deviance_rows(eta)) + u**2, eta
 
     def mode(self, theta, beta, tol=1e-9, max_iter=100):
@@ -120,24 +130,29 @@ class ScalarGLMM:
         """
         offset = self.offset + self.X @ beta
         v = theta * self.z
+        vv = v * v
         u = self.u
-        eta = offset + v * u[self.codes]
+        eta = offset + v * self._on_rows(u)
         bounded = self.family.eta_lower is not None
         if bounded and not np.all(eta > self.family.eta_lower):  # a warm start outside the link's range
             u = np.zeros_like(u)
             eta = offset.copy()
         pdev = None
+        rows = np.empty((2, self.n))  # the level sums of one step, as one reduceat
         for _ in range(max_iter):
             r, W = self.family.derivatives(self.y, eta, self.w, self.dispersion)
-            grad = self._level_sums(v * r) - u
-            curv = self._level_sums(v * v * W) + 1.0
+            np.multiply(v, r, out=rows[0])
+            np.multiply(vv, W, out=rows[1])
+            sums = self._level_sums_of_rows(rows)
+            grad = sums[0] - u
+            curv = sums[1] + 1.0
             step = grad / curv
             decrease = grad * step
             largest = decrease.max()
             # near the mode: full steps, no check (not where a step may leave the link's range)
             if largest <= SAFE_DECREASE and not bounded:
                 u = u + step
-                eta = offset + v * u[self.codes]
+                eta = offset + v * self._on_rows(u)
                 pdev = None
                 if largest <= tol:
                     break
@@ -220,49 +235,72 @@ class ScalarGLMM:
 
     def _laplace_parts(self, x, order=3):
         """The modes at ``x`` and the Laplace deviance's value, gradient and the pieces
-        its Hessian and the AGQ deviance are built from. Arrays over rows are held as
-        ``(terms, rows)``: each row of them is contiguous."""
-        p = self.p
-        theta, beta = float(x[0]), x[1 : 1 + p]
-        self.dispersion = dispersion_from_log(x[1 + p]) if self.n_dispersion else 1.0
+        its Hessian and the AGQ deviance are built from (``order=4``: also those only the
+        exact Hessian needs). Arrays over rows are held as ``(terms, rows)``: each row of
+        them is contiguous, and the level sums of all the terms of one stage are one
+        ``reduceat`` over the stacked rows."""
+        p, nd = self.p, self.n_dispersion
+        k, d = 1 + p, 1 + p + nd  # the (theta, beta) block; all coordinates
+        theta, beta = float(x[0]), x[1:k]
+        self.dispersion = dispersion_from_log(x[k]) if nd else 1.0
         if self._tangent is not None:  # start the modes on the last evaluation's tangent
             x0, u0, dU0 = self._tangent
             self.u = u0 + (x - x0) @ dU0
         u, eta = self.mode(theta, beta)
-        z, counts = self.z, self.counts
+        z, zz, counts = self.z, self.zz, self.counts
         r, W, W1, *W2 = self.family.derivatives(self.y, eta, self.w, self.dispersion, order)
+        hessian = order >= 4
         v = theta * z
-        a = self._level_sums(z * z * W)
-        h = theta * theta * a + 1.0
-        value = float(self._deviance_rows(eta).sum() + u @ u + np.log(h).sum()) + self.constant(self.dispersion)
+        value = float(self._deviance_rows(eta).sum() + u @ u) + self.constant(self.dispersion)
         # d eta / d x with the modes held: [z u_j, X, 0 (the dispersion)]
-        E = np.empty((1 + p + self.n_dispersion, self.n))
-        np.multiply(z, np.repeat(u, counts), out=E[0])
-        E[1 : 1 + p] = self.XT
-        E[1 + p :] = 0.0
-        # the modes' derivative: h_j du_j = d/dx (sum v r) at fixed u
-        R = -np.add.reduceat(E * (v * W), self.starts, axis=1)
-        R[0] += self._level_sums(z * r)
-        if self.n_dispersion:  # the score and the weights move with the dispersion
+        E = np.empty((d, self.n))
+        np.multiply(z, self._on_rows(u), out=E[0])
+        E[1:k] = self.XT
+        E[k:] = 0.0
+        if nd:  # the score and the weights move with the dispersion
             dl_s, dr_s, dW_s = self.family.dispersion_derivatives(self.y, eta, self.w, self.dispersion)
-            R[-1] += self._level_sums(v * dr_s)
+        # the level sums at the modes: a_j = sum z^2 W, c_j = sum z r, [b_j = sum z^3 W1],
+        # sum z W E[:k], [sum z dr_s]
+        zW = z * W
+        first = [zz * W, z * r] + ([self.zzz * W1] if hessian else [])
+        rows = np.empty((len(first) + k + nd, self.n))
+        rows[: len(first)] = first
+        np.multiply(E[:k], zW, out=rows[len(first) : len(first) + k])
+        if nd:
+            rows[-1] = z * dr_s
+        sums = self._level_sums_of_rows(rows)
+        a, c = sums[0], sums[1]
+        b = sums[2] if hessian else None
+        h = theta * theta * a + 1.0
+        value += float(np.log(h).sum())
+        # the modes' derivative: h_j du_j = d/dx (sum v r) at fixed u
+        R = theta * sums[len(first) :]
+        R[:k] *= -1.0
+        R[0] += c
         dU = R / h
         x = np.array(x, dtype=float)
         if np.isfinite(value):  # the next evaluation's warm start (not from a failed one)
             self._tangent = (x, u, dU)
-        deta = E + v * np.repeat(dU, counts, axis=1)
-        Da = np.add.reduceat(deta * (z * z * W1), self.starts, axis=1)
-        if self.n_dispersion:
-            Da[-1] += self._level_sums(z * z * dW_s)
+        deta = E + v * self._on_rows(dU)
+        # the level sums along the modes' path: Da = d a / dx, [q = sum z W deta[:k]]
+        rows = np.empty((d + (k if hessian else 0), self.n))
+        np.multiply(deta, zz * W1, out=rows[:d])
+        if nd:
+            rows[k:d] += zz * dW_s
+        if hessian:
+            np.multiply(deta[:k], zW, out=rows[d:])
+        sums = self._level_sums_of_rows(rows)
+        Da = sums[:d]
+        q = sums[d:] + theta * a * dU[:k] if hessian else None
         dh = theta * theta * Da
         dh[0] += 2.0 * theta * a
         grad = -2.0 * (E @ r) + (dh / h).sum(axis=1)
-        if self.n_dispersion:
+        if nd:
             grad[-1] += -2.0 * dl_s.sum() + self.constant_slopes(self.dispersion)[0]
-        if not self.n_dispersion:
+        else:
             dr_s = dW_s = None
-        return SimpleNamespace(x=x, theta=theta, u=u, eta=eta, W=W, W1=W1, W2=W2, r=r, v=v, a=a, h=h, E=E, R=R,
-                               dU=dU, deta=deta, Da=Da, dh=dh, value=value, grad=grad, dr_s=dr_s, dW_s=dW_s)
+        return SimpleNamespace(x=x, theta=theta, u=u, eta=eta, W=W, W1=W1, W2=W2, r=r, v=v, a=a, b=b, c=c, q=q, h=h,
+                               E=E, R=R, dU=dU, deta=deta, Da=Da, dh=dh, value=value, grad=grad, dr_s=dr_s, dW_s=dW_s)
 
     def _agq(self, P):
         """The adaptive Gauss-Hermite deviance and its gradient around the modes of ``P``.
@@ -276,7 +314,7 @@ class ScalarGLMM:
         gradient follows both. A loop over the nodes (a few), not over levels or rows.
         """
         z, counts, starts = self.z, self.counts, self.starts
-        offset = P.eta - P.v * np.repeat(P.u, counts)  # offset + X beta
+        offset = P.eta - P.v * self._on_rows(P.u)  # offset + X beta
         root_h = np.sqrt(P.h)
         K, (d, m) = len(self.nodes), P.dU.shape
         ell = np.empty((K, m))
@@ -285,12 +323,12 @@ class ScalarGLMM:
         for k, (zk, wk) in enumerate(zip(self.nodes, self.node_weights)):
             uk = P.u + zk / root_h
             duk = P.dU - (0.5 * zk / (root_h * P.h)) * P.dh
-            etak = offset + P.v * np.repeat(uk, counts)
+            etak = offset + P.v * self._on_rows(uk)
             devc = self._level_sums(self._deviance_rows(etak)) + uk * uk
             ell[k] = np.log(wk) + 0.5 * zk * zk - 0.5 * devc
             rk = self.family.derivatives(self.y, etak, self.w, self.dispersion, order=1)[0]
-            np.multiply(z, np.repeat(uk, counts), out=Ek[0])
-            detak = Ek + P.v * np.repeat(duk, counts, axis=1)
+            np.multiply(z, self._on_rows(uk), out=Ek[0])
+            detak = Ek + P.v * self._on_rows(duk)
             dell[k] = np.add.reduceat(detak * rk, starts, axis=1) - uk * duk
         lse = logsumexp(ell, axis=0)
         pi = np.exp(ell - lse)
@@ -317,23 +355,28 @@ class ScalarGLMM:
         (s2,) = P.W2  # dW1/deta (the Hessian's evaluations ask the family for order 4)
         E, dU, deta, Da, dh = P.E[:k], P.dU[:k], P.deta[:k], P.Da[:k], P.dh[:k]
         v = theta * z
-        c = self._level_sums(z * r)
-        b = self._level_sums(z**3 * s1)
-        q = np.add.reduceat(deta * (z * W), self.starts, axis=1) + theta * a * dU
+        b, c, q = P.b, P.c, P.q  # sum z^3 W1, sum z r, sum z W deta + theta a dU
         # the products of row derivatives: from D2a (W'' deta deta') and from D2u (W' deta deta')
-        omega = theta * theta * (z * z * s2 / np.repeat(h, counts) - theta * v * s1 * np.repeat(b / h**2, counts))
-        H = (deta * omega) @ deta.T
-        H += 2.0 * (E * W) @ deta.T
-        H -= (dh / h) @ (dh / h).T
+        inv_h = 1.0 / h
+        b_h = b * inv_h
+        b_h2 = b_h * inv_h
+        omega = theta * theta * (self.zz * s2 * self._on_rows(inv_h) - theta * v * s1 * self._on_rows(b_h2))
+        # with the first derivatives' product from the gradient's -2 sum r E term
+        H = (deta * omega + 2.0 * E * W) @ deta.T
+        dh_h = dh * inv_h
+        H -= dh_h @ dh_h.T
         # the terms along theta's unit vector: e t' + t e'
-        t = 2.0 * theta * (Da @ (1.0 / h)) + theta**2 * (dU @ (b / h)) - theta**3 * (q @ (b / h**2)) - dU @ c
+        t = 2.0 * theta * (Da @ inv_h) + theta**2 * (dU @ b_h) - theta**3 * (q @ b_h2) - dU @ c
         H[0] += t
         H[:, 0] += t
-        H[0, 0] += float(np.sum(2.0 * a / h))
+        H[0, 0] += 2.0 * float(a @ inv_h)
         H = 0.5 * (H + H.T)
-        if self.n_dispersion:
+        if self.n_dispersion:  # bordered by the dispersion's row and column
             column = self._dispersion_column(P)
-            H = np.block([[H, column[:k, None]], [column[None, :k], column[k:, None]]])
+            full = np.empty((k + 1, k + 1))
+            full[:k, :k] = H
+            full[:, k] = full[k, :] = column
+            H = full
         return H
 
     def _dispersion_column(self, P):
@@ -350,16 +393,16 @@ class ScalarGLMM:
         l_ss, r_ss, W_ss, W1_s = self.family.dispersion_second_derivatives(self.y, P.eta, self.w, self.dispersion)
         E, dU, deta, Da, dh = P.E, P.dU, P.deta, P.Da, P.dh
         dU_s, deta_s, dh_s = dU[-1], deta[-1], dh[-1]
-        dU_s_rows = np.repeat(dU_s, self.counts)
+        dU_s_rows = self._on_rows(dU_s)
         rhs = -dh_s * dU - np.add.reduceat(E * (v * (W1 * deta_s + W_s)), starts, axis=1)
         rhs[0] += self._level_sums(z * r_s) - 2.0 * theta * a * dU_s
         rhs[-1] += self._level_sums(v * (r_ss - W_s * deta_s))
-        ddeta = v * np.repeat(rhs / h, self.counts, axis=1)  # d(deta_i)/ds
+        ddeta = v * self._on_rows(rhs / h)  # d(deta_i)/ds
         ddeta[0] += z * dU_s_rows
         dDa = np.add.reduceat((z * z) * ((W2 * deta_s + W1_s) * deta + W1 * ddeta), starts, axis=1)
         dDa[-1] += self._level_sums(z * z * (W1_s * deta_s + W_ss))
         column = theta * theta * (dDa @ (1.0 / h)) - (dh / h**2) @ dh_s - 2.0 * (E @ (r_s - W * deta_s))
-        column[0] += 2.0 * theta * (Da[-1] @ (1.0 / h)) - 2.0 * (self._level_sums(z * r) @ dU_s)
+        column[0] += 2.0 * theta * (Da[-1] @ (1.0 / h)) - 2.0 * (P.c @ dU_s)
         column[-1] += self.constant_slopes(self.dispersion)[1] - 2.0 * float(np.sum(r_s * deta_s + l_ss))
         return column
 
@@ -378,11 +421,15 @@ class ScalarGLMM:
         u, beta = np.zeros_like(self.u), np.array(beta0, dtype=float)
         eta = self.offset + X @ beta
         pdev = None
+        rows = np.empty((2 + self.p, self.n))  # the level sums of one step, as one reduceat
         for _ in range(max_iter):
             r, W = self.family.derivatives(self.y, eta, self.w, self.dispersion)
-            g_u = self._level_sums(v * r) - u
-            h = self._level_sums(v * v * W) + 1.0
-            C = np.add.reduceat(XT * (v * W), self.starts, axis=1)  # (p, levels)
+            vW = v * W
+            np.multiply(v, r, out=rows[0])
+            np.multiply(v, vW, out=rows[1])
+            np.multiply(XT, vW, out=rows[2:])
+            sums = self._level_sums_of_rows(rows)
+            g_u, h, C = sums[0] - u, sums[1] + 1.0, sums[2:]  # C: (p, levels)
             S = (XT * W) @ X - (C / h) @ C.T
             g_b = XT @ r
             try:
@@ -394,7 +441,7 @@ class ScalarGLMM:
             t = 1.0
             while True:
                 cand_u, cand_b = u + t * du, beta + t * db
-                cand_eta = self.offset + X @ cand_b + v * cand_u[self.codes]
+                cand_eta = self.offset + X @ cand_b + v * self._on_rows(cand_u)
                 if decrease <= SAFE_DECREASE or t < 1e-10:
                     pdev = None  # not computed at the new point
                     break
@@ -416,7 +463,7 @@ class ScalarGLMM:
         modes left by :meth:`joint_mode`), set as the model's dispersion: a start near the
         optimum, where the fixed-effects-only GLM's estimate counts the levels' variance
         as dispersion."""
-        eta = self.offset + self.X @ beta + theta * self.z * self.u[self.codes]
+        eta = self.offset + self.X @ beta + theta * self.z * self._on_rows(self.u)
         self.dispersion = self.family.start_dispersion(self.y, self.family.mean(eta), self.w)
         return self.dispersion
 
@@ -440,7 +487,7 @@ class ScalarGLMM:
         self.dispersion = dispersion_from_log(x[1 + p]) if self.n_dispersion else 1.0
         theta, beta, u = float(x[0]), x[1 : 1 + p], self._tangent[1]
         v = theta * self.z
-        eta = self.offset + self.X @ beta + v * np.repeat(u, self.counts)
+        eta = self.offset + self.X @ beta + v * self._on_rows(u)
         W = self.family.derivatives(self.y, eta, self.w, self.dispersion)[1]
         h = self._level_sums(v * v * W) + 1.0
         C = np.add.reduceat(self.XT * (v * W), self.starts, axis=1)  # (p, levels)
@@ -455,7 +502,7 @@ class ScalarGLMM:
         deviance = self._last_value[1]
         u = self._tangent[1]  # the modes at x
         theta, beta = float(x[0]), x[1 : 1 + self.p]
-        eta = self.offset + self.X @ beta + theta * self.z * np.repeat(u, self.counts)
+        eta = self.offset + self.X @ beta + theta * self.z * self._on_rows(u)
         out = np.empty_like(eta)
         out[self.order] = eta
         return u, out, deviance

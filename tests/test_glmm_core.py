@@ -298,7 +298,7 @@ def test_scalar_path_dispersion_hessian_against_finite_differences(name, link):
     scalar = model.scalar
     x0 = np.array([0.6, 0.8, 0.2, 0.3]) if link == "inverse" else np.array([0.6, 0.3, 0.4, 0.5])
     for x in (x0, x0 * np.r_[-1.5, 1.0, 1.0, -2.0]):
-        H = _assert_exact_hessian(scalar, x)
+        _assert_exact_hessian(scalar, x)
 
 
 def test_row_order_does_not_change_the_fit():

@@ -340,7 +340,6 @@ def test_rough_first_hessian_steps_but_never_judges():
     fun, grad, hess, calls = _coupled_quadratic()
     blocks = np.array([0, 0, 0, 1, 1])
     lower = np.full(5, -np.inf)
-    free = np.ones(5, bool)
 
     def whole(x, f, g, free):
         return gradient_jacobian(grad, x, free, lower, g0=g)

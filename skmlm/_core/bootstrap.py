@@ -18,7 +18,7 @@ and a replicate costs nothing in the number of rows.
 
 import numpy as np
 
-from .coupling import add_sparse
+from .coupling import SparseEntries
 from .derived import with_response
 from .design import split_theta
 from .optimize import minimize_bounded
@@ -70,7 +70,7 @@ class ResponseSimulator:
             sec = self.second
             s_2x = sec.a2x[:, :p] - sec.a21 @ KKc.reshape(m1 * q1, p)
             s_22 = -sec.coupled_square(self.K1)
-            add_sparse(s_22, sec.a22)  # the other factors' own block is held sparse
+            SparseEntries(sec.a22).add_to(s_22)  # the other factors' own block is held sparse
             S = np.block([[s_xx, s_2x.T], [s_2x, s_22]])
             diag = np.concatenate([diag, sec.a22.diagonal()])
         else:

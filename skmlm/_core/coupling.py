@@ -197,16 +197,10 @@ class SparseEntries:
 
     def add_to(self, out):
         """``out += a`` in place, for a dense C-ordered ``out`` of the same shape."""
+        if not out.flags.c_contiguous:  # reshape would add into a copy
+            raise ValueError("SparseEntries.add_to needs a C-contiguous array")
         flat = out.reshape(-1)
         flat[self.flat] += self.values
-
-
-def add_sparse(out, a):
-    """``out += a`` in place, for a dense ``out`` and a sparse ``a`` (without forming
-    ``a`` dense: a large factor's own block is mostly zeros)."""
-    coo = sp.coo_matrix(a)
-    coo.sum_duplicates()  # one entry per position: a fancy-indexed add is then exact
-    out[coo.row, coo.col] += coo.data
 
 
 #: Pairs listed at a time while a pair expansion is built (the temporaries of a chunk

@@ -203,15 +203,15 @@ def block_jacobian(gradient, x, g0, blocks, step=1e-6):
 
     def complete():
         J = np.empty((k, k))
-        for members, d in groups:  # d = sum over the members of (column j) h_j
+        for group, d in groups:  # d = sum over the group of (column j) h_j
             rest = d.copy()
-            for j in members[1:]:
+            for j in group[1:]:
                 xp = x.copy()
                 xp[j] += h[j]
                 J[:, j] = gradient(xp) - g0
                 rest -= J[:, j]
                 J[:, j] /= h[j]
-            J[:, members[0]] = rest / h[members[0]]
+            J[:, group[0]] = rest / h[group[0]]
         return (J + J.T) / 2
 
     return H, complete

@@ -247,7 +247,7 @@ class ScalarGLMM:
             x0, u0, dU0 = self._tangent
             self.u = u0 + (x - x0) @ dU0
         u, eta = self.mode(theta, beta)
-        z, zz, counts = self.z, self.zz, self.counts
+        z, zz = self.z, self.zz
         r, W, W1, *W2 = self.family.derivatives(self.y, eta, self.w, self.dispersion, order)
         hessian = order >= 4
         v = theta * z
@@ -313,7 +313,7 @@ class ScalarGLMM:
         Laplace approximation). The nodes move with the modes and with ``h_j``; the
         gradient follows both. A loop over the nodes (a few), not over levels or rows.
         """
-        z, counts, starts = self.z, self.counts, self.starts
+        z, starts = self.z, self.starts
         offset = P.eta - P.v * self._on_rows(P.u)  # offset + X beta
         root_h = np.sqrt(P.h)
         K, (d, m) = len(self.nodes), P.dU.shape
@@ -350,8 +350,8 @@ class ScalarGLMM:
         :meth:`_dispersion_column`'s.
         """
         k = 1 + self.p  # the (theta, beta) block
-        z, counts = self.z, self.counts
-        theta, W, s1, r, a, h = P.theta, P.W, P.W1, P.r, P.a, P.h
+        z = self.z
+        theta, W, s1, a, h = P.theta, P.W, P.W1, P.a, P.h
         (s2,) = P.W2  # dW1/deta (the Hessian's evaluations ask the family for order 4)
         E, dU, deta, Da, dh = P.E[:k], P.dU[:k], P.deta[:k], P.Da[:k], P.dh[:k]
         v = theta * z
@@ -388,7 +388,7 @@ class ScalarGLMM:
         2 theta a Du_s) + [s] sum v (r_ss - W_s deta_s)`` (the brackets: only for that
         coordinate; ``_s`` a partial derivative in ``s``, the family's)."""
         z, starts = self.z, self.starts
-        theta, v, W, W1, (W2,), r, a, h = P.theta, P.v, P.W, P.W1, P.W2, P.r, P.a, P.h
+        theta, v, W, W1, (W2,), a, h = P.theta, P.v, P.W, P.W1, P.W2, P.a, P.h
         r_s, W_s = P.dr_s, P.dW_s
         l_ss, r_ss, W_ss, W1_s = self.family.dispersion_second_derivatives(self.y, P.eta, self.w, self.dispersion)
         E, dU, deta, Da, dh = P.E, P.dU, P.deta, P.Da, P.dh

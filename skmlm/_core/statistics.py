@@ -389,15 +389,15 @@ def _cross_of_rows(fi, fj, weights):
     row and pair of terms, those of a pair of levels summed (one sparse conversion,
     neither ``Z`` formed). ``weights`` None: all 1."""
     qi, qj = fi.q, fj.q
-    if weights is None:
-        weights = np.ones(len(fi.codes))
     shape = (fi.n_levels * qi, fj.n_levels * qj)
-    n = len(weights)
+    n = len(fi.codes)
     index = np.int64 if max(shape + (n * qi * qj,)) > np.iinfo(np.int32).max else np.int32
     if qi == 1 and qj == 1:
         rows, cols = fi.codes.astype(index, copy=False), fj.codes.astype(index, copy=False)
-        data = weights * fi.z[:, 0] * fj.z[:, 0]
+        data = _product(weights, fi.z[:, 0], fj.z[:, 0])
     else:
+        if weights is None:
+            weights = np.ones(n)
         codes_i, codes_j = fi.codes.astype(index, copy=False), fj.codes.astype(index, copy=False)
         terms_i, terms_j = np.arange(qi, dtype=index), np.arange(qj, dtype=index)
         rows = np.broadcast_to(codes_i[:, None, None] * qi + terms_i[None, :, None], (n, qi, qj)).ravel()

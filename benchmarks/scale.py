@@ -219,6 +219,31 @@ def evaluate(args):
         fh.write(f"- command: `python benchmarks/{' '.join(['scale.py'] + sys.argv[1:])}`\n{text}\n")
 
 
+def fit_saved(args):
+    """The fit from saved statistics: what ``fit`` on the Dask collection does on the client
+    once the statistics are reduced (the same call), timed with its peak memory. With
+    ``--statistics-only --save`` before, the two phases of a fit too long for one run."""
+    import pickle
+
+    from skmlm._core.search import fit_lmm
+    from skmlm._threads import single_blas_thread
+
+    with open(args.fit_saved, "rb") as fh:
+        stats = pickle.load(fh)
+    with PeakMemory() as mem, single_blas_thread():  # as MixedLinearRegressor.fit
+        t0 = time.perf_counter()
+        model, opt, est = fit_lmm(stats, reml=False, verbose=1)
+        t_fit = time.perf_counter() - t0
+    sd = ", ".join(f"{f.name} {theta * np.sqrt(est['sigma2']):.6f}" for f, theta in zip(model.factors, opt.x))
+    text = (f"- the fit from the reduced statistics of {stats.n:,} rows ({args.fit_saved}; ML, one BLAS thread "
+            f"as in fit): {t_fit:.1f} s, peak memory {mem.peak / 2**30:.2f} GB, {opt.n_evaluations} deviance "
+            f"evaluations; logLik {-0.5 * opt.fun:.6f}, converged {opt.converged}; random-effect SDs {sd}, "
+            f"residual SD {np.sqrt(est['sigma2']):.6f}")
+    print(text, flush=True)
+    with open(args.out, "a", encoding="utf-8") as fh:
+        fh.write(f"- command: `python benchmarks/{' '.join(['scale.py'] + sys.argv[1:])}`\n{text}\n")
+
+
 DESIGNS = {
     "slope": ("y ~ x1..x10 + (1 + x1 | g)", dict(random_slopes=["x1"], reml=False), "g"),
     "crossed": ("y ~ x1..x10 + (1 | g) + (1 | b)", dict(reml=False), ["g", "b"]),
@@ -241,10 +266,14 @@ def main():
     ap.add_argument("--evaluate", default="",
                     help="instead of a run: time one deviance evaluation (at the start) from statistics saved by "
                          "--save, with its peak memory")
+    ap.add_argument("--fit-saved", default="",
+                    help="instead of a run: the fit from statistics saved by --save, timed with its peak memory")
     ap.add_argument("--out", default=os.path.join(HERE, "results_scale.md"))
     args = ap.parse_args()
     if args.evaluate:
         return evaluate(args)
+    if args.fit_saved:
+        return fit_saved(args)
 
     import dask
     from dask.distributed import Client, LocalCluster

@@ -1,6 +1,7 @@
 """The profiled deviance at a fixed theta against a dense, obviously correct computation."""
 
 import numpy as np
+import scipy.sparse as sp
 import pytest
 
 from skmlm._core.blocks import batched_cholesky, batched_solve_lower, batched_solve_upper_t
@@ -117,6 +118,29 @@ def test_sparse_products_agree_with_pair_expansion(monkeypatch):
     model = lmm(factors, X, y, w, True)
     assert model.cp.second.pairs is None
     assert model.objective(theta) == pytest.approx(expected, rel=1e-12)
+
+
+def test_sparse_products_reused_while_the_largest_factors_theta_stays(monkeypatch):
+    """The coupled square depends on the largest factor's theta only: a step in the other
+    factors' thetas reuses it, and the deviance is that of a model evaluated afresh."""
+    import skmlm._core.coupling as coupling
+    import skmlm._core.lmm as core
+
+    monkeypatch.setattr(core, "MAX_DENSE_GRADIENT", 0)
+    monkeypatch.setattr(coupling, "MAX_PAIRS", 0)
+    monkeypatch.setattr(coupling, "PAIRS_PER_ENTRY", 0)
+    factors, X, y, w = random_problem(3, KINDS["three factors"])
+    theta = np.array([0.8, 0.3, 0.5, 1.2, 0.4])
+    other = theta + np.array([0.0, 0.0, 0.0, 0.3, -0.1])  # the last two: the smaller factors'
+    model = lmm(factors, X, y, w, True)
+    model.objective(theta)
+    kept = model.cp.second._last_square[1]
+    value = model.objective(other)
+    assert model.cp.second._last_square[1] is kept
+    assert value == lmm(factors, X, y, w, True).objective(other)
+    moved = model.objective(theta + np.array([0.1, 0.0, 0.0, 0.0, 0.0]))
+    assert model.cp.second._last_square[1] is not kept
+    assert moved == lmm(factors, X, y, w, True).objective(theta + np.array([0.1, 0.0, 0.0, 0.0, 0.0]))
 
 
 def test_conditional_modes_equal_dense_blup():
@@ -739,3 +763,13 @@ def test_nested_factor_takes_its_schur_complement_by_levels(slopes, monkeypatch)
         ref = model.estimates(theta)
         for name in est["random_effects"]:
             np.testing.assert_allclose(est["random_effects"][name], ref["random_effects"][name], rtol=1e-9, atol=1e-12)
+
+
+def test_gram_split_among_threads_equals_one_product():
+    from skmlm._core.coupling import gram
+
+    G = sp.random(40, 300, density=0.1, random_state=np.random.default_rng(0), format="csr")
+    expected = (G @ G.T).toarray()
+    for threads in (2, 3):
+        np.testing.assert_allclose(gram(G, threads), expected, rtol=1e-13, atol=1e-14)
+    np.testing.assert_array_equal(gram(G, 1), expected)

@@ -14,11 +14,13 @@ those of the sum), and each evaluation is one sparse matrix-vector product inste
 sparse matrix-matrix product whose bookkeeping costs more than its arithmetic.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
 
+from .._threads import outer_threads
 from .blocks import congruence
 from .design import block_lambda_template
 from .packed import packed_diagonal, packed_positions, packed_rows_cols, packed_size
@@ -438,12 +440,19 @@ class CouplingBlock:
         return out
 
     def coupled_square(self, K1):
-        """``A21 K1 K1' A21'`` (dense, Q2 x Q2) for ``K1`` a stack (m1, q1, q1), one block
-        per level of the largest factor."""
+        """``A21 K1 K1' A21'`` (dense, Q2 x Q2, a new array) for ``K1`` a stack (m1, q1, q1),
+        one block per level of the largest factor.
+
+        Without a pair list (more pairs than the sum has entries) it comes from sparse
+        products, far dearer than the factorisation that follows; it depends on the
+        largest factor's theta only, which a finite-difference stencil in the other
+        factors' thetas leaves unchanged, so the last one is kept and reused."""
         if self.pairs is not None:
             return self.pairs(K1 @ np.swapaxes(K1, 1, 2))
-        G = self.a21 @ blockdiag(K1)
-        return (G @ G.T).toarray()
+        last = self.__dict__.get("_last_square")
+        if last is None or not np.array_equal(last[0], K1):
+            last = self._last_square = (K1.copy(), gram(self.a21 @ blockdiag(K1), outer_threads()))
+        return last[1].copy()
 
     def l21_times(self, pieces, K1, B):
         """``L21 B`` for ``B`` of shape (m1 * q1, k), without forming ``L21``."""
@@ -461,6 +470,26 @@ class CouplingBlock:
     def l21(self, pieces, K1):
         """``L21`` as a sparse matrix (for callers that need it whole)."""
         return (self.lambda2_t_at(pieces) @ (self.a21 @ blockdiag(K1))).tocsr()
+
+
+def gram(G, threads=1):
+    """``G G'`` (dense) for a sparse ``G``, its columns split among ``threads``: scipy's
+    sparse product runs without the GIL, and here it is far larger than a thread's cost."""
+    if threads < 2 or G.shape[1] < threads:
+        return (G @ G.T).toarray()
+    csc = sp.csc_matrix(G)
+    bounds = np.linspace(0, csc.shape[1], threads + 1).astype(np.int64)
+
+    def part(k):
+        piece = csc[:, bounds[k] : bounds[k + 1]]
+        return (piece @ piece.T).toarray()
+
+    with ThreadPoolExecutor(threads) as pool:
+        parts = pool.map(part, range(threads))
+        out = next(parts)
+        for p in parts:
+            out += p
+    return out
 
 
 def blockdiag(blocks):

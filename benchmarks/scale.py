@@ -25,6 +25,13 @@ Usage::
     python benchmarks/scale.py --rows 10_000_000 --prefix 2_000_000     # a quicker run
     python benchmarks/scale.py --design crossed --rows 10_000_000 --prefix 10_000_000
 
+A fit too long for one run goes in two (the statistics on the cluster, then the client's
+fit from them, each timed with its peak memory)::
+
+    python benchmarks/scale.py --design crossed --rows 100_000_000 --prefix 0 --statistics-only \
+        --worker-memory 10GB --save /tmp/crossed100m.pkl
+    python benchmarks/scale.py --fit-saved /tmp/crossed100m.pkl
+
 Results are printed and appended to ``benchmarks/results_scale.md``.
 """
 

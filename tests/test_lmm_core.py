@@ -133,14 +133,16 @@ def test_sparse_products_reused_while_the_largest_factors_theta_stays(monkeypatc
     theta = np.array([0.8, 0.3, 0.5, 1.2, 0.4])
     other = theta + np.array([0.0, 0.0, 0.0, 0.3, -0.1])  # the last two: the smaller factors'
     model = lmm(factors, X, y, w, True)
+    squares = model.cp.second.__dict__.setdefault("_squares", [])
     model.objective(theta)
-    kept = model.cp.second._last_square[1]
+    first = squares[-1][1]
     value = model.objective(other)
-    assert model.cp.second._last_square[1] is kept
+    assert len(squares) == 1 and squares[-1][1] is first
     assert value == lmm(factors, X, y, w, True).objective(other)
-    moved = model.objective(theta + np.array([0.1, 0.0, 0.0, 0.0, 0.0]))
-    assert model.cp.second._last_square[1] is not kept
-    assert moved == lmm(factors, X, y, w, True).objective(theta + np.array([0.1, 0.0, 0.0, 0.0, 0.0]))
+    steps = [theta + np.array([h, 0.0, 0.0, 0.0, 0.0]) for h in (0.1, 0.2, 0.3)]
+    moved = [model.objective(t) for t in steps]
+    assert moved == [lmm(factors, X, y, w, True).objective(t) for t in steps]
+    assert len(squares) == coupling.SQUARES_KEPT and all(s is not first for _, s in squares)  # the oldest left
 
 
 def test_conditional_modes_equal_dense_blup():

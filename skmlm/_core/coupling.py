@@ -38,6 +38,11 @@ PAIRS_PER_ENTRY = 1
 #: every entry of it a row (an index array of this length: 128 MB at most).
 MAX_DIRECT_ENTRIES = 2**24
 
+#: Coupled squares from sparse products kept for reuse (:meth:`CouplingBlock.coupled_square`):
+#: a stencil of finite differences at x visits the largest factor's theta at x, x + h and
+#: x - h, a forward-difference gradient at x + h at x and x + h.
+SQUARES_KEPT = 3
+
 #: From this many entries of the second block on (a dense block of 128 MB), a Schur
 #: complement of scalar factors is held in packed storage (:mod:`.packed`): half the
 #: memory, factorised as fast.
@@ -444,15 +449,19 @@ class CouplingBlock:
         one block per level of the largest factor.
 
         Without a pair list (more pairs than the sum has entries) it comes from sparse
-        products, far dearer than the factorisation that follows; it depends on the
-        largest factor's theta only, which a finite-difference stencil in the other
-        factors' thetas leaves unchanged, so the last one is kept and reused."""
+        products, far dearer than the factorisation that follows. It depends on the
+        largest factor's theta only, which the search's finite differences in the other
+        factors' thetas leave unchanged: the last ``SQUARES_KEPT`` are kept and reused."""
         if self.pairs is not None:
             return self.pairs(K1 @ np.swapaxes(K1, 1, 2))
-        last = self.__dict__.get("_last_square")
-        if last is None or not np.array_equal(last[0], K1):
-            last = self._last_square = (K1.copy(), gram(self.a21 @ blockdiag(K1), outer_threads()))
-        return last[1].copy()
+        kept = self.__dict__.setdefault("_squares", [])
+        hit = next((k for k, (key, _) in enumerate(kept) if np.array_equal(key, K1)), None)
+        if hit is None:
+            kept.append((K1.copy(), gram(self.a21 @ blockdiag(K1), outer_threads())))
+            del kept[:-SQUARES_KEPT]
+        else:
+            kept.append(kept.pop(hit))  # the most recently used last
+        return kept[-1][1].copy()
 
     def l21_times(self, pieces, K1, B):
         """``L21 B`` for ``B`` of shape (m1 * q1, k), without forming ``L21``."""

@@ -1,7 +1,6 @@
 """The profiled deviance at a fixed theta against a dense, obviously correct computation."""
 
 import numpy as np
-import scipy.sparse as sp
 import pytest
 
 from skmlm._core.blocks import batched_cholesky, batched_solve_lower, batched_solve_upper_t
@@ -766,12 +765,3 @@ def test_nested_factor_takes_its_schur_complement_by_levels(slopes, monkeypatch)
         for name in est["random_effects"]:
             np.testing.assert_allclose(est["random_effects"][name], ref["random_effects"][name], rtol=1e-9, atol=1e-12)
 
-
-def test_gram_split_among_threads_equals_one_product():
-    from skmlm._core.coupling import gram
-
-    G = sp.random(40, 300, density=0.1, random_state=np.random.default_rng(0), format="csr")
-    expected = (G @ G.T).toarray()
-    for threads in (2, 3):
-        np.testing.assert_allclose(gram(G, threads), expected, rtol=1e-13, atol=1e-14)
-    np.testing.assert_array_equal(gram(G, 1), expected)

@@ -14,13 +14,11 @@ those of the sum), and each evaluation is one sparse matrix-vector product inste
 sparse matrix-matrix product whose bookkeeping costs more than its arithmetic.
 """
 
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
 
-from .._threads import outer_threads
 from .blocks import congruence
 from .design import block_lambda_template
 from .packed import packed_diagonal, packed_positions, packed_rows_cols, packed_size
@@ -457,7 +455,8 @@ class CouplingBlock:
         kept = self.__dict__.setdefault("_squares", [])
         hit = next((k for k, (key, _) in enumerate(kept) if np.array_equal(key, K1)), None)
         if hit is None:
-            kept.append((K1.copy(), gram(self.a21 @ blockdiag(K1), outer_threads())))
+            G = self.a21 @ blockdiag(K1)
+            kept.append((K1.copy(), (G @ G.T).toarray()))
             del kept[:-SQUARES_KEPT]
         else:
             kept.append(kept.pop(hit))  # the most recently used last
@@ -479,26 +478,6 @@ class CouplingBlock:
     def l21(self, pieces, K1):
         """``L21`` as a sparse matrix (for callers that need it whole)."""
         return (self.lambda2_t_at(pieces) @ (self.a21 @ blockdiag(K1))).tocsr()
-
-
-def gram(G, threads=1):
-    """``G G'`` (dense) for a sparse ``G``, its columns split among ``threads``: scipy's
-    sparse product runs without the GIL, and here it is far larger than a thread's cost."""
-    if threads < 2 or G.shape[1] < threads:
-        return (G @ G.T).toarray()
-    csc = sp.csc_matrix(G)
-    bounds = np.linspace(0, csc.shape[1], threads + 1).astype(np.int64)
-
-    def part(k):
-        piece = csc[:, bounds[k] : bounds[k + 1]]
-        return (piece @ piece.T).toarray()
-
-    with ThreadPoolExecutor(threads) as pool:
-        parts = pool.map(part, range(threads))
-        out = next(parts)
-        for p in parts:
-            out += p
-    return out
 
 
 def blockdiag(blocks):

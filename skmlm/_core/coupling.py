@@ -455,8 +455,9 @@ class CouplingBlock:
         kept = self.__dict__.setdefault("_squares", [])
         hit = next((k for k, (key, _) in enumerate(kept) if np.array_equal(key, K1)), None)
         if hit is None:
-            G = self.a21 @ blockdiag(K1)
-            kept.append((K1.copy(), (G @ G.T).toarray()))
+            # A21 blockdiag(K1 K1') A12 with the transpose kept: no conversion of A21 K1's transpose
+            weighted = self.a21 @ blockdiag(K1 @ np.swapaxes(K1, 1, 2))
+            kept.append((K1.copy(), (weighted @ self.a21_t).toarray()))
             del kept[:-SQUARES_KEPT]
         else:
             kept.append(kept.pop(hit))  # the most recently used last

@@ -442,6 +442,7 @@ def quasi_newton(fun_and_grad, x, max_iter, hessian=None, gtol=1e-6, ftol=1e-12)
 def minimize_bounded(
     fun, x0, lower, gradient=None, derivative_free=False, search_radius=0.25, scale=None, stationary=None,
     max_iter=1000, tol=1e-10, decrement_tol=1e-6, verbose=0, newton_first=False, hessian=None, blocks=None,
+    final_step=True,
 ):
     """Minimise ``fun`` subject to ``x >= lower``.
 
@@ -494,13 +495,16 @@ def minimize_bounded(
     blocks : ndarray, optional
         A label per parameter (its grouping factor): with a gradient and no bounds, the
         first Newton step is taken on the Hessian's blocks alone (:func:`block_jacobian`).
+    final_step : bool
+        With a gradient and no bounds, whether the Newton steps from the start take the
+        step of a converged point (:func:`polish`): False where an evaluation is dear.
     """
     if scale is not None:
         return _minimize_scaled(
             fun, x0, lower, gradient, np.asarray(scale, dtype=float), derivative_free=derivative_free,
             search_radius=search_radius, stationary=stationary, max_iter=max_iter, tol=tol,
             decrement_tol=decrement_tol, verbose=verbose, newton_first=newton_first, hessian=hessian,
-            blocks=blocks,
+            blocks=blocks, final_step=final_step,
         )
     log = []
     lower = np.asarray(lower, dtype=float)
@@ -542,7 +546,7 @@ def minimize_bounded(
                     rough = lambda x, f, g, free: block_jacobian(gradient, x, g, blocks)  # noqa: E731
                 x, f, g, H, decrease, steps = polish(
                     logged, grad, hess, x, lower, max_steps=min(QUASI_NEWTON_FIRST_STEPS, max_iter),
-                    decrement_tol=decrement_tol, update=hessian is None, rough_hess=rough,
+                    decrement_tol=decrement_tol, update=hessian is None, rough_hess=rough, final_step=final_step,
                 )
             else:  # a full stencil, then forward differences on its Hessian
                 before = []  # (point, value, gradient, Hessian) of the last stencil

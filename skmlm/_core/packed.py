@@ -86,9 +86,29 @@ class PackedCholesky:
                          uplo="L", trans="T" if trans else "N")
         return x.reshape(b.shape)
 
+    def solve_matrix(self, b):
+        """``(L L')^-1 b``: two triangular solves, for ``b`` of shape (n,) or (n, k)."""
+        return self.solve(self.solve(b), trans=True)
+
+    def invert(self):
+        """The RFP array of ``(L L')^-1``'s lower triangle, computed in the factor's memory
+        (LAPACK's ``dpftri``): the factor is gone afterwards, and this object unusable."""
+        inverse, info = lapack.dpftri(self.n, self.data, transr="N", uplo="L", overwrite_a=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("singular Cholesky factor")
+        self.data = None
+        return inverse
+
     def dense(self):
         """The factor as a dense lower-triangular array."""
         L, info = lapack.dtfttr(self.n, self.data, transr="N", uplo="L")
         if info != 0:
             raise ValueError(f"dtfttr failed (info {info})")
         return np.tril(L)
+
+
+def packed_frobenius2(a, n):
+    """Sum of squares of all entries of the symmetric matrix of order ``n`` whose lower
+    triangle is the RFP array ``a`` (each entry off the diagonal counts twice)."""
+    d = a[packed_diagonal(n)]
+    return 2.0 * float(a @ a) - float(d @ d)

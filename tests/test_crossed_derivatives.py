@@ -93,3 +93,27 @@ def test_fit_does_not_depend_on_the_units_of_y(packed_route):
     _, opt2, est2 = fit(crossed_statistics(y_scale=1000.0), False)
     np.testing.assert_allclose(opt2.x, opt1.x, rtol=1e-4)
     np.testing.assert_allclose(est2["beta"], 1000.0 * est1["beta"], rtol=1e-4)
+
+
+def test_rough_derivatives_are_the_derivatives_in_single_precision(packed_route):
+    model = core.LinearMixedModel(crossed_statistics(), False)
+    theta = np.array([0.8, 0.45])
+    g, H = model.gradient(theta), model.hessian(theta)
+    g_rough, H_rough = model.rough_derivatives(theta)
+    np.testing.assert_allclose(g_rough, g, rtol=1e-4, atol=1e-6 * np.abs(g).max())
+    np.testing.assert_allclose(H_rough, H, rtol=1e-4)
+
+
+def test_rough_derivatives_judge_no_point():
+    """A first point where the rough derivatives promise convergence is judged on the
+    gradient and Hessian: the search goes on to the optimum."""
+    from skmlm._core.optimize import minimize_bounded
+
+    fun = lambda x: float(((x - 1.0) ** 2).sum())  # noqa: E731
+    res = minimize_bounded(
+        fun, np.zeros(2), np.full(2, -np.inf), gradient=lambda x: 2.0 * (x - 1.0),
+        hessian=lambda x: 2.0 * np.eye(2), rough_derivatives=lambda x: (np.zeros(2), 2.0 * np.eye(2)),
+        final_step=False,
+    )
+    assert res.converged
+    np.testing.assert_allclose(res.x, 1.0)

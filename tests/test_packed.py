@@ -129,3 +129,14 @@ def test_packed_adjoint_equals_the_dense_one():
     np.testing.assert_allclose(PairExpansion(a21, 1, packed=True).adjoint(packed), dense, rtol=1e-12)
     expected = np.einsum("ia,ij,ja->a", a21.toarray(), c, a21.toarray())
     np.testing.assert_allclose(dense[:, 0, 0], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("size", [1, 5, 2**20 + 3, 3 * 2**20])
+def test_single_in_place_rounds_every_number(size):
+    from skmlm._core.packed import single_in_place
+
+    a = np.random.default_rng(size).normal(size=size)
+    expected = a.astype(np.float32)
+    out = single_in_place(a)
+    assert out.dtype == np.float32 and np.shares_memory(out, a)
+    np.testing.assert_array_equal(out, expected)

@@ -103,16 +103,19 @@ class CrossedDerivatives:
     factors whose second block is packed. Holds nothing of the model: each call reads
     the model it is given (the derived models of :mod:`.derived` share this object)."""
 
-    def __call__(self, model, theta):
+    def __call__(self, model, theta, single=False):
         """``(gradient, Hessian)`` at ``theta``; NaN where the factorisation fails.
 
         The factor is inverted in place: the model's kept decomposition is let go.
+        ``single``: the inversion in single precision (half its cost; the traces it gives
+        then carry its rounding, some 1e-9 of themselves on crossed_200k_5000x5000), for
+        a Newton step that no convergence test reads.
         """
         theta = np.asarray(theta, dtype=float)
         try:
             dec = model.decompose(theta)
             model._last_decomposition = None  # its L22 is about to become S^-1
-            return self._derivatives(model, theta, dec)
+            return self._derivatives(model, theta, dec, single)
         except np.linalg.LinAlgError:
             k = len(theta)
             return np.full(k, np.nan), np.full((k, k), np.nan)
@@ -126,7 +129,7 @@ class CrossedDerivatives:
         d = 1.0 + t1 * t1 * d1
         return cp, second, t1, t2, d1, second.a22.diagonal(), d
 
-    def _derivatives(self, model, theta, dec):
+    def _derivatives(self, model, theta, dec, single):
         cp, second, t1, t2, d1, d2, d = self._parts(model, theta)
         c, c_t, l22 = second.a21, second.a21_t, dec.L22
         coupling, d_inv = t1 * t2, 1.0 / d
@@ -148,7 +151,7 @@ class CrossedDerivatives:
         g_r, h_r = r_terms.derivatives(v1, v2)
         p_norm, q_norm = norms.estimate(k_second)
 
-        s_inv = l22.invert()
+        s_inv = l22.invert(single)
         diag = s_inv[packed_diagonal(second.size)]
         frobenius = packed_frobenius2(s_inv, second.size)
         g_a = second.pairs.adjoint(s_inv)[:, 0, 0]  # c_a' S^-1 c_a
@@ -158,7 +161,7 @@ class CrossedDerivatives:
         grad = np.array([2.0 * t1 * b1, 2.0 * t2 * b2])
         curv1 = float(d1 @ d_inv**2) + t2 * t2 * float(g_a @ (d_inv**2 - 2.0 * d_inv**3)) - t1 * t1 * t2**4 * q_norm
         # (tr S^-1 - ||S^-1||^2) / t2^2, which is b2 where t2 = 0 (S = I)
-        curv2 = (float(diag.sum()) - frobenius) / (t2 * t2) if t2 != 0.0 else b2
+        curv2 = (float(diag.sum(dtype=float)) - frobenius) / (t2 * t2) if t2 != 0.0 else b2
         hess = np.array([[-2.0 * b1 + 4.0 * curv1, -4.0 * coupling * p_norm],
                          [-4.0 * coupling * p_norm, -2.0 * b2 + 4.0 * curv2]])
         grad, hess = grad + g_r, hess + h_r

@@ -444,6 +444,16 @@ class LinearMixedModel:
             raise NotImplementedError("a Hessian only for one scalar factor or two crossed scalar factors")
         return self._scalar_derivatives(theta)[1]
 
+    def rough_derivatives(self, theta):
+        """Gradient and Hessian for a first Newton step, cheaper than :meth:`gradient` and
+        :meth:`hessian` and as good for a step; never for judging a point. Two crossed
+        scalar factors held packed: the inversion in single precision
+        (:class:`~.crossed_derivatives.CrossedDerivatives`); NaN where the factorisation
+        fails."""
+        if self._crossed is None:
+            raise NotImplementedError("rough derivatives only for two crossed scalar factors held packed")
+        return self._crossed(self, np.array(theta, dtype=float), single=True)
+
     def _crossed_derivatives(self, theta):
         """Gradient and Hessian by :class:`~.crossed_derivatives.CrossedDerivatives`, the
         last pair kept (a Newton step asks for both at one point)."""

@@ -108,8 +108,7 @@ class CrossedDerivatives:
 
         The factor is inverted in place: the model's kept decomposition is let go.
         ``single``: the inversion in single precision (half its cost; the traces it gives
-        then carry its rounding, some 1e-9 of themselves on crossed_200k_5000x5000), for
-        a Newton step that no convergence test reads.
+        then carry its rounding), for a Newton step that no convergence test reads.
         """
         theta = np.asarray(theta, dtype=float)
         try:
@@ -130,6 +129,17 @@ class CrossedDerivatives:
         return cp, second, t1, t2, d1, second.a22.diagonal(), d
 
     def _derivatives(self, model, theta, dec, single):
+        """With ``G_a = c_a' S^-1 c_a``, ``s = diag(S^-1)``, ``t_k`` the trace of factor
+        ``k``'s block of ``M^-1`` and ``F_kj`` the squared Frobenius norm of block
+        ``(k, j)``, ``d log det M / dt_k = 2 (q_k - t_k) / t_k`` and
+        ``d2 / dt_k dt_j = -2 [k = j] (q_k - t_k) / t_k^2 + 4 ([k = j] t_k - F_kj) / (t_k t_j)``;
+        written out, without the divisions (a theta may be 0):
+
+        * ``b1 = sum D1 / D - t2^2 sum G / D^2`` (``(q_1 - t_1) / t1^2``), gradient ``2 t1 b1``;
+        * ``b2 = s' D2 - t1^2 sum G / D`` (``(q_2 - t_2) / t2^2``), gradient ``2 t2 b2``;
+        * ``H_11 = -2 b1 + 4 (sum D1 / D^2 + t2^2 sum G (1 / D^2 - 2 / D^3) - t1^2 t2^4 Q)``;
+        * ``H_22 = -2 b2 + 4 (tr S^-1 - ||S^-1||_F^2) / t2^2``; ``H_12 = -4 t1 t2 P``.
+        """
         cp, second, t1, t2, d1, d2, d = self._parts(model, theta)
         c, c_t, l22 = second.a21, second.a21_t, dec.L22
         coupling, d_inv = t1 * t2, 1.0 / d

@@ -48,7 +48,7 @@ def test_derivatives_equal_finite_differences_of_the_deviance(packed_route, reml
     np.testing.assert_allclose(g, fd_g, rtol=1e-6, atol=1e-5 * np.abs(fd_g).max())
     # the Hessian against central differences of the exact gradient: its two estimated
     # terms (the coupling norms) are good to a fraction of a percent of themselves
-    fd_H = np.column_stack([central_gradient(lambda t: model.gradient(t)[i], theta, 1e-5) for i in range(2)]).T
+    fd_H = np.column_stack([central_gradient(lambda t, i=i: model.gradient(t)[i], theta, 1e-5) for i in range(2)]).T
     np.testing.assert_allclose(H, H.T)
     np.testing.assert_allclose(H, fd_H, rtol=0, atol=1e-3 * np.abs(fd_H).max())
     if theta[1] == 0.0:  # a variance at 0: the deviance is even in its theta
@@ -109,7 +109,9 @@ def test_rough_derivatives_judge_no_point():
     gradient and Hessian: the search goes on to the optimum."""
     from skmlm._core.optimize import minimize_bounded
 
-    fun = lambda x: float(((x - 1.0) ** 2).sum())  # noqa: E731
+    def fun(x):
+        return float(((x - 1.0) ** 2).sum())
+
     res = minimize_bounded(
         fun, np.zeros(2), np.full(2, -np.inf), gradient=lambda x: 2.0 * (x - 1.0),
         hessian=lambda x: 2.0 * np.eye(2), rough_derivatives=lambda x: (np.zeros(2), 2.0 * np.eye(2)),

@@ -88,3 +88,55 @@ def test_packed_route_gives_the_dense_routes_estimates(reml, monkeypatch):
     assert len(cv1) == len(cv0) == 3
     for a, b in zip(cv1, cv0):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("n", [1, 6, 9])
+def test_packed_inverse_and_its_frobenius_norm(n):
+    """``invert`` gives the lower triangle of the inverse in the same layout, and
+    :func:`packed_frobenius2` the sum of squares of the whole symmetric matrix."""
+    from skmlm._core.packed import packed_frobenius2
+
+    rng = np.random.default_rng(n)
+    b = rng.normal(size=(n, n))
+    a = b @ b.T + n * np.eye(n)
+    rows, cols = np.tril_indices(n)
+    packed = np.zeros(packed_size(n))
+    packed[packed_positions(rows, cols, n)] = a[rows, cols]
+    factor = PackedCholesky(packed, n)
+    rhs = rng.normal(size=(n, 2))
+    np.testing.assert_allclose(factor.solve_matrix(rhs), np.linalg.solve(a, rhs), rtol=1e-10)
+    inverse = factor.invert()
+    expected = np.linalg.inv(a)
+    np.testing.assert_allclose(inverse[packed_positions(rows, cols, n)], expected[rows, cols], rtol=1e-10)
+    assert packed_frobenius2(inverse, n) == pytest.approx((expected**2).sum(), rel=1e-12)
+
+
+def test_packed_adjoint_equals_the_dense_one():
+    """The pair expansion's adjoint reads a packed array as it reads the full square."""
+    import scipy.sparse as sp
+
+    from skmlm._core.coupling import PairExpansion
+
+    rng = np.random.default_rng(5)
+    size, m1 = 13, 9
+    a21 = sp.random(size, m1, density=0.4, random_state=rng, format="csr")
+    c = rng.normal(size=(size, size))
+    c = c + c.T
+    rows, cols = np.tril_indices(size)
+    packed = np.zeros(packed_size(size))
+    packed[packed_positions(rows, cols, size)] = c[rows, cols]
+    dense = PairExpansion(a21, 1).adjoint(c)
+    np.testing.assert_allclose(PairExpansion(a21, 1, packed=True).adjoint(packed), dense, rtol=1e-12)
+    expected = np.einsum("ia,ij,ja->a", a21.toarray(), c, a21.toarray())
+    np.testing.assert_allclose(dense[:, 0, 0], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("size", [1, 5, 2**20 + 3, 3 * 2**20])
+def test_single_in_place_rounds_every_number(size):
+    from skmlm._core.packed import single_in_place
+
+    a = np.random.default_rng(size).normal(size=size)
+    expected = a.astype(np.float32)
+    out = single_in_place(a)
+    assert out.dtype == np.float32 and np.shares_memory(out, a)
+    np.testing.assert_array_equal(out, expected)

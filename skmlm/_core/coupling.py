@@ -65,8 +65,9 @@ class PairExpansion:
 
     With ``packed``, ``entries`` are the positions of the lower-triangle entries in the
     rectangular full packed array of the sum (:mod:`.packed`), for
-    :meth:`CouplingBlock.schur` to fill; :meth:`__call__`, :meth:`adjoint` and
-    :meth:`lower_difference` read the full square and are not available then.
+    :meth:`CouplingBlock.schur` to fill; :meth:`adjoint` reads a packed array then, and
+    :meth:`__call__` and :meth:`lower_difference`, which read the full square, are not
+    available.
 
     Parameters
     ----------
@@ -157,16 +158,31 @@ class PairExpansion:
             out[self.mirror] = sums
         return out.reshape(self.size, self.size)
 
+    @cached_property
+    def _packed_diagonal(self):
+        """Where among the packed ``entries`` the diagonal ones are (read from a mask of
+        the packed array: a byte an entry, where the entries' rows and columns take 16)."""
+        diagonal = np.zeros(packed_size(self.size), dtype=bool)
+        diagonal[packed_diagonal(self.size)] = True
+        return np.flatnonzero(diagonal[self.entries])
+
     def adjoint(self, c):
         """``A_g' C A_g`` for every level ``g`` (m1, q1, q1), for a dense symmetric ``C``
-        (Q2 x Q2): the transpose of :meth:`__call__`, one sparse product over the same pairs.
+        (Q2 x Q2), or with ``packed`` the RFP array of its lower triangle: the transpose
+        of :meth:`__call__`, one sparse product over the same pairs.
 
         A pair ``i <= j`` listed under ``W_g[a, b]`` stands for ``A[i, ga] A[j, gb]``; its
         mirror ``A[j, ga] A[i, gb]`` is listed under ``W_g[b, a]``. So the listed sum
         ``X_g`` with the diagonal of ``C`` halved gives ``X_g + X_g'``."""
-        c = np.array(c, dtype=float)
-        c.flat[:: self.size + 1] *= 0.5
-        x = self.transposed @ (c.ravel() if self.entries is None else c.ravel()[self.entries])
+        if self.packed:
+            diagonal = self._packed_diagonal  # (its mask made before the gather: a lower peak)
+            listed = c[self.entries]
+            listed[diagonal] *= 0.5
+        else:
+            c = np.array(c, dtype=float)
+            c.flat[:: self.size + 1] *= 0.5
+            listed = c.ravel() if self.entries is None else c.ravel()[self.entries]
+        x = self.transposed @ listed
         m1q1q1 = x.size
         q1 = self._q1
         x = x.reshape(m1q1q1 // (q1 * q1), q1, q1)

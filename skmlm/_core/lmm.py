@@ -35,7 +35,9 @@ from .blocks import (
 )
 from . import scalar_lmm
 from .coupling import CouplingBlock, blockdiag
+from . import coupling
 from .blocked_gradient import BlockedGradient
+from .crossed_derivatives import CrossedDerivatives
 from .dense_gradient import (
     MAX_DENSE_GRADIENT, MAX_DENSE_ONE_FACTOR, DenseGradient, cholesky_lower, cholesky_lower_overwrite,
 )
@@ -220,6 +222,13 @@ class LinearMixedModel:
         if self._dense_gradient is None and self.cp.rest and self.cp.second_size <= MAX_DENSE_GRADIENT:
             if self.cp.second.pairs is not None and self.cp.second.level_blocks is None:
                 self._blocked_gradient = BlockedGradient(self)
+        # two crossed scalar factors whose second block is packed: an exact gradient and a
+        # Hessian cost about three factorisations (:mod:`.crossed_derivatives`), where the
+        # finite differences of a Newton search cost nine (crossed_200k_5000x5000)
+        self._crossed = None
+        if (len(self.factors) == 2 and all(f.q == 1 for f in self.factors) and self._dense_gradient is None
+                and self.cp.second_size**2 > coupling.MIN_PACKED_ENTRIES and self.cp.second.packed):
+            self._crossed = CrossedDerivatives()
 
     def fixed_effects_rss(self):
         """Weighted residual sum of squares of y on X alone (the fit with no random effects):
@@ -340,13 +349,21 @@ class LinearMixedModel:
     @property
     def costly_evaluation(self):
         """Whether one evaluation costs enough to prefer few of them (a large dense block)."""
-        return self.cp.second_size >= COSTLY_BLOCK and self._blocked_gradient is None
+        return self.cp.second_size >= COSTLY_BLOCK and self._blocked_gradient is None and self._crossed is None
+
+    @property
+    def dear_evaluation(self):
+        """Whether a search with derivatives should spare evaluations: a step that
+        promises less than the tolerance is not worth one (a dense block factorised at
+        each, :mod:`.crossed_derivatives`)."""
+        return self._crossed is not None
 
     @property
     def has_gradient(self):
         """Whether :meth:`gradient` is available: one factor, several with few levels, or
         several whose second block is small enough for :mod:`.blocked_gradient`."""
-        return not self.cp.rest or self._dense_gradient is not None or self._blocked_gradient is not None
+        return (not self.cp.rest or self._dense_gradient is not None or self._blocked_gradient is not None
+                or self._crossed is not None)
 
     @property
     def has_blocked_gradient(self):
@@ -375,6 +392,8 @@ class LinearMixedModel:
             return self._dense_gradient(theta)
         if self._blocked_gradient is not None:
             return self._blocked_gradient(theta)
+        if self._crossed is not None:
+            return self._crossed_derivatives(theta)[0]
         if not self.has_gradient:
             raise NotImplementedError("no analytic gradient for several factors with many levels")
         # NaN where the factorisation fails, as the objective is +inf there
@@ -411,15 +430,40 @@ class LinearMixedModel:
 
     @property
     def has_hessian(self):
-        """Whether :meth:`hessian` is available: one factor with one random term."""
-        return self._scalar
+        """Whether :meth:`hessian` is available: one factor with one random term, or two
+        crossed scalar factors held packed (:mod:`.crossed_derivatives`)."""
+        return self._scalar or self._crossed is not None
 
     def hessian(self, theta):
-        """Exact Hessian of the profiled deviance (one factor with one random term only);
-        NaN where the factorisation fails."""
+        """Hessian of the profiled deviance (exact for one factor with one random term;
+        for two crossed scalar factors, two small terms estimated: see
+        :mod:`.crossed_derivatives`); NaN where the factorisation fails."""
+        if self._crossed is not None:
+            return self._crossed_derivatives(theta)[1]
         if not self._scalar:
-            raise NotImplementedError("an exact Hessian only for one factor with one random term")
+            raise NotImplementedError("a Hessian only for one scalar factor or two crossed scalar factors")
         return self._scalar_derivatives(theta)[1]
+
+    def rough_derivatives(self, theta):
+        """Gradient and Hessian for a first Newton step, cheaper than :meth:`gradient` and
+        :meth:`hessian` and as good for a step; never for judging a point. Two crossed
+        scalar factors held packed: the inversion in single precision
+        (:class:`~.crossed_derivatives.CrossedDerivatives`); NaN where the factorisation
+        fails."""
+        if self._crossed is None:
+            raise NotImplementedError("rough derivatives only for two crossed scalar factors held packed")
+        return self._crossed(self, np.array(theta, dtype=float), single=True)
+
+    def _crossed_derivatives(self, theta):
+        """Gradient and Hessian by :class:`~.crossed_derivatives.CrossedDerivatives`, the
+        last pair kept (a Newton step asks for both at one point)."""
+        theta = np.array(theta, dtype=float)
+        last = self.__dict__.get("_last_crossed")
+        if last is not None and last[0] is self.cp and last[1] == self.reml and np.array_equal(last[2], theta):
+            return last[3]
+        result = self._crossed(self, theta)
+        self._last_crossed = (self.cp, self.reml, theta, result)
+        return result
 
     def _scalar_derivatives(self, theta):
         """Gradient (1,) and Hessian (1, 1) arrays by :func:`.scalar_lmm.derivatives`; the

@@ -300,7 +300,7 @@ def bfgs_update(H, s, y):
 
 
 def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivatives=None, update=False,
-           final_step=True, rough_hess=None):
+           final_step=True, rough_hess=None, rough_derivatives=None):
     """Newton steps on the coordinates off their bounds, accepted while they improve.
 
     L-BFGS-B on a badly scaled objective (a random slope whose variance is tiny next
@@ -316,7 +316,10 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
     ``decrement_tol`` it gains is not worth it). ``rough_hess(x, f, g, free)``, if given,
     gives the first Hessian as ``(H, complete)`` (:func:`block_jacobian`): ``H`` makes
     the first step, and ``complete()`` the whole Hessian where ``H`` promises convergence
-    (``complete`` None: ``H`` is whole). At most ``max_steps`` steps are taken (that last one counted); after the
+    (``complete`` None: ``H`` is whole). ``rough_derivatives(x)``, if given, gives the
+    first point's gradient and Hessian, cheaper and good for a step: where they promise
+    convergence (or no minimum), ``grad`` and ``hess`` judge the point instead. At most
+    ``max_steps`` steps are taken (that last one counted); after the
     last, the derivatives are evaluated once more to judge the point, and no step is taken
     (``max_steps=0``: the point is judged only). Returns
     ``(x, f, g, H, decrease, steps)``; ``g``, ``H`` and ``decrease`` are those of the
@@ -326,7 +329,11 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
     H, last = None, None  # last: (step, gradient before it) of an accepted step
     for _ in range(max_steps + 1):
         updated, complete = None, None  # complete: the whole Hessian from a rough one
-        if derivatives is not None:
+        rough_point = rough_derivatives is not None and H is None
+        if rough_point:
+            g, H = rough_derivatives(x)
+            free = ~((x <= lower + 1e-12) & (g > 0))
+        elif derivatives is not None:
             g, H = derivatives(x, f)
             free = ~((x <= lower + 1e-12) & (g > 0))
         else:
@@ -340,6 +347,11 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
             else:
                 H = hess(x, f, g, free)
         decrease, step = newton_decrement(g, H, free)
+        if rough_point and not decrement_tol < decrease < np.inf:  # rough derivatives judge no point
+            g = grad(x, f)
+            free = ~((x <= lower + 1e-12) & (g > 0))
+            H = hess(x, f, g, free)
+            decrease, step = newton_decrement(g, H, free)
         rough = complete is not None and not decrement_tol < decrease < np.inf
         if rough or (updated is not None and not decrease > decrement_tol):
             # a rough Hessian promises convergence (or no minimum), or an updated one promises
@@ -442,6 +454,7 @@ def quasi_newton(fun_and_grad, x, max_iter, hessian=None, gtol=1e-6, ftol=1e-12)
 def minimize_bounded(
     fun, x0, lower, gradient=None, derivative_free=False, search_radius=0.25, scale=None, stationary=None,
     max_iter=1000, tol=1e-10, decrement_tol=1e-6, verbose=0, newton_first=False, hessian=None, blocks=None,
+    final_step=True, rough_derivatives=None,
 ):
     """Minimise ``fun`` subject to ``x >= lower``.
 
@@ -494,13 +507,20 @@ def minimize_bounded(
     blocks : ndarray, optional
         A label per parameter (its grouping factor): with a gradient and no bounds, the
         first Newton step is taken on the Hessian's blocks alone (:func:`block_jacobian`).
+    final_step : bool
+        With a gradient and no bounds, whether the Newton steps from the start take the
+        step of a converged point (:func:`polish`): False where an evaluation is dear.
+    rough_derivatives : callable, optional
+        With a gradient, a Hessian and no bounds: ``(gradient, Hessian)`` at the start,
+        cheaper than ``gradient`` and ``hessian`` and good for the first Newton step (they
+        judge no point: :func:`polish`).
     """
     if scale is not None:
         return _minimize_scaled(
             fun, x0, lower, gradient, np.asarray(scale, dtype=float), derivative_free=derivative_free,
             search_radius=search_radius, stationary=stationary, max_iter=max_iter, tol=tol,
             decrement_tol=decrement_tol, verbose=verbose, newton_first=newton_first, hessian=hessian,
-            blocks=blocks,
+            blocks=blocks, final_step=final_step, rough_derivatives=rough_derivatives,
         )
     log = []
     lower = np.asarray(lower, dtype=float)
@@ -542,7 +562,8 @@ def minimize_bounded(
                     rough = lambda x, f, g, free: block_jacobian(gradient, x, g, blocks)  # noqa: E731
                 x, f, g, H, decrease, steps = polish(
                     logged, grad, hess, x, lower, max_steps=min(QUASI_NEWTON_FIRST_STEPS, max_iter),
-                    decrement_tol=decrement_tol, update=hessian is None, rough_hess=rough,
+                    decrement_tol=decrement_tol, update=hessian is None, rough_hess=rough, final_step=final_step,
+                    rough_derivatives=rough_derivatives if hessian is not None else None,
                 )
             else:  # a full stencil, then forward differences on its Hessian
                 before = []  # (point, value, gradient, Hessian) of the last stencil
@@ -613,9 +634,18 @@ def minimize_bounded(
 def _minimize_scaled(fun, x0, lower, gradient, scale, **options):
     """:func:`minimize_bounded` on ``x / scale``, with results mapped back to ``x``."""
     scaled_gradient = None if gradient is None else (lambda z: gradient(z * scale) * scale)
+    outer = np.outer(scale, scale)
     if options.get("hessian") is not None:
-        hessian, outer = options["hessian"], np.outer(scale, scale)
+        hessian = options["hessian"]
         options["hessian"] = lambda z: hessian(z * scale) * outer
+    if options.get("rough_derivatives") is not None:
+        rough = options["rough_derivatives"]
+
+        def scaled_rough(z):
+            g, H = rough(z * scale)
+            return g * scale, H * outer
+
+        options["rough_derivatives"] = scaled_rough
     if options.get("stationary") is not None:
         options["stationary"] = np.asarray(options["stationary"], dtype=float) / scale
     res = minimize_bounded(

@@ -86,9 +86,50 @@ class PackedCholesky:
                          uplo="L", trans="T" if trans else "N")
         return x.reshape(b.shape)
 
+    def solve_matrix(self, b):
+        """``(L L')^-1 b``: two triangular solves, for ``b`` of shape (n,) or (n, k)."""
+        return self.solve(self.solve(b), trans=True)
+
+    def invert(self, single=False):
+        """The RFP array of ``(L L')^-1``'s lower triangle, computed in the factor's memory
+        (LAPACK's ``dpftri``): the factor is gone afterwards, and this object unusable.
+        ``single``: in single precision (``spftri``, twice as fast), from the factor
+        rounded to it; the result is float32."""
+        if single:
+            data, self.data = single_in_place(self.data), None
+            inverse, info = lapack.spftri(self.n, data, transr="N", uplo="L", overwrite_a=1)
+        else:
+            inverse, info = lapack.dpftri(self.n, self.data, transr="N", uplo="L", overwrite_a=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("singular Cholesky factor")
+        self.data = None
+        return inverse
+
     def dense(self):
         """The factor as a dense lower-triangular array."""
         L, info = lapack.dtfttr(self.n, self.data, transr="N", uplo="L")
         if info != 0:
             raise ValueError(f"dtfttr failed (info {info})")
         return np.tril(L)
+
+
+#: Numbers converted at a time by :func:`single_in_place`.
+SINGLE_CHUNK = 1 << 20
+
+
+def single_in_place(a):
+    """``a`` (float64, contiguous) rounded to float32 in the first half of its own memory,
+    returned as a float32 view of it (``a`` is overwritten): no second copy of a packed
+    block. Chunk ``i`` is written below where chunk ``i + 1`` is read from."""
+    out = a.view(np.float32)[: a.size]
+    for start in range(0, a.size, SINGLE_CHUNK):
+        stop = min(start + SINGLE_CHUNK, a.size)
+        out[start:stop] = a[start:stop].astype(np.float32)  # read whole before written
+    return out
+
+
+def packed_frobenius2(a, n):
+    """Sum of squares of all entries of the symmetric matrix of order ``n`` whose lower
+    triangle is the RFP array ``a`` (each entry off the diagonal counts twice)."""
+    d = a[packed_diagonal(n)].astype(float)
+    return 2.0 * float(np.dot(a, a)) - float(d @ d)

@@ -140,6 +140,7 @@ def _search(statistics, search_statistics, maps, model, reml, max_iter, tol, ver
         max_iter=max_iter, decrement_tol=tol, verbose=verbose, newton_first=moments is not None,
         hessian=model.hessian if model.has_hessian else None,
         blocks=theta_blocks(model.factors) if model.has_blocked_gradient else None,
+        final_step=not model.dear_evaluation, rough_derivatives=model.rough_derivatives if model.dear_evaluation else None,
     )
     search_factors = model.factors
     opt.x = canonical_theta(search_factors, opt.x)

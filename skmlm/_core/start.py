@@ -74,8 +74,10 @@ def moment_start(statistics, reml=True):
     coarse_first = sorted(range(len(fits)), key=lambda k: fits[k].factor.n_levels)  # nested: outer, then inner
     for sweep in range(BACKFIT_SWEEPS):
         change = 0.0
-        for k in coarse_first:
-            rhs = c[k] - sum(cross.times(k, j, coefs[j].ravel()).reshape(c[k].shape) for j in range(len(fits)) if j != k)
+        for position, k in enumerate(coarse_first):
+            # the factors not fitted yet (the first sweep's later ones) have no effects to take out
+            others = [j for j in coarse_first[: position if sweep == 0 else len(coarse_first)] if j != k]
+            rhs = c[k] - sum(cross.times(k, j, coefs[j].ravel()).reshape(c[k].shape) for j in others)
             fitted = fits[k].solve(rhs)
             if sweep:
                 step = fitted - coefs[k]
@@ -292,10 +294,19 @@ class LevelRegressions:
         """The levels' coefficients for the right-hand sides ``c`` (m, q), ``Z_g'W r``
         per level: ``A_g^-1 c_g``, 0 for the levels left out. Keeps those of the levels
         that count in ``coef``."""
+        if self.n_ok == len(self.ok):  # every level counts: nothing to gather or scatter
+            self.coef = self._times_inverse(c)
+            return self.coef
         coef = np.zeros_like(c)
-        coef[self.ok] = np.einsum("gij,gj->gi", self.A_inv, c[self.ok])
+        coef[self.ok] = self._times_inverse(c[self.ok])
         self.coef = coef[self.ok]
         return coef
+
+    def _times_inverse(self, c):
+        """``A_g^-1 c_g`` for the levels that count (a product per level where ``q`` is 1)."""
+        if self.factor.q == 1:
+            return self.A_inv[:, 0] * c
+        return np.einsum("gij,gj->gi", self.A_inv, c)
 
     def coefficient_spread(self, parent_of=None, reml=True):
         """Covariance of the levels' coefficients. For an inner factor of a nesting

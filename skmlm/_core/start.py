@@ -74,8 +74,10 @@ def moment_start(statistics, reml=True):
     coarse_first = sorted(range(len(fits)), key=lambda k: fits[k].factor.n_levels)  # nested: outer, then inner
     for sweep in range(BACKFIT_SWEEPS):
         change = 0.0
-        for k in coarse_first:
-            rhs = c[k] - sum(cross.times(k, j, coefs[j].ravel()).reshape(c[k].shape) for j in range(len(fits)) if j != k)
+        for position, k in enumerate(coarse_first):
+            # the factors not fitted yet (the first sweep's later ones) have no effects to take out
+            others = [j for j in coarse_first[: position if sweep == 0 else len(coarse_first)] if j != k]
+            rhs = c[k] - sum(cross.times(k, j, coefs[j].ravel()).reshape(c[k].shape) for j in others)
             fitted = fits[k].solve(rhs)
             if sweep:
                 step = fitted - coefs[k]
@@ -173,12 +175,14 @@ class CrossBlocks:
         entries), or None where a level of ``k`` meets several or none."""
         rows, cols, data, _ = self._oriented(k, j)
         qk, qj, m = self.factors[k].q, self.factors[j].q, self.factors[k].n_levels
-        met = (rows % qk == 0) & (cols % qj == 0) & (data != 0)
-        level = rows[met] // qk
+        met = data != 0
+        if qk > 1 or qj > 1:  # the intercepts' entries (with one term each, every entry is one)
+            met &= (rows % qk == 0) & (cols % qj == 0)
+        level = rows[met] // qk if qk > 1 else rows[met]
         if len(level) != m or np.any(np.bincount(level, minlength=m) != 1):
             return None
         parent_of = np.empty(m, dtype=np.intp)
-        parent_of[level] = cols[met] // qj
+        parent_of[level] = cols[met] // qj if qj > 1 else cols[met]
         return parent_of
 
 
@@ -270,7 +274,7 @@ class LevelRegressions:
         if q == 1:  # a scalar per level: numpy's linalg calls cost more than the arithmetic
             self.ok = A[:, 0, 0] > 0
             self.n_ok = int(np.count_nonzero(self.ok))
-            self.A_inv = 1.0 / A[self.ok]
+            self.A_inv = 1.0 / (A if self.n_ok == len(A) else A[self.ok])
             size = self.A_inv[:, 0, 0]
         else:
             eig = np.linalg.eigvalsh(A)
@@ -292,10 +296,19 @@ class LevelRegressions:
         """The levels' coefficients for the right-hand sides ``c`` (m, q), ``Z_g'W r``
         per level: ``A_g^-1 c_g``, 0 for the levels left out. Keeps those of the levels
         that count in ``coef``."""
+        if self.n_ok == len(self.ok):  # every level counts: nothing to gather or scatter
+            self.coef = self._times_inverse(c)
+            return self.coef
         coef = np.zeros_like(c)
-        coef[self.ok] = np.einsum("gij,gj->gi", self.A_inv, c[self.ok])
+        coef[self.ok] = self._times_inverse(c[self.ok])
         self.coef = coef[self.ok]
         return coef
+
+    def _times_inverse(self, c):
+        """``A_g^-1 c_g`` for the levels that count (a product per level where ``q`` is 1)."""
+        if self.factor.q == 1:
+            return self.A_inv[:, 0] * c
+        return np.einsum("gij,gj->gi", self.A_inv, c)
 
     def coefficient_spread(self, parent_of=None, reml=True):
         """Covariance of the levels' coefficients. For an inner factor of a nesting
@@ -306,7 +319,7 @@ class LevelRegressions:
         if parent_of is None:
             n_groups = 1 if reml else 0
         else:
-            n_groups = len(np.unique(parent_of[self.spread_levels]))
+            n_groups = int(np.count_nonzero(np.bincount(parent_of[self.spread_levels])))  # outer levels met
         dev = coef - coef.sum(axis=0) / len(coef)
         return dev.T @ dev / max(len(coef) - n_groups, 1)
 
@@ -319,7 +332,8 @@ class LevelRegressions:
         """Mean over this (outer) factor's levels of 1 / its number of inner levels: the
         share of the inner spread in each outer coefficient."""
         counts = np.bincount(parent_of[inner_ok], minlength=self.factor.n_levels)[self.spread_levels]
-        return float(np.mean(1.0 / counts[counts > 0])) if np.any(counts > 0) else 0.0
+        shares = 1.0 / counts[counts > 0]
+        return float(shares.sum() / len(shares)) if len(shares) else 0.0  # np.mean's arithmetic
 
     def relative_theta(self, spread, sigma2):
         """theta of a covariance ``spread`` of the random effects, relative to ``sigma2``."""

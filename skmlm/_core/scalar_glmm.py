@@ -132,7 +132,8 @@ class ScalarGLMM:
         and, Newton converging quadratically, is the last (what remains is of order
         ``tol^2``, below rounding). Returns ``(u, eta)``.
         """
-        offset = self.offset + self.X @ beta
+        offset = self.X.dot(beta)
+        offset += self.offset
         v = theta * self.z
         vv = v * v
         u = self.u
@@ -142,7 +143,7 @@ class ScalarGLMM:
             u = np.zeros_like(u)
             eta = offset.copy()
         pdev = None
-        rows = np.empty((2, self.n))  # the level sums of one step, as one reduceat
+        rows = self._rows[:2]  # the level sums of one step, as one reduceat
         for _ in range(max_iter):
             r, W = self.family.derivatives(self.y, eta, self.w, self.dispersion)
             np.multiply(v, r, out=rows[0])
@@ -367,23 +368,28 @@ class ScalarGLMM:
         theta, W, s1, a, h = P.theta, P.W, P.W1, P.a, P.h
         (s2,) = P.W2  # dW1/deta (the Hessian's evaluations ask the family for order 4)
         E, dU, deta, Da, dh = P.E[:k], P.dU[:k], P.deta[:k], P.Da[:k], P.dh[:k]
-        v = theta * z
         b, c, q = P.b, P.c, P.q  # sum z^3 W1, sum z r, sum z W deta + theta a dU
-        # the products of row derivatives: from D2a (W'' deta deta') and from D2u (W' deta deta')
+        theta2 = theta * theta
+        # the products of row derivatives: from D2a (W'' deta deta') and from D2u (W' deta deta'),
+        # omega = theta^2 z^2 s2 / h_j - theta^4 z s1 b_j / h_j^2
         inv_h = 1.0 / h
         b_h = b * inv_h
         b_h2 = b_h * inv_h
-        omega = theta * theta * (self.zz * s2 * self._on_rows(inv_h) - theta * v * s1 * self._on_rows(b_h2))
+        omega = self.zz * s2 * self._on_rows(theta2 * inv_h)
+        omega -= z * s1 * self._on_rows((theta2 * theta2) * b_h2)
         # with the first derivatives' product from the gradient's -2 sum r E term
-        H = (deta * omega + 2.0 * E * W) @ deta.T
+        A = deta * omega
+        A += E * (W + W)
+        H = A.dot(deta.T)
         dh_h = dh * inv_h
-        H -= dh_h @ dh_h.T
+        H -= dh_h.dot(dh_h.T)
         # the terms along theta's unit vector: e t' + t e'
-        t = 2.0 * theta * (Da @ inv_h) + theta**2 * (dU @ b_h) - theta**3 * (q @ b_h2) - dU @ c
+        t = Da.dot((2.0 * theta) * inv_h) + dU.dot(theta2 * b_h - c) - q.dot((theta2 * theta) * b_h2)
         H[0] += t
         H[:, 0] += t
-        H[0, 0] += 2.0 * float(a @ inv_h)
-        H = 0.5 * (H + H.T)
+        H[0, 0] += 2.0 * float(a.dot(inv_h))
+        H += H.T
+        H *= 0.5
         if self.n_dispersion:  # bordered by the dispersion's row and column
             column = self._dispersion_column(P)
             full = np.empty((k + 1, k + 1))
@@ -432,9 +438,10 @@ class ScalarGLMM:
         X, XT = self.X, self.XT
         v = theta * self.z
         u, beta = np.zeros_like(self.u), np.array(beta0, dtype=float)
-        eta = self.offset + X @ beta
+        eta = X.dot(beta)
+        eta += self.offset
         pdev = None
-        rows = np.empty((2 + self.p, self.n))  # the level sums of one step, as one reduceat
+        rows = self._rows[: 2 + self.p]  # the level sums of one step, as one reduceat
         for _ in range(max_iter):
             r, W = self.family.derivatives(self.y, eta, self.w, self.dispersion)
             vW = v * W
@@ -443,24 +450,25 @@ class ScalarGLMM:
             np.multiply(XT, vW, out=rows[2:])
             sums = self._level_sums_of_rows(rows)
             g_u, h, C = sums[0] - u, sums[1] + 1.0, sums[2:]  # C: (p, levels)
-            S = (XT * W) @ X - (C / h) @ C.T
-            g_b = XT @ r
+            C_h = C / h
+            S = (XT * W).dot(X) - C_h.dot(C.T)
+            g_b = XT.dot(r)
             try:
-                db = solve_positive_definite(S, g_b - C @ (g_u / h))
+                db = solve_positive_definite(S, g_b - C_h.dot(g_u))
             except np.linalg.LinAlgError:  # weights vanishing (separation): keep the start so far
                 break
-            du = (g_u - db @ C) / h
-            decrease = 0.5 * float(g_u @ du + g_b @ db)
+            du = (g_u - db.dot(C)) / h
+            decrease = 0.5 * float(g_u.dot(du) + g_b.dot(db))
             t = 1.0
             while True:
                 cand_u, cand_b = u + t * du, beta + t * db
-                cand_eta = self.offset + X @ cand_b + v * self._on_rows(cand_u)
+                cand_eta = X.dot(cand_b) + self.offset + v * self._on_rows(cand_u)
                 if decrease <= SAFE_DECREASE or t < 1e-10:
                     pdev = None  # not computed at the new point
                     break
                 if pdev is None:
-                    pdev = float(self._deviance_rows(eta).sum() + u @ u)
-                cdev = float(self._deviance_rows(cand_eta).sum() + cand_u @ cand_u)
+                    pdev = float(self._deviance_rows(eta).sum() + u.dot(u))
+                cdev = float(self._deviance_rows(cand_eta).sum() + cand_u.dot(cand_u))
                 if cdev <= pdev:
                     pdev = cdev
                     break

@@ -73,7 +73,7 @@ class ScalarGLMM:
         self.order = order
         self.codes = factor.codes[order]
         counts = np.bincount(self.codes, minlength=factor.n_levels)
-        if np.any(counts == 0):
+        if (counts == 0).any():
             raise ValueError("every level needs at least one row")
         self.counts = counts
         self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

@@ -91,8 +91,10 @@ class ScalarGLMM:
         self.n, self.p = self.X.shape
         self.u = np.zeros(factor.n_levels)
         # the covariate products the level sums of :meth:`_laplace_parts` weigh by W and W1
-        self._zW_rows = np.vstack([self.zz, self.XT * self.z])
-        self._zW1_rows = np.vstack([self.zzz, self.XT * self.zz])
+        self._zW_rows = np.empty((1 + self.p, self.n))  # [z^2, X z]
+        self._zW_rows[0] = self.zz
+        np.multiply(self.XT, self.z, out=self._zW_rows[1:])
+        self._zW1_rows = self._zW_rows * self.z  # [z^3, X z^2]
         self._rows = np.empty((2 * (1 + self.p) + 1 + 2 * self.n_dispersion, self.n))
         self._tangent = None  # (x, modes, their derivative in x) of the last evaluation
         self._last_exact = None  # (x, exact Hessian) of the last one computed

@@ -113,7 +113,8 @@ class MixedModelMixin:
         y_given = y
         y, w = validate_y_weights(y, sample_weight, n)
         groups = group_frame(groups, n, g_from_X, check_missing=False)  # build_factors checks
-        all_names = column_names(X)
+        names_in = self.__dict__.get("feature_names_in_")  # X's column names, as validate_X recorded them
+        all_names = names_in.tolist() if isinstance(X, pd.DataFrame) and names_in is not None else column_names(X)
         names = [all_names[j] for j in kept]
         factors = self._random_factors(groups, X, Xn, kept, names)
         if not chunk:

@@ -120,7 +120,7 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         self.n_iter_ = max(1, opt.n_iter)
         # judged in the search's standard units: in the user's, theta scales with the columns
         theta_std = model.units.to_search(opt.x)[:nt]
-        self.singular_ = bool(np.any((model.theta_lower == 0) & (np.abs(theta_std) < SINGULAR_TOL)))
+        self.singular_ = bool(((model.theta_lower == 0) & (np.abs(theta_std) < SINGULAR_TOL)).any())
         self._optimizer_log = opt.log
         self._optimizer_log_names = (
             [f"theta_{k}" for k in range(nt)] + [f"beta_{k}" for k in range(p)]
@@ -158,7 +158,8 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
             first = int(np.count_nonzero(free[:nt]))  # beta's place among the free coordinates
             beta = slice(first, first + p)
             try:
-                inverse = solve_positive_definite(H[np.ix_(free, free)], np.eye(int(np.count_nonzero(free))))
+                H_free = H if free.all() else H[np.ix_(free, free)]
+                inverse = solve_positive_definite(H_free, np.eye(H_free.shape[0]))
                 cov = 2.0 * inverse[beta, beta]
                 if np.isfinite(cov).all():  # (a Hessian with NaN factorises into NaN)
                     return 0.5 * (cov + cov.T), "hessian"

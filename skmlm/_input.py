@@ -236,7 +236,7 @@ def validate_y_weights(y, sample_weight, n):
             w = check_array(sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight")
         if w.shape != (n,):
             raise ValueError(f"sample_weight has shape {w.shape}; expected ({n},)")
-        if np.any(w <= 0):
+        if (w <= 0).any():
             raise ValueError(
                 "sample_weight has zero or negative weights: prior weights must be positive "
                 "(remove rows instead of giving them weight 0)"

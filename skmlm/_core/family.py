@@ -289,7 +289,7 @@ class Binomial(Family):
         return rng.binomial(trials.astype(np.int64), np.clip(mu, 0.0, 1.0)) / trials
 
     def check_response(self, y, w):
-        if np.any((y < 0) | (y > 1)):
+        if ((y < 0) | (y > 1)).any():
             raise ValueError(
                 "the binomial family needs y in [0, 1]: a 0/1 outcome, or the proportion of successes "
                 "with sample_weight the number of trials"

@@ -73,7 +73,7 @@ class ScalarGLMM:
         self.order = order
         self.codes = factor.codes[order]
         counts = np.bincount(self.codes, minlength=factor.n_levels)
-        if np.any(counts == 0):
+        if (counts == 0).any():
             raise ValueError("every level needs at least one row")
         self.counts = counts
         self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -90,6 +90,12 @@ class ScalarGLMM:
         self.dispersion = 1.0
         self.n, self.p = self.X.shape
         self.u = np.zeros(factor.n_levels)
+        # the covariate products the level sums of :meth:`_laplace_parts` weigh by W and W1
+        self._zW_rows = np.empty((1 + self.p, self.n))  # [z^2, X z]
+        self._zW_rows[0] = self.zz
+        np.multiply(self.XT, self.z, out=self._zW_rows[1:])
+        self._zW1_rows = self._zW_rows * self.z  # [z^3, X z^2]
+        self._rows = np.empty((2 * (1 + self.p) + 1 + 2 * self.n_dispersion, self.n))
         self._tangent = None  # (x, modes, their derivative in x) of the last evaluation
         self._last_exact = None  # (x, exact Hessian) of the last one computed
         self._last_value = None  # (x, deviance) of the last evaluation
@@ -128,7 +134,8 @@ class ScalarGLMM:
         and, Newton converging quadratically, is the last (what remains is of order
         ``tol^2``, below rounding). Returns ``(u, eta)``.
         """
-        offset = self.offset + self.X @ beta
+        offset = self.X.dot(beta)
+        offset += self.offset
         v = theta * self.z
         vv = v * v
         u = self.u
@@ -138,7 +145,7 @@ class ScalarGLMM:
             u = np.zeros_like(u)
             eta = offset.copy()
         pdev = None
-        rows = np.empty((2, self.n))  # the level sums of one step, as one reduceat
+        rows = self._rows[:2]  # the level sums of one step, as one reduceat
         for _ in range(max_iter):
             r, W = self.family.derivatives(self.y, eta, self.w, self.dispersion)
             np.multiply(v, r, out=rows[0])
@@ -236,69 +243,78 @@ class ScalarGLMM:
     def _laplace_parts(self, x, order=3):
         """The modes at ``x`` and the Laplace deviance's value, gradient and the pieces
         its Hessian and the AGQ deviance are built from (``order=4``: also those only the
-        exact Hessian needs). Arrays over rows are held as ``(terms, rows)``: each row of
-        them is contiguous, and the level sums of all the terms of one stage are one
-        ``reduceat`` over the stacked rows."""
+        exact Hessian needs).
+
+        Every level sum the gradient and the Hessian need is one of ``a_j = sum z^2 W``,
+        ``C_j = sum X z W``, ``b_j = sum z^3 W1``, ``D_j = sum X z^2 W1``, ``c_j = sum z r``
+        (and with a dispersion ``sum z dr_s``, ``sum z^2 dW_s``): the modes are constant
+        within a level, so the sums along their path (``Da``, ``q``) follow from these
+        without a pass over the rows. All are one ``reduceat`` over the stacked rows. The
+        rows' ``d eta / dx``, ``E`` with the modes held and ``deta`` with them moving, are
+        formed only where the Hessian or quadrature needs them."""
         p, nd = self.p, self.n_dispersion
         k, d = 1 + p, 1 + p + nd  # the (theta, beta) block; all coordinates
         theta, beta = float(x[0]), x[1:k]
+        theta2 = theta * theta
         self.dispersion = dispersion_from_log(x[k]) if nd else 1.0
         if self._tangent is not None:  # start the modes on the last evaluation's tangent
             x0, u0, dU0 = self._tangent
-            self.u = u0 + (x - x0) @ dU0
+            self.u = u0 + (x - x0).dot(dU0)
         u, eta = self.mode(theta, beta)
-        z, zz = self.z, self.zz
+        z = self.z
         r, W, W1, *W2 = self.family.derivatives(self.y, eta, self.w, self.dispersion, order)
-        hessian = order >= 4
-        v = theta * z
-        value = float(self._deviance_rows(eta).sum() + u @ u) + self.constant(self.dispersion)
-        # d eta / d x with the modes held: [z u_j, X, 0 (the dispersion)]
-        E = np.empty((d, self.n))
-        np.multiply(z, self._on_rows(u), out=E[0])
-        E[1:k] = self.XT
-        E[k:] = 0.0
+        value = float(self._deviance_rows(eta).sum() + u.dot(u)) + self.constant(self.dispersion)
         if nd:  # the score and the weights move with the dispersion
             dl_s, dr_s, dW_s = self.family.dispersion_derivatives(self.y, eta, self.w, self.dispersion)
-        # the level sums at the modes: a_j = sum z^2 W, c_j = sum z r, [b_j = sum z^3 W1],
-        # sum z W E[:k], [sum z dr_s]
-        zW = z * W
-        first = [zz * W, z * r] + ([self.zzz * W1] if hessian else [])
-        rows = np.empty((len(first) + k + nd, self.n))
-        rows[: len(first)] = first
-        np.multiply(E[:k], zW, out=rows[len(first) : len(first) + k])
+        # the level sums: [a, C] from W, [b, D] from W1, c from r [, the dispersion's two]
+        rows = self._rows
+        np.multiply(self._zW_rows, W, out=rows[:k])
+        np.multiply(self._zW1_rows, W1, out=rows[k : 2 * k])
+        np.multiply(z, r, out=rows[2 * k])
         if nd:
-            rows[-1] = z * dr_s
+            np.multiply(z, dr_s, out=rows[2 * k + 1])
+            np.multiply(self.zz, dW_s, out=rows[2 * k + 2])
         sums = self._level_sums_of_rows(rows)
-        a, c = sums[0], sums[1]
-        b = sums[2] if hessian else None
-        h = theta * theta * a + 1.0
+        a, b, c = sums[0], sums[k], sums[2 * k]
+        h = theta2 * a + 1.0
         value += float(np.log(h).sum())
-        # the modes' derivative: h_j du_j = d/dx (sum v r) at fixed u
-        R = theta * sums[len(first) :]
-        R[:k] *= -1.0
+        # the modes' derivative: h_j du_j = d/dx (sum v r) at fixed u = [c - theta a u, -theta C, theta sum z dr_s]
+        R = sums[:d] * -theta
+        R[0] *= u
         R[0] += c
+        if nd:
+            R[k] = sums[2 * k + 1] * theta
         dU = R / h
         x = np.array(x, dtype=float)
         if np.isfinite(value):  # the next evaluation's warm start (not from a failed one)
             self._tangent = (x, u, dU)
-        deta = E + v * self._on_rows(dU)
-        # the level sums along the modes' path: Da = d a / dx, [q = sum z W deta[:k]]
-        rows = np.empty((d + (k if hessian else 0), self.n))
-        np.multiply(deta, zz * W1, out=rows[:d])
+        # d a_j / dx along the modes' path: theta b dU + [u b, D, sum z^2 dW_s]
+        Da = dU * (theta * b)
+        Da[0] += u * b
+        Da[1:k] += sums[k + 1 : 2 * k]
         if nd:
-            rows[k:d] += zz * dW_s
-        if hessian:
-            np.multiply(deta[:k], zW, out=rows[d:])
-        sums = self._level_sums_of_rows(rows)
-        Da = sums[:d]
-        q = sums[d:] + theta * a * dU[:k] if hessian else None
-        dh = theta * theta * Da
-        dh[0] += 2.0 * theta * a
-        grad = -2.0 * (E @ r) + (dh / h).sum(axis=1)
+            Da[k] += sums[2 * k + 2]
+        dh = theta2 * Da
+        dh[0] += (2.0 * theta) * a
+        grad = (dh / h).sum(axis=1)
+        grad[0] -= 2.0 * u.dot(c)
+        grad[1:k] -= 2.0 * self.XT.dot(r)
         if nd:
             grad[-1] += -2.0 * dl_s.sum() + self.constant_slopes(self.dispersion)[0]
         else:
             dr_s = dW_s = None
+        v = E = deta = q = None
+        if order >= 4 or self.nodes is not None:  # the rows' d eta / dx: E (modes held), deta (moving)
+            v = theta * z
+            E = np.empty((d, self.n))
+            np.multiply(z, self._on_rows(u), out=E[0])
+            E[1:k] = self.XT
+            E[k:] = 0.0
+            deta = E + v * self._on_rows(dU)
+        if order >= 4:  # q = sum z W deta[:k] + theta a dU = [u a, C] + 2 theta a dU
+            q = dU[:k] * ((2.0 * theta) * a)
+            q[0] += u * a
+            q[1:] += sums[1:k]
         return SimpleNamespace(x=x, theta=theta, u=u, eta=eta, W=W, W1=W1, W2=W2, r=r, v=v, a=a, b=b, c=c, q=q, h=h,
                                E=E, R=R, dU=dU, deta=deta, Da=Da, dh=dh, value=value, grad=grad, dr_s=dr_s, dW_s=dW_s)
 
@@ -354,23 +370,28 @@ class ScalarGLMM:
         theta, W, s1, a, h = P.theta, P.W, P.W1, P.a, P.h
         (s2,) = P.W2  # dW1/deta (the Hessian's evaluations ask the family for order 4)
         E, dU, deta, Da, dh = P.E[:k], P.dU[:k], P.deta[:k], P.Da[:k], P.dh[:k]
-        v = theta * z
         b, c, q = P.b, P.c, P.q  # sum z^3 W1, sum z r, sum z W deta + theta a dU
-        # the products of row derivatives: from D2a (W'' deta deta') and from D2u (W' deta deta')
+        theta2 = theta * theta
+        # the products of row derivatives: from D2a (W'' deta deta') and from D2u (W' deta deta'),
+        # omega = theta^2 z^2 s2 / h_j - theta^4 z s1 b_j / h_j^2
         inv_h = 1.0 / h
         b_h = b * inv_h
         b_h2 = b_h * inv_h
-        omega = theta * theta * (self.zz * s2 * self._on_rows(inv_h) - theta * v * s1 * self._on_rows(b_h2))
+        omega = self.zz * s2 * self._on_rows(theta2 * inv_h)
+        omega -= z * s1 * self._on_rows((theta2 * theta2) * b_h2)
         # with the first derivatives' product from the gradient's -2 sum r E term
-        H = (deta * omega + 2.0 * E * W) @ deta.T
+        A = deta * omega
+        A += E * (W + W)
+        H = A.dot(deta.T)
         dh_h = dh * inv_h
-        H -= dh_h @ dh_h.T
+        H -= dh_h.dot(dh_h.T)
         # the terms along theta's unit vector: e t' + t e'
-        t = 2.0 * theta * (Da @ inv_h) + theta**2 * (dU @ b_h) - theta**3 * (q @ b_h2) - dU @ c
+        t = Da.dot((2.0 * theta) * inv_h) + dU.dot(theta2 * b_h - c) - q.dot((theta2 * theta) * b_h2)
         H[0] += t
         H[:, 0] += t
-        H[0, 0] += 2.0 * float(a @ inv_h)
-        H = 0.5 * (H + H.T)
+        H[0, 0] += 2.0 * float(a.dot(inv_h))
+        H += H.T
+        H *= 0.5
         if self.n_dispersion:  # bordered by the dispersion's row and column
             column = self._dispersion_column(P)
             full = np.empty((k + 1, k + 1))
@@ -419,9 +440,10 @@ class ScalarGLMM:
         X, XT = self.X, self.XT
         v = theta * self.z
         u, beta = np.zeros_like(self.u), np.array(beta0, dtype=float)
-        eta = self.offset + X @ beta
+        eta = X.dot(beta)
+        eta += self.offset
         pdev = None
-        rows = np.empty((2 + self.p, self.n))  # the level sums of one step, as one reduceat
+        rows = self._rows[: 2 + self.p]  # the level sums of one step, as one reduceat
         for _ in range(max_iter):
             r, W = self.family.derivatives(self.y, eta, self.w, self.dispersion)
             vW = v * W
@@ -430,24 +452,25 @@ class ScalarGLMM:
             np.multiply(XT, vW, out=rows[2:])
             sums = self._level_sums_of_rows(rows)
             g_u, h, C = sums[0] - u, sums[1] + 1.0, sums[2:]  # C: (p, levels)
-            S = (XT * W) @ X - (C / h) @ C.T
-            g_b = XT @ r
+            C_h = C / h
+            S = (XT * W).dot(X) - C_h.dot(C.T)
+            g_b = XT.dot(r)
             try:
-                db = solve_positive_definite(S, g_b - C @ (g_u / h))
+                db = solve_positive_definite(S, g_b - C_h.dot(g_u))
             except np.linalg.LinAlgError:  # weights vanishing (separation): keep the start so far
                 break
-            du = (g_u - db @ C) / h
-            decrease = 0.5 * float(g_u @ du + g_b @ db)
+            du = (g_u - db.dot(C)) / h
+            decrease = 0.5 * float(g_u.dot(du) + g_b.dot(db))
             t = 1.0
             while True:
                 cand_u, cand_b = u + t * du, beta + t * db
-                cand_eta = self.offset + X @ cand_b + v * self._on_rows(cand_u)
+                cand_eta = X.dot(cand_b) + self.offset + v * self._on_rows(cand_u)
                 if decrease <= SAFE_DECREASE or t < 1e-10:
                     pdev = None  # not computed at the new point
                     break
                 if pdev is None:
-                    pdev = float(self._deviance_rows(eta).sum() + u @ u)
-                cdev = float(self._deviance_rows(cand_eta).sum() + cand_u @ cand_u)
+                    pdev = float(self._deviance_rows(eta).sum() + u.dot(u))
+                cdev = float(self._deviance_rows(cand_eta).sum() + cand_u.dot(cand_u))
                 if cdev <= pdev:
                     pdev = cdev
                     break
@@ -469,11 +492,17 @@ class ScalarGLMM:
 
     def em_theta(self, theta, beta):
         """One EM step for theta: the root mean square of the levels' random effects under
-        their Laplace posteriors, ``sqrt(mean(theta^2 (u_j^2 + 1 / h_j)))``. From lme4's
-        start it moves most of the way towards the optimum, for the cost of one mode."""
-        u, eta = self.mode(theta, beta)
+        their Laplace posteriors, ``sqrt(mean(theta^2 (u_j^2 + 1 / h_j)))``, at the modes
+        :meth:`joint_mode` left (a start: no mode of its own). From lme4's start it moves
+        most of the way towards the optimum. The modes are rescaled to keep the random
+        effects ``theta u`` (the next mode's start)."""
+        u = self.u
+        eta = self.offset + self.X @ beta + theta * self.z * self._on_rows(u)
         h = self._curvature(theta, eta)
-        return float(np.sqrt(np.mean(theta * theta * (u * u + 1.0 / h))))
+        new = float(np.sqrt(np.mean(theta * theta * (u * u + 1.0 / h))))
+        if new > 0 and np.isfinite(new):
+            self.u = u * (theta / new)
+        return new
 
     def fixed_information(self, x):
         """``X'WX - C diag(1/h) C'`` at the modes of ``x``: the Schur complement of ``X`` in

@@ -19,8 +19,9 @@ includes that choice). One thread for every library
 (``OMP_NUM_THREADS=1``). Times are the fit only, one fit each: wall-clock and the process's
 CPU time (which a busy machine disturbs less; with one thread it is the fair measure).
 
-Run: ``python benchmarks/bench_beyond_linear.py [--seeds 0,1,2] [--jobs 3]`` (``--jobs``: seeds
-run in parallel processes; each fit's CPU time is its own process's); writes
+Run: ``python benchmarks/bench_beyond_linear.py [--seeds 0,1,2] [--jobs 3] [--part classification]``
+(``--jobs``: seeds run in parallel processes; each fit's CPU time is its own process's;
+``--part``: one part only, the other's sections kept from the results file); writes
 ``benchmarks/results_beyond_linear.md``. The same methods on real multilevel data (R's
 mlmRev): ``benchmarks/bench_beyond_linear_real.py``.
 """
@@ -230,14 +231,6 @@ def table(rows, metric):
     return "\n".join(lines)
 
 
-def run_seed(seed):
-    """Regression and classification rows of one seed."""
-    print(f"regression, seed {seed}")
-    reg = run(REGRESSION, seed, binary=False)
-    print(f"classification, seed {seed}")
-    return reg, run(CLASSIFICATION, seed, binary=True)
-
-
 def head_to_head(rows, ours, others, metric):
     """Per seed: ours against each of ``others`` on known and new groups, and the ratio of
     their fit CPU time to ours; then the mean and median over the seeds."""
@@ -265,43 +258,73 @@ def head_to_head(rows, ours, others, metric):
     return "\n".join(lines)
 
 
+PARTS = {"regression": "## Regression: test RMSE", "classification": "## Binary outcome: test log-loss"}
+
+
+def run_seed(seed, parts=tuple(PARTS)):
+    """Regression and classification rows of one seed (empty for a part not run)."""
+    reg, clf = [], []
+    if "regression" in parts:
+        print(f"regression, seed {seed}")
+        reg = run(REGRESSION, seed, binary=False)
+    if "classification" in parts:
+        print(f"classification, seed {seed}")
+        clf = run(CLASSIFICATION, seed, binary=True)
+    return reg, clf
+
+
+def kept_sections(path):
+    """The sections of an earlier results file, by part: its text from each part's heading
+    to the next part's (or the end)."""
+    text = Path(path).read_text() if Path(path).exists() else ""
+    starts = sorted((text.find(head), part) for part, head in PARTS.items() if head in text)
+    return {part: text[at:(starts[i + 1][0] if i + 1 < len(starts) else len(text))].rstrip() + "\n"
+            for i, (at, part) in enumerate(starts)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="0", help="comma-separated simulation seeds (figures are means over them)")
     ap.add_argument("--jobs", type=int, default=1, help="seeds run in this many processes at once")
+    ap.add_argument("--part", choices=["all", *PARTS], default="all",
+                    help="run one part only; the other part's sections are kept from the --out file")
     ap.add_argument("--out", default=str(HERE / "results_beyond_linear.md"))
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    parts = tuple(PARTS) if args.part == "all" else (args.part,)
     reg, clf = [], []
     with ProcessPoolExecutor(args.jobs) as pool:  # each fit's CPU time is counted in its own process
-        for r, c in pool.map(run_seed, seeds):
+        for r, c in pool.map(run_seed, seeds, [parts] * len(seeds)):
             reg += r
             clf += c
     import sklearn
+    command = " ".join(["python benchmarks/bench_beyond_linear.py", f"--seeds {args.seeds}", f"--jobs {args.jobs}"]
+                       + ([f"--part {args.part}"] if args.part != "all" else []))
+    run_line = (f"`{command}`; scikit-learn {sklearn.__version__}; load average {os.getloadavg()[0]:.1f} at the end "
+                f"of the run.")
+    sections = kept_sections(args.out)
+    if "regression" in parts:
+        sections["regression"] = "\n".join([
+            f"{PARTS['regression']} (noise SD 1)", "", run_line, "", table(reg, "RMSE"), "",
+            head_to_head(reg, "skmlm MixedEffectsRegressor", ["MERF (HGB inside)", "gpboost (intercept + slope)"],
+                         "RMSE"),
+            head_to_head(reg, "skmlm MixedEffectsRegressor, cv=5", ["MERF (HGB inside)"], "RMSE"),
+        ])
+    if "classification" in parts:
+        sections["classification"] = "\n".join([
+            PARTS["classification"], "", run_line, "", table(clf, "log-loss"), "",
+            head_to_head(clf, "skmlm MixedEffectsClassifier",
+                         ["HistGradientBoosting alone", "HistGradientBoosting alone, early stopping",
+                          "gpboost bernoulli (intercept + slope)", "gpboost bernoulli (intercept)"], "log-loss"),
+        ])
     text = [
         "# Random effects on top of gradient boosting: side by side",
         "",
-        f"`python benchmarks/bench_beyond_linear.py --seeds {args.seeds} --jobs {args.jobs}`, one thread per "
-        "library, each seed in one process; "
-        f"scikit-learn {sklearn.__version__}; load average {os.getloadavg()[0]:.1f} at the end. "
-        "Figures are means over the seeds (times: medians); per-seed comparisons below. See the script's docstring "
-        "for the simulation.",
+        "One thread per library, each seed in one process. Figures are means over the seeds (times: medians), "
+        "then per-seed comparisons (head to head); each part (regression, binary outcome) names the run it "
+        "comes from. See the script's docstring for the simulation.",
         "",
-        "## Regression: test RMSE (noise SD 1)",
-        "",
-        table(reg, "RMSE"),
-        "",
-        "## Binary outcome: test log-loss",
-        "",
-        table(clf, "log-loss"),
-        "",
-        "## Head to head, per seed",
-        "",
-        head_to_head(reg, "skmlm MixedEffectsRegressor", ["MERF (HGB inside)", "gpboost (intercept + slope)"], "RMSE"),
-        head_to_head(reg, "skmlm MixedEffectsRegressor, cv=5", ["MERF (HGB inside)"], "RMSE"),
-        head_to_head(clf, "skmlm MixedEffectsClassifier",
-                     ["HistGradientBoosting alone", "HistGradientBoosting alone, early stopping",
-                      "gpboost bernoulli (intercept + slope)", "gpboost bernoulli (intercept)"], "log-loss"),
+        *[sections[part] for part in PARTS if part in sections],
     ]
     Path(args.out).write_text("\n".join(text))
     print("\n".join(text))

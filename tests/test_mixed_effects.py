@@ -10,7 +10,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
-from sklearn.neighbors import KNeighborsRegressor
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.tree import DecisionTreeRegressor
 
 from skmlm import MixedEffectsClassifier, MixedEffectsRegressor, MixedLinearRegressor
@@ -256,3 +256,23 @@ def test_classifier_with_linear_f_and_string_labels():
     me = MixedEffectsClassifier(LogisticRegression(), cv=None).fit(X, labels, groups=g)
     assert list(me.classes_) == ["no", "yes"]
     assert me.random_covariance_["g"].iloc[0, 0] > 1.0
+
+
+def test_classifier_weights_give_log_odds_given_the_group():
+    """Weighted by exp(-+o/2) (o the random part of the logistic mixed model alone), the
+    classifier estimates the log-odds given the group: the mixed model's coefficient on
+    them is near 1. Unweighted, its log-odds average over the groups (flatter, by about
+    1 / sqrt(1 + 0.346 * 4) for a group SD of 2) and the mixed model scales them up."""
+    X, y, g, _ = simulate(seed=0, n_groups=80, sd_group=2.0, binary=True)
+    given = MixedEffectsClassifier(LogisticRegression(C=1e6)).fit(X, y, groups=g)
+    averaged = MixedEffectsClassifier(LogisticRegression(C=1e6), conditional=False).fit(X, y, groups=g)
+    assert abs(given.mixed_model_.coef_[0] - 1) < 0.2
+    assert averaged.mixed_model_.coef_[0] > 1.3
+
+
+def test_classifier_without_sample_weight_needs_conditional_false():
+    X, y, g, _ = simulate(seed=1, n_groups=30, binary=True)
+    with pytest.raises(ValueError, match="conditional=False"):
+        MixedEffectsClassifier(KNeighborsClassifier(25)).fit(X, y, groups=g)
+    me = MixedEffectsClassifier(KNeighborsClassifier(25), conditional=False).fit(X, y, groups=g)
+    assert me.mixed_model_.coef_[0] > 0

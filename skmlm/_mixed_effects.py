@@ -18,11 +18,13 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 from scipy.special import logit
+from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, clone
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import GroupKFold
+from sklearn.pipeline import Pipeline
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import (
@@ -67,6 +69,24 @@ _PARAMETER_CONSTRAINTS = {
     "verbose": ["verbose"],
 }
 
+
+def weight_parameter(estimator):
+    """The name under which ``estimator.fit`` takes sample weights, or None.
+
+    ``"sample_weight"`` for an estimator whose ``fit`` names it and for a ``Pipeline`` with
+    metadata routing on (the pipeline routes it to the steps that request it);
+    ``"<last step>__sample_weight"`` for a ``Pipeline`` whose last step takes it (the
+    pipeline's own syntax otherwise): preprocessing then a weighted model, as users build it.
+    """
+    if has_fit_parameter(estimator, "sample_weight"):
+        return "sample_weight"
+    if isinstance(estimator, Pipeline):
+        if get_config().get("enable_metadata_routing", False):
+            return "sample_weight"
+        name, last = estimator.steps[-1]
+        if last not in (None, "passthrough") and weight_parameter(last) is not None:
+            return f"{name}__{weight_parameter(last)}"
+    return None
 
 class FoldAverage(RegressorMixin, BaseEstimator):
     """The mean prediction of regressors fitted on the complements of the folds.
@@ -175,7 +195,7 @@ class _MixedEffectsBase(BaseEstimator):
         return fold
 
     def _check_weights(self, estimator, sample_weight):
-        if sample_weight is not None and not has_fit_parameter(estimator, "sample_weight"):
+        if sample_weight is not None and weight_parameter(estimator) is None:
             raise ValueError(
                 f"sample_weight was given but {type(estimator).__name__}.fit does not accept sample_weight: "
                 "wrap an estimator that does, or fit without weights"
@@ -189,7 +209,7 @@ class _MixedEffectsBase(BaseEstimator):
             X = X.iloc[rows] if hasattr(X, "iloc") else X[rows]
             y = y[rows]
             w = None if w is None else w[rows]
-        return est.fit(X, y) if w is None else est.fit(X, y, sample_weight=w)
+        return est.fit(X, y) if w is None else est.fit(X, y, **{weight_parameter(est): w})
 
     def _groups_for_predict(self, X, groups):
         """The rows' groups as a DataFrame, or None (population predictions: ``missing_groups``)."""
@@ -563,7 +583,8 @@ class MixedEffectsClassifier(ClassifierMixin, _MixedEffectsBase):
     ----------
     classifier : estimator, default=None
         Any binary classifier with ``fit`` and ``predict_proba``, cloned for every fit
-        (with ``conditional=True``, its ``fit`` must take ``sample_weight``). None:
+        (with ``conditional=True``, its ``fit`` must take ``sample_weight``; a ``Pipeline``
+        passes them to its last step). None:
         ``HistGradientBoostingClassifier(early_stopping=True, max_bins=63,
         random_state=0)``: its number of trees chosen on held-out rows, as gradient
         boosting with random effects chooses its rounds. Its log-odds are the mixed
@@ -672,7 +693,7 @@ class MixedEffectsClassifier(ClassifierMixin, _MixedEffectsBase):
         self.classes_, y01 = self._encode_y(y, n)
         classifier = self._classifier()
         self._check_weights(classifier, sample_weight)
-        if self.conditional and not has_fit_parameter(classifier, "sample_weight"):
+        if self.conditional and weight_parameter(classifier) is None:
             raise ValueError(
                 f"conditional=True fits the classifier with weights that remove the groups' effects, but "
                 f"{type(classifier).__name__}.fit does not accept sample_weight: wrap a classifier that does, or set "

@@ -276,3 +276,23 @@ def test_classifier_without_sample_weight_needs_conditional_false():
         MixedEffectsClassifier(KNeighborsClassifier(25)).fit(X, y, groups=g)
     me = MixedEffectsClassifier(KNeighborsClassifier(25), conditional=False).fit(X, y, groups=g)
     assert me.mixed_model_.coef_[0] > 0
+
+
+@pytest.mark.parametrize("routing", [False, True])
+def test_pipeline_takes_the_weights_in_its_last_step(routing):
+    """A Pipeline (preprocessing, then a weighted model) gets the classifier's weights in
+    its last step, as ``step__sample_weight`` or, with metadata routing on, routed to the
+    step that requests them: the same fit as the bare model."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y, g, _ = simulate(seed=2, n_groups=30, binary=True)
+    bare = MixedEffectsClassifier(LogisticRegression(C=1e6)).fit(X, y, groups=g)
+    with sklearn.config_context(enable_metadata_routing=routing):
+        last = LogisticRegression(C=1e6)
+        if routing:
+            last = last.set_fit_request(sample_weight=True)
+        piped = MixedEffectsClassifier(make_pipeline(FunctionTransformer(), last)).fit(X, y, groups=g)
+        np.testing.assert_allclose(piped.predict_proba(X, groups=g), bare.predict_proba(X, groups=g), rtol=1e-6)
+    with pytest.raises(ValueError, match="conditional=False"):
+        MixedEffectsClassifier(make_pipeline(FunctionTransformer(), KNeighborsClassifier(5))).fit(X, y, groups=g)

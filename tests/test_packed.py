@@ -25,15 +25,21 @@ def test_packed_positions_are_lapacks_layout(n):
     np.testing.assert_array_equal(packed_diagonal(n), packed_positions(np.arange(n), np.arange(n), n))
 
 
-@pytest.mark.parametrize("n", [1, 7, 8])
-def test_packed_cholesky_equals_the_dense_one(n):
+def packed_factor(n):
+    """``(rng, a, rows, cols, factor)``: a random positive definite ``a`` of order ``n``,
+    its lower triangle's indices and its packed Cholesky factor."""
     rng = np.random.default_rng(n)
     b = rng.normal(size=(n, n))
     a = b @ b.T + n * np.eye(n)
     rows, cols = np.tril_indices(n)
     packed = np.zeros(packed_size(n))
     packed[packed_positions(rows, cols, n)] = a[rows, cols]
-    factor = PackedCholesky(packed, n)
+    return rng, a, rows, cols, PackedCholesky(packed, n)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8])
+def test_packed_cholesky_equals_the_dense_one(n):
+    rng, a, rows, cols, factor = packed_factor(n)
     L = np.linalg.cholesky(a)
     np.testing.assert_allclose(factor.dense(), L, rtol=1e-12, atol=1e-12)
     assert factor.logdet() == pytest.approx(np.linalg.slogdet(a)[1], rel=1e-12)
@@ -96,13 +102,7 @@ def test_packed_inverse_and_its_frobenius_norm(n):
     :func:`packed_frobenius2` the sum of squares of the whole symmetric matrix."""
     from skmlm._core.packed import packed_frobenius2
 
-    rng = np.random.default_rng(n)
-    b = rng.normal(size=(n, n))
-    a = b @ b.T + n * np.eye(n)
-    rows, cols = np.tril_indices(n)
-    packed = np.zeros(packed_size(n))
-    packed[packed_positions(rows, cols, n)] = a[rows, cols]
-    factor = PackedCholesky(packed, n)
+    rng, a, rows, cols, factor = packed_factor(n)
     rhs = rng.normal(size=(n, 2))
     np.testing.assert_allclose(factor.solve_matrix(rhs), np.linalg.solve(a, rhs), rtol=1e-10)
     inverse = factor.invert()

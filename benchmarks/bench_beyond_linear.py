@@ -120,31 +120,38 @@ def merf(d, y):
     return lambda t: m.predict(t[FEATURES], np.column_stack([np.ones(len(t)), t["x0"]]), t["group"])
 
 
-def gpboost(d, y, slope=True, likelihood="gaussian"):
-    """GPBoost (trees + grouped random effects, random slope by group_rand_coef_data) with its
-    default tree parameters and the number of boosting rounds chosen as its guide recommends:
-    early stopping (20 rounds) on held-out rows (20% of the training rows, the GP model used
-    for validation), then a refit on all training rows with that number of rounds."""
+def gpboost_booster(X, y, groups, slope_values=None, likelihood="gaussian"):
+    """GPBoost (trees + grouped random effects, a random slope on ``slope_values`` where
+    given) with its default tree parameters and the number of boosting rounds chosen as its
+    guide recommends: early stopping (20 rounds) on held-out rows (20% of the training rows,
+    the GP model used for validation), then a refit on all training rows with that number of
+    rounds. Returns ``(booster, rounds)``; arrays in, as the real-data benchmark uses it too."""
     import gpboost as gpb
 
     params = {"learning_rate": 0.1, "num_leaves": 31, "min_data_in_leaf": 20, "verbose": -1, "num_threads": 1}
-    X = d[FEATURES].to_numpy()
 
     def gp_model(rows):
-        kw = dict(group_rand_coef_data=d["x0"].to_numpy()[rows], ind_effect_group_rand_coef=[1]) if slope else {}
-        return gpb.GPModel(group_data=d["group"].to_numpy()[rows], likelihood=likelihood, **kw)
+        kw = {} if slope_values is None else dict(group_rand_coef_data=slope_values[rows], ind_effect_group_rand_coef=[1])
+        return gpb.GPModel(group_data=groups[rows], likelihood=likelihood, **kw)
 
-    val = np.random.default_rng(0).uniform(size=len(d)) < 0.2
+    val = np.random.default_rng(0).uniform(size=len(y)) < 0.2
     gm = gp_model(~val)
-    kw = dict(group_rand_coef_data_pred=d["x0"].to_numpy()[val]) if slope else {}
-    gm.set_prediction_data(group_data_pred=d["group"].to_numpy()[val], **kw)
+    kw = {} if slope_values is None else dict(group_rand_coef_data_pred=slope_values[val])
+    gm.set_prediction_data(group_data_pred=groups[val], **kw)
     train_set = gpb.Dataset(X[~val], y[~val])
     bst = gpb.train(params=params, train_set=train_set, gp_model=gm, num_boost_round=1000,
                     valid_sets=gpb.Dataset(X[val], y[val], reference=train_set), early_stopping_rounds=20,
                     use_gp_model_for_validation=True, verbose_eval=False)
     rounds = max(bst.best_iteration, 1)
-    bst = gpb.train(params=params, train_set=gpb.Dataset(X, y), gp_model=gp_model(np.ones(len(d), bool)),
+    bst = gpb.train(params=params, train_set=gpb.Dataset(X, y), gp_model=gp_model(np.ones(len(y), bool)),
                     num_boost_round=rounds)
+    return bst, rounds
+
+
+def gpboost(d, y, slope=True, likelihood="gaussian"):
+    """:func:`gpboost_booster` on the simulation's features, its slope on ``x0``."""
+    bst, rounds = gpboost_booster(d[FEATURES].to_numpy(), y, d["group"].to_numpy(),
+                                  d["x0"].to_numpy() if slope else None, likelihood)
     print(f"    (gpboost boosting rounds: {rounds})")
 
     def predict(t):

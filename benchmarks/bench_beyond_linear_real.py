@@ -121,27 +121,11 @@ def merf(X, y, g, slope):
 
 
 def gpboost(X, y, g, slope, with_slope=True, likelihood="gaussian"):
-    """As ``bench_beyond_linear.gpboost``: default trees, rounds by early stopping on 20% of
-    the training rows (20 rounds' patience), then refitted on all training rows."""
-    import gpboost as gpb
+    """``bench_beyond_linear.gpboost_booster``: default trees, rounds by early stopping on 20%
+    of the training rows (20 rounds' patience), then refitted on all training rows."""
+    from bench_beyond_linear import gpboost_booster
 
-    params = {"learning_rate": 0.1, "num_leaves": 31, "min_data_in_leaf": 20, "verbose": -1, "num_threads": 1}
-    A, s = X.to_numpy(), X[slope].to_numpy()
-
-    def gp_model(rows):
-        kw = dict(group_rand_coef_data=s[rows], ind_effect_group_rand_coef=[1]) if with_slope else {}
-        return gpb.GPModel(group_data=g[rows], likelihood=likelihood, **kw)
-
-    val = np.random.default_rng(0).uniform(size=len(y)) < 0.2
-    gm = gp_model(~val)
-    gm.set_prediction_data(group_data_pred=g[val], **(dict(group_rand_coef_data_pred=s[val]) if with_slope else {}))
-    train_set = gpb.Dataset(A[~val], y[~val])
-    bst = gpb.train(params=params, train_set=train_set, gp_model=gm, num_boost_round=1000,
-                    valid_sets=gpb.Dataset(A[val], y[val], reference=train_set), early_stopping_rounds=20,
-                    use_gp_model_for_validation=True, verbose_eval=False)
-    rounds = max(bst.best_iteration, 1)
-    bst = gpb.train(params=params, train_set=gpb.Dataset(A, y), gp_model=gp_model(np.ones(len(y), bool)),
-                    num_boost_round=rounds)
+    bst, _ = gpboost_booster(X.to_numpy(), y, g, X[slope].to_numpy() if with_slope else None, likelihood)
 
     def predict(Xt, gt):
         kw = dict(group_rand_coef_data_pred=Xt[slope].to_numpy()) if with_slope else {}

@@ -202,6 +202,14 @@ class _MixedEffectsBase(BaseEstimator):
             )
 
     @staticmethod
+    def _random_part(mixed, Xs, g, unseen_levels=None):
+        """``Z b`` of the rows: the random effects of their levels (0 for unseen ones), on
+        the scale of the linear predictor (``decision_function`` of a logistic model)."""
+        fixed = mixed.intercept_ + Xs.to_numpy() @ mixed.coef_
+        linear_predictor = getattr(mixed, "decision_function", mixed.predict)
+        return linear_predictor(Xs, groups=g, unseen_levels=unseen_levels) - fixed
+
+    @staticmethod
     def _fit_on(estimator, X, y, w, rows=None):
         """A clone of ``estimator`` fitted on ``rows`` (all when None), with weights if given."""
         est = clone(estimator)
@@ -496,12 +504,6 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
         return models, out
 
     @staticmethod
-    def _random_part(mixed, Xs, g, unseen_levels=None):
-        """``Z b`` of the rows: the random effects of their levels (0 for unseen ones)."""
-        fixed = mixed.intercept_ + Xs.to_numpy() @ mixed.coef_
-        return mixed.predict(Xs, groups=g, unseen_levels=unseen_levels) - fixed
-
-    @staticmethod
     def _log_row(it, change, mixed, seconds):
         row = {"iteration": it, "change": change, "residual_variance": mixed.residual_variance_}
         for f, cov in mixed.random_covariance_.items():
@@ -738,7 +740,7 @@ class MixedEffectsClassifier(ClassifierMixin, _MixedEffectsBase):
         if not self.conditional:
             return w
         start = self._mixed_model().fit(Xs, y01, groups=g, sample_weight=w)
-        offset = start.decision_function(Xs, groups=g) - (start.intercept_ + Xs.to_numpy() @ start.coef_)
+        offset = self._random_part(start, Xs, g)
         weights = np.exp(-(2 * y01 - 1) * offset / 2)
         return weights if w is None else weights * w
 

@@ -132,7 +132,7 @@ def test_sparse_products_reused_while_the_largest_factors_theta_stays(monkeypatc
     theta = np.array([0.8, 0.3, 0.5, 1.2, 0.4])
     other = theta + np.array([0.0, 0.0, 0.0, 0.3, -0.1])  # the last two: the smaller factors'
     model = lmm(factors, X, y, w, True)
-    squares = model.cp.second.__dict__.setdefault("_squares", [])
+    squares = model.cp.second._squares
     model.objective(theta)
     first = squares[-1][1]
     value = model.objective(other)
@@ -369,19 +369,21 @@ def test_rough_first_hessian_steps_but_never_judges():
     def whole(x, f, g, free):
         return gradient_jacobian(grad, x, free, lower, g0=g)
 
-    def rough(x, f, g, free):
-        return block_jacobian(grad, x, g, blocks)
+    def rough(x, f):
+        g = grad(x)
+        H, complete = block_jacobian(grad, x, g, blocks)
+        return g, H, lambda: (g, complete())
 
     def gradient(x, f):
         return grad(x)
 
     x0 = np.array([0.3, -0.2, 0.5, 0.1, -0.4])
     ref = polish(fun, gradient, whole, x0, lower, max_steps=20, update=True)
-    out = polish(fun, gradient, whole, x0, lower, max_steps=20, update=True, rough_hess=rough)
+    out = polish(fun, gradient, whole, x0, lower, max_steps=20, update=True, first=rough)
     assert out[4] <= 1e-7 and ref[4] <= 1e-7
     assert abs(out[1] - ref[1]) <= 1e-9
     at_optimum = out[0]
-    judged = polish(fun, gradient, whole, at_optimum, lower, max_steps=20, update=True, rough_hess=rough)
+    judged = polish(fun, gradient, whole, at_optimum, lower, max_steps=20, update=True, first=rough)
     np.testing.assert_allclose(judged[3], hess(judged[0]), rtol=1e-4, atol=1e-4)
     assert np.any(judged[3][:3, 3:] != 0)
 

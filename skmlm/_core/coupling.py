@@ -324,6 +324,7 @@ class CouplingBlock:
             pair_rows, pair_cols = packed_rows_cols(self.pairs.entries, self.size) if len(rest) > 1 else (None, None)
             self._pairs_scale = self._scale_codes(pair_rows, pair_cols)
         self.level_blocks = None if self.packed else self._level_blocks()
+        self._squares = []  # (K1, coupled square) of the last evaluations (coupled_square)
 
     def _packed_lower(self, a):
         """``(positions, values, scale codes)`` of the lower-triangle entries of a sparse
@@ -468,7 +469,7 @@ class CouplingBlock:
         factors' thetas leave unchanged: the last ``SQUARES_KEPT`` are kept and reused."""
         if self.pairs is not None:
             return self.pairs(K1 @ np.swapaxes(K1, 1, 2))
-        kept = self.__dict__.setdefault("_squares", [])
+        kept = self._squares
         hit = next((k for k, (key, _) in enumerate(kept) if np.array_equal(key, K1)), None)
         if hit is None:
             # A21 blockdiag(K1 K1') A12 with the transpose kept: no conversion of A21 K1's transpose

@@ -35,8 +35,8 @@ from scipy.special import logsumexp
 from .blocks import batched_inverse_lower, batched_solve_lower, batched_solve_upper_t
 from .design import lower_bounds, split_theta, start_theta
 from .optimize import (
-    MAX_RESTARTS, OptimizeResult, finite_difference_gradient, finite_difference_hessian, free_block, gradient_jacobian,
-    leave_bound, minimize_bounded, newton_decrement,
+    MAX_RESTARTS, OptimizeResult, finite_difference_gradient, finite_difference_hessian, free_block, free_coordinates,
+    gradient_jacobian, leave_bound, minimize_bounded, newton_decrement,
 )
 from .dense_gradient import solve_positive_definite
 from .family import MAX_LOG_DISPERSION, dispersion_from_log, get_family
@@ -553,7 +553,7 @@ def _polish(fg, x, f, g, lower, decrement_tol, max_steps=POLISH_STEPS, hessian=N
     Returns ``(x, f, g, H, decrease, steps)``, ``decrease`` the Newton decrement at ``x``."""
     H, decrease, steps = np.zeros((len(x), len(x))), np.inf, 0
     for _ in range(max_steps + 1):
-        free = ~((x <= lower + 1e-12) & (g > 0))
+        free = free_coordinates(x, lower, g)
         if hessian is not None:
             H = free_block(hessian(x), free)
         else:

@@ -35,7 +35,6 @@ from .blocks import (
 )
 from . import scalar_lmm
 from .coupling import CouplingBlock, blockdiag
-from . import coupling
 from .blocked_gradient import BlockedGradient
 from .crossed_derivatives import CrossedDerivatives
 from .dense_gradient import (
@@ -227,7 +226,7 @@ class LinearMixedModel:
         # finite differences of a Newton search cost nine (crossed_200k_5000x5000)
         self._crossed = None
         if (len(self.factors) == 2 and all(f.q == 1 for f in self.factors) and self._dense_gradient is None
-                and self.cp.second_size**2 > coupling.MIN_PACKED_ENTRIES and self.cp.second.packed):
+                and self.cp.second.packed):
             self._crossed = CrossedDerivatives()
 
     def fixed_effects_rss(self):

@@ -287,6 +287,12 @@ def diagonal_check(fun, x, lower, step=1e-4):
     return x, f, g, H, 0.5 * float(np.sum(g**2 / d))
 
 
+def free_coordinates(x, lower, g):
+    """The coordinates a Newton step may move: all but those at their bound with the
+    gradient pushing them out of the domain."""
+    return ~((x <= lower + 1e-12) & (g > 0))
+
+
 def bfgs_update(H, s, y):
     """The BFGS update of a Hessian ``H`` along a step ``s`` whose gradient changed by
     ``y``; None where the curvature along the step is not positive (no update keeps ``H``
@@ -300,7 +306,7 @@ def bfgs_update(H, s, y):
 
 
 def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivatives=None, update=False,
-           final_step=True, rough_hess=None, rough_derivatives=None):
+           final_step=True, first=None):
     """Newton steps on the coordinates off their bounds, accepted while they improve.
 
     L-BFGS-B on a badly scaled objective (a random slope whose variance is tiny next
@@ -313,12 +319,11 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
     it. Once the decrement is below tolerance, its step is still taken if it is no
     worse: one evaluation for a quadratically converged point (none where the decrement is
     rounding, or with ``final_step=False``: where an evaluation is dear, the at most
-    ``decrement_tol`` it gains is not worth it). ``rough_hess(x, f, g, free)``, if given,
-    gives the first Hessian as ``(H, complete)`` (:func:`block_jacobian`): ``H`` makes
-    the first step, and ``complete()`` the whole Hessian where ``H`` promises convergence
-    (``complete`` None: ``H`` is whole). ``rough_derivatives(x)``, if given, gives the
-    first point's gradient and Hessian, cheaper and good for a step: where they promise
-    convergence (or no minimum), ``grad`` and ``hess`` judge the point instead. At most
+    ``decrement_tol`` it gains is not worth it). ``first(x, f)``, if given, gives the
+    first point's derivatives as ``(g, H, judge)``, cheaper and good for a step (a Hessian
+    by blocks, :func:`block_jacobian`; an inversion in single precision): where they
+    promise convergence (or no minimum), ``judge()`` gives the ``(g, H)`` that judge the
+    point instead (``judge`` None: they are exact already). At most
     ``max_steps`` steps are taken (that last one counted); after the
     last, the derivatives are evaluated once more to judge the point, and no step is taken
     (``max_steps=0``: the point is judged only). Returns
@@ -328,36 +333,27 @@ def polish(fun, grad, hess, x, lower, max_steps=10, decrement_tol=1e-7, derivati
     f, steps = fun(x), 0
     H, last = None, None  # last: (step, gradient before it) of an accepted step
     for _ in range(max_steps + 1):
-        updated, complete = None, None  # complete: the whole Hessian from a rough one
-        rough_point = rough_derivatives is not None and H is None
-        if rough_point:
-            g, H = rough_derivatives(x)
-            free = ~((x <= lower + 1e-12) & (g > 0))
+        updated, judge = None, None  # judge: exact derivatives where rough ones promise convergence
+        if first is not None and H is None:
+            g, H, judge = first(x, f)
+            free = free_coordinates(x, lower, g)
         elif derivatives is not None:
             g, H = derivatives(x, f)
-            free = ~((x <= lower + 1e-12) & (g > 0))
+            free = free_coordinates(x, lower, g)
         else:
             g = grad(x, f)
-            free = ~((x <= lower + 1e-12) & (g > 0))
+            free = free_coordinates(x, lower, g)
             updated = bfgs_update(H, last[0], g - last[1]) if update and last is not None and free.all() else None
-            if updated is not None:
-                H = updated
-            elif rough_hess is not None and H is None and free.all():
-                H, complete = rough_hess(x, f, g, free)
-            else:
-                H = hess(x, f, g, free)
+            H = updated if updated is not None else hess(x, f, g, free)
         decrease, step = newton_decrement(g, H, free)
-        if rough_point and not decrement_tol < decrease < np.inf:  # rough derivatives judge no point
-            g = grad(x, f)
-            free = ~((x <= lower + 1e-12) & (g > 0))
-            H = hess(x, f, g, free)
+        if judge is not None and not decrement_tol < decrease < np.inf:  # rough derivatives judge no point
+            g, H = judge()
+            free = free_coordinates(x, lower, g)
             decrease, step = newton_decrement(g, H, free)
-        rough = complete is not None and not decrement_tol < decrease < np.inf
-        if rough or (updated is not None and not decrease > decrement_tol):
-            # a rough Hessian promises convergence (or no minimum), or an updated one promises
-            # convergence: the whole, fresh Hessian judges (an updated one is right along the
-            # steps only, and misses a flat direction off them: a variance going to 0)
-            H = complete() if complete is not None else hess(x, f, g, free)
+        if updated is not None and not decrease > decrement_tol:
+            # an updated Hessian promises convergence: a fresh one judges (an updated one is
+            # right along the steps only, and misses a flat direction off them: a variance going to 0)
+            H = hess(x, f, g, free)
             decrease, step = newton_decrement(g, H, free)
         if final_step and decrement_tol >= decrease > ROUNDING * max(1.0, abs(f)) and steps < max_steps:
             cand = np.maximum(x + step, lower)  # converged: one last step for precision
@@ -557,13 +553,22 @@ def minimize_bounded(
         if attempt == 0 and (unbounded_gradient or (derivative_free and gradient is None and newton_first)):
             # Newton first: from a start near the optimum it converges in a few steps
             if unbounded_gradient:
-                rough = None
+                first = None
                 if blocks is not None and hessian is None:
-                    rough = lambda x, f, g, free: block_jacobian(gradient, x, g, blocks)  # noqa: E731
+                    def first(z, fz):  # the Hessian by blocks; completed from its gradients to judge
+                        gz = grad(z, fz)
+                        Hz, complete = block_jacobian(gradient, z, gz, blocks)
+                        return gz, Hz, None if complete is None else (lambda: (gz, complete()))
+                elif rough_derivatives is not None and hessian is not None:
+                    def first(z, fz):  # cheaper derivatives; the exact ones judge
+                        def judge():
+                            gz = grad(z, fz)
+                            return gz, hess(z, fz, gz, free_coordinates(z, lower, gz))
+
+                        return (*rough_derivatives(z), judge)
                 x, f, g, H, decrease, steps = polish(
                     logged, grad, hess, x, lower, max_steps=min(QUASI_NEWTON_FIRST_STEPS, max_iter),
-                    decrement_tol=decrement_tol, update=hessian is None, rough_hess=rough, final_step=final_step,
-                    rough_derivatives=rough_derivatives if hessian is not None else None,
+                    decrement_tol=decrement_tol, update=hessian is None, final_step=final_step, first=first,
                 )
             else:  # a full stencil, then forward differences on its Hessian
                 before = []  # (point, value, gradient, Hessian) of the last stencil

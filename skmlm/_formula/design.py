@@ -36,10 +36,17 @@ _LEVEL = re.compile(r"\[(?:T\.)?(.*)\]$")
 
 def lme4_name(column):
     """lme4's name for a formulaic column: ``Intercept`` -> ``(Intercept)``, ``sex[T.M]`` ->
-    ``sexM``, ``x:sex[T.M]`` -> ``x:sexM``."""
+    ``sexM``, ``x:sex[T.M]`` -> ``x:sexM``, ``I(age ** 2)`` -> ``I(age^2)`` (R's power, as
+    the formula wrote it)."""
     if column == "Intercept":
         return INTERCEPT
-    return ":".join(_LEVEL.sub(r"\1", part) for part in _split_colon(column))
+    return ":".join(_r_power(_LEVEL.sub(r"\1", part)) for part in _split_colon(column))
+
+
+def _r_power(part):
+    """R's ``^`` for formulaic's ``**`` in an ``I(...)`` term (the inverse of the parser's
+    translation)."""
+    return part.replace(" ** ", "^").replace("**", "^") if part.startswith("I(") else part
 
 
 def _split_colon(name):

@@ -17,9 +17,9 @@ fits <- list(
   diag   = lmer(stflife ~ eduyrs + gndr + (eduyrs || cntry), ess, REML = TRUE),
   logit  = glmer(happy ~ eduyrs + gndr + scale(agea) + hinctnta + (1 | cntry), ess, family = binomial)
 )
-# skmlm's names for R's columns built outside the formula
+# skmlm's names for R's columns built outside the formula (between/within)
 rename <- c(edu_b = "between(eduyrs, cntry)", edu_w = "within(eduyrs, cntry)",
-            "edu_w:gnipc1000" = "within(eduyrs, cntry):gnipc1000", "I(agea^2)" = "I(agea ** 2)")
+            "edu_w:gnipc1000" = "within(eduyrs, cntry):gnipc1000")
 nm <- function(x) ifelse(x %in% names(rename), rename[x], x)
 
 newdata <- ess[c(1, 2, 201, 5800), ]

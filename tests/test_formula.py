@@ -86,6 +86,18 @@ def test_names_as_lme4_and_categorical_levels_fixed_at_fit(ess):
     np.testing.assert_allclose(m.predict(new), expected, rtol=1e-10)
 
 
+def test_power_inside_a_random_term_is_the_fixed_part_s():
+    """``I(x^2)`` is R's power in a random-effect term too, named as lme4 names it."""
+    df = load_sleepstudy().assign(days2=lambda d: d["Days"] ** 2.0)
+    m = lmer("Reaction ~ Days + I(Days^2) + (1 + I(Days^2) | Subject)", df)
+    array = MixedLinearRegressor(random_slopes=["days2"]).fit(df[["Days", "days2"]], df["Reaction"],
+                                                               groups=df["Subject"])
+    assert m.log_likelihood_ == pytest.approx(array.log_likelihood_, abs=1e-8)
+    assert list(m.random_covariance_["Subject"].index) == ["(Intercept)", "I(Days^2)"]
+    assert list(m.fixed_effects_.index) == ["(Intercept)", "Days", "I(Days^2)"]
+    assert parse_formula("y ~ (a + b)^2 + I(a^2) + (1 + I((a + 1)^3) | g)").random[0].lhs == "1 + I((a + 1)**3)"
+
+
 def test_unseen_category_is_a_clear_error(ess):
     m = lmer("stflife ~ eduyrs + gndr + (1 | cntry)", ess)
     with pytest.raises(ValueError, match="levels of a categorical predictor not seen in fit"):

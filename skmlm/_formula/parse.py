@@ -200,7 +200,7 @@ def parse_formula(formula):
             if not lhs.strip():
                 raise FormulaError(text, at + 1, "a random-effect term needs a left side before '|', e.g. (1 | g)")
             groups = _grouping_factors(grp, text, at + 1 + bar_at + (2 if double else 1))
-            parts = _expand_double(lhs) if double else [lhs.strip()]
+            parts = [_r_to_formulaic(p) for p in (_expand_double(lhs) if double else [lhs.strip()])]
             for g in groups:
                 random += [RandomTerm(p, g, diagonal=double) for p in parts]
             continue
@@ -223,5 +223,16 @@ def parse_formula(formula):
 
 
 def _r_to_formulaic(term):
-    """R's ``^`` inside ``I(...)`` is a power; Python (formulaic) writes ``**``."""
-    return re.sub(r"I\((.*)\)", lambda m: "I(" + m.group(1).replace("^", "**") + ")", term)
+    """R's ``^`` inside each ``I(...)`` of ``term`` is a power; Python (formulaic) writes
+    ``**``. Outside ``I()``, ``^`` is left to formulaic (R's interaction power)."""
+    out, i = [], 0
+    for m in re.finditer(r"\bI\(", term):
+        if m.start() < i:  # an I() inside one already translated
+            continue
+        depth, j = 1, m.end()
+        while j < len(term) and depth:
+            depth += {"(": 1, ")": -1}.get(term[j], 0)
+            j += 1
+        out += [term[i : m.end()], term[m.end() : j].replace("^", "**")]
+        i = j
+    return "".join(out) + term[i:]

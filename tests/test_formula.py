@@ -98,6 +98,16 @@ def test_power_inside_a_random_term_is_the_fixed_part_s():
     assert parse_formula("y ~ (a + b)^2 + I(a^2) + (1 + I((a + 1)^3) | g)").random[0].lhs == "1 + I((a + 1)**3)"
 
 
+def test_r_factor_is_a_categorical_predictor(ess):
+    """R's ``factor(x)`` of a numeric column: treatment contrasts named as R names them, the
+    same fit as formulaic's ``C(x)``, and new data coded by the fit's levels."""
+    m = lmer("stflife ~ factor(hinctnta) + (1 | cntry)", ess, REML=False)
+    c = lmer("stflife ~ C(hinctnta) + (1 | cntry)", ess, REML=False)
+    assert m.log_likelihood_ == pytest.approx(c.log_likelihood_, abs=1e-10)
+    assert list(m.fixed_effects_.index)[:3] == ["(Intercept)", "factor(hinctnta)2", "factor(hinctnta)3"]
+    np.testing.assert_allclose(m.predict(ess.head(7)), c.predict(ess.head(7)), rtol=1e-12)
+
+
 def test_unseen_category_is_a_clear_error(ess):
     m = lmer("stflife ~ eduyrs + gndr + (1 | cntry)", ess)
     with pytest.raises(ValueError, match="levels of a categorical predictor not seen in fit"):

@@ -341,9 +341,10 @@ def glmer(formula, data, *, family="binomial", nAGQ=1, weights=None, link=None, 
     FormulaLogisticClassifier or FormulaGLMRegressor
         Fitted.
     """
-    if family not in _FAMILIES:
+    known = _FAMILIES.get(family) or _FAMILIES.get(str(family).lower())  # "Poisson" as "poisson"
+    if known is None:
         raise ValueError(f"family={family!r}: glmer knows {sorted(set(_FAMILIES.values()))}")
-    family = _FAMILIES[family]
+    family = known
     w = _weights(weights, data)
     if family == "binomial" and link in (None, "logit") and _binary_response(formula, data, w):
         model = FormulaLogisticClassifier(formula, n_quadrature_points=nAGQ, **params)

@@ -6,7 +6,7 @@ The between/within split of a level-1 predictor (Enders & Tofighi 2007; the semi
 stateful, as formulaic's ``center`` and ``scale``: the group means are those of the
 training data, and new data of a group seen in fit use them; a group not seen in fit
 uses its own mean in the new data. formulaic's ``center(x)`` (grand-mean centring) and
-``scale(x)`` are there as well.
+``scale(x)`` are there as well, and R's ``factor(x)`` (formulaic's ``C(x)``).
 """
 
 from functools import lru_cache
@@ -39,6 +39,7 @@ def _group_means(x, g, state):
 def context():
     """The names formulas may call beyond formulaic's own (built on first use, so that
     importing skmlm does not need formulaic)."""
+    from formulaic.transforms.contrasts import C
     from formulaic.utils.stateful_transforms import stateful_transform
 
     @stateful_transform
@@ -51,4 +52,5 @@ def context():
         """The group mean of ``x`` on every row of the group (the between-group part)."""
         return _group_means(x, g, _state)
 
-    return {"within": within, "between": between}
+    # R's factor(x): a categorical predictor (formulaic's C(x)), named factor(x)2 as R names it
+    return {"within": within, "between": between, "factor": C}

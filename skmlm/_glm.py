@@ -45,8 +45,8 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
         ones (``(x || g)``).
     n_quadrature_points : int, default=1
         1: the Laplace approximation. ``k > 1``: adaptive Gauss-Hermite quadrature with
-        ``k`` points per random effect (one grouping factor; not for the families with a
-        dispersion parameter).
+        ``k`` points per random effect (one grouping factor; for the families with a
+        dispersion parameter, one random term, lme4's condition for ``nAGQ > 1``).
     fit_intercept : bool, default=True
         Whether the fixed effects include an intercept.
     group_columns : None, str, int or list, default=None

@@ -460,12 +460,19 @@ def test_unknown_family_or_link_is_a_clear_error():
 
 
 @pytest.mark.parametrize("family", ["negative_binomial", "gamma"])
-def test_quadrature_with_a_dispersion_parameter_is_not_available(family):
-    X, y, g, off, _ = _sim(family, n=100, m=10)
-    with pytest.raises(ValueError, match=f"quadrature is not available for the {family} family"):
-        MixedGLMRegressor(family=family, n_quadrature_points=5).fit(X, y, groups=g)
-    with pytest.raises(ValueError, match="not available"):
-        FACES[family](n_quadrature_points=2).fit(X, y, groups=g)
+def test_quadrature_with_a_dispersion_parameter(family):
+    """NB2 and the Gamma by adaptive quadrature with one random term (lme4's condition for
+    nAGQ > 1): close to the Laplace fit, the dispersion estimated by it too; with a random
+    slope as well, an error that says what is needed."""
+    X, y, g, off, _ = _sim(family, n=300, m=15)
+    laplace = FACES[family]().fit(X, y, groups=g)
+    agq = FACES[family](n_quadrature_points=7).fit(X, y, groups=g)
+    assert agq.converged_ and abs(agq.log_likelihood_ - laplace.log_likelihood_) < 0.5
+    assert agq.dispersion_ == pytest.approx(laplace.dispersion_, rel=0.05)
+    np.testing.assert_allclose(agq.coef_, laplace.coef_, atol=0.02)
+    assert "Gauss-Hermite Quadrature, nAGQ = 7" in agq.summary()
+    with pytest.raises(ValueError, match="one grouping factor with one random term"):
+        MixedGLMRegressor(family=family, n_quadrature_points=5, random_slopes=["x"]).fit(X, y, groups=g)
 
 
 def test_quadrature_for_poisson_is_close_to_laplace(poisson_fit):

@@ -122,10 +122,10 @@ class GeneralizedMixedModel:
         self._data = (X, y, weights, family, offset)
         self._constant = family.constant_function(y, weights)
         self._constant_slopes = family.constant_slopes_function(y, weights)
-        if self.n_dispersion and self.n_agq > 1:
+        if self.n_dispersion and self.n_agq > 1 and not scalar:
             raise ValueError(
-                f"adaptive Gauss-Hermite quadrature is not available for the {family.name} family (its "
-                "dispersion is estimated by the Laplace approximation, as glmmTMB); use n_quadrature_points=1"
+                f"adaptive Gauss-Hermite quadrature for the {family.name} family needs one grouping factor with "
+                f"one random term (lme4's condition for nAGQ > 1); use n_quadrature_points=1 (Laplace)"
             )
         if self.n_agq > 1:
             if len(self.factors) != 1:

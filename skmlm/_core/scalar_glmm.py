@@ -327,7 +327,8 @@ class ScalarGLMM:
 
         with ``devc_j(u)`` the level's deviance residuals plus ``u^2`` (one node at 0 is the
         Laplace approximation). The nodes move with the modes and with ``h_j``; the
-        gradient follows both. A loop over the nodes (a few), not over levels or rows.
+        gradient follows both, and with a dispersion parameter also its direct effect on
+        each node's likelihood. A loop over the nodes (a few), not over levels or rows.
         """
         z, starts = self.z, self.starts
         offset = P.eta - P.v * self._on_rows(P.u)  # offset + X beta
@@ -346,10 +347,15 @@ class ScalarGLMM:
             np.multiply(z, self._on_rows(uk), out=Ek[0])
             detak = Ek + P.v * self._on_rows(duk)
             dell[k] = np.add.reduceat(detak * rk, starts, axis=1) - uk * duk
+            if self.n_dispersion:  # the likelihood's own slope in log(dispersion) at the node
+                dl_s = self.family.dispersion_derivatives(self.y, etak, self.w, self.dispersion)[0]
+                dell[k, -1] += self._level_sums(dl_s)
         lse = logsumexp(ell, axis=0)
         pi = np.exp(ell - lse)
         value = float(np.log(P.h).sum() - 2.0 * lse.sum()) + self.constant(self.dispersion)
         grad = (P.dh / P.h).sum(axis=1) - 2.0 * np.einsum("km,kdm->d", pi, dell)
+        if self.n_dispersion:
+            grad[-1] += self.constant_slopes(self.dispersion)[0]
         return value, grad
 
     def _exact_hessian(self, P):

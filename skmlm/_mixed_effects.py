@@ -158,7 +158,7 @@ class _MixedEffectsBase(BaseEstimator):
     def _slope_frame(self, X_rest, n):
         """The mixed model's X, as floats: every column of f's X with a linear part
         (``linear_part=True``), else the columns with random slopes."""
-        linear = getattr(self, "linear_part", False)
+        linear = self.linear_part
         used = range(len(self._slope_names)) if linear else sorted({j for pos in self._slopes.values() for j in pos})
         names = [self._slope_names[j] for j in used]
         if not used:
@@ -554,7 +554,8 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
 
     @staticmethod
     def _log_row(it, change, mixed, f_coef, seconds):
-        row = {"iteration": it, "change": change, "f_coefficient": f_coef, "residual_variance": mixed.residual_variance_}
+        row = {"iteration": it, "change": change, "f_coefficient": f_coef,
+               "residual_variance": mixed.residual_variance_}
         for f, cov in mixed.random_covariance_.items():
             for term in cov.index:
                 row[f"var {f}: {term}"] = float(cov.loc[term, term])

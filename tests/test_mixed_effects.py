@@ -188,7 +188,8 @@ def test_unseen_levels_get_the_fixed_part(fitted, sim):
     """Unseen levels, and rows without groups: c f(X) + X beta (f(X) without the linear part)."""
     X, y, g, _ = sim
     new = pd.Series(["a-new-level"] * len(X), name="g")
-    fixed = fitted.f_coefficient_ * fitted.regressor_.predict(X) + fitted.mixed_model_.intercept_ + X.to_numpy() @ fitted.mixed_model_.coef_
+    mixed = fitted.mixed_model_
+    fixed = fitted.f_coefficient_ * fitted.regressor_.predict(X) + mixed.intercept_ + X.to_numpy() @ mixed.coef_
     np.testing.assert_allclose(fitted.predict(X, groups=new), fixed, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="not seen in fit"):
         fitted.predict(X, groups=new, unseen_levels="error")

@@ -173,8 +173,8 @@ def glmm(d, y):
     return lambda t: m.predict_proba(t[FEATURES], groups=t["group"])[:, 1]
 
 
-def skmlm_me_clf(d, y):
-    m = MixedEffectsClassifier(random_slopes=["x0"]).fit(d[FEATURES], y, groups=d["group"])
+def skmlm_me_clf(d, y, **kw):
+    m = MixedEffectsClassifier(random_slopes=["x0"], **kw).fit(d[FEATURES], y, groups=d["group"])
     return lambda t: m.predict_proba(t[FEATURES], groups=t["group"])[:, 1]
 
 
@@ -188,6 +188,7 @@ REGRESSION = {
     "gpboost (intercept)": lambda d, y: gpboost(d, y, slope=False),
     "skmlm MixedEffectsRegressor, in-sample residuals (cv=None)": lambda d, y: skmlm_me(d, y, cv=None),
     "skmlm MixedEffectsRegressor, cv=5": lambda d, y: skmlm_me(d, y, cv=5),
+    "skmlm MixedEffectsRegressor, no linear part (linear_part=False)": lambda d, y: skmlm_me(d, y, linear_part=False),
     "skmlm MixedEffectsRegressor": skmlm_me,
 }
 
@@ -198,6 +199,8 @@ CLASSIFICATION = {
     "logistic mixed model (skmlm)": glmm,
     "gpboost bernoulli (intercept + slope)": lambda d, y: gpboost(d, y, True, "bernoulli_logit"),
     "gpboost bernoulli (intercept)": lambda d, y: gpboost(d, y, False, "bernoulli_logit"),
+    "skmlm MixedEffectsClassifier, no linear part (linear_part=False)":
+        lambda d, y: skmlm_me_clf(d, y, linear_part=False),
     "skmlm MixedEffectsClassifier": skmlm_me_clf,
 }
 

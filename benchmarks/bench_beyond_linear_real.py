@@ -144,8 +144,8 @@ def glmm(X, y, g, slope):
     return lambda Xt, gt: m.predict_proba(Xt, groups=gt)[:, 1]
 
 
-def skmlm_me_clf(X, y, g, slope):
-    m = MixedEffectsClassifier(random_slopes=[slope]).fit(X, y, groups=g)
+def skmlm_me_clf(X, y, g, slope, **kw):
+    m = MixedEffectsClassifier(random_slopes=[slope], **kw).fit(X, y, groups=g)
     return lambda Xt, gt: m.predict_proba(Xt, groups=gt)[:, 1]
 
 
@@ -154,6 +154,7 @@ REGRESSION = {
     "linear mixed model (skmlm)": lmm,
     "MERF (HGB inside)": merf,
     "gpboost (intercept + slope)": gpboost,
+    "skmlm MixedEffectsRegressor, no linear part (linear_part=False)": lambda *a: skmlm_me(*a, linear_part=False),
     "skmlm MixedEffectsRegressor": skmlm_me,
 }
 
@@ -162,6 +163,7 @@ CLASSIFICATION = {
     "HistGradientBoosting alone, early stopping": lambda *a: hgb_clf(*a, early_stopping=True),
     "logistic mixed model (skmlm)": glmm,
     "gpboost bernoulli (intercept + slope)": lambda *a: gpboost(*a, likelihood="bernoulli_logit"),
+    "skmlm MixedEffectsClassifier, no linear part (linear_part=False)": lambda *a: skmlm_me_clf(*a, linear_part=False),
     "skmlm MixedEffectsClassifier": skmlm_me_clf,
 }
 

@@ -46,12 +46,8 @@ PROBABILITY_EPS = 1e-6
 
 RELAXATION = 0.5
 
-#: Fits of f on all rows at the end of MixedEffectsRegressor's fit, each to y less the
-#: random part, each followed by the modes of its residuals at the variance components
-#: estimated out of fold. The first one's target carries the out-of-fold modes, noisier
-#: than the modes of its own residuals; the second one's target is the cleaner. More
-#: rounds on in-sample residuals start to let f take up what is left of the groups' effects.
-FINAL_FITS = 2
+#: The column of the regressor's linear mixed model that holds f's out-of-fold predictions.
+F_COLUMN = "f(X)"
 
 #: The column of the logistic mixed model's design that holds the classifier's log-odds.
 LOG_ODDS = "f(X) log-odds"
@@ -160,16 +156,20 @@ class _MixedEffectsBase(BaseEstimator):
         return X_rest, frame, self._slope_frame(X_rest, n)
 
     def _slope_frame(self, X_rest, n):
-        """The columns with random slopes, as floats: the mixed model's X."""
-        used = sorted({j for pos in self._slopes.values() for j in pos})
+        """The mixed model's X, as floats: every column of f's X with a linear part
+        (``linear_part=True``), else the columns with random slopes."""
+        linear = self.linear_part
+        used = range(len(self._slope_names)) if linear else sorted({j for pos in self._slopes.values() for j in pos})
         names = [self._slope_names[j] for j in used]
         if not used:
             return pd.DataFrame(index=range(n))
-        cols = X_rest.iloc[:, used] if isinstance(X_rest, pd.DataFrame) else np.asarray(X_rest)[:, used]
+        cols = X_rest.iloc[:, list(used)] if isinstance(X_rest, pd.DataFrame) else np.asarray(X_rest)[:, list(used)]
         try:
             values = check_array(cols, dtype=np.float64, input_name="X")
         except (TypeError, ValueError) as e:
-            raise ValueError(f"the random slope columns {names} must be numeric and finite: {e}") from e
+            what = "with linear_part=True, every feature of f" if linear else f"the random slope columns {names}"
+            fix = " (or set linear_part=False to give f non-numeric columns)" if linear else ""
+            raise type(e)(f"{what} must be numeric and finite{fix}: {e}") from e
         return pd.DataFrame(values, columns=names)
 
     def _mixed_slopes(self):
@@ -230,38 +230,49 @@ class _MixedEffectsBase(BaseEstimator):
 class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
     """Random intercepts and slopes on top of any scikit-learn regressor.
 
-    Fits ``y = f(X) + Z b + e``, ``b ~ N(0, Sigma)``, ``e ~ N(0, sigma^2 / w)``, with ``f``
-    any scikit-learn regressor (gradient boosting by default) and the random effects of
-    one or more grouping factors (crossed or nested), by backfitting:
+    Fits ``y = c f(X) + X beta + Z b + e``, ``b ~ N(0, Sigma)``, ``e ~ N(0, sigma^2 / w)``,
+    with ``f`` any scikit-learn regressor (gradient boosting by default), ``X beta`` a linear
+    part in the features (``linear_part=True``; without it ``c = 1``, ``beta = 0``) and the
+    random effects of one or more grouping factors (crossed or nested), by backfitting:
 
     0. start from the linear mixed model alone (:class:`MixedLinearRegressor`, maximum
-       likelihood, on the slope columns): its random part ``Z b``;
-    1. fit ``f`` to ``y - Z b`` out of fold: the levels of the first grouping factor are
-       split into ``cv`` folds, and each fold is predicted by ``f`` fitted on the others;
-    2. fit the linear mixed model to the out-of-fold residuals ``y - f(X)``: its variance
-       components are the answer, its conditional modes give the new ``Z b``; the next
-       target is the mean of the new and the previous ``Z b`` (a damped step, which keeps
-       the iteration from oscillating when ``f`` can tell the groups apart);
+       likelihood, on the features, or on the slope columns without the linear part): its
+       part ``X beta + Z b``;
+    1. fit ``f`` to ``y - X beta - Z b`` out of fold: the levels of the first grouping
+       factor are split into ``cv`` folds, and each fold is predicted by ``f`` fitted on
+       the others;
+    2. with the linear part, the linear mixed model of ``y`` on those out-of-fold
+       predictions and the features gives ``c``, the weight of ``f`` (see below); then the
+       linear mixed model of ``y - c f(X)``: its variance components are the answer, its
+       fixed effects and conditional modes give the new ``X beta + Z b``; the next target
+       is the mean of the new and the previous part (a damped step, which keeps the
+       iteration from oscillating when ``f`` can tell the groups apart);
     3. by default stop here (``max_iter=1``, ``tol=None``): one round from the linear
-       mixed model's start, a one-step estimator; with ``tol``, repeat 1-2 until ``Z b``
-       changes by at most ``tol`` times the residual standard deviation (root mean
-       square over the rows), at most ``max_iter`` times;
-    4. twice (out of fold only: ``cv=None`` keeps the last round's ``f`` and modes): fit
-       ``f`` on all rows to ``y`` less the last ``Z b``, and take as ``Z b`` the conditional
-       modes of that model's residuals at the variance components of step 2.
+       mixed model's start, a one-step estimator; with ``tol``, repeat 1-2 until the part
+       changes by at most ``tol`` times the residual standard deviation (root mean square
+       over the rows), at most ``max_iter`` times;
+    4. out of fold only (``cv=None`` keeps the last round's ``f`` and modes): fit ``f`` on
+       all rows to ``y`` less the last part, and take as ``X beta + Z b`` the fixed effects
+       and conditional modes of ``y - c f(X)`` at the variance components of step 2.
+
+    The linear part and ``c``: boosting and forests approximate a linear trend by steps,
+    at a cost in variance, and on data whose signal is mostly linear they fit noise the
+    linear mixed model would not. Here the linear mixed model takes the linear trend, and
+    ``f`` what is left; ``c`` is estimated on predictions ``f`` made for groups its model
+    never saw, so it is near 1 when ``f`` finds structure the linear part misses and near
+    0 when ``f`` fits only noise, the fit then being the linear mixed model's (stacking by
+    held-out error, as the classifier's coefficient of the log-odds).
 
     Step 4 is what a known level's prediction gains from: the fold models each saw only
     ``(cv - 1) / cv`` of the levels, and their out-of-fold error, added to the noise,
     blurs a level's mean residual; the model fitted on all rows errs less, so the modes of
     its residuals are closer. The variance components stay those estimated out of fold,
     where ``f`` could not take up a group's effect; and ``f``'s target has the groups'
-    effects removed, so the model on all rows finds little of them left to absorb. The
-    second pass fits ``f`` to ``y`` less these closer modes; more passes on in-sample
-    residuals do not help (``f`` starts to fit what is left of the groups' effects).
-    ``f`` of new rows (``regressor_``) is the mean, half and half, of the last model on
-    all rows and of the mean of the last round's fold models: it varies less than
-    either, as bagging's does. The cost is ``cv`` fits of ``f`` on ``(cv - 1) / cv`` of
-    the rows per round, plus two on all rows.
+    effects removed, so the model on all rows finds little of them left to absorb.
+    ``f`` of new rows (``regressor_``) is the mean, half and half, of the model on all
+    rows and of the mean of the last round's fold models: it varies less than either, as
+    bagging's does. The cost is ``cv`` fits of ``f`` on ``(cv - 1) / cv`` of the rows per
+    round, plus one on all rows, and three fits of the linear mixed model.
 
     A flexible ``f`` fitted to the rows of a group learns that group's offset, and the
     in-sample residuals then hide it from the mixed model (the group variance shrinks
@@ -284,9 +295,15 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
         Correlated or uncorrelated random effects within a factor.
     group_columns : None, str, int or list, default=None
         Columns of X that hold grouping factors; they are not features of ``f``.
+    linear_part : bool, default=True
+        Fit ``y = c f(X) + X beta + Z b``: a linear fixed part in every feature of ``f``
+        (which must then all be numeric) estimated by the linear mixed model, ``f`` fitted
+        to what is left, and ``f``'s weight ``c`` estimated out of fold. False:
+        ``y = f(X) + Z b``, ``f`` carrying the whole fixed part (for features only ``f``'s
+        own pipeline can read, such as strings).
     cv : int or None, default=2
         Folds of the first grouping factor's levels for the out-of-fold predictions
-        (their cost grows with ``cv``, ``cv`` fits of ``f`` a round, plus two; the accuracy on
+        (their cost grows with ``cv``, ``cv`` fits of ``f`` a round, plus one; the accuracy on
         known levels grows a little with it, as the mean of more fold models varies less).
         None: in-sample residuals (the classic backfitting, which lets a flexible ``f``
         absorb the group effects; for comparison).
@@ -315,12 +332,14 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
         ``f``: half the last model fitted on all rows, half the mean of the ``cv`` fold
         models of the last round (for ``cv=None``, the last round's one model).
     mixed_model_ : MixedLinearRegressor
-        The last mixed model fitted to the out-of-fold residuals (its fixed effects, an
-        intercept and the slope columns, absorb the residuals' mean and trend, so that the
-        random effects stay centred; ``f`` carries the fixed part in predictions), with
-        the conditional modes and fixed effects of step 4 (for ``cv=None``, as fitted);
-        its variance components, log-likelihood and standard errors are the out-of-fold
-        fit's.
+        The last mixed model fitted to ``y - c f(X)`` out of fold, with the conditional
+        modes and fixed effects of step 4 (for ``cv=None``, as fitted); its variance
+        components, log-likelihood and standard errors are the out-of-fold fit's. With the
+        linear part its fixed effects are ``beta`` (and the intercept); without it they
+        (an intercept and the slope columns) only keep the random effects centred, and
+        ``f`` carries the fixed part in predictions.
+    f_coefficient_ : float
+        ``c``, the weight of ``f`` in predictions (1 without the linear part).
     random_effects_ : dict of str to DataFrame
         Conditional modes: one row per level, one column per term.
     random_covariance_ : dict of str to DataFrame
@@ -333,8 +352,8 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
         Whether the criterion (``tol``) was met within ``max_iter`` rounds; None when
         ``tol`` is None (a fixed number of rounds).
     iteration_log_ : DataFrame
-        One row per iteration: the change of the random part (relative, as ``tol``), the
-        residual variance, each random-effect variance, the mixed model's log-likelihood
+        One row per iteration: the change of the mixed model's part (relative, as ``tol``),
+        ``c``, the residual variance, each random-effect variance, the mixed model's log-likelihood
         and the seconds taken.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
@@ -371,13 +390,16 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
         "regressor": [HasMethods(["fit", "predict"]), None],
         **_PARAMETER_CONSTRAINTS,
         "tol": [Interval(Real, 0, None, closed="neither"), None],
+        "linear_part": ["boolean"],
     }
 
     def __init__(
         self, regressor=None, *, random_slopes=None, random_intercept=True, covariance="unstructured",
-        group_columns=None, cv=2, unseen_levels="average", missing_groups="warn", max_iter=1, tol=None, verbose=0,
+        group_columns=None, linear_part=True, cv=2, unseen_levels="average", missing_groups="warn", max_iter=1,
+        tol=None, verbose=0,
     ):
         self.regressor = regressor
+        self.linear_part = linear_part
         self.random_slopes = random_slopes
         self.random_intercept = random_intercept
         self.covariance = covariance
@@ -429,19 +451,20 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
         fold = self._folds(g, n)
         start = time.perf_counter()
         mixed = self._mixed_model().fit(Xs, y, groups=g, sample_weight=w_f)  # f constant: the mixed model alone
-        random_part = target_part = self._random_part(mixed, Xs, g)
-        log = [self._log_row(0, np.nan, mixed, time.perf_counter() - start)]
+        part = target_part = self._mixed_part(mixed, Xs, g)
+        log = [self._log_row(0, np.nan, mixed, 0.0, time.perf_counter() - start)]
         converged = False
         for it in range(1, self.max_iter + 1):
             start = time.perf_counter()
             models, f_hat = self._cross_fit(regressor, X_rest, y - target_part, w_f, fold)
-            mixed = self._mixed_model().fit(Xs, y - f_hat, groups=g, sample_weight=w_f)
-            new = self._random_part(mixed, Xs, g)
+            f_coef = self._f_coefficient(Xs, y, f_hat, g, w_f)
+            mixed = self._mixed_model().fit(Xs, y - f_coef * f_hat, groups=g, sample_weight=w_f)
+            new = self._mixed_part(mixed, Xs, g)
             sigma = np.sqrt(mixed.residual_variance_)
-            change = np.sqrt(np.mean((new - random_part) ** 2)) / sigma if sigma > 0 else np.inf
-            random_part = new
+            change = np.sqrt(np.mean((new - part) ** 2)) / sigma if sigma > 0 else np.inf
+            part = new
             target_part = RELAXATION * new + (1 - RELAXATION) * target_part
-            log.append(self._log_row(it, change, mixed, time.perf_counter() - start))
+            log.append(self._log_row(it, change, mixed, f_coef, time.perf_counter() - start))
             if self.verbose:
                 print(f"iteration {it}: change {change:.3g}, residual variance {mixed.residual_variance_:.4g}")
             if self.tol is not None and change <= self.tol:
@@ -457,17 +480,43 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
         if fold is None:  # in sample: the last round's f
             self.regressor_ = models[0]
         else:  # f on all rows, the modes of its residuals at the variance components out of fold
-            for _ in range(FINAL_FITS):
-                full = self._fit_on(regressor, X_rest, y - random_part, w_f)
-                mixed = self._modes_at_covariance(mixed, Xs, y - full.predict(X_rest), g, w_f)
-                random_part = self._random_part(mixed, Xs, g)
+            full = self._fit_on(regressor, X_rest, y - part, w_f)
+            mixed = self._modes_at_covariance(mixed, Xs, y - f_coef * full.predict(X_rest), g, w_f)
             self.regressor_ = FoldAverage([full] * len(models) + list(models))
         self.mixed_model_ = mixed
+        self.f_coefficient_ = f_coef
         self.n_iter_ = it
         self.converged_ = converged if self.tol is not None else None
         self.iteration_log_ = pd.DataFrame(log).set_index("iteration")
         self._views = {}
         return self
+
+    def _f_coefficient(self, Xs, y, f_hat, g, w):
+        """``c`` of ``y = c f(X) + X beta + Z b``: the linear mixed model's ML coefficient of the
+        out-of-fold predictions ``f_hat`` beside the features (``linear_part``); 1 otherwise.
+
+        Out of fold, ``f_hat`` is judged on groups its model never saw: ``c`` near 1 when ``f``
+        finds structure the linear part misses, near 0 when it fits only noise (then the fit
+        is the linear mixed model's), as stacking weighs a learner by its held-out error.
+        ``f_hat`` is the design's last column: when it is a linear combination of the
+        features (a linear ``f`` in sample), it is the column dropped as aliased, and ``c = 0``
+        is the same fit (the features' ``beta`` takes it up); the features' own aliasing is
+        reported by the other fits."""
+        if not self.linear_part:
+            return 1.0
+        D = Xs.copy()
+        D[F_COLUMN] = f_hat
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return float(self._mixed_model().fit(D, y, groups=g, sample_weight=w).coef_[-1])
+
+    def _mixed_part(self, mixed, Xs, g, unseen_levels=None):
+        """What the mixed model adds to ``f``: ``X beta + Z b`` with ``linear_part`` (its
+        intercept included), else ``Z b`` (its intercept and slopes' fixed effects only
+        centre the random effects; ``f`` carries the fixed part)."""
+        if self.linear_part:  # groups None: the fixed part (the mixed model's missing_groups="population")
+            return mixed.predict(Xs, groups=g, unseen_levels=unseen_levels)
+        return self._random_part(mixed, Xs, g, unseen_levels)
 
     def _modes_at_covariance(self, mixed, Xs, residuals, g, w):
         """A copy of the mixed model ``mixed`` with the conditional modes (and fixed effects)
@@ -504,8 +553,9 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
         return models, out
 
     @staticmethod
-    def _log_row(it, change, mixed, seconds):
-        row = {"iteration": it, "change": change, "residual_variance": mixed.residual_variance_}
+    def _log_row(it, change, mixed, f_coef, seconds):
+        row = {"iteration": it, "change": change, "f_coefficient": f_coef,
+               "residual_variance": mixed.residual_variance_}
         for f, cov in mixed.random_covariance_.items():
             for term in cov.index:
                 row[f"var {f}: {term}"] = float(cov.loc[term, term])
@@ -536,10 +586,10 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
         """
         check_is_fitted(self)
         X_rest, g, Xs = self._groups_for_predict(X, groups)
-        pred = np.asarray(self.regressor_.predict(X_rest), dtype=float)
-        if g is None:
+        pred = self.f_coefficient_ * np.asarray(self.regressor_.predict(X_rest), dtype=float)
+        if g is None and not self.linear_part:
             return pred
-        return pred + self._random_part(self.mixed_model_, Xs, g, unseen_levels or self.unseen_levels)
+        return pred + self._mixed_part(self.mixed_model_, Xs, g, unseen_levels or self.unseen_levels)
 
     def score(self, X, y, groups=None, sample_weight=None):
         """R^2 of :meth:`predict` (with ``groups``, or ``group_columns``) against y."""
@@ -554,12 +604,13 @@ class MixedEffectsRegressor(RegressorMixin, _MixedEffectsBase):
 class MixedEffectsClassifier(ClassifierMixin, _MixedEffectsBase):
     """Random intercepts and slopes on top of any scikit-learn binary classifier.
 
-    Fits ``logit P(y = 1) = a + c f(X) + Z b`` (plus a fixed slope for each column with a
-    random slope), with ``f`` the log-odds of any scikit-learn classifier (gradient
-    boosting by default), by the logistic mixed model (:class:`MixedLogisticClassifier`,
-    Laplace) with ``f``'s log-odds as a covariate:
+    Fits ``logit P(y = 1) = a + c f(X) + X beta + Z b`` (with ``linear_part``; otherwise
+    ``beta`` only for the columns with a random slope), with ``f`` the log-odds of any
+    scikit-learn classifier (gradient boosting by default), by the logistic mixed model
+    (:class:`MixedLogisticClassifier`, Laplace) with ``f``'s log-odds as a covariate:
 
-    0. the logistic mixed model alone (on the slope columns): each row's random part
+    0. the logistic mixed model alone (on the features, or on the slope columns without
+       the linear part): each row's random part
        ``o = Z b``, and the classifier's sample weights ``exp(-o / 2)`` for ``y = 1``,
        ``exp(o / 2)`` for ``y = 0`` (``conditional=True``). A row's odds are
        ``exp(f + o)``; so weighted, the expected odds of the rows at ``x`` are ``exp(f(x))``
@@ -570,13 +621,18 @@ class MixedEffectsClassifier(ClassifierMixin, _MixedEffectsBase):
     1. ``f``'s log-odds of every row, out of fold: the levels of the first grouping factor
        are split into ``cv`` folds and each fold is predicted by the classifier fitted on
        the others, so no group's outcomes are hidden in the log-odds of its own rows;
-    2. the logistic mixed model of ``y`` on those log-odds, with the random effects: its
-       variance components and modes are the answer; its coefficient ``c`` corrects an
-       over- or under-confident classifier, as a calibration would (and, with
-       ``conditional=False``, turns log-odds averaged over the groups into log-odds given
-       the group);
+    2. the logistic mixed model of ``y`` on the features and those log-odds, with the
+       random effects: its variance components and modes are the answer; its coefficient
+       ``c`` corrects an over- or under-confident classifier, as a calibration would (and,
+       with ``conditional=False``, turns log-odds averaged over the groups into log-odds
+       given the group); beside the features' linear part, ``c`` is the classifier's
+       weight, judged on groups its model never saw (near 0 when it adds only noise to
+       the linear part: the fit is then the logistic mixed model's);
     3. ``f`` of new rows is the mean of the fold classifiers' log-odds (``classifier_``).
 
+    Unlike the regressor's ``f``, the classifier learns the whole log-odds given the
+    group, not what the linear part leaves: weights can take out an offset only at a
+    cost in variance that grows with its spread, small for the random part alone.
     The cost is one fit of the classifier per fold, with weights, and two fits of the
     logistic mixed model. More rounds of 0-2 (weights from the random part of step 2)
     did not lower the test log-loss further on the benchmark.
@@ -598,6 +654,10 @@ class MixedEffectsClassifier(ClassifierMixin, _MixedEffectsBase):
         change the benchmark's test log-loss).
     random_slopes, random_intercept, covariance, group_columns, missing_groups
         As :class:`MixedEffectsRegressor`'s.
+    linear_part : bool, default=True
+        A linear fixed part in every feature (which must then all be numeric) beside the
+        classifier's log-odds in the logistic mixed model. False: fixed effects for the
+        log-odds and the slope columns only.
     cv : int or None, default=5
         Folds of the first grouping factor's levels for the out-of-fold log-odds (the
         classifier is fitted once per fold and not refitted on all rows); None: in sample.
@@ -623,7 +683,9 @@ class MixedEffectsClassifier(ClassifierMixin, _MixedEffectsBase):
         The fold classifiers, whose log-odds are averaged (the one classifier fitted on
         all rows for ``cv=None``).
     mixed_model_ : MixedLogisticClassifier
-        The logistic mixed model on the out-of-fold log-odds (``coef_[0]`` is ``c``).
+        The logistic mixed model on the features and the out-of-fold log-odds.
+    f_coefficient_ : float
+        ``c``, the coefficient of the log-odds (the mixed model's last ``coef_``).
     random_effects_, random_covariance_ : dict of str to DataFrame
         Conditional modes and covariances of the random effects (log-odds scale).
     n_iter_ : int
@@ -645,14 +707,16 @@ class MixedEffectsClassifier(ClassifierMixin, _MixedEffectsBase):
         "classifier": [HasMethods(["fit", "predict_proba"]), None],
         **_PARAMETER_CONSTRAINTS,
         "conditional": ["boolean"],
+        "linear_part": ["boolean"],
     }
 
     def __init__(
         self, classifier=None, *, random_slopes=None, random_intercept=True, covariance="unstructured",
-        group_columns=None, cv=5, conditional=True, unseen_levels="average", missing_groups="warn", max_iter=1000,
-        tol=1e-6, verbose=0,
+        group_columns=None, linear_part=True, cv=5, conditional=True, unseen_levels="average", missing_groups="warn",
+        max_iter=1000, tol=1e-6, verbose=0,
     ):
         self.classifier = classifier
+        self.linear_part = linear_part
         self.random_slopes = random_slopes
         self.random_intercept = random_intercept
         self.covariance = covariance
@@ -724,6 +788,7 @@ class MixedEffectsClassifier(ClassifierMixin, _MixedEffectsBase):
         self.family_ = self.mixed_model_.family_
         self.n_iter_ = self.mixed_model_.n_iter_
         self.converged_ = self.mixed_model_.converged_
+        self.f_coefficient_ = float(self.mixed_model_.coef_[-1])
         self._views = {}
         return self
 
@@ -779,9 +844,10 @@ class MixedEffectsClassifier(ClassifierMixin, _MixedEffectsBase):
 
     @staticmethod
     def _design(log_odds, Xs):
-        """The mixed model's X: the log-odds, then the slope columns."""
+        """The mixed model's X: the features (or the slope columns), then the log-odds (last,
+        so that log-odds in the features' span are the column dropped as aliased)."""
         D = Xs.copy()
-        D.insert(0, LOG_ODDS, log_odds)
+        D[LOG_ODDS] = log_odds
         return D
 
     def predict_proba(self, X, groups=None, unseen_levels=None):

@@ -53,34 +53,63 @@ def fitted(sim):
 # ---------------------------------------------------------------- agreement with the linear mixed model
 def test_linear_f_in_sample_is_the_ml_fit():
     """With f a LinearRegression and in-sample residuals the fixed point is the linear mixed
-    model's ML fit: the start is that fit, and OLS of y - Zb on X returns its fixed effects."""
+    model's ML fit: the start is that fit, and OLS of y - Zb on X returns its fixed effects
+    (without the linear part); with it, f's in-sample predictions are in the features'
+    span, so c = 0 and the fit is the ML fit itself."""
     df = load_sleepstudy()
     X, y, g = df[["Days"]], df["Reaction"], df["Subject"]
     ml = MixedLinearRegressor(random_slopes=["Days"], reml=False).fit(X, y, groups=g)
-    me = MixedEffectsRegressor(LinearRegression(), random_slopes=["Days"], cv=None).fit(X, y, groups=g)
+    me = MixedEffectsRegressor(LinearRegression(), random_slopes=["Days"], cv=None, linear_part=False)
+    me.fit(X, y, groups=g)
     np.testing.assert_allclose(me.regressor_.coef_, ml.coef_, rtol=1e-6)
     np.testing.assert_allclose(me.regressor_.intercept_, ml.intercept_, rtol=1e-6)
     np.testing.assert_allclose(me.random_covariance_["Subject"], ml.random_covariance_["Subject"], rtol=1e-6)
     np.testing.assert_allclose(me.residual_variance_, ml.residual_variance_, rtol=1e-6)
+    lin = MixedEffectsRegressor(LinearRegression(), random_slopes=["Days"], cv=None).fit(X, y, groups=g)
+    assert lin.f_coefficient_ == 0.0
+    np.testing.assert_allclose(lin.mixed_model_.coef_, ml.coef_, rtol=1e-6)
+    np.testing.assert_allclose(lin.random_covariance_["Subject"], ml.random_covariance_["Subject"], rtol=1e-6)
+    np.testing.assert_allclose(lin.predict(X, groups=g), ml.predict(X, groups=g), rtol=1e-6)
 
 
-def test_linear_f_out_of_fold_is_close_to_the_ml_fit():
+@pytest.mark.parametrize("linear_part", [False, True])
+def test_linear_f_out_of_fold_is_close_to_the_ml_fit(linear_part):
     """Out of fold (the remedy against absorption) each fold's line is fitted to the other
     folds' subjects: the lines differ by about their standard errors, and the difference is
     a shift of the fold's subjects' intercepts and slopes, which their random effects take
-    up. Fixed effects agree to 0.1%, the residual variance exactly (the shifts are in the
-    random effects' span), the random-effect covariance to 10% (18 subjects in 2 folds)."""
+    up. Fixed parts (the predictions for a new subject) agree to 0.1%, the residual variance
+    exactly (the shifts are in the random effects' span), the random-effect variances to 10%
+    (18 subjects in 2 folds). With the linear part, f is fitted to what the linear mixed
+    model leaves, and c weighs lines in the random slopes' span, poorly determined: the
+    same tolerances hold."""
     df = load_sleepstudy()
     X, y, g = df[["Days"]], df["Reaction"], df["Subject"]
     ml = MixedLinearRegressor(random_slopes=["Days"], reml=False).fit(X, y, groups=g)
-    me = MixedEffectsRegressor(LinearRegression(), random_slopes=["Days"], tol=1e-4, max_iter=50)
+    me = MixedEffectsRegressor(LinearRegression(), random_slopes=["Days"], tol=1e-4, max_iter=50,
+                               linear_part=linear_part)
     me.fit(X, y, groups=g)
     assert me.converged_
-    np.testing.assert_allclose(me.regressor_.predict(pd.DataFrame({"Days": [0.0, 9.0]})),
-                               ml.predict(pd.DataFrame({"Days": [0.0, 9.0]}), groups=["new", "new"]), rtol=1e-3)
+    days = pd.DataFrame({"Days": [0.0, 9.0]})
+    np.testing.assert_allclose(me.predict(days, groups=["new", "new"]), ml.predict(days, groups=["new", "new"]),
+                               rtol=1e-3)
     np.testing.assert_allclose(me.residual_variance_, ml.residual_variance_, rtol=1e-6)
     cov, ref = me.random_covariance_["Subject"].to_numpy(), ml.random_covariance_["Subject"].to_numpy()
     np.testing.assert_allclose(np.diag(cov), np.diag(ref), rtol=0.1)
+
+
+def test_linear_part_weighs_f_by_its_out_of_fold_error():
+    """y linear in the features: the trees fitted to what the linear mixed model leaves find
+    only noise, c is near 0 and the predictions are the linear mixed model's (to 5% of the
+    noise SD); y nonlinear: c is near 1."""
+    X, _, g, b = simulate(seed=3)
+    rng = np.random.default_rng(3)
+    y_lin = 2 * X["x"].to_numpy() - X["w"].to_numpy() + b[g] + rng.normal(0, 1, len(g))
+    me = MixedEffectsRegressor(fast_hgb()).fit(X, y_lin, groups=g)
+    ml = MixedLinearRegressor(reml=False).fit(X, y_lin, groups=g)
+    assert abs(me.f_coefficient_) < 0.3, me.f_coefficient_
+    assert np.sqrt(np.mean((me.predict(X, groups=g) - ml.predict(X, groups=g)) ** 2)) < 0.05
+    X, y, g, _ = simulate(seed=3)
+    assert abs(MixedEffectsRegressor(fast_hgb()).fit(X, y, groups=g).f_coefficient_ - 1) < 0.2
 
 
 # ---------------------------------------------------------------- what it estimates
@@ -100,25 +129,32 @@ def test_recovers_the_group_variance(sim, fitted):
 
 
 def test_modes_are_those_of_the_final_f_at_the_out_of_fold_variances(sim, fitted):
-    """The variance components are the last out-of-fold fit's (its log row); the modes are
-    those of the residuals of f fitted on all rows, at those variances: for a random
-    intercept, the closed form b_j = tau2 / (tau2 + s2 / n_j) (mean residual_j - beta0),
-    beta0 the generalised-least-squares mean of the levels' mean residuals."""
+    """The variance components are the last out-of-fold fit's (its log row); the fixed
+    effects and modes are those of ``r = y - c f(X)``, f fitted on all rows, at those
+    variances: for a random intercept, beta by generalised least squares
+    (V^-1 = (I - Z diag(tau2 / (s2 + n_j tau2)) Z') / s2) and the closed form
+    b_j = tau2 / (tau2 + s2 / n_j) (mean of r - X beta over level j)."""
     X, y, g, _ = sim
     last = fitted.iteration_log_.iloc[-1]
     tau2 = fitted.random_covariance_["g"].iloc[0, 0]
     s2 = fitted.residual_variance_
     assert tau2 == pytest.approx(last["var g: (Intercept)"], rel=1e-12)
     assert s2 == pytest.approx(last["residual_variance"], rel=1e-12)
+    assert fitted.f_coefficient_ == pytest.approx(last["f_coefficient"], rel=1e-12)
     full = fitted.regressor_.estimators[0]  # the model on all rows (half of the mean)
-    r = pd.Series(y - full.predict(X)).groupby(g.to_numpy())
-    mean, n = r.mean(), r.size()
-    weight = 1 / (tau2 + s2 / n)
-    beta0 = float((weight * mean).sum() / weight.sum())
-    modes = tau2 / (tau2 + s2 / n) * (mean - beta0)
-    np.testing.assert_allclose(fitted.random_effects_["g"]["(Intercept)"].to_numpy(), modes.to_numpy(), rtol=1e-6,
-                               atol=1e-9)
-    assert fitted.mixed_model_.intercept_ == pytest.approx(beta0, rel=1e-6)
+    r = y - fitted.f_coefficient_ * full.predict(X)
+    D = np.column_stack([np.ones(len(y)), X.to_numpy()])
+    codes = g.to_numpy()
+    n = np.bincount(codes)
+    k = tau2 / (s2 + n * tau2)
+    sums_D = np.array([np.bincount(codes, weights=D[:, j]) for j in range(D.shape[1])]).T
+    sums_r = np.bincount(codes, weights=r)
+    A = D.T @ D - (sums_D * k[:, None]).T @ sums_D
+    c = D.T @ r - (sums_D * k[:, None]).T @ sums_r
+    beta = np.linalg.solve(A, c)
+    np.testing.assert_allclose(np.r_[fitted.mixed_model_.intercept_, fitted.mixed_model_.coef_], beta, rtol=1e-6)
+    modes = tau2 / (tau2 + s2 / n) * np.bincount(codes, weights=r - D @ beta) / n
+    np.testing.assert_allclose(fitted.random_effects_["g"]["(Intercept)"].to_numpy(), modes, rtol=1e-6, atol=1e-9)
 
 
 def test_beats_plain_f_on_known_groups():
@@ -148,14 +184,20 @@ def test_out_of_fold_keeps_a_flexible_f_from_absorbing_the_groups():
     assert absorbed.residual_variance_ < 0.6
 
 
-def test_unseen_levels_get_f(fitted, sim):
-    X, _, g, _ = sim
+def test_unseen_levels_get_the_fixed_part(fitted, sim):
+    """Unseen levels, and rows without groups: c f(X) + X beta (f(X) without the linear part)."""
+    X, y, g, _ = sim
     new = pd.Series(["a-new-level"] * len(X), name="g")
-    np.testing.assert_array_equal(fitted.predict(X, groups=new), fitted.regressor_.predict(X))
+    mixed = fitted.mixed_model_
+    fixed = fitted.f_coefficient_ * fitted.regressor_.predict(X) + mixed.intercept_ + X.to_numpy() @ mixed.coef_
+    np.testing.assert_allclose(fitted.predict(X, groups=new), fixed, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="not seen in fit"):
         fitted.predict(X, groups=new, unseen_levels="error")
     with pytest.warns(UserWarning, match="without them"):
-        np.testing.assert_array_equal(fitted.predict(X), fitted.regressor_.predict(X))
+        np.testing.assert_allclose(fitted.predict(X), fixed, rtol=1e-12, atol=1e-12)
+    plain = MixedEffectsRegressor(fast_hgb(), linear_part=False).fit(X, y, groups=g)
+    assert plain.f_coefficient_ == 1.0
+    np.testing.assert_array_equal(plain.predict(X, groups=new), plain.regressor_.predict(X))
 
 
 def test_units_of_y(sim):
@@ -227,6 +269,8 @@ def test_bad_input(sim):
         MixedEffectsRegressor(fast_hgb()).fit(X, y[:-1], groups=g)
     with pytest.raises(ValueError, match="missing labels"):
         MixedEffectsRegressor(fast_hgb()).fit(X, y, groups=g.where(g > 2))
+    with pytest.raises(ValueError, match="linear_part=False"):
+        MixedEffectsRegressor(fast_hgb()).fit(X.assign(s="a"), y, groups=g)
     with pytest.raises(ValueError, match="binary"):
         MixedEffectsClassifier().fit(X, np.arange(len(y)) % 3, groups=g)
 
@@ -246,14 +290,16 @@ def test_classifier_beats_plain_classifier_and_averages_for_new_groups():
     avg = me.predict_proba(X[test], groups=new)[:, 1]
     zero = me.predict_proba(X[test], groups=new, unseen_levels="zero")[:, 1]
     assert np.all(np.abs(avg - 0.5) <= np.abs(zero - 0.5) + 1e-12) and np.any(avg != zero)
-    assert me.mixed_model_.coef_[0] > 0  # the classifier's log-odds carry f
+    assert me.f_coefficient_ > 0  # the classifier's log-odds carry f
     assert list(me.classes_) == [0, 1] and set(me.predict(X[test], groups=g[test])) <= {0, 1}
 
 
 def test_classifier_with_linear_f_and_string_labels():
     X, y, g, _ = simulate(seed=5, binary=True)
     labels = np.where(y == 1, "yes", "no")
-    me = MixedEffectsClassifier(LogisticRegression(), cv=None).fit(X, labels, groups=g)
+    with pytest.warns(UserWarning, match="dropping 1 column 'f\\(X\\) log-odds'"):  # in the features' span
+        me = MixedEffectsClassifier(LogisticRegression(), cv=None).fit(X, labels, groups=g)
+    assert me.f_coefficient_ == 0.0
     assert list(me.classes_) == ["no", "yes"]
     assert me.random_covariance_["g"].iloc[0, 0] > 1.0
 
@@ -264,10 +310,11 @@ def test_classifier_weights_give_log_odds_given_the_group():
     them is near 1. Unweighted, its log-odds average over the groups (flatter, by about
     1 / sqrt(1 + 0.346 * 4) for a group SD of 2) and the mixed model scales them up."""
     X, y, g, _ = simulate(seed=0, n_groups=80, sd_group=2.0, binary=True)
-    given = MixedEffectsClassifier(LogisticRegression(C=1e6)).fit(X, y, groups=g)
-    averaged = MixedEffectsClassifier(LogisticRegression(C=1e6), conditional=False).fit(X, y, groups=g)
-    assert abs(given.mixed_model_.coef_[0] - 1) < 0.2
-    assert averaged.mixed_model_.coef_[0] > 1.3
+    given = MixedEffectsClassifier(LogisticRegression(C=1e6), linear_part=False).fit(X, y, groups=g)
+    averaged = MixedEffectsClassifier(LogisticRegression(C=1e6), conditional=False, linear_part=False)
+    averaged.fit(X, y, groups=g)
+    assert abs(given.f_coefficient_ - 1) < 0.2
+    assert averaged.f_coefficient_ > 1.3
 
 
 def test_classifier_without_sample_weight_needs_conditional_false():
@@ -275,7 +322,7 @@ def test_classifier_without_sample_weight_needs_conditional_false():
     with pytest.raises(ValueError, match="conditional=False"):
         MixedEffectsClassifier(KNeighborsClassifier(25)).fit(X, y, groups=g)
     me = MixedEffectsClassifier(KNeighborsClassifier(25), conditional=False).fit(X, y, groups=g)
-    assert me.mixed_model_.coef_[0] > 0
+    assert me.f_coefficient_ > 0
 
 
 @pytest.mark.parametrize("routing", [False, True])

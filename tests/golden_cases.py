@@ -45,3 +45,15 @@ def estimator_inputs(ref, data):
     X = data[ref["fixed"]]
     groups = data[list(by_group)]
     return X, data["y"], groups, params
+
+
+def assert_dispersion_as_glmmtmb(model, family, sigma):
+    """``dispersion_`` against glmmTMB's ``sigma()`` (``family`` skmlm's name): NB2's theta is
+    it, the Gamma's phi its square (glmmTMB's sigma() is the coefficient of variation,
+    sqrt(phi)), within 1e-2; the families without a dispersion report 1."""
+    if family == "negative_binomial":
+        assert abs(model.dispersion_ / sigma - 1) <= 1e-2
+    elif family == "gamma":
+        assert abs(model.dispersion_ ** 0.5 / sigma - 1) <= 1e-2
+    else:
+        assert model.dispersion_ == 1.0

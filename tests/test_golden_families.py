@@ -21,6 +21,8 @@ from skmlm import (
     MixedGammaRegressor, MixedGLMRegressor, MixedLogisticClassifier, MixedNegativeBinomialRegressor, r2_nakagawa,
 )
 
+from golden_cases import assert_dispersion_as_glmmtmb
+
 HERE = Path(__file__).parent / "golden" / "families"
 FAMILY = {"binomial": "binomial", "poisson": "poisson", "nbinom2": "negative_binomial", "Gamma": "gamma"}
 CASES = ["cbpp_trials_laplace", "grouseticks_poisson", "sim_poisson_offset_slope", "salamanders_nb2", "sim_gamma_log"]
@@ -72,12 +74,7 @@ def test_variance_components_and_dispersion(case):
         got = m.random_covariance_[vc["group"]].to_numpy()
         expected = np.atleast_2d(vc["covariance"])
         np.testing.assert_allclose(got, expected, rtol=1e-2, atol=1e-2 * np.abs(expected).max())
-    if ref["family"] == "nbinom2":
-        assert m.dispersion_ == pytest.approx(ref["dispersion"], rel=1e-2)
-    elif ref["family"] == "Gamma":  # glmmTMB's sigma() is the coefficient of variation, sqrt(phi)
-        assert np.sqrt(m.dispersion_) == pytest.approx(ref["dispersion"], rel=1e-2)
-    else:
-        assert m.dispersion_ == 1.0
+    assert_dispersion_as_glmmtmb(m, FAMILY[ref["family"]], ref["dispersion"])
 
 
 def test_conditional_modes(case):

@@ -41,6 +41,13 @@ MAX_DIRECT_ENTRIES = 2**24
 #: x - h, a forward-difference gradient at x + h at x and x + h.
 SQUARES_KEPT = 3
 
+#: Under reweighting (:meth:`CouplingBlock.reweight`, a GLMM's Newton steps) ``A21`` is
+#: held dense up to this many entries, where at least ``MIN_DENSE_FILL`` of them can be
+#: nonzero: the pair list's products would be re-formed at every step, where the dense
+#: product ``(A21 K1)(A21 K1)'`` is one BLAS call.
+MAX_DENSE_A21 = 4_000_000
+MIN_DENSE_FILL = 0.1
+
 #: From this many entries of the second block on (a dense block of 128 MB), a Schur
 #: complement of scalar factors is held in packed storage (:mod:`.packed`): half the
 #: memory, factorised as fast.
@@ -339,8 +346,16 @@ class CouplingBlock:
         self._lambda2_t = self.lambda2.T
         self.scalar = all(f.q == 1 for f in rest)
         self._level_theta = np.repeat(np.arange(len(rest)), [f.n_levels for f in rest])
-        count = PairExpansion.count(self.a21, q1)
-        listed = count <= MAX_PAIRS or count <= PAIRS_PER_ENTRY * self.size**2
+        entries = self.size * self.a21.shape[1]
+        self.dense = reweightable and entries <= MAX_DENSE_A21 and self.a21.nnz >= MIN_DENSE_FILL * entries
+        if self.dense:  # A21 dense, and the products of its columns by K1 of the last factorisation
+            self._a21_dense = self.a21.toarray()
+            self._dense_at = np.repeat(np.arange(self.size), np.diff(self.a21.indptr)) * self.a21.shape[1] + self.a21.indices
+            self._ak = (None, None, None)
+        listed = False
+        if not self.dense:
+            count = PairExpansion.count(self.a21, q1)
+            listed = count <= MAX_PAIRS or count <= PAIRS_PER_ENTRY * self.size**2
         self.rest = rest
         nested = len(rest) == 1 and self._levels_within_one(rest[0].q)
         # a large dense Schur complement of scalar factors is formed, scaled and factorised
@@ -395,6 +410,9 @@ class CouplingBlock:
             self._packed_a22 = (positions, a22_data[sources["packed_a22"]], codes)
         if self.level_blocks is not None:
             self.level_blocks[0].data[:] = self.pairs.matrix.data[sources["level_blocks"]]
+        if self.dense:
+            self._a21_dense.reshape(-1)[self._dense_at] = a21_data
+            self._ak = (None, None, None)
         self.a2x = a2x
         self._squares = []
     def _packed_lower(self, a):
@@ -513,7 +531,7 @@ class CouplingBlock:
         np.negative(inner, out=inner)
         self._a22_entries.add_to(inner)
         out = self.congruence(pieces, inner if not (keep_inner and self.scalar) else inner.copy())
-        out[np.diag_indices_from(out)] += 1.0
+        out.flat[:: self.size + 1] += 1.0
         return (out, inner) if keep_inner else out
 
     def _packed_schur(self, pieces, K1):
@@ -543,6 +561,9 @@ class CouplingBlock:
         factors' thetas leave unchanged: the last ``SQUARES_KEPT`` are kept and reused."""
         if self.pairs is not None:
             return self.pairs(K1 @ np.swapaxes(K1, 1, 2))
+        if self.dense:
+            ak = self._a21_k1(K1)
+            return ak @ ak.T
         kept = self._squares
         hit = next((k for k, (key, _) in enumerate(kept) if np.array_equal(key, K1)), None)
         if hit is None:
@@ -554,21 +575,44 @@ class CouplingBlock:
             kept.append(kept.pop(hit))  # the most recently used last
         return kept[-1][1].copy()
 
+    def _a21_k1(self, K1):
+        """``A21 blockdiag(K1)`` (dense: see :attr:`dense`), kept for the ``K1`` of the
+        last factorisation."""
+        if self._ak[0] is not K1:
+            m1, q1, _ = K1.shape
+            ak = np.einsum("cga,gab->cgb", self._a21_dense.reshape(self.size, m1, q1), K1)
+            self._ak = (K1, ak.reshape(self.size, m1 * q1), None)
+        return self._ak[1]
+
+    def _dense_l21(self, pieces, K1):
+        """``L21`` dense (see :attr:`dense`), kept for the last factorisation (``K1``
+        and ``pieces`` come from one, and its solves read it again)."""
+        ak = self._a21_k1(K1)
+        if self._ak[2] is None:
+            self._ak = (K1, ak, np.asarray(self.lambda2_t_at(pieces) @ ak))
+        return self._ak[2]
+
     def l21_times(self, pieces, K1, B):
         """``L21 B`` for ``B`` of shape (m1 * q1, k), without forming ``L21``."""
+        if self.dense:
+            return self._dense_l21(pieces, K1) @ B
         m1, q1, _ = K1.shape
         kb = K1 @ B.reshape(m1, q1, -1)  # blockdiag(K1) B
         return self.lambda2_t_at(pieces) @ (self.a21 @ kb.reshape(m1 * q1, -1))
 
     def l21t_times(self, pieces, K1, v):
         """``L21' v`` for a vector ``v`` of length Q2, or a matrix (Q2, k)."""
+        if self.dense:
+            return self._dense_l21(pieces, K1).T @ v
         m1, q1, _ = K1.shape
         w = (self.a21_t @ (self.lambda2_at(pieces) @ v)).reshape(m1, q1, -1)
         out = np.swapaxes(K1, 1, 2) @ w
         return out.ravel() if np.ndim(v) == 1 else out.reshape(m1 * q1, -1)
 
     def l21(self, pieces, K1):
-        """``L21`` as a sparse matrix (for callers that need it whole)."""
+        """``L21`` as a sparse matrix, dense where ``A21`` is (for callers that need it whole)."""
+        if self.dense:
+            return self._dense_l21(pieces, K1)
         return (self.lambda2_t_at(pieces) @ (self.a21 @ blockdiag(K1))).tocsr()
 
 

@@ -153,8 +153,12 @@ class ReweightedCrossProducts:
         if self.n and counts.min() > 0 and np.all(f1.codes[1:] >= f1.codes[:-1]):
             self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         self._pairs = [(a, b) for a in range(q1) for b in range(a + 1)]
+        # the first factor's covariates as contiguous rows, None for a column of ones (the
+        # intercept: left out of the products, which it would not change)
+        self._z1 = [None if a == 0 and np.all(f1.z[:, 0] == 1.0) else np.ascontiguousarray(f1.z[:, a]) for a in range(q1)]
         self.second_size = sum(f.n_levels * f.q for f in self.rest)
         self.second = None
+        self.generation = 0  # reweightings so far
         if self.rest:
             check_dense_block(self.second_size)
             cols, offset = [], 0
@@ -169,7 +173,7 @@ class ReweightedCrossProducts:
             a22, self._a22_at = _pattern(self.cols2[:, :, None], self.cols2[:, None, :], (size, size))
             self._z21 = (z2[:, :, None] * f1.z[:, None, :]).reshape(self.n, -1)
             self._z22 = (z2[:, :, None] * z2[:, None, :]).reshape(self.n, -1)
-            self._z2 = z2
+            self._z2t = sp.hstack([f.design_matrix() for f in self.rest], format="csr").T.tocsr()  # Z2'
             self.second = CouplingBlock(self.rest, a21, a22, np.zeros((size, 0)), q1, reweightable=True)
 
     def level_sums(self, a):
@@ -185,16 +189,17 @@ class ReweightedCrossProducts:
         """The cross-products at the row weights ``W``; with ``joint`` those with the
         columns of ``X`` too, else none (the modes at fixed ``beta``)."""
         f1, X = self.first, self.X
-        z1, q1 = f1.z, f1.q
-        wz = W[:, None] * z1
+        q1 = f1.q
+        self.generation += 1
+        wz = [W if z is None else W * z for z in self._z1]  # each a contiguous row
         a11 = np.empty((f1.n_levels, q1, q1))
         for a, b in self._pairs:
-            a11[:, a, b] = a11[:, b, a] = self.level_sums(wz[:, a] * z1[:, b])
+            a11[:, a, b] = a11[:, b, a] = self.level_sums(wz[a] if self._z1[b] is None else wz[a] * self._z1[b])
         self.a11 = a11
         k = self.p if joint else 0
         if joint:
             wx = W[:, None] * X
-            self.a1x = np.stack([self.level_sums(wx * z1[:, a, None]) for a in range(q1)], axis=1)
+            self.a1x = np.stack([self.level_sums(wz[a][:, None] * X) for a in range(q1)], axis=1)
             self.a_xx = X.T @ wx
         else:
             self.a1x = np.zeros((f1.n_levels, q1, 0))
@@ -203,11 +208,7 @@ class ReweightedCrossProducts:
             size = self.second_size
             a21 = np.bincount(self._a21_at, weights=(W[:, None] * self._z21).ravel(), minlength=self.second.a21.nnz)
             a22 = np.bincount(self._a22_at, weights=(W[:, None] * self._z22).ravel(), minlength=self.second.a22.nnz)
-            a2x = np.zeros((size, k))
-            if joint:
-                at = (self.cols2[:, :, None] * k + np.arange(k)).ravel()
-                a2x = np.bincount(at, weights=(self._z2[:, :, None] * wx[:, None, :]).ravel(),
-                                  minlength=size * k).reshape(size, k)
+            a2x = self._z2t @ wx if joint else np.zeros((size, 0))
             self.second.reweight(a21, a22, a2x)
 
 
@@ -236,11 +237,12 @@ def decompose(cp, theta, keep_inner=False):
     k = cp.a_xx.shape[0]
 
     L11 = batched_cholesky(congruence(T1, cp.a11) + np.eye(q1))
-    B1 = batched_solve_lower(L11, left_multiply_t(T1, cp.a1x))  # (m1, q1, k)
-    B1 = B1.reshape(m1 * q1, k)
-    s = cp.a_xx - B1.T @ B1
     logdet_z = batched_logdet_chol(L11)
-    K1 = L22 = B2 = inner = L11_inv = None
+    B1, s = np.zeros((m1 * q1, 0)), cp.a_xx  # no columns: nothing to eliminate
+    if k:
+        B1 = batched_solve_lower(L11, left_multiply_t(T1, cp.a1x)).reshape(m1 * q1, k)
+        s = s - B1.T @ B1
+    K1 = L22 = inner = L11_inv = None
     second = cp.second
     if second is not None:
         p2 = pieces[1:]
@@ -250,22 +252,23 @@ def decompose(cp, theta, keep_inner=False):
             schur, inner = second.schur(p2, K1, keep_inner=True)
         else:
             schur = second.schur(p2, K1)
-        rhs = second.lambda2_t_at(p2) @ second.a2x - second.l21_times(p2, K1, B1)
         if schur.ndim == 3:  # block diagonal by levels: see CouplingBlock.level_blocks
             L22 = batched_cholesky(schur)
-            B2 = batched_solve_lower(L22, rhs.reshape(L22.shape[0], L22.shape[1], k)).reshape(rhs.shape)
             logdet_z += batched_logdet_chol(L22)
         elif schur.ndim == 1:  # packed storage: see CouplingBlock.packed
             L22 = PackedCholesky(schur, second.size)
-            B2 = L22.solve(rhs)
             logdet_z += L22.logdet()
         else:
             L22 = cholesky_lower_overwrite(schur)  # reads the lower triangle only
-            B2 = sla.solve_triangular(L22, rhs, lower=True, check_finite=False)
             logdet_z += 2.0 * np.log(np.diag(L22)).sum()
-        s = s - B2.T @ B2
-    Lxy = np.linalg.cholesky(s)
-    return Decomposition(T1, L11, K1, pieces[1:], L22, B1, B2, Lxy, logdet_z, second, inner, L11_inv)
+    dec = Decomposition(T1, L11, K1, pieces[1:], L22, B1, None, None, logdet_z, second, inner, L11_inv)
+    if second is not None:
+        dec.B2 = np.zeros((second.size, 0))
+        if k:
+            dec.B2 = dec.solve_l22(second.lambda2_t_at(p2) @ second.a2x - second.l21_times(p2, K1, B1))
+            s = s - dec.B2.T @ dec.B2
+    dec.Lxy = np.linalg.cholesky(s) if k else s
+    return dec
 
 
 @dataclass
@@ -291,7 +294,8 @@ class Decomposition:
 
     @property
     def L21(self):
-        """``L21`` as a sparse matrix (None with one factor); formed on request."""
+        """``L21`` as a sparse matrix, dense where ``A21`` is (:attr:`.coupling.CouplingBlock.dense`);
+        None with one factor; formed on request."""
         return None if self.second is None else self.second.l21(self.pieces2, self.K1)
 
     @property

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
+import scipy.sparse as sp
 
 from .blocks import batched_inverse_lower, batched_solve_lower, batched_solve_upper_t
 from .design import split_theta
@@ -41,10 +42,18 @@ class Factorization:
     for the joint ``(u, beta)`` system.
     """
 
-    def __init__(self, dec):
+    def __init__(self, dec, cross):
         self.dec = dec
         self.L11 = dec.L11  # (m1, q1, q1)
         self.Lx = dec.Lxy  # (p, p), or (0, 0) without the x rows
+        self._cross, self._generation = cross, cross.generation
+
+    def check_current(self):
+        """Raise where the cross-products were reweighted since this factorisation: its
+        ``L21`` is read through them (:class:`~.coupling.CouplingBlock`), so it is valid
+        until the next :meth:`PIRLS.factorize` only."""
+        if self.dec.second is not None and self._cross.generation != self._generation:
+            raise RuntimeError("this factorisation's cross-products were reweighted since: factorise again")
 
     @property
     def logdet(self):
@@ -53,6 +62,7 @@ class Factorization:
 
     def solve(self, r1, r2, rx=None):
         """Solve the (augmented) system for right-hand sides ``r1 (m1, q1)``, ``r2``, ``rx``."""
+        self.check_current()
         dec, second = self.dec, self.dec.second
         m1, q1 = r1.shape
         c1 = batched_solve_lower(self.L11, r1[:, :, None])[:, :, 0].ravel()
@@ -187,7 +197,7 @@ class PIRLS:
         """Factor ``Lambda' Z' W Z Lambda + I`` (augmented by ``X`` when ``joint``): the
         linear model's factorisation of the cross-products at the weights ``W``."""
         self.cross.reweight(W, joint)
-        return Factorization(decompose(self.cross, self.theta))
+        return Factorization(decompose(self.cross, self.theta), self.cross)
 
     # -- Newton iterations ---------------------------------------------------------
     def mode(self, beta, tol=1e-20, max_iter=100, start=None):
@@ -302,6 +312,7 @@ class PIRLS:
         of which only the diagonal blocks of the first factor's levels and the entries
         of the pairs (level, column of block 2) that share a row are formed.
         """
+        fac.check_current()
         codes1, v1, dec = self.codes1, self.v1, fac.dec
         A = dec.L11_inv if dec.L11_inv is not None else batched_inverse_lower(fac.L11)  # (m1, q1, q1)
         M11 = np.swapaxes(A, 1, 2) @ A
@@ -310,7 +321,7 @@ class PIRLS:
         m1, q1, q2 = self.m1, self.q1, self.q2
         S22 = sla.cho_solve((dec.dense_L22, True), np.eye(q2), check_finite=False)
         G = dec.second.l21t_times(dec.pieces2, dec.K1, S22).reshape(m1, q1, q2)  # L21' S22 by level
-        coo = dec.L21.tocoo()  # G_j L21_j over the nonzeros of L21
+        coo = sp.coo_matrix(dec.L21)  # G_j L21_j over the nonzeros of L21
         level, b = np.divmod(coo.col, q1)
         GL = np.zeros((m1, q1, q1))
         for a in range(q1):

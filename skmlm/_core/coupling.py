@@ -350,7 +350,8 @@ class CouplingBlock:
         self.dense = reweightable and entries <= MAX_DENSE_A21 and self.a21.nnz >= MIN_DENSE_FILL * entries
         if self.dense:  # A21 dense, and the products of its columns by K1 of the last factorisation
             self._a21_dense = self.a21.toarray()
-            self._dense_at = np.repeat(np.arange(self.size), np.diff(self.a21.indptr)) * self.a21.shape[1] + self.a21.indices
+            rows = np.repeat(np.arange(self.size), np.diff(self.a21.indptr))
+            self._dense_at = rows * self.a21.shape[1] + self.a21.indices
             self._ak = (None, None, None)
         listed = False
         if not self.dense:
@@ -370,7 +371,8 @@ class CouplingBlock:
         if self.level_blocks is not None:  # A22's values at their places in the stack of its levels' blocks
             q2 = rest[0].q
             row = np.repeat(np.arange(self.size), np.diff(self.a22.indptr))
-            self._own_blocks = ((row // q2) * q2 * q2 + (row % q2) * q2 + self.a22.indices % q2, (rest[0].n_levels, q2, q2))
+            own = (row // q2) * q2 * q2 + (row % q2) * q2 + self.a22.indices % q2
+            self._own_blocks = (own, (rest[0].n_levels, q2, q2))
         self._squares = []  # (K1, coupled square) of the last evaluations (coupled_square)
         self._sources = self._trace() if reweightable else None
 
@@ -415,6 +417,7 @@ class CouplingBlock:
             self._ak = (None, None, None)
         self.a2x = a2x
         self._squares = []
+
     def _packed_lower(self, a):
         """``(positions, values, scale codes)`` of the lower-triangle entries of a sparse
         symmetric matrix of order Q2 in packed storage."""
@@ -474,8 +477,8 @@ class CouplingBlock:
         """:meth:`schur` as a stack of the levels' blocks (see :meth:`_level_blocks`)."""
         matrix, lower, upper = self.level_blocks
         f = self.rest[0]
-        flat, shape = self._own_blocks
-        inner = np.bincount(flat, weights=self.a22.data, minlength=np.prod(shape)).reshape(shape)  # A22's blocks
+        own, shape = self._own_blocks
+        inner = np.bincount(own, weights=self.a22.data, minlength=np.prod(shape)).reshape(shape)  # A22's blocks
         square = matrix @ (K1 @ np.swapaxes(K1, 1, 2)).ravel()
         flat = inner.reshape(-1)
         flat[lower] -= square

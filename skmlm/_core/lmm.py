@@ -155,7 +155,8 @@ class ReweightedCrossProducts:
         self._pairs = [(a, b) for a in range(q1) for b in range(a + 1)]
         # the first factor's covariates as contiguous rows, None for a column of ones (the
         # intercept: left out of the products, which it would not change)
-        self._z1 = [None if a == 0 and np.all(f1.z[:, 0] == 1.0) else np.ascontiguousarray(f1.z[:, a]) for a in range(q1)]
+        self._z1 = [None if a == 0 and np.all(f1.z[:, 0] == 1.0) else np.ascontiguousarray(f1.z[:, a])
+                    for a in range(q1)]
         self.second_size = sum(f.n_levels * f.q for f in self.rest)
         self.second = None
         self.generation = 0  # reweightings so far
@@ -224,15 +225,20 @@ def _pattern(rows, cols, shape):
     return sp.csr_matrix((np.ones(len(unique)), c, indptr), shape=shape), at.ravel()
 
 
-def decompose(cp, theta, keep_inner=False):
-    """The blocked Cholesky factor (:class:`Decomposition`) at ``theta`` of the
-    cross-products ``cp`` (:class:`CrossProducts`, or :class:`ReweightedCrossProducts`
-    for a GLMM's Newton steps), augmented by their ``k`` columns (``[X y]`` for the
-    linear model; ``X`` or none for PIRLS). ``keep_inner``: keep what the blocked
-    gradient reads."""
+def ordered_pieces(cp, theta):
+    """``theta`` cut by factor in the order of the blocks of ``cp``, and ``T1`` (the
+    largest factor's relative covariance factor): what :func:`decompose` reads."""
     pieces = split_theta(cp.factors, np.asarray(theta, dtype=float))
     pieces = [pieces[k] for k in cp.order]
-    T1 = cp.first.cholesky_factor(pieces[0])
+    return pieces, cp.first.cholesky_factor(pieces[0])
+
+
+def decompose(cp, pieces, T1, keep_inner=False):
+    """The blocked Cholesky factor (:class:`Decomposition`) at the parameters
+    ``pieces, T1`` (:func:`ordered_pieces`) of the cross-products ``cp``
+    (:class:`CrossProducts`, or :class:`ReweightedCrossProducts` for a GLMM's Newton
+    steps), augmented by their ``k`` columns (``[X y]`` for the linear model; ``X`` or
+    none for PIRLS). ``keep_inner``: keep what the blocked gradient reads."""
     m1, q1 = cp.first.n_levels, cp.first.q
     k = cp.a_xx.shape[0]
 
@@ -424,7 +430,7 @@ class LinearMixedModel:
         return fact
 
     def _decompose(self, theta):
-        return decompose(self.cp, theta, keep_inner=self._blocked_gradient is not None)
+        return decompose(self.cp, *ordered_pieces(self.cp, theta), keep_inner=self._blocked_gradient is not None)
 
     # -- the objective ------------------------------------------------------------
     def deviance_from(self, dec):

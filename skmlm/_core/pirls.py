@@ -162,6 +162,7 @@ class PIRLS:
         self.theta = theta.copy()
         pieces = split_theta(self.factors, theta)
         pieces = [pieces[k] for k in self.order]
+        self._pieces = pieces
         self.T1 = self.first.cholesky_factor(pieces[0])
         # (n, q1): row i of Z1 Lambda1 within its level's block; each column contiguous
         self.v1 = (self.T1.T @ self._z1T).T
@@ -197,7 +198,7 @@ class PIRLS:
         """Factor ``Lambda' Z' W Z Lambda + I`` (augmented by ``X`` when ``joint``): the
         linear model's factorisation of the cross-products at the weights ``W``."""
         self.cross.reweight(W, joint)
-        return Factorization(decompose(self.cross, self.theta), self.cross)
+        return Factorization(decompose(self.cross, self._pieces, self.T1), self.cross)
 
     # -- Newton iterations ---------------------------------------------------------
     def mode(self, beta, tol=1e-20, max_iter=100, start=None):

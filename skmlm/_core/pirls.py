@@ -60,6 +60,17 @@ class Factorization:
         """``log det(M)`` of the random-effects part (lme4's ``ldL2``)."""
         return self.dec.logdet_z
 
+    @property
+    def L21(self):
+        """``L21``, sparse or dense (see :meth:`~.lmm.Decomposition.L21`); None with one factor."""
+        self.check_current()
+        return self.dec.L21
+
+    @property
+    def L22(self):
+        """``L22`` as a dense lower triangle; None with one factor."""
+        return self.dec.dense_L22
+
     def solve(self, r1, r2, rx=None):
         """Solve the (augmented) system for right-hand sides ``r1 (m1, q1)``, ``r2``, ``rx``."""
         self.check_current()
@@ -320,9 +331,9 @@ class PIRLS:
         if not self.rest:
             return np.einsum("iab,ib->ia", M11[codes1], v1), None
         m1, q1, q2 = self.m1, self.q1, self.q2
-        S22 = sla.cho_solve((dec.dense_L22, True), np.eye(q2), check_finite=False)
+        S22 = sla.cho_solve((fac.L22, True), np.eye(q2), check_finite=False)
         G = dec.second.l21t_times(dec.pieces2, dec.K1, S22).reshape(m1, q1, q2)  # L21' S22 by level
-        coo = sp.coo_matrix(dec.L21)  # G_j L21_j over the nonzeros of L21
+        coo = sp.coo_matrix(fac.L21)  # G_j L21_j over the nonzeros of L21
         level, b = np.divmod(coo.col, q1)
         GL = np.zeros((m1, q1, q1))
         for a in range(q1):

@@ -372,9 +372,15 @@ class CouplingBlock:
             q2 = rest[0].q
             row = np.repeat(np.arange(self.size), np.diff(self.a22.indptr))
             own = (row // q2) * q2 * q2 + (row % q2) * q2 + self.a22.indices % q2
-            self._own_blocks = (own, (rest[0].n_levels, q2, q2))
+            self._own_at = (own, (rest[0].n_levels, q2, q2))
+            self._own_blocks = self._a22_blocks()
         self._squares = []  # (K1, coupled square) of the last evaluations (coupled_square)
         self._sources = self._trace() if reweightable else None
+
+    def _a22_blocks(self):
+        """``A22`` as the stack of its levels' blocks (one factor nested in the largest)."""
+        own, shape = self._own_at
+        return np.bincount(own, weights=self.a22.data, minlength=np.prod(shape)).reshape(shape)
 
     def _trace(self):
         """Where the entries of each array derived from ``A21`` and ``A22`` come from in
@@ -412,6 +418,7 @@ class CouplingBlock:
             self._packed_a22 = (positions, a22_data[sources["packed_a22"]], codes)
         if self.level_blocks is not None:
             self.level_blocks[0].data[:] = self.pairs.matrix.data[sources["level_blocks"]]
+            self._own_blocks = self._a22_blocks()
         if self.dense:
             self._a21_dense.reshape(-1)[self._dense_at] = a21_data
             self._ak = (None, None, None)
@@ -477,8 +484,7 @@ class CouplingBlock:
         """:meth:`schur` as a stack of the levels' blocks (see :meth:`_level_blocks`)."""
         matrix, lower, upper = self.level_blocks
         f = self.rest[0]
-        own, shape = self._own_blocks
-        inner = np.bincount(own, weights=self.a22.data, minlength=np.prod(shape)).reshape(shape)  # A22's blocks
+        inner = self._own_blocks.copy()  # A22: the factor's own blocks
         square = matrix @ (K1 @ np.swapaxes(K1, 1, 2)).ravel()
         flat = inner.reshape(-1)
         flat[lower] -= square

@@ -148,10 +148,10 @@ def _crossed_counts(family, observation_level=False, slopes=False, seed=1, n=600
     ("gamma", True, True),
 ])
 def test_laplace_gradient_of_several_factors_against_finite_differences(family, observation_level, slopes):
-    """Crossed factors, a dense or a sparse L21, slopes in block 2, a dispersion."""
+    """Crossed factors, an observation-level factor (a sparse L21), slopes in block 2, a dispersion."""
     factors, X, y = _crossed_counts(family, observation_level, slopes)
     model = GeneralizedMixedModel(factors, X, y, np.ones(len(y)), get_family(family))
-    assert model.has_gradient and model.pirls._dense_l21 != observation_level
+    assert model.has_gradient
     xs = np.r_[0.7 + 0.1 * np.arange(model.n_theta), model.beta_start + 0.1, [0.3] * model.n_dispersion]
     f, g = model.search_value_and_gradient(xs)
     assert f == pytest.approx(model.search_objective(xs), rel=1e-12)
@@ -388,3 +388,72 @@ def test_row_order_does_not_change_the_fit():
     eta_given = given.estimates(res_sorted.x)["eta"]
     eta_sorted = sorted_.estimates(res_sorted.x)["eta"]
     np.testing.assert_allclose(eta_given[order], eta_sorted, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("route", ["dense", "pairs", "pairs_by_entry", "packed", "sparse_products", "nested"])
+def test_pirls_factorisation_on_every_route_of_the_coupling_block(monkeypatch, route):
+    """PIRLS's factorisation (the linear model's, of cross-products reweighted in place on
+    their pattern) against the dense ``M = Lambda' Z' W Z Lambda + I`` augmented by X, on
+    each route of the coupling block, after an earlier reweighting (nothing of it left)."""
+    from skmlm._core import coupling
+    from skmlm._core.pirls import PIRLS
+
+    if route != "dense":
+        monkeypatch.setattr(coupling, "MAX_DENSE_A21", 0)
+    if route == "pairs_by_entry":
+        monkeypatch.setattr(coupling, "MAX_DIRECT_ENTRIES", 0)
+    if route == "packed":
+        monkeypatch.setattr(coupling, "MIN_PACKED_ENTRIES", 0)
+    if route == "sparse_products":
+        monkeypatch.setattr(coupling, "MAX_PAIRS", -1)
+        monkeypatch.setattr(coupling, "PAIRS_PER_ENTRY", 0)
+    rng = np.random.default_rng(7)
+    n, m1 = 400, 40
+    a = rng.integers(0, m1, n)
+    a[:m1] = np.arange(m1)
+    b = a // 8 if route == "nested" else rng.integers(0, 12, n)
+    x, x2 = rng.normal(size=n), rng.normal(size=n)
+    slopes = route in ("pairs", "nested")
+    zb = np.column_stack([np.ones(n), x2]) if slopes else np.ones((n, 1))
+    levels_b, b = np.unique(b, return_inverse=True)
+    factors = [RandomFactor("b", b, levels_b, zb, ["(Intercept)", "x2"][: zb.shape[1]]),
+               RandomFactor("a", a, np.arange(m1), np.column_stack([np.ones(n), x]), ["(Intercept)", "x"])]
+    X = np.column_stack([np.ones(n), x])
+    pr = PIRLS(factors, X, rng.poisson(2.0, n).astype(float), np.ones(n), get_family("poisson"))
+    second = pr.cross.second
+    taken = {"dense": second.dense, "pairs": second.pairs is not None and second.pairs.entries is None,
+             "pairs_by_entry": second.pairs is not None and second.pairs.entries is not None and not second.packed,
+             "packed": second.packed, "sparse_products": second.pairs is None and not second.dense,
+             "nested": second.level_blocks is not None}
+    assert taken[route]
+    theta = np.array([0.7, 0.2, 0.4][: 1 + 2 * slopes] + [0.9, -0.3, 0.5])
+    pr.set_theta(theta)
+    W = rng.uniform(0.2, 3.0, n)
+    pr.factorize(rng.uniform(0.2, 3.0, n), joint=True)  # values to be replaced
+    fac = pr.factorize(W, joint=True)
+    # the dense reference, in PIRLS's order of the blocks (the largest factor first)
+    ordered = [factors[k] for k in pr.order]
+    pieces = split_theta(factors, theta)
+    Z = np.hstack([f.design_matrix().toarray() for f in ordered])
+    Lam = np.zeros((Z.shape[1], Z.shape[1]))
+    start = 0
+    for k in pr.order:
+        f, size = factors[k], factors[k].n_levels * factors[k].q
+        Lam[start : start + size, start : start + size] = np.kron(np.eye(f.n_levels), f.cholesky_factor(pieces[k]))
+        start += size
+    V = Z @ Lam
+    M = V.T @ (W[:, None] * V) + np.eye(V.shape[1])
+    C = V.T @ (W[:, None] * X)
+    S = X.T @ (W[:, None] * X) - C.T @ np.linalg.solve(M, C)
+    assert fac.logdet == pytest.approx(np.linalg.slogdet(M)[1], rel=1e-10)
+    np.testing.assert_allclose(fac.Lx @ fac.Lx.T, S, rtol=1e-9)
+    r1, r2, rx = rng.normal(size=(pr.m1, pr.q1)), rng.normal(size=pr.q2), rng.normal(size=2)
+    x1, x2_, bx = fac.solve(r1, r2, rx)
+    full = np.linalg.solve(np.block([[M, C], [C.T, X.T @ (W[:, None] * X)]]), np.concatenate([r1.ravel(), r2, rx]))
+    np.testing.assert_allclose(np.concatenate([x1.ravel(), x2_, bx]), full, rtol=1e-8, atol=1e-10)
+    plain = pr.factorize(W)
+    y1, y2, _ = plain.solve(r1, r2)
+    np.testing.assert_allclose(np.concatenate([y1.ravel(), y2]), np.linalg.solve(M, np.concatenate([r1.ravel(), r2])),
+                               rtol=1e-8, atol=1e-10)
+    with pytest.raises(RuntimeError, match="reweighted"):
+        fac.solve(r1, r2, rx)

@@ -98,7 +98,7 @@ def congruence(T, a):
 def left_multiply_t(T, a):
     """``T' a_g`` for every block ``a_g`` (shape (m, q, k)) of a stack, as one BLAS product."""
     m, q, k = a.shape
-    return (np.swapaxes(a, 1, 2).reshape(m * k, q) @ T).reshape(m, k, -1).swapaxes(1, 2)
+    return (np.swapaxes(a, 1, 2).reshape(m * k, q) @ T).reshape(m, k, T.shape[1]).swapaxes(1, 2)
 
 
 def batched_inverse_lower(L):

@@ -41,6 +41,13 @@ MAX_DIRECT_ENTRIES = 2**24
 #: x - h, a forward-difference gradient at x + h at x and x + h.
 SQUARES_KEPT = 3
 
+#: Under reweighting (:meth:`CouplingBlock.reweight`, a GLMM's Newton steps) ``A21`` is
+#: held dense up to this many entries, where at least ``MIN_DENSE_FILL`` of them can be
+#: nonzero: the pair list's products would be re-formed at every step, where the dense
+#: product ``(A21 K1)(A21 K1)'`` is one BLAS call.
+MAX_DENSE_A21 = 4_000_000
+MIN_DENSE_FILL = 0.1
+
 #: From this many entries of the second block on (a dense block of 128 MB), a Schur
 #: complement of scalar factors is held in packed storage (:mod:`.packed`): half the
 #: memory, factorised as fast.
@@ -75,11 +82,21 @@ class PairExpansion:
         Columns level-major: column ``g * q1 + a`` is term ``a`` of level ``g``.
     q1 : int
     packed : bool
+    keep_sources : bool
+        Keep, for each listed pair, the positions in ``a21.data`` (a canonical CSR
+        matrix) of its two entries, so that :meth:`reweight` can form the products anew
+        for new values of ``a21`` on the same pattern.
     """
 
-    def __init__(self, a21, q1, packed=False):
+    def __init__(self, a21, q1, packed=False, keep_sources=False):
         csc = sp.csc_matrix(a21)
         csc.sum_duplicates()  # one nonzero a position, rows sorted: what the listings assume
+        from_csr = None
+        if keep_sources:  # the position in a21.data of each entry of csc.data
+            tracer = sp.csc_matrix(sp.csr_matrix((np.arange(1.0, a21.nnz + 1), a21.indices, a21.indptr), a21.shape))
+            tracer.sum_duplicates()
+            from_csr = tracer.data.astype(np.intp) - 1
+        self.sources = None
         self._q1 = q1
         self.size = size = csc.shape[0]
         self.packed = packed
@@ -90,11 +107,14 @@ class PairExpansion:
             ia, ib, widx = (np.concatenate(a) for a in zip((empty, empty, empty), *_PairRuns(csc, q1).chunks()))
             lower = rows[ib].astype(np.int64) * size + rows[ia]
             coef = csc.data[ia] * csc.data[ib]
+            sources = (from_csr[ia], from_csr[ib]) if keep_sources else None
             del ia, ib
             self.entries = None
             # a stable sort by W's index groups the pairs by column, and the columns' starts
             # are counts (no sort of the rows within a column)
             order = np.argsort(widx, kind="stable")
+            if keep_sources:
+                self.sources = (sources[0][order], sources[1][order])
             starts = np.zeros(n_w + 1, dtype=np.int64)
             np.cumsum(np.bincount(widx, minlength=n_w), out=starts[1:])
             self.matrix = sp.csc_matrix((coef[order], lower[order], starts), shape=(size * size, n_w))
@@ -106,6 +126,8 @@ class PairExpansion:
         n_pairs = runs.total
         index = np.int32 if max(n_pairs, n_w) < np.iinfo(np.int32).max else np.int64
         coef, widx = np.empty(n_pairs), np.empty(n_pairs, index)
+        if keep_sources:
+            self.sources = (np.empty(n_pairs, np.intp), np.empty(n_pairs, np.intp))
         entries, starts = np.empty(n_pairs, np.int64), np.empty(n_pairs + 1, index)
         n_entries = done = 0
         for ia, ib, w in runs.chunks():
@@ -115,6 +137,9 @@ class PairExpansion:
             first = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
             stop = done + len(order)
             coef[done:stop] = csc.data[ia[order]] * csc.data[ib[order]]
+            if keep_sources:
+                self.sources[0][done:stop] = from_csr[ia[order]]
+                self.sources[1][done:stop] = from_csr[ib[order]]
             widx[done:stop] = w[order]
             entries[n_entries : n_entries + len(first)] = key[first]
             starts[n_entries : n_entries + len(first)] = first + done
@@ -125,6 +150,12 @@ class PairExpansion:
         # row e of this matrix holds entry e's pairs: one sparse product per evaluation
         # does the gather, the product and the segmented sum in a single pass
         self.matrix = sp.csr_matrix((coef, widx, starts[: n_entries + 1]), shape=(n_entries, n_w))
+
+    def reweight(self, a21_data):
+        """The pairs' products for new values ``a21_data`` of ``a21`` on its pattern (kept
+        with ``keep_sources``), in place: :attr:`transposed` shares the array."""
+        first, second = self.sources
+        np.multiply(a21_data[first], a21_data[second], out=self.matrix.data)
 
     @cached_property
     def transposed(self):
@@ -296,9 +327,13 @@ class CouplingBlock:
         ``Z2'W [X y]``.
     q1 : int
         Terms per level of the largest factor.
+    reweightable : bool
+        Whether :meth:`reweight` will give new values on the same patterns (a GLMM's
+        weights at each Newton step): ``a21`` and ``a22`` must then be canonical CSR
+        matrices, and where each derived array's entries come from is traced once.
     """
 
-    def __init__(self, rest, a21, a22, a2x, q1):
+    def __init__(self, rest, a21, a22, a2x, q1, reweightable=False):
         self.a21 = sp.csr_matrix(a21)
         self.a21_t = self.a21.T.tocsr()  # A12, read at every evaluation: transposed once
         self.a22 = sp.csr_matrix(a22)
@@ -311,20 +346,84 @@ class CouplingBlock:
         self._lambda2_t = self.lambda2.T
         self.scalar = all(f.q == 1 for f in rest)
         self._level_theta = np.repeat(np.arange(len(rest)), [f.n_levels for f in rest])
-        count = PairExpansion.count(self.a21, q1)
-        listed = count <= MAX_PAIRS or count <= PAIRS_PER_ENTRY * self.size**2
+        entries = self.size * self.a21.shape[1]
+        self.dense = reweightable and entries <= MAX_DENSE_A21 and self.a21.nnz >= MIN_DENSE_FILL * entries
+        if self.dense:  # A21 dense, and the products of its columns by K1 of the last factorisation
+            self._a21_dense = self.a21.toarray()
+            rows = np.repeat(np.arange(self.size), np.diff(self.a21.indptr))
+            self._dense_at = rows * self.a21.shape[1] + self.a21.indices
+            self._ak = (None, None, None)
+        listed = False
+        if not self.dense:
+            count = PairExpansion.count(self.a21, q1)
+            listed = count <= MAX_PAIRS or count <= PAIRS_PER_ENTRY * self.size**2
         self.rest = rest
         nested = len(rest) == 1 and self._levels_within_one(rest[0].q)
         # a large dense Schur complement of scalar factors is formed, scaled and factorised
         # in packed storage (half the memory): its pairs are listed by packed position
         self.packed = listed and self.scalar and not nested and self.size * self.size > MIN_PACKED_ENTRIES
-        self.pairs = PairExpansion(self.a21, q1, packed=self.packed) if listed else None
+        self.pairs = PairExpansion(self.a21, q1, packed=self.packed, keep_sources=reweightable) if listed else None
         if self.packed:
             self._packed_a22 = self._packed_lower(self.a22)
             pair_rows, pair_cols = packed_rows_cols(self.pairs.entries, self.size) if len(rest) > 1 else (None, None)
             self._pairs_scale = self._scale_codes(pair_rows, pair_cols)
         self.level_blocks = None if self.packed else self._level_blocks()
+        if self.level_blocks is not None:  # A22's values at their places in the stack of its levels' blocks
+            q2 = rest[0].q
+            row = np.repeat(np.arange(self.size), np.diff(self.a22.indptr))
+            own = (row // q2) * q2 * q2 + (row % q2) * q2 + self.a22.indices % q2
+            self._own_at = (own, (rest[0].n_levels, q2, q2))
+            self._own_blocks = self._a22_blocks()
         self._squares = []  # (K1, coupled square) of the last evaluations (coupled_square)
+        self._sources = self._trace() if reweightable else None
+
+    def _a22_blocks(self):
+        """``A22`` as the stack of its levels' blocks (one factor nested in the largest)."""
+        own, shape = self._own_at
+        return np.bincount(own, weights=self.a22.data, minlength=np.prod(shape)).reshape(shape)
+
+    def _trace(self):
+        """Where the entries of each array derived from ``A21`` and ``A22`` come from in
+        their values (``.data``): the arrays are built once by the same steps from
+        matrices whose values are their positions."""
+        def tracer(a):
+            return sp.csr_matrix((np.arange(1.0, a.nnz + 1), a.indices, a.indptr), a.shape)
+
+        def positions(values):
+            return values.astype(np.intp) - 1
+
+        t21, t22 = tracer(self.a21), tracer(self.a22)
+        sources = {"a21_t": positions(t21.T.tocsr().data), "a22_entries": positions(SparseEntries(t22).values)}
+        if self.packed:
+            sources["packed_a22"] = positions(self._packed_lower(t22)[1])
+        if self.level_blocks is not None:
+            pairs_tracer = self.pairs.matrix.copy()
+            pairs_tracer.data = np.arange(1.0, pairs_tracer.nnz + 1)
+            sources["level_blocks"] = positions(self._level_blocks(pairs_tracer)[0].data)
+        return sources
+
+    def reweight(self, a21_data, a22_data, a2x):
+        """New values of ``A21`` and ``A22`` on their patterns (in the order of their
+        ``.data``) and a new ``A2x`` (any number of columns), with everything derived
+        from them; built with ``reweightable``."""
+        sources = self._sources
+        self.a21.data[:] = a21_data
+        self.a21_t.data[:] = a21_data[sources["a21_t"]]
+        self.a22.data[:] = a22_data
+        self._a22_entries.values = a22_data[sources["a22_entries"]]
+        if self.pairs is not None:
+            self.pairs.reweight(a21_data)
+        if self.packed:
+            positions, _, codes = self._packed_a22
+            self._packed_a22 = (positions, a22_data[sources["packed_a22"]], codes)
+        if self.level_blocks is not None:
+            self.level_blocks[0].data[:] = self.pairs.matrix.data[sources["level_blocks"]]
+            self._own_blocks = self._a22_blocks()
+        if self.dense:
+            self._a21_dense.reshape(-1)[self._dense_at] = a21_data
+            self._ak = (None, None, None)
+        self.a2x = a2x
+        self._squares = []
 
     def _packed_lower(self, a):
         """``(positions, values, scale codes)`` of the lower-triangle entries of a sparse
@@ -341,24 +440,26 @@ class CouplingBlock:
         n_rest = len(self.rest)
         return (self._level_theta[rows] * n_rest + self._level_theta[cols]).astype(np.int8 if n_rest < 12 else np.int32)
 
-    def _level_blocks(self):
+    def _level_blocks(self, matrix=None):
         """Where block 2 is one factor whose levels never meet through the largest factor
         (it is nested in it: each of the largest's levels lies within one of its levels),
         its Schur complement is block diagonal, one ``q2 x q2`` block per level, and is
         factorised level by level (:mod:`.blocks`) instead of as a dense matrix of order
         Q2. Returns the pair expansion's rows of those blocks' lower entries with their
-        positions in the stack ``(m2, q2, q2)`` and their mirror images; else None."""
+        positions in the stack ``(m2, q2, q2)`` and their mirror images; else None.
+        ``matrix``: the pair expansion's matrix with other values (:meth:`_trace`)."""
         if len(self.rest) != 1 or self.pairs is None:
             return None
         q2, pairs = self.rest[0].q, self.pairs
         if not self._levels_within_one(q2):  # read from A21's pattern: no slicing of the pairs
             return None
+        matrix = pairs.matrix if matrix is None else matrix
         if pairs.entries is None:
-            by_rows = pairs.matrix.tocsr()
+            by_rows = matrix.tocsr()
             entries = np.flatnonzero(np.diff(by_rows.indptr))
             matrix = by_rows[entries]
         else:
-            entries, matrix = pairs.entries, pairs.matrix
+            entries = pairs.entries
         row, col = np.divmod(entries, self.size)
         level = row // q2
         if np.any(level != col // q2):
@@ -383,7 +484,7 @@ class CouplingBlock:
         """:meth:`schur` as a stack of the levels' blocks (see :meth:`_level_blocks`)."""
         matrix, lower, upper = self.level_blocks
         f = self.rest[0]
-        inner = f.a_zz.copy()  # A22: the factor's own blocks
+        inner = self._own_blocks.copy()  # A22: the factor's own blocks
         square = matrix @ (K1 @ np.swapaxes(K1, 1, 2)).ravel()
         flat = inner.reshape(-1)
         flat[lower] -= square
@@ -439,7 +540,7 @@ class CouplingBlock:
         np.negative(inner, out=inner)
         self._a22_entries.add_to(inner)
         out = self.congruence(pieces, inner if not (keep_inner and self.scalar) else inner.copy())
-        out[np.diag_indices_from(out)] += 1.0
+        out.flat[:: self.size + 1] += 1.0
         return (out, inner) if keep_inner else out
 
     def _packed_schur(self, pieces, K1):
@@ -469,6 +570,9 @@ class CouplingBlock:
         factors' thetas leave unchanged: the last ``SQUARES_KEPT`` are kept and reused."""
         if self.pairs is not None:
             return self.pairs(K1 @ np.swapaxes(K1, 1, 2))
+        if self.dense:
+            ak = self._a21_k1(K1)
+            return ak @ ak.T
         kept = self._squares
         hit = next((k for k, (key, _) in enumerate(kept) if np.array_equal(key, K1)), None)
         if hit is None:
@@ -480,21 +584,44 @@ class CouplingBlock:
             kept.append(kept.pop(hit))  # the most recently used last
         return kept[-1][1].copy()
 
+    def _a21_k1(self, K1):
+        """``A21 blockdiag(K1)`` (dense: see :attr:`dense`), kept for the ``K1`` of the
+        last factorisation."""
+        if self._ak[0] is not K1:
+            m1, q1, _ = K1.shape
+            ak = np.einsum("cga,gab->cgb", self._a21_dense.reshape(self.size, m1, q1), K1)
+            self._ak = (K1, ak.reshape(self.size, m1 * q1), None)
+        return self._ak[1]
+
+    def _dense_l21(self, pieces, K1):
+        """``L21`` dense (see :attr:`dense`), kept for the last factorisation (``K1``
+        and ``pieces`` come from one, and its solves read it again)."""
+        ak = self._a21_k1(K1)
+        if self._ak[2] is None:
+            self._ak = (K1, ak, np.asarray(self.lambda2_t_at(pieces) @ ak))
+        return self._ak[2]
+
     def l21_times(self, pieces, K1, B):
         """``L21 B`` for ``B`` of shape (m1 * q1, k), without forming ``L21``."""
+        if self.dense:
+            return self._dense_l21(pieces, K1) @ B
         m1, q1, _ = K1.shape
         kb = K1 @ B.reshape(m1, q1, -1)  # blockdiag(K1) B
         return self.lambda2_t_at(pieces) @ (self.a21 @ kb.reshape(m1 * q1, -1))
 
     def l21t_times(self, pieces, K1, v):
         """``L21' v`` for a vector ``v`` of length Q2, or a matrix (Q2, k)."""
+        if self.dense:
+            return self._dense_l21(pieces, K1).T @ v
         m1, q1, _ = K1.shape
         w = (self.a21_t @ (self.lambda2_at(pieces) @ v)).reshape(m1, q1, -1)
         out = np.swapaxes(K1, 1, 2) @ w
         return out.ravel() if np.ndim(v) == 1 else out.reshape(m1 * q1, -1)
 
     def l21(self, pieces, K1):
-        """``L21`` as a sparse matrix (for callers that need it whole)."""
+        """``L21`` as a sparse matrix, dense where ``A21`` is (for callers that need it whole)."""
+        if self.dense:
+            return self._dense_l21(pieces, K1)
         return (self.lambda2_t_at(pieces) @ (self.a21 @ blockdiag(K1))).tocsr()
 
 

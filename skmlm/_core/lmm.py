@@ -93,7 +93,7 @@ class CrossProducts:
 
     def __init__(self, statistics):
         self.statistics = statistics
-        factors = statistics.factors
+        self.factors = factors = statistics.factors
         self.n, self.p = statistics.n, statistics.p
         self.sum_log_weights = statistics.sum_log_weights
         order = sorted(range(len(factors)), key=lambda k: -factors[k].n_levels * factors[k].q)
@@ -121,6 +121,162 @@ class CrossProducts:
                              self.first.q)
 
 
+class ReweightedCrossProducts:
+    """The cross-products of ``[Z X]`` under row weights ``W`` that change (a GLMM's
+    working weights, new at each Newton step of PIRLS), in the blocked form
+    :func:`decompose` reads, as :class:`CrossProducts` holds them for fixed weights.
+
+    Which entries of ``Z'WZ`` can be nonzero follows from the rows' levels alone: it is
+    found once, and :meth:`reweight` forms the values for new weights on it (as
+    MixedModels.jl's GLMM reweights the blocks of its linear model), with no analysis
+    of the sparsity and no sort.
+
+    Parameters
+    ----------
+    factors : list of RandomFactor
+    X : ndarray (n, p)
+        The fixed-effects design (the columns of the joint system of ``(u, beta)``).
+    """
+
+    def __init__(self, factors, X):
+        self.factors = list(factors)
+        self.X = X
+        self.n, self.p = X.shape
+        order = sorted(range(len(factors)), key=lambda k: -factors[k].n_levels * factors[k].q)
+        self.order = order
+        self.first = f1 = self.factors[order[0]]
+        self.rest = [self.factors[k] for k in order[1:]]
+        m1, q1 = f1.n_levels, f1.q
+        counts = np.bincount(f1.codes, minlength=m1)
+        # rows sorted by level (every level present): each level's sum is a contiguous reduceat
+        self._starts = None
+        if self.n and counts.min() > 0 and np.all(f1.codes[1:] >= f1.codes[:-1]):
+            self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self._pairs = [(a, b) for a in range(q1) for b in range(a + 1)]
+        # the first factor's covariates as contiguous rows, None for a column of ones (the
+        # intercept: left out of the products, which it would not change)
+        self._z1 = [None if a == 0 and np.all(f1.z[:, 0] == 1.0) else np.ascontiguousarray(f1.z[:, a])
+                    for a in range(q1)]
+        self.second_size = sum(f.n_levels * f.q for f in self.rest)
+        self.second = None
+        self.generation = 0  # reweightings so far
+        if self.rest:
+            check_dense_block(self.second_size)
+            cols, offset = [], 0
+            for f in self.rest:
+                cols.append(offset + f.codes[:, None] * f.q + np.arange(f.q))
+                offset += f.n_levels * f.q
+            self.cols2 = np.hstack(cols)  # (n, Q2): row i's columns of block 2, one per factor and term
+            z2 = np.hstack([f.z for f in self.rest])
+            col1 = f1.codes[:, None] * q1 + np.arange(q1)
+            size = self.second_size
+            a21, self._a21_at = _pattern(self.cols2[:, :, None], col1[:, None, :], (size, m1 * q1))
+            a22, self._a22_at = _pattern(self.cols2[:, :, None], self.cols2[:, None, :], (size, size))
+            self._z21 = (z2[:, :, None] * f1.z[:, None, :]).reshape(self.n, -1)
+            self._z22 = (z2[:, :, None] * z2[:, None, :]).reshape(self.n, -1)
+            self._z2t = sp.hstack([f.design_matrix() for f in self.rest], format="csr").T.tocsr()  # Z2'
+            self.second = CouplingBlock(self.rest, a21, a22, np.zeros((size, 0)), q1, reweightable=True)
+
+    def level_sums(self, a):
+        """Sums over the levels of the largest factor of ``a`` ((n,) or (n, k), by rows)."""
+        if self._starts is not None:
+            return np.add.reduceat(a, self._starts, axis=0)
+        codes, m1 = self.first.codes, self.first.n_levels
+        if a.ndim == 1:
+            return np.bincount(codes, weights=a, minlength=m1)
+        return np.stack([np.bincount(codes, weights=a[:, k], minlength=m1) for k in range(a.shape[1])], axis=1)
+
+    def reweight(self, W, joint):
+        """The cross-products at the row weights ``W``; with ``joint`` those with the
+        columns of ``X`` too, else none (the modes at fixed ``beta``)."""
+        f1, X = self.first, self.X
+        q1 = f1.q
+        self.generation += 1
+        wz = [W if z is None else W * z for z in self._z1]  # each a contiguous row
+        a11 = np.empty((f1.n_levels, q1, q1))
+        for a, b in self._pairs:
+            a11[:, a, b] = a11[:, b, a] = self.level_sums(wz[a] if self._z1[b] is None else wz[a] * self._z1[b])
+        self.a11 = a11
+        k = self.p if joint else 0
+        if joint:
+            wx = W[:, None] * X
+            self.a1x = np.stack([self.level_sums(wz[a][:, None] * X) for a in range(q1)], axis=1)
+            self.a_xx = X.T @ wx
+        else:
+            self.a1x = np.zeros((f1.n_levels, q1, 0))
+            self.a_xx = np.zeros((0, 0))
+        if self.second is not None:
+            size = self.second_size
+            a21 = np.bincount(self._a21_at, weights=(W[:, None] * self._z21).ravel(), minlength=self.second.a21.nnz)
+            a22 = np.bincount(self._a22_at, weights=(W[:, None] * self._z22).ravel(), minlength=self.second.a22.nnz)
+            a2x = self._z2t @ wx if joint else np.zeros((size, 0))
+            self.second.reweight(a21, a22, a2x)
+
+
+def _pattern(rows, cols, shape):
+    """A canonical CSR matrix of ones at the positions ``(rows, cols)`` (arrays that
+    broadcast to one shape; repeats allowed), and each position's place in its ``.data``."""
+    rows, cols = np.broadcast_arrays(rows, cols)
+    key = rows.ravel().astype(np.int64) * shape[1] + cols.ravel()
+    unique, at = np.unique(key, return_inverse=True)
+    r, c = np.divmod(unique, shape[1])
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r, minlength=shape[0]), out=indptr[1:])
+    return sp.csr_matrix((np.ones(len(unique)), c, indptr), shape=shape), at.ravel()
+
+
+def ordered_pieces(cp, theta):
+    """``theta`` cut by factor in the order of the blocks of ``cp``, and ``T1`` (the
+    largest factor's relative covariance factor): what :func:`decompose` reads."""
+    pieces = split_theta(cp.factors, np.asarray(theta, dtype=float))
+    pieces = [pieces[k] for k in cp.order]
+    return pieces, cp.first.cholesky_factor(pieces[0])
+
+
+def decompose(cp, pieces, T1, keep_inner=False):
+    """The blocked Cholesky factor (:class:`Decomposition`) at the parameters
+    ``pieces, T1`` (:func:`ordered_pieces`) of the cross-products ``cp``
+    (:class:`CrossProducts`, or :class:`ReweightedCrossProducts` for a GLMM's Newton
+    steps), augmented by their ``k`` columns (``[X y]`` for the linear model; ``X`` or
+    none for PIRLS). ``keep_inner``: keep what the blocked gradient reads."""
+    m1, q1 = cp.first.n_levels, cp.first.q
+    k = cp.a_xx.shape[0]
+
+    L11 = batched_cholesky(congruence(T1, cp.a11) + np.eye(q1))
+    logdet_z = batched_logdet_chol(L11)
+    B1, s = np.zeros((m1 * q1, 0)), cp.a_xx  # no columns: nothing to eliminate
+    if k:
+        B1 = batched_solve_lower(L11, left_multiply_t(T1, cp.a1x)).reshape(m1 * q1, k)
+        s = s - B1.T @ B1
+    K1 = L22 = inner = L11_inv = None
+    second = cp.second
+    if second is not None:
+        p2 = pieces[1:]
+        L11_inv = batched_inverse_lower(L11)
+        K1 = T1 @ np.swapaxes(L11_inv, 1, 2)  # Lambda1 L11^-T, per level
+        if keep_inner:
+            schur, inner = second.schur(p2, K1, keep_inner=True)
+        else:
+            schur = second.schur(p2, K1)
+        if schur.ndim == 3:  # block diagonal by levels: see CouplingBlock.level_blocks
+            L22 = batched_cholesky(schur)
+            logdet_z += batched_logdet_chol(L22)
+        elif schur.ndim == 1:  # packed storage: see CouplingBlock.packed
+            L22 = PackedCholesky(schur, second.size)
+            logdet_z += L22.logdet()
+        else:
+            L22 = cholesky_lower_overwrite(schur)  # reads the lower triangle only
+            logdet_z += 2.0 * np.log(np.diag(L22)).sum()
+    dec = Decomposition(T1, L11, K1, pieces[1:], L22, B1, None, None, logdet_z, second, inner, L11_inv)
+    if second is not None:
+        dec.B2 = np.zeros((second.size, 0))
+        if k:
+            dec.B2 = dec.solve_l22(second.lambda2_t_at(p2) @ second.a2x - second.l21_times(p2, K1, B1))
+            s = s - dec.B2.T @ dec.B2
+    dec.Lxy = np.linalg.cholesky(s) if k else s
+    return dec
+
+
 @dataclass
 class Decomposition:
     """The blocked Cholesky factor at one ``theta`` (see the module docstring).
@@ -144,7 +300,8 @@ class Decomposition:
 
     @property
     def L21(self):
-        """``L21`` as a sparse matrix (None with one factor); formed on request."""
+        """``L21`` as a sparse matrix, dense where ``A21`` is (:attr:`.coupling.CouplingBlock.dense`);
+        None with one factor; formed on request."""
         return None if self.second is None else self.second.l21(self.pieces2, self.K1)
 
     @property
@@ -154,6 +311,15 @@ class Decomposition:
         if isinstance(self.L22, PackedCholesky):
             return self.L22.dense()
         return blockdiag(self.L22).toarray() if self.L22 is not None and self.L22.ndim == 3 else self.L22
+
+    def solve_l22(self, b):
+        """``L22^-1 b`` for ``b`` of shape (Q2,) or (Q2, k)."""
+        if isinstance(self.L22, PackedCholesky):
+            return self.L22.solve(b)
+        if self.L22.ndim == 3:
+            m2, q2, _ = self.L22.shape
+            return batched_solve_lower(self.L22, b.reshape(m2, q2, -1)).reshape(b.shape)
+        return sla.solve_triangular(self.L22, b, lower=True, check_finite=False)
 
     def solve_l22_t(self, b):
         """``L22'^-1 b`` for ``b`` of shape (Q2,) or (Q2, k)."""
@@ -264,45 +430,7 @@ class LinearMixedModel:
         return fact
 
     def _decompose(self, theta):
-        cp = self.cp
-        pieces = split_theta(self.factors, np.asarray(theta, dtype=float))
-        pieces = [pieces[k] for k in cp.order]
-        T1 = cp.first.cholesky_factor(pieces[0])
-        m1, q1 = cp.first.n_levels, cp.first.q
-
-        L11 = batched_cholesky(congruence(T1, cp.a11) + np.eye(q1))
-        B1 = batched_solve_lower(L11, left_multiply_t(T1, cp.a1x))  # (m1, q1, p+1)
-        B1 = B1.reshape(m1 * q1, -1)
-        s = cp.a_xx - B1.T @ B1
-        logdet_z = batched_logdet_chol(L11)
-        K1 = L22 = B2 = inner = L11_inv = None
-        second = cp.second
-        if second is not None:
-            p2 = pieces[1:]
-            L11_inv = batched_inverse_lower(L11)
-            K1 = T1 @ np.swapaxes(L11_inv, 1, 2)  # Lambda1 L11^-T, per level
-            inner = None
-            if self._blocked_gradient is not None:
-                schur, inner = second.schur(p2, K1, keep_inner=True)
-            else:
-                schur = second.schur(p2, K1)
-            rhs = second.lambda2_t_at(p2) @ second.a2x - second.l21_times(p2, K1, B1)
-            if schur.ndim == 3:  # block diagonal by levels: see CouplingBlock.level_blocks
-                L22 = batched_cholesky(schur)
-                B2 = batched_solve_lower(L22, rhs.reshape(L22.shape[0], L22.shape[1], -1)).reshape(rhs.shape)
-                logdet_z += batched_logdet_chol(L22)
-            elif schur.ndim == 1:  # packed storage: see CouplingBlock.packed
-                L22 = PackedCholesky(schur, second.size)
-                B2 = L22.solve(rhs)
-                logdet_z += L22.logdet()
-            else:
-                L22 = cholesky_lower_overwrite(schur)  # reads the lower triangle only
-                B2 = sla.solve_triangular(L22, rhs, lower=True, check_finite=False)
-                logdet_z += 2.0 * np.log(np.diag(L22)).sum()
-            s = s - B2.T @ B2
-        Lxy = np.linalg.cholesky(s)
-        return Decomposition(T1, L11, K1, pieces[1:], L22, B1, B2, Lxy, logdet_z, second,
-                             inner if second is not None else None, L11_inv)
+        return decompose(self.cp, *ordered_pieces(self.cp, theta), keep_inner=self._blocked_gradient is not None)
 
     # -- the objective ------------------------------------------------------------
     def deviance_from(self, dec):

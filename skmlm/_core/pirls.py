@@ -6,13 +6,10 @@ weight ``w_i``, ``g(mu) = eta = offset + X beta + Z b``, ``b = Lambda(theta) u``
 mode of ``u`` maximises the penalised log-likelihood ``sum_i l_i(eta_i) - ||u||^2 / 2``;
 Newton's method on it is PIRLS (Bates et al. 2015; lme4's ``pwrssUpdate``). Each Newton
 step solves with the matrix ``Lambda' Z' W Z Lambda + I`` (``W`` the family's weights,
-``-d^2 l / d eta^2``), whose weights change every iteration, so its cross-products are
-rebuilt each time without a loop over groups:
-
-* block 1, the largest factor: one ``q x q`` block per level, formed by ``bincount`` and
-  factorised by the batched routines of :mod:`.blocks`;
-* block 2, all other factors: dense, reached through sparse products (as in
-  :mod:`.lmm`).
+``-d^2 l / d eta^2``): the linear mixed model's, at weights that change every
+iteration. So the cross-products are re-formed on their fixed pattern
+(:class:`~.lmm.ReweightedCrossProducts`) and factorised by the linear model's code
+(:func:`~.lmm.decompose`), as MixedModels.jl's GLMM reweights its linear model.
 
 The same factorisation, augmented by ``X``, gives the joint modes of ``(u, beta)``
 (lme4's ``nAGQ = 0`` stage).
@@ -24,67 +21,77 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from .blocks import batched_cholesky, batched_inverse_lower, batched_solve_lower, batched_solve_upper_t
-from .dense_gradient import cholesky_lower_overwrite
-from .design import block_lambda_template, split_theta
-from .lmm import check_dense_block
+from .blocks import batched_inverse_lower, batched_solve_lower, batched_solve_upper_t
+from .design import split_theta
+from .lmm import ReweightedCrossProducts, decompose
 
-#: ``L21`` (block 2's rows by block 1's columns) is held dense up to this many entries:
-#: a dense product beats building a sparse matrix at every Newton step.
+#: :meth:`PIRLS.own_inverse` holds the block ``L21' (L22 L22')^-1`` (the largest
+#: factor's effects by the others') dense: up to this many entries.
 MAX_DENSE_L21 = 4_000_000
-#: ... and when at least this share of its entries can be nonzero (else sparse products).
-MIN_DENSE_FILL = 0.1
-#: A sparse ``L21``'s ``L21 L21'`` by the pairs of entries that share a column, up to this
-#: many pairs (beyond, a sparse product).
-MAX_PRODUCT_PAIRS = 4_000_000
 #: Below this Newton decrement of the penalised deviance a full step is taken unchecked.
 SAFE_DECREMENT = 1e-8
 #: Below this decrement the step is the last: what remains is of the order of its square.
 FINAL_DECREMENT = 1e-11
 
 
-@dataclass
 class Factorization:
-    """Blocked Cholesky factor of ``[[M11, ., .], [M21, M22, .], [Mx1, Mx2, Mxx]]``.
+    """Blocked Cholesky factor of ``[[M11, ., .], [M21, M22, .], [Mx1, Mx2, Mxx]]``, read
+    from the linear model's :class:`~.lmm.Decomposition`.
 
     ``M = Lambda' Z' W Z Lambda + I`` in blocks 1 and 2; the ``x`` rows are present only
     for the joint ``(u, beta)`` system.
     """
 
-    L11: np.ndarray  # (m1, q1, q1)
-    L21: object = None  # (q2, m1 q1): dense, or sparse past MAX_DENSE_L21 entries
-    L22: np.ndarray = None  # (q2, q2)
-    B1: np.ndarray = None  # (m1 q1, p): L11^-1 M1x
-    B2: np.ndarray = None  # (q2, p)
-    Lx: np.ndarray = None  # (p, p)
+    def __init__(self, dec, cross):
+        self.dec = dec
+        self.L11 = dec.L11  # (m1, q1, q1)
+        self.Lx = dec.Lxy  # (p, p), or (0, 0) without the x rows
+        self._cross, self._generation = cross, cross.generation
+
+    def check_current(self):
+        """Raise where the cross-products were reweighted since this factorisation: its
+        ``L21`` is read through them (:class:`~.coupling.CouplingBlock`), so it is valid
+        until the next :meth:`PIRLS.factorize` only."""
+        if self.dec.second is not None and self._cross.generation != self._generation:
+            raise RuntimeError("this factorisation's cross-products were reweighted since: factorise again")
 
     @property
     def logdet(self):
         """``log det(M)`` of the random-effects part (lme4's ``ldL2``)."""
-        d = 2.0 * np.log(np.diagonal(self.L11, axis1=1, axis2=2)).sum()
-        if self.L22 is not None:
-            d += 2.0 * np.log(np.diag(self.L22)).sum()
-        return d
+        return self.dec.logdet_z
+
+    @property
+    def L21(self):
+        """``L21``, sparse or dense (see :meth:`~.lmm.Decomposition.L21`); None with one factor."""
+        self.check_current()
+        return self.dec.L21
+
+    @property
+    def L22(self):
+        """``L22`` as a dense lower triangle; None with one factor."""
+        return self.dec.dense_L22
 
     def solve(self, r1, r2, rx=None):
         """Solve the (augmented) system for right-hand sides ``r1 (m1, q1)``, ``r2``, ``rx``."""
+        self.check_current()
+        dec, second = self.dec, self.dec.second
         m1, q1 = r1.shape
         c1 = batched_solve_lower(self.L11, r1[:, :, None])[:, :, 0].ravel()
         c2 = None
-        if self.L22 is not None:
-            c2 = sla.solve_triangular(self.L22, r2 - self.L21 @ c1, lower=True, check_finite=False)
+        if second is not None:
+            c2 = dec.solve_l22(r2 - second.l21_times(dec.pieces2, dec.K1, c1[:, None])[:, 0])
         bx = None
         if rx is not None:
-            cx = rx - self.B1.T @ c1 - (self.B2.T @ c2 if c2 is not None else 0.0)
+            cx = rx - dec.B1.T @ c1 - (dec.B2.T @ c2 if c2 is not None else 0.0)
             cx = sla.solve_triangular(self.Lx, cx, lower=True, check_finite=False)
             bx = sla.solve_triangular(self.Lx, cx, lower=True, trans="T", check_finite=False)
-            c1 = c1 - self.B1 @ bx
+            c1 = c1 - dec.B1 @ bx
             if c2 is not None:
-                c2 = c2 - self.B2 @ bx
+                c2 = c2 - dec.B2 @ bx
         x2 = np.empty(0)
         if c2 is not None:
-            x2 = sla.solve_triangular(self.L22, c2, lower=True, trans="T", check_finite=False)
-            c1 = c1 - self.L21.T @ x2
+            x2 = dec.solve_l22_t(c2)
+            c1 = c1 - second.l21t_times(dec.pieces2, dec.K1, x2)
         x1 = batched_solve_upper_t(self.L11, c1.reshape(m1, q1, 1))[:, :, 0]
         return x1, x2, bx
 
@@ -143,124 +150,41 @@ class PIRLS:
         self.offset = np.zeros(len(self.y)) if offset is None else np.asarray(offset, dtype=float)
         self.dispersion = 1.0
         self.n, self.p = self.X.shape
-        order = sorted(range(len(self.factors)), key=lambda k: -self.factors[k].n_levels * self.factors[k].q)
-        self.order = order
-        self.first = self.factors[order[0]]
-        self.rest = [self.factors[k] for k in order[1:]]
+        self.cross = cross = ReweightedCrossProducts(self.factors, self.X)
+        self.order = cross.order
+        self.first, self.rest = cross.first, cross.rest
         f1 = self.first
         self.m1, self.q1 = f1.n_levels, f1.q
         self.codes1 = f1.codes
         self._z1T = np.ascontiguousarray(f1.z.T)
-        counts = np.bincount(f1.codes, minlength=f1.n_levels)
-        # rows sorted by level (every level present): each level's sum is a contiguous reduceat
-        self._starts = None
-        if self.n and counts.min() > 0 and np.all(f1.codes[1:] >= f1.codes[:-1]):
-            self._starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        q1 = self.q1
-        # pattern of Z1 Lambda1 as CSR: row i holds (z_i' T1) in the columns of its level
-        self._zl1_indices = (f1.codes[:, None] * q1 + np.arange(q1)).ravel()
-        self._zl1_indptr = np.arange(0, self.n * q1 + 1, q1)
-        self._pairs = [(a, b) for a in range(q1) for b in range(a + 1)]
+        self.q2 = cross.second_size
         if self.rest:
-            self.z2 = sp.hstack([f.design_matrix() for f in self.rest], format="csr")
-            self.q2 = self.z2.shape[1]
-            check_dense_block(self.q2)
-            self.lambda2, self._fill_lambda2 = block_lambda_template(self.rest)
-            self._init_block2_patterns()
-        else:
-            self.q2 = 0
+            self._cols2 = cross.cols2
         self.theta = None
-        self.u1 = np.zeros((self.m1, q1))
+        self.u1 = np.zeros((self.m1, self.q1))
         self.u2 = np.zeros(self.q2)
-
-    def _init_block2_patterns(self):
-        """Index arrays that turn the weighted cross-products of block 2 into ``bincount`` calls.
-
-        Row ``i`` touches, in ``Z2 Lambda2``, the ``Q2 = sum q_f`` columns ``cols2[i]`` (its
-        level's block in each factor after the first). ``M22`` collects the products of
-        those columns, ``M21`` their products with the ``q1`` columns of the row's level of
-        the first factor; both sparsity patterns are fixed, only the numbers change.
-        """
-        n, q1, m1 = self.n, self.q1, self.m1
-        cols, offset = [], 0
-        for f in self.rest:
-            cols.append(offset + f.codes[:, None] * f.q + np.arange(f.q))
-            offset += f.n_levels * f.q
-        cols2 = np.hstack(cols)  # (n, Q2)
-        self._cols2 = cols2
-        Q2 = cols2.shape[1]
-        self._flat22 = (cols2[:, :, None] * self.q2 + cols2[:, None, :]).ravel()
-        # M21 entries: key = row2 * (m1 q1) + level1 * q1 + b, one per (i, a, b)
-        col1 = self.codes1[:, None] * q1 + np.arange(q1)  # (n, q1)
-        keys = (cols2[:, :, None] * (m1 * q1) + col1[:, None, :]).ravel()
-        # group the b's of one (row2, level1) pair together: unique over (row2, level1)
-        pair_keys = (cols2[:, :, None] * m1 + self.codes1[:, None, None]).ravel()  # (n Q2,)
-        upairs, pinv = np.unique(pair_keys, return_inverse=True)
-        self._pair_index = pinv.reshape(n, Q2)
-        self._n_pairs = len(upairs)
-        self._pair_level1 = upairs % m1
-        prow = upairs // m1
-        # CSR of M21 / L21 with the q1 columns of each pair consecutive (rows sorted)
-        indptr = np.zeros(self.q2 + 1, dtype=np.int64)
-        np.add.at(indptr, prow + 1, q1)
-        self._m21_indptr = np.cumsum(indptr)
-        self._m21_indices = (self._pair_level1[:, None] * q1 + np.arange(q1)).ravel()
-        self._m21_rows = np.repeat(np.arange(self.q2), np.diff(self._m21_indptr))
-        # dense where it is small and not mostly zeros (an observation-level factor's is ~1% full)
-        size = self.q2 * m1 * q1
-        self._dense_l21 = size <= MAX_DENSE_L21 and len(self._m21_indices) >= MIN_DENSE_FILL * size
-        self._l21_pairs = None if self._dense_l21 else self._product_pairs(m1 * q1)
-        del keys
-
-    def _product_pairs(self, n_columns):
-        """For a sparse ``L21``, the pairs of its entries that share a column: ``L21 L21'``
-        is then one ``bincount`` of their products (no sparse product at each Newton
-        step). Returns ``(e1, e2, flat positions in L21 L21')``, or None past
-        ``MAX_PRODUCT_PAIRS`` pairs."""
-        rows, cols = self._m21_rows, self._m21_indices
-        order = np.argsort(cols, kind="stable")
-        k = np.bincount(cols, minlength=n_columns)
-        squares = k * k
-        total = int(squares.sum())
-        if total > MAX_PRODUCT_PAIRS:
-            return None
-        column = np.repeat(np.arange(n_columns), squares)
-        t = np.arange(total) - np.repeat(np.cumsum(squares) - squares, squares)
-        first = np.cumsum(k) - k
-        e1 = order[first[column] + t // k[column]]
-        e2 = order[first[column] + t % k[column]]
-        return e1, e2, rows[e1] * self.q2 + rows[e2]
 
     # -- theta -------------------------------------------------------------------
     def set_theta(self, theta):
-        """Fix ``Lambda(theta)``: ``v1 = Z1 Lambda1`` row by row and ``Z2 Lambda2``."""
+        """Fix ``Lambda(theta)``: ``v1 = Z1 Lambda1`` row by row and the values of ``Z2 Lambda2``."""
         theta = np.asarray(theta, dtype=float)
         if self.theta is not None and np.array_equal(theta, self.theta):
             return
         self.theta = theta.copy()
         pieces = split_theta(self.factors, theta)
         pieces = [pieces[k] for k in self.order]
+        self._pieces = pieces
         self.T1 = self.first.cholesky_factor(pieces[0])
         # (n, q1): row i of Z1 Lambda1 within its level's block; each column contiguous
         self.v1 = (self.T1.T @ self._z1T).T
         if self.rest:
-            lam2 = self._fill_lambda2(pieces[1:])
-            self.zl2 = (self.z2 @ lam2).tocsr()
-            self.zl1 = sp.csr_matrix(
-                (self.v1.ravel(), self._zl1_indices, self._zl1_indptr), shape=(self.n, self.m1 * self.q1)
-            )
             # values of Z2 Lambda2 in the columns cols2 of each row
             self._vals2 = np.hstack([f.z @ f.cholesky_factor(th) for f, th in zip(self.rest, pieces[1:])])
 
     # -- pieces of one Newton step -------------------------------------------------
     def level_sums(self, a):
         """Sums over the levels of the largest factor of ``a`` ((n,) or (n, k), by rows)."""
-        if self._starts is not None:
-            return np.add.reduceat(a, self._starts, axis=0)
-        codes, m1 = self.codes1, self.m1
-        if a.ndim == 1:
-            return np.bincount(codes, weights=a, minlength=m1)
-        return np.stack([np.bincount(codes, weights=a[:, k], minlength=m1) for k in range(a.shape[1])], axis=1)
+        return self.cross.level_sums(a)
 
     def random_part(self, u1, u2):
         """``Z Lambda u`` on the rows."""
@@ -282,58 +206,10 @@ class PIRLS:
         return g1, g2
 
     def factorize(self, W, joint=False):
-        """Factor ``Lambda' Z' W Z Lambda + I`` (augmented by ``X`` when ``joint``)."""
-        m1, q1 = self.m1, self.q1
-        a11 = np.empty((m1, q1, q1))
-        for a, b in self._pairs:
-            s = self.level_sums(W * self.v1[:, a] * self.v1[:, b])
-            a11[:, a, b] = s
-            a11[:, b, a] = s
-        a11 += np.eye(q1)
-        L11 = batched_cholesky(a11)
-        fac = Factorization(L11)
-        if self.rest:
-            q2, vals2, v1 = self.q2, self._vals2, self.v1
-            wv2 = W[:, None] * vals2  # (n, Q2)
-            a22 = np.bincount(self._flat22, weights=(wv2[:, :, None] * vals2[:, None, :]).ravel(),
-                              minlength=q2 * q2).reshape(q2, q2) + np.eye(q2)
-            # M21 in (pair, b) blocks, then L21 = M21 blockdiag(L11^-T) on the same pattern
-            a21 = np.empty((self._n_pairs, q1))
-            pidx = self._pair_index.ravel()
-            for b in range(q1):
-                a21[:, b] = np.bincount(pidx, weights=(wv2 * v1[:, b][:, None]).ravel(), minlength=self._n_pairs)
-            linv = batched_inverse_lower(L11)[self._pair_level1]  # (pairs, q1, q1)
-            l21 = np.einsum("pb,pcb->pc", a21, linv)
-            if self._dense_l21:
-                L21 = np.zeros((q2, m1 * q1))
-                L21[self._m21_rows, self._m21_indices] = l21.ravel()
-                l21l21 = L21 @ L21.T
-            else:
-                data = l21.ravel()
-                L21 = sp.csr_matrix((data, self._m21_indices, self._m21_indptr), shape=(q2, m1 * q1))
-                if self._l21_pairs is not None:
-                    e1, e2, flat = self._l21_pairs
-                    l21l21 = np.bincount(flat, weights=data[e1] * data[e2], minlength=q2 * q2).reshape(q2, q2)
-                else:
-                    l21l21 = (L21 @ L21.T).toarray()
-            fac.L21 = L21
-            fac.L22 = cholesky_lower_overwrite(a22 - l21l21)
-        if joint:
-            X = self.X
-            wx = X * W[:, None]
-            a1x = np.empty((m1, q1, self.p))
-            for a in range(q1):
-                a1x[:, a, :] = self.level_sums(wx * self.v1[:, a][:, None])
-            B1 = batched_solve_lower(L11, a1x).reshape(m1 * q1, self.p)
-            s = X.T @ wx - B1.T @ B1
-            B2 = None
-            if self.rest:
-                a2x = np.asarray(self.zl2.T @ wx)
-                B2 = sla.solve_triangular(fac.L22, a2x - fac.L21 @ B1, lower=True, check_finite=False)
-                s = s - B2.T @ B2
-            fac.B1, fac.B2 = B1, B2
-            fac.Lx = sla.cholesky(s, lower=True, check_finite=False)
-        return fac
+        """Factor ``Lambda' Z' W Z Lambda + I`` (augmented by ``X`` when ``joint``): the
+        linear model's factorisation of the cross-products at the weights ``W``."""
+        self.cross.reweight(W, joint)
+        return Factorization(decompose(self.cross, self._pieces, self.T1), self.cross)
 
     # -- Newton iterations ---------------------------------------------------------
     def mode(self, beta, tol=1e-20, max_iter=100, start=None):
@@ -448,24 +324,21 @@ class PIRLS:
         of which only the diagonal blocks of the first factor's levels and the entries
         of the pairs (level, column of block 2) that share a row are formed.
         """
-        codes1, v1 = self.codes1, self.v1
-        A = batched_inverse_lower(fac.L11)  # (m1, q1, q1)
+        fac.check_current()
+        codes1, v1, dec = self.codes1, self.v1, fac.dec
+        A = dec.L11_inv if dec.L11_inv is not None else batched_inverse_lower(fac.L11)  # (m1, q1, q1)
         M11 = np.swapaxes(A, 1, 2) @ A
         if not self.rest:
             return np.einsum("iab,ib->ia", M11[codes1], v1), None
         m1, q1, q2 = self.m1, self.q1, self.q2
         S22 = sla.cho_solve((fac.L22, True), np.eye(q2), check_finite=False)
-        L21 = fac.L21
-        G = np.asarray(L21.T @ S22).reshape(m1, q1, q2)  # L21' S22 by level
-        if isinstance(L21, np.ndarray):
-            GL = np.einsum("jac,cjb->jab", G, L21.reshape(q2, m1, q1))
-        else:  # G_j L21_j over the nonzeros of L21
-            coo = L21.tocoo()
-            level, b = np.divmod(coo.col, q1)
-            GL = np.zeros((m1, q1, q1))
-            for a in range(q1):
-                GL[:, a, :] = np.bincount(level * q1 + b, weights=G[level, a, coo.row] * coo.data,
-                                          minlength=m1 * q1).reshape(m1, q1)
+        G = dec.second.l21t_times(dec.pieces2, dec.K1, S22).reshape(m1, q1, q2)  # L21' S22 by level
+        coo = sp.coo_matrix(fac.L21)  # G_j L21_j over the nonzeros of L21
+        level, b = np.divmod(coo.col, q1)
+        GL = np.zeros((m1, q1, q1))
+        for a in range(q1):
+            GL[:, a, :] = np.bincount(level * q1 + b, weights=G[level, a, coo.row] * coo.data,
+                                      minlength=m1 * q1).reshape(m1, q1)
         M11 += np.swapaxes(A, 1, 2) @ GL @ A
         M12 = -np.swapaxes(A, 1, 2) @ G  # (m1, q1, q2)
         cols2, vals2 = self._cols2, self._vals2

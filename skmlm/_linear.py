@@ -233,14 +233,15 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
             return self._fit_statistics(self._without_aliased(self._design_statistics))
         d = self._prepare_fit(X, y, groups, sample_weight)
         del d["X"]  # the linear model reads the design with its intercept (Xf) only
-        if np.ptp(d["y"]) == 0:
+        if np.maximum.reduce(d["y"]) == np.minimum.reduce(d["y"]):  # the ufuncs: np.ptp's wrapper costs more
             raise ValueError("y is constant: there is no variance to split between levels")
         d["unit_weights"] = sample_weight is None
         statistics = self._statistics_of(d)
         # partial_fit adds to the statistics of the whole design (no column dropped)
         self._design_statistics = None if self.dropped_columns_ else statistics
         self._fit_statistics(statistics)
-        self._residual_quantiles = quartiles(self._residuals_of(d, scaled=True))
+        self._residual_quantiles = quartiles(self._residuals_of(d, scaled=True, intercepts=[
+            f.intercept for f in statistics.factors]))
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -374,14 +375,18 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         mean = float(stats.xy_sum[:p] @ beta) / n
         return (float(beta @ stats.xy_square[:p, :p] @ beta) - n * mean * mean) / (n - 1)
 
-    def _residuals_of(self, d, scaled):
-        """Residuals of the rows of ``d`` (what :meth:`_prepare_fit` returns) at the fit."""
+    def _residuals_of(self, d, scaled, intercepts):
+        """Residuals of the rows of ``d`` (what :meth:`_prepare_fit` returns) at the fit;
+        ``intercepts``: per factor, whether its first covariate is 1 on every row (no product)."""
         beta = self._beta()
         # in place, a column at a time: at millions of rows each temporary is a copy of y
         r = d["y"] - fixed_part(d["Xf"], beta) if len(beta) else d["y"].copy()
-        for f, (_, _, _, modes, _) in zip(d["factors"], self._random_parts):
+        for f, ones, (_, _, _, modes, _) in zip(d["factors"], intercepts, self._random_parts):
             for j in range(f.q):
-                r -= f.z[:, j] * modes[:, j].take(f.codes)  # take: cheaper than fancy indexing
+                effect = modes[:, j].take(f.codes)  # take: cheaper than fancy indexing
+                if j or not ones:
+                    effect *= f.z[:, j]
+                r -= effect
         if not scaled:
             return r
         sigma2, scale = self.__dict__.get("_sigma2_unscaled") or (self.residual_variance_, 1.0)

@@ -152,11 +152,7 @@ class CrossBlocks:
 
     def __init__(self, statistics):
         self.factors = statistics.factors
-        self.entries = {}
-        for (i, j), block in statistics.cross.items():
-            block = block.tocsr()
-            rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
-            self.entries[(i, j)] = (rows, block.indices, block.data, block.shape)
+        self.entries = {key: (e.rows, e.cols, e.data, e.shape) for key, e in statistics.cross_entries().items()}
 
     def _oriented(self, i, j):
         """Entries of ``Z_i'W Z_j``: (its rows, its columns, values, shape)."""

@@ -1,5 +1,6 @@
 """MixedLinearRegressor: linear mixed models by ML or REML, as lme4's ``lmer``."""
 
+import math
 import warnings
 
 import numpy as np
@@ -239,7 +240,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         statistics = self._statistics_of(d)
         # partial_fit adds to the statistics of the whole design (no column dropped)
         self._design_statistics = None if self.dropped_columns_ else statistics
-        self._fit_statistics(statistics)
+        self._fit_statistics(statistics, checked=True)
         self._residual_quantiles = quartiles(self._residuals_of(d, scaled=True, intercepts=[
             f.intercept for f in statistics.factors]))
         return self
@@ -306,9 +307,11 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         self._residual_quantiles = None  # the rows are not at hand: see residuals()
         return statistics if kept is None else statistics.select_columns(kept)
 
-    def _fit_statistics(self, statistics):
-        """Fit the model to its statistics and store the estimates."""
-        check_identifiable(statistics.factors, statistics.n)
+    def _fit_statistics(self, statistics, checked=False):
+        """Fit the model to its statistics and store the estimates (``checked``: the factors'
+        levels already checked, by :meth:`_prepare_fit` on all the rows)."""
+        if not checked:
+            check_identifiable(statistics.factors, statistics.n)
         model, opt, est = fit_lmm(statistics, self.reml, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
         if not opt.converged:
             warnings.warn(not_converged_message(opt, self.max_iter), ConvergenceWarning, stacklevel=5)
@@ -392,7 +395,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         sigma2, scale = self.__dict__.get("_sigma2_unscaled") or (self.residual_variance_, 1.0)
         if scale != 1.0:
             r /= scale
-        r /= np.sqrt(sigma2) if d.get("unit_weights") else np.sqrt(sigma2 / d["w"])  # the same bits where w is 1
+        r /= math.sqrt(sigma2) if d.get("unit_weights") else np.sqrt(sigma2 / d["w"])  # the same bits where w is 1
         return r
 
     def predict(self, X, groups=None, unseen_levels=None):

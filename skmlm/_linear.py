@@ -45,7 +45,7 @@ def quartiles(values):
     for q in RESIDUAL_QUANTILES:  # five numbers: numpy's _lerp, in Python floats (the same IEEE arithmetic)
         i = int(q * (n - 1))  # q (n - 1) is exact: quarters of an integer
         t = q * (n - 1) - i
-        a, b = float(values[i]), float(values[min(i + 1, n - 1)])
+        a, b = values.item(i), values.item(min(i + 1, n - 1))  # Python floats, no numpy scalars
         out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
     return np.array(out)
 

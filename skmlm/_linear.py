@@ -234,7 +234,8 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
             return self._fit_statistics(self._without_aliased(self._design_statistics))
         d = self._prepare_fit(X, y, groups, sample_weight)
         del d["X"]  # the linear model reads the design with its intercept (Xf) only
-        if np.maximum.reduce(d["y"]) == np.minimum.reduce(d["y"]):  # the ufuncs: np.ptp's wrapper costs more
+        response = d["y"]
+        if not np.count_nonzero(response != response[0]):  # all the first value (np.ptp's reductions cost more)
             raise ValueError("y is constant: there is no variance to split between levels")
         d["unit_weights"] = sample_weight is None
         statistics = self._statistics_of(d)

@@ -229,7 +229,11 @@ class MixedModelMixin:
         mask = getattr(self, "_feature_mask", None)
         if mask is not None:
             coef = coef[mask]
-        return np.concatenate(([self.intercept_], coef)) if self.fit_intercept else coef
+        if not self.fit_intercept:
+            return coef
+        beta = np.empty(len(coef) + 1)  # not np.concatenate: its conversion of a list costs more at every fit
+        beta[0], beta[1:] = self.intercept_, coef
+        return beta
 
     def _training_linear_predictor(self):
         """``X beta + Z b`` on the training rows, from the fitted coefficients and modes."""

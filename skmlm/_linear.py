@@ -1,5 +1,6 @@
 """MixedLinearRegressor: linear mixed models by ML or REML, as lme4's ``lmer``."""
 
+import math
 import warnings
 
 import numpy as np
@@ -44,7 +45,7 @@ def quartiles(values):
     for q in RESIDUAL_QUANTILES:  # five numbers: numpy's _lerp, in Python floats (the same IEEE arithmetic)
         i = int(q * (n - 1))  # q (n - 1) is exact: quarters of an integer
         t = q * (n - 1) - i
-        a, b = float(values[i]), float(values[min(i + 1, n - 1)])
+        a, b = values.item(i), values.item(min(i + 1, n - 1))  # Python floats, no numpy scalars
         out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
     return np.array(out)
 
@@ -233,14 +234,16 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
             return self._fit_statistics(self._without_aliased(self._design_statistics))
         d = self._prepare_fit(X, y, groups, sample_weight)
         del d["X"]  # the linear model reads the design with its intercept (Xf) only
-        if np.ptp(d["y"]) == 0:
+        response = d["y"]
+        if not np.count_nonzero(response != response[0]):  # all the first value (np.ptp's reductions cost more)
             raise ValueError("y is constant: there is no variance to split between levels")
         d["unit_weights"] = sample_weight is None
         statistics = self._statistics_of(d)
         # partial_fit adds to the statistics of the whole design (no column dropped)
         self._design_statistics = None if self.dropped_columns_ else statistics
-        self._fit_statistics(statistics)
-        self._residual_quantiles = quartiles(self._residuals_of(d, scaled=True))
+        self._fit_statistics(statistics, checked=True)
+        self._residual_quantiles = quartiles(self._residuals_of(d, scaled=True, intercepts=[
+            f.intercept for f in statistics.factors]))
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -305,9 +308,11 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         self._residual_quantiles = None  # the rows are not at hand: see residuals()
         return statistics if kept is None else statistics.select_columns(kept)
 
-    def _fit_statistics(self, statistics):
-        """Fit the model to its statistics and store the estimates."""
-        check_identifiable(statistics.factors, statistics.n)
+    def _fit_statistics(self, statistics, checked=False):
+        """Fit the model to its statistics and store the estimates (``checked``: the factors'
+        levels already checked, by :meth:`_prepare_fit` on all the rows)."""
+        if not checked:
+            check_identifiable(statistics.factors, statistics.n)
         model, opt, est = fit_lmm(statistics, self.reml, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose)
         if not opt.converged:
             warnings.warn(not_converged_message(opt, self.max_iter), ConvergenceWarning, stacklevel=5)
@@ -374,20 +379,24 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         mean = float(stats.xy_sum[:p] @ beta) / n
         return (float(beta @ stats.xy_square[:p, :p] @ beta) - n * mean * mean) / (n - 1)
 
-    def _residuals_of(self, d, scaled):
-        """Residuals of the rows of ``d`` (what :meth:`_prepare_fit` returns) at the fit."""
+    def _residuals_of(self, d, scaled, intercepts):
+        """Residuals of the rows of ``d`` (what :meth:`_prepare_fit` returns) at the fit;
+        ``intercepts``: per factor, whether its first covariate is 1 on every row (no product)."""
         beta = self._beta()
         # in place, a column at a time: at millions of rows each temporary is a copy of y
         r = d["y"] - fixed_part(d["Xf"], beta) if len(beta) else d["y"].copy()
-        for f, (_, _, _, modes, _) in zip(d["factors"], self._random_parts):
+        for f, ones, (_, _, _, modes, _) in zip(d["factors"], intercepts, self._random_parts):
             for j in range(f.q):
-                r -= f.z[:, j] * modes[:, j].take(f.codes)  # take: cheaper than fancy indexing
+                effect = modes[:, j].take(f.codes)  # take: cheaper than fancy indexing
+                if j or not ones:
+                    effect *= f.z[:, j]
+                r -= effect
         if not scaled:
             return r
         sigma2, scale = self.__dict__.get("_sigma2_unscaled") or (self.residual_variance_, 1.0)
         if scale != 1.0:
             r /= scale
-        r /= np.sqrt(sigma2) if d.get("unit_weights") else np.sqrt(sigma2 / d["w"])  # the same bits where w is 1
+        r /= math.sqrt(sigma2) if d.get("unit_weights") else np.sqrt(sigma2 / d["w"])  # the same bits where w is 1
         return r
 
     def predict(self, X, groups=None, unseen_levels=None):

@@ -268,3 +268,45 @@ def test_dask_arrays_and_predict_return_dask(frame):
                                    atol=1e-12 * np.abs(expected).max())
     with pytest.raises(ValueError, match="partitioned alike"):
         MixedLinearRegressor().fit(X, y.rechunk(500), groups=g)
+
+
+@pytest.mark.parametrize("q", [(1, 1), (2, 1), (2, 3)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cross_block_is_scipys_sum_of_the_rows_entries(q, weighted):
+    """The cross block formed from the codes (sorted keys, each pair of levels once) is
+    scipy's COO to CSR conversion of one entry per row and pair of terms: the same
+    pattern, the same sums (to rounding: the pairs' terms are added in the rows' order),
+    with the intercepts left out of the products; a block read back as entries from CSR
+    is the same; the dense square reads the entries as the sparse block holds them."""
+    import scipy.sparse as sp
+
+    from skmlm._core.design import RandomFactor
+    from skmlm._core.statistics import CrossEntries, _cross_of_rows
+
+    rng = np.random.default_rng(5)
+    n, (qi, qj), (mi, mj) = 400, q, (7, 11)
+
+    def factor(name, m, q):
+        z = np.column_stack([np.ones(n)] + [rng.normal(size=n) for _ in range(q - 1)])
+        return RandomFactor(name, rng.integers(0, m, n), np.arange(m), z, [f"t{k}" for k in range(q)])
+
+    fi, fj = factor("i", mi, qi), factor("j", mj, qj)
+    w = rng.uniform(0.5, 2.0, n) if weighted else None
+    got = _cross_of_rows(fi, fj, w, True, True)
+    rows = (fi.codes[:, None, None] * qi + np.arange(qi)[None, :, None] + 0 * np.arange(qj)[None, None, :]).ravel()
+    cols = (fj.codes[:, None, None] * qj + 0 * np.arange(qi)[None, :, None] + np.arange(qj)[None, None, :]).ravel()
+    data = ((np.ones(n) if w is None else w)[:, None, None] * fi.z[:, :, None] * fj.z[:, None, :]).ravel()
+    ref = sp.coo_matrix((data, (rows, cols)), shape=(mi * qi, mj * qj)).tocsr()
+    block = got.csr()
+    np.testing.assert_array_equal(block.indptr, ref.indptr)
+    np.testing.assert_array_equal(block.indices, ref.indices)
+    if qi == qj == 1 and not weighted:  # sums of ones: exact in any order
+        np.testing.assert_array_equal(block.data, ref.data)
+    np.testing.assert_allclose(block.data, ref.data, rtol=1e-13, atol=1e-14 * np.abs(ref.data).max())
+    back = CrossEntries.of_csr(block)
+    for a, b in [(back.rows, got.rows), (back.cols, got.cols), (back.data, got.data)]:
+        np.testing.assert_array_equal(a, b)
+    stats = LinearMixedStatistics.from_rows([fi, fj], np.ones((n, 1)), rng.normal(size=n), w)
+    dense = stats.random_cross_dense([1, 0])
+    np.testing.assert_array_equal(dense[mj * qj:, : mj * qj], stats.cross[(0, 1)].toarray())
+    np.testing.assert_array_equal(dense[: mj * qj, mj * qj:], stats.cross[(0, 1)].toarray().T)

@@ -8,6 +8,8 @@ block and the search has no analytic gradient; each factor fitted alone is cheap
 lands near the joint optimum (:func:`one_factor_start`).
 """
 
+import math
+
 import numpy as np
 
 from .dense_gradient import solve_positive_definite
@@ -152,11 +154,7 @@ class CrossBlocks:
 
     def __init__(self, statistics):
         self.factors = statistics.factors
-        self.entries = {}
-        for (i, j), block in statistics.cross.items():
-            block = block.tocsr()
-            rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
-            self.entries[(i, j)] = (rows, block.indices, block.data, block.shape)
+        self.entries = {key: (e.rows, e.cols, e.data, e.shape) for key, e in statistics.cross_entries().items()}
 
     def _oriented(self, i, j):
         """Entries of ``Z_i'W Z_j``: (its rows, its columns, values, shape)."""
@@ -237,7 +235,9 @@ def scalar_moments(statistics, reml=True):
     if not rss > 0:
         return None
     sigma2 = rss / dof
-    typical = np.partition(inverse, n_ok // 2)[n_ok // 2]
+    middle = inverse.copy()
+    middle.partition(n_ok // 2)  # np.partition is a wrapper around these two, at more than their cost
+    typical = middle[n_ok // 2]
     precise = inverse <= PRECISE_LEVELS * typical
     if np.count_nonzero(precise) < 2:
         precise[:] = True
@@ -246,7 +246,7 @@ def scalar_moments(statistics, reml=True):
     spread = float(deviation @ deviation) / max(len(kept) - (1 if reml else 0), 1)
     relative = (spread - sigma2 * float(inverse[precise].sum()) / len(kept)) / sigma2
     floor = START_FLOOR * n / float(a.sum())  # START_FLOOR / the mean square of z
-    return np.sqrt([max(relative, floor)])
+    return np.array([math.sqrt(max(relative, floor))])
 
 
 #: Levels whose sampling variance (trace of the inverse cross-products) exceeds this

@@ -26,6 +26,8 @@ from .design import CovarianceTerms
 #: Up to this many columns of ``Z'W[X y]``, each is one ``bincount`` over the rows.
 MAX_BINCOUNT_COLUMNS = 16
 
+INT32_MAX = np.iinfo(np.int32).max
+
 #: The statistics are formed from chunks of rows whose ``[X y]`` takes about this many
 #: bytes: the temporaries of a pass stay a small fraction of the data.
 CHUNK_BYTES = 1 << 25
@@ -85,7 +87,7 @@ class FactorStatistics(CovarianceTerms):
         of ones as long as the rows."""
         m, q, k = factor.n_levels, factor.q, xy.shape[1]
         codes, z = factor.codes[rows], factor.z[rows]
-        intercept = bool(np.all(z[:, 0] == 1.0))
+        intercept = not np.count_nonzero(z[:, 0] != 1.0)  # np.all's wrapper costs more than the count
         counts = np.bincount(codes, minlength=m)
         # a covariate of ones (the intercept) and unit weights are left out of the products
         # (a factor of 1.0 changes no bit): fewer passes, the same sums
@@ -103,9 +105,14 @@ class FactorStatistics(CovarianceTerms):
                     a_zx[:, i, j] = np.bincount(codes, weights=_product(wz, xy[:, j]), minlength=m)
         else:
             a_zx = np.asarray(design_rows(factor, rows).T @ wxy).reshape(m, q, k)
+        if intercept and q == 1:  # sums of ones: the number of rows (and the weights' sum)
+            z_square = np.array([[float(len(z))]])
+            z_weighted_sum = np.array([float(len(z))]) if weights is None else weights @ z
+        else:
+            z_square, z_weighted_sum = z.T @ z, (ones if weights is None else weights) @ z
         return cls(
             factor.name, factor.levels, factor.terms, factor.diagonal, intercept,
-            counts, a_zz, a_zx, (ones if weights is None else weights) @ z, z.T @ z,
+            counts, a_zz, a_zx, z_weighted_sum, z_square,
         )
 
     def add_same_levels(self, other):
@@ -162,7 +169,9 @@ class LinearMixedStatistics:
     xy_sum, xy_square : ndarray
         Unweighted column sums and cross-products of ``[X y]``.
     cross : dict of (i, j) to sparse matrix
-        ``Z_i'W Z_j`` for factors ``i < j`` (shape ``(m_i q_i, m_j q_j)``, level-major).
+        ``Z_i'W Z_j`` for factors ``i < j`` (shape ``(m_i q_i, m_j q_j)``, level-major),
+        CSR. Blocks formed from rows are held as :class:`CrossEntries` and made sparse on
+        first use of ``cross`` (:meth:`cross_entries` reads them as they are).
     y_scale : float
         The power of two y was divided by before its squares were formed (1 for y of
         ordinary magnitude: see :func:`.search.response_scale`).
@@ -178,12 +187,26 @@ class LinearMixedStatistics:
         self.xy_cross = xy_cross
         self.xy_sum = xy_sum
         self.xy_square = xy_square
-        self.cross = dict(cross)
+        self._blocks = dict(cross)  # sparse matrices or CrossEntries
         self.y_scale = float(y_scale)
 
     @property
     def p(self):
         return self.xy_cross.shape[0] - 1
+
+    @property
+    def cross(self):
+        """``Z_i'W Z_j`` for ``i < j``, CSR (blocks held as entries are made sparse here, once)."""
+        blocks = self._blocks
+        for key, block in blocks.items():
+            if isinstance(block, CrossEntries):
+                blocks[key] = block.csr()
+        return blocks
+
+    def cross_entries(self):
+        """``(i, j)`` to the :class:`CrossEntries` of ``Z_i'W Z_j`` (``i < j``)."""
+        return {key: block if isinstance(block, CrossEntries) else CrossEntries.of_csr(block)
+                for key, block in self._blocks.items()}
 
     @classmethod
     def from_rows(cls, factors, X, y, weights, columns=None, y_scale=1.0):
@@ -198,19 +221,20 @@ class LinearMixedStatistics:
         n, p = X.shape
         k = p + 1
         step = max(CHUNK_BYTES // (8 * k), 1)
-        xy_cross, xy_sum, xy_square = np.zeros((k, k)), np.zeros(k), np.zeros((k, k))
-        stats = None
+        sums = stats = None
         for start in range(0, max(n, 1), step):  # a few chunks, not a loop over rows or levels
             rows = slice(start, min(start + step, n))
             xy = np.empty((rows.stop - rows.start, k))
             xy[:, :p], xy[:, p] = X[rows], y[rows]
             w = None if weights is None else weights[rows]
             wxy = xy if w is None else xy * w[:, None]
-            ones = np.ones(len(xy))
-            cross_products = xy.T @ wxy
-            xy_cross += cross_products
-            xy_sum += ones @ xy  # a BLAS product: numpy's reduction down the rows is far dearer
-            xy_square += cross_products if w is None else xy.T @ xy
+            ones = np.empty(len(xy))
+            ones.fill(1.0)  # np.ones is a Python wrapper around these two, at twice their cost
+            # [X y]'W[X y], the column sums (a BLAS product: numpy's reduction down the rows is
+            # far dearer) and the unweighted cross-products (the first where w is 1: one array)
+            part = [xy.T @ wxy, ones @ xy]
+            part.append(part[0] if w is None else xy.T @ xy)
+            sums = part if sums is None else [a + b for a, b in zip(sums, part)]
             chunk = [FactorStatistics.from_rows(f, rows, xy, wxy, w, ones) for f in factors]
             del xy, wxy
             if stats is None:
@@ -218,8 +242,9 @@ class LinearMixedStatistics:
             else:
                 for total, part in zip(stats, chunk):
                     total.add_same_levels(part)
-        cross = {(i, j): _cross_of_rows(factors[i], factors[j], weights)  # codes only: no chunks needed
-                 for j in range(1, len(factors)) for i in range(j)}
+        xy_cross, xy_sum, xy_square = sums
+        cross = {(i, j): _cross_of_rows(factors[i], factors[j], weights, stats[i].intercept, stats[j].intercept)
+                 for j in range(1, len(factors)) for i in range(j)}  # codes only: no chunks needed
         if weights is None:
             sum_weights, sum_log_weights = float(n), 0.0
         else:
@@ -249,16 +274,19 @@ class LinearMixedStatistics:
         sizes = [self.factors[k].n_levels * self.factors[k].q for k in order]
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         out = np.zeros((offsets[-1], offsets[-1]))
+        entries = self.cross_entries() if len(order) > 1 else None
         for a, k in enumerate(order):
             f = self.factors[k]
             m, q = f.n_levels, f.q
             idx = offsets[a] + np.arange(m)[:, None, None] * q
             out[idx + np.arange(q)[None, :, None], idx + np.arange(q)[None, None, :]] = f.a_zz
             for b in range(a):
-                l = order[b]  # the stored block, made dense, then transposed if need be: no sparse transpose
-                block = self.cross[(k, l)].toarray() if k < l else self.cross[(l, k)].toarray().T
-                out[offsets[a] : offsets[a + 1], offsets[b] : offsets[b + 1]] = block
-                out[offsets[b] : offsets[b + 1], offsets[a] : offsets[a + 1]] = block.T
+                l = order[b]  # the stored block's entries, transposed if need be: no sparse transpose
+                e = entries[(min(k, l), max(k, l))]
+                rows, cols = (e.rows, e.cols) if k < l else (e.cols, e.rows)
+                rows, cols = rows + offsets[a], cols + offsets[b]
+                out[rows, cols] = e.data
+                out[cols, rows] = e.data
         return out
 
     def random_cross_sparse(self, order):
@@ -292,7 +320,7 @@ class LinearMixedStatistics:
         fields = dict(
             factors=self.factors, columns=self.columns, n=self.n, sum_weights=self.sum_weights,
             sum_log_weights=self.sum_log_weights, xy_cross=self.xy_cross, xy_sum=self.xy_sum,
-            xy_square=self.xy_square, cross=self.cross, y_scale=self.y_scale,
+            xy_square=self.xy_square, cross=self._blocks, y_scale=self.y_scale,
         )
         fields.update(changes)
         return LinearMixedStatistics(**fields)
@@ -384,26 +412,89 @@ def _product(*columns):
     return out
 
 
-def _cross_of_rows(fi, fj, weights):
-    """``Z_i'W Z_j`` of rows (CSR, level-major) from the two factors' codes: one entry per
-    row and pair of terms, those of a pair of levels summed (one sparse conversion,
-    neither ``Z`` formed). ``weights`` None: all 1."""
+def _cross_of_rows(fi, fj, weights, ones_i=False, ones_j=False):
+    """``Z_i'W Z_j`` of rows (:class:`CrossEntries`) from the two factors' codes: one entry
+    per row and pair of terms, those of a pair of levels summed (neither ``Z`` formed).
+    ``weights`` None: all 1; ``ones_i``/``ones_j``: the factor's first covariate is 1 on
+    every row (an intercept), left out of the products."""
     qi, qj = fi.q, fj.q
     shape = (fi.n_levels * qi, fj.n_levels * qj)
-    n = len(fi.codes)
-    index = np.int64 if max(shape + (n * qi * qj,)) > np.iinfo(np.int32).max else np.int32
     if qi == 1 and qj == 1:
-        rows, cols = fi.codes.astype(index, copy=False), fj.codes.astype(index, copy=False)
-        data = _product(weights, fi.z[:, 0], fj.z[:, 0])
+        key = fi.codes.astype(np.int64)  # row * columns + column: one integer per entry
+        key *= shape[1]
+        key += fj.codes
+        data = _product(weights, None if ones_i else fi.z[:, 0], None if ones_j else fj.z[:, 0])
     else:
-        if weights is None:
-            weights = np.ones(n)
-        codes_i, codes_j = fi.codes.astype(index, copy=False), fj.codes.astype(index, copy=False)
-        terms_i, terms_j = np.arange(qi, dtype=index), np.arange(qj, dtype=index)
-        rows = np.broadcast_to(codes_i[:, None, None] * qi + terms_i[None, :, None], (n, qi, qj)).ravel()
-        cols = np.broadcast_to(codes_j[:, None, None] * qj + terms_j[None, None, :], (n, qi, qj)).ravel()
-        data = (weights[:, None, None] * fi.z[:, :, None] * fj.z[:, None, :]).ravel()
-    return sp.coo_matrix((data, (rows, cols)), shape=shape).tocsr()
+        n = len(fi.codes)
+        rows = fi.codes.astype(np.int64)[:, None, None] * qi + np.arange(qi)[None, :, None]
+        cols = fj.codes.astype(np.int64)[:, None, None] * qj + np.arange(qj)[None, None, :]
+        key = (rows * shape[1] + cols).ravel()
+        w = np.ones(n) if weights is None else weights
+        data = (w[:, None, None] * fi.z[:, :, None] * fj.z[:, None, :]).ravel()
+    return CrossEntries.from_keys(key, data, shape)
+
+
+class CrossEntries:
+    """A cross block ``Z_i'W Z_j`` held as its nonzero entries in CSR order (by row, then
+    by column; each pair of levels once): the dense route and the start read the entries
+    as they are, and :meth:`csr` makes the sparse matrix where one is needed (a sparse
+    matrix's construction costs far more than the entries at a small design's size).
+
+    Attributes
+    ----------
+    rows, cols : ndarray of int
+    data : ndarray
+    shape : tuple
+    """
+
+    __slots__ = ("rows", "cols", "data", "shape")
+
+    def __init__(self, rows, cols, data, shape):
+        self.rows, self.cols, self.data, self.shape = rows, cols, data, tuple(shape)
+
+    @classmethod
+    def from_keys(cls, key, data, shape):
+        """The entries of a block from one integer ``row * shape[1] + column`` per term of
+        the sum (``key``: a temporary, sorted in place) and its value (``data``; None: all
+        1). A pair's terms are summed in the order of ``key`` (a stable sort): the same
+        sums whatever the pairs' order."""
+        n = len(key)
+        if data is None:  # every term 1: a pair's sum is its count
+            key.sort()
+        else:
+            order = np.argsort(key, kind="stable")
+            key, data = key[order], data[order]
+            del order
+        first = np.empty(n, dtype=bool)
+        first[:1] = True
+        np.not_equal(key[1:], key[:-1], out=first[1:])
+        starts = first.nonzero()[0]
+        del first
+        if data is None:
+            values = np.empty(len(starts))
+            np.subtract(starts[1:], starts[:-1], out=values[:-1])
+            values[-1:] = n - starts[-1:]
+        else:
+            values = np.add.reduceat(data, starts) if n else np.zeros(0)
+        unique = key[starts]
+        del starts
+        rows, cols = np.divmod(unique, shape[1])
+        del unique
+        index = np.int32 if max(shape) <= INT32_MAX else np.int64
+        return cls(rows.astype(index), cols.astype(index), values, shape)
+
+    def csr(self):
+        """The block as a CSR matrix."""
+        indptr = np.searchsorted(self.rows, np.arange(self.shape[0] + 1))
+        return sp.csr_matrix((self.data, self.cols, indptr), shape=self.shape)
+
+    @classmethod
+    def of_csr(cls, block):
+        """The entries of a sparse block (made CSR, its duplicates summed)."""
+        block = sp.csr_matrix(block)
+        block.sum_duplicates()
+        rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+        return cls(rows, block.indices, block.data, block.shape)
 
 
 def sum_statistics(items):

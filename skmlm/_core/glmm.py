@@ -67,6 +67,22 @@ def product_rule(k, q):
     return nodes, weights
 
 
+def deviance_constants(family, y, weights):
+    """``(constant, slopes)``: ``constant(dispersion)``, ``-2 x`` the log-likelihood's terms
+    free of ``eta``, and ``slopes(dispersion)``, its first and second derivatives in
+    ``log(dispersion)``."""
+    value, derivatives = family.constant_function(y, weights), family.constant_slopes_function(y, weights)
+
+    def constant(dispersion):
+        return -2.0 * value(dispersion)
+
+    def slopes(dispersion):
+        d1, d2 = derivatives(dispersion)
+        return -2.0 * d1, -2.0 * d2
+
+    return constant, slopes
+
+
 class GeneralizedMixedModel:
     """Deviance of a GLMM as a function of ``x = [theta, beta, log(dispersion)]``.
 
@@ -120,8 +136,10 @@ class GeneralizedMixedModel:
         self.units = StandardUnits(computed, X, self.n_dispersion)
         self._factors, X = self.units.factors, self.units.X
         self._data = (X, y, weights, family, offset)
-        self._constant = family.constant_function(y, weights)
-        self._constant_slopes = family.constant_slopes_function(y, weights)
+        # functions of the data, not methods: the scalar path holds them, and a bound method
+        # would make the model and its scalar path a reference cycle (freed only by the
+        # garbage collector, with the model's arrays)
+        self.constant, self.constant_slopes = deviance_constants(family, y, weights)
         if self.n_dispersion and self.n_agq > 1 and not scalar:
             raise ValueError(
                 f"adaptive Gauss-Hermite quadrature for the {family.name} family needs one grouping factor with "
@@ -169,15 +187,6 @@ class GeneralizedMixedModel:
         nt, p = self.n_theta, self.p
         dispersion = dispersion_from_log(x[nt + p]) if self.n_dispersion else 1.0
         return x[:nt], x[nt : nt + p], dispersion
-
-    def constant(self, dispersion):
-        """``-2 x`` the log-likelihood's terms free of ``eta`` at ``dispersion``."""
-        return -2.0 * self._constant(dispersion)
-
-    def constant_slopes(self, dispersion):
-        """The first and second derivatives of :meth:`constant` in ``log(dispersion)``."""
-        d1, d2 = self._constant_slopes(dispersion)
-        return -2.0 * d1, -2.0 * d2
 
     def join(self, theta, beta, dispersion=1.0):
         """``x = [theta, beta, log(dispersion)]``."""

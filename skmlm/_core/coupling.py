@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from .blocks import congruence
 from .design import block_lambda_template
 from .packed import packed_diagonal, packed_positions, packed_rows_cols, packed_size
+from .statistics import major_index
 
 #: Row pairs listed for the pair expansion (memory: ~24 bytes each) whatever the order
 #: of the second block; beyond it ``L21 L21'`` is formed by sparse products.
@@ -272,7 +273,7 @@ class _PairRuns:
     def __init__(self, csc, q1):
         self.csc, self.q1 = csc, q1
         size, n_cols = csc.shape
-        column = np.repeat(np.arange(n_cols), np.diff(csc.indptr))
+        column = major_index(csc.indptr)
         self.level, self.term = np.divmod(column, q1)
         key = column.astype(np.int64) * size + csc.indices  # sorted: by column, then row
         self.first = np.empty((q1, column.size), np.int64)  # run start of each nonzero, for each y
@@ -350,8 +351,7 @@ class CouplingBlock:
         self.dense = reweightable and entries <= MAX_DENSE_A21 and self.a21.nnz >= MIN_DENSE_FILL * entries
         if self.dense:  # A21 dense, and the products of its columns by K1 of the last factorisation
             self._a21_dense = self.a21.toarray()
-            rows = np.repeat(np.arange(self.size), np.diff(self.a21.indptr))
-            self._dense_at = rows * self.a21.shape[1] + self.a21.indices
+            self._dense_at = major_index(self.a21.indptr) * self.a21.shape[1] + self.a21.indices
             self._ak = (None, None, None)
         listed = False
         if not self.dense:
@@ -370,7 +370,7 @@ class CouplingBlock:
         self.level_blocks = None if self.packed else self._level_blocks()
         if self.level_blocks is not None:  # A22's values at their places in the stack of its levels' blocks
             q2 = rest[0].q
-            row = np.repeat(np.arange(self.size), np.diff(self.a22.indptr))
+            row = major_index(self.a22.indptr)
             own = (row // q2) * q2 * q2 + (row % q2) * q2 + self.a22.indices % q2
             self._own_at = (own, (rest[0].n_levels, q2, q2))
             self._own_blocks = self._a22_blocks()

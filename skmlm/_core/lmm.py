@@ -42,6 +42,7 @@ from .dense_gradient import (
 )
 from .design import lower_bounds, split_theta, start_theta
 from .packed import PackedCholesky
+from .statistics import CrossEntries
 
 #: Block 2 (all factors but the largest) is held as one dense float64 matrix; it may take
 #: at most this share of the machine's physical memory.
@@ -197,7 +198,6 @@ class ReweightedCrossProducts:
         for a, b in self._pairs:
             a11[:, a, b] = a11[:, b, a] = self.level_sums(wz[a] if self._z1[b] is None else wz[a] * self._z1[b])
         self.a11 = a11
-        k = self.p if joint else 0
         if joint:
             wx = W[:, None] * X
             self.a1x = np.stack([self.level_sums(wz[a][:, None] * X) for a in range(q1)], axis=1)
@@ -220,9 +220,7 @@ def _pattern(rows, cols, shape):
     key = rows.ravel().astype(np.int64) * shape[1] + cols.ravel()
     unique, at = np.unique(key, return_inverse=True)
     r, c = np.divmod(unique, shape[1])
-    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(r, minlength=shape[0]), out=indptr[1:])
-    return sp.csr_matrix((np.ones(len(unique)), c, indptr), shape=shape), at.ravel()
+    return CrossEntries(r, c, np.ones(len(unique)), shape).csr(), at.ravel()
 
 
 def ordered_pieces(cp, theta):

@@ -22,8 +22,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .blocks import batched_inverse_lower, batched_solve_lower, batched_solve_upper_t
-from .design import split_theta
-from .lmm import ReweightedCrossProducts, decompose
+from .lmm import ReweightedCrossProducts, decompose, ordered_pieces
 
 #: :meth:`PIRLS.own_inverse` holds the block ``L21' (L22 L22')^-1`` (the largest
 #: factor's effects by the others') dense: up to this many entries.
@@ -171,15 +170,12 @@ class PIRLS:
         if self.theta is not None and np.array_equal(theta, self.theta):
             return
         self.theta = theta.copy()
-        pieces = split_theta(self.factors, theta)
-        pieces = [pieces[k] for k in self.order]
-        self._pieces = pieces
-        self.T1 = self.first.cholesky_factor(pieces[0])
+        self._pieces, self.T1 = ordered_pieces(self.cross, theta)
         # (n, q1): row i of Z1 Lambda1 within its level's block; each column contiguous
         self.v1 = (self.T1.T @ self._z1T).T
         if self.rest:
             # values of Z2 Lambda2 in the columns cols2 of each row
-            self._vals2 = np.hstack([f.z @ f.cholesky_factor(th) for f, th in zip(self.rest, pieces[1:])])
+            self._vals2 = np.hstack([f.z @ f.cholesky_factor(th) for f, th in zip(self.rest, self._pieces[1:])])
 
     # -- pieces of one Newton step -------------------------------------------------
     def level_sums(self, a):

@@ -412,6 +412,12 @@ def _product(*columns):
     return out
 
 
+def major_index(indptr):
+    """The row (CSR) or column (CSC) of each stored entry of a compressed sparse matrix,
+    from its ``indptr``."""
+    return np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+
+
 def _cross_of_rows(fi, fj, weights, ones_i=False, ones_j=False):
     """``Z_i'W Z_j`` of rows (:class:`CrossEntries`) from the two factors' codes: one entry
     per row and pair of terms, those of a pair of levels summed (neither ``Z`` formed).
@@ -493,8 +499,7 @@ class CrossEntries:
         """The entries of a sparse block (made CSR, its duplicates summed)."""
         block = sp.csr_matrix(block)
         block.sum_duplicates()
-        rows = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
-        return cls(rows, block.indices, block.data, block.shape)
+        return cls(major_index(block.indptr), block.indices, block.data, block.shape)
 
 
 def sum_statistics(items):

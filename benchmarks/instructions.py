@@ -5,12 +5,14 @@ the counts of each phase to its own file, so imports and data loading are counte
 apart)::
 
     OPENBLAS_NUM_THREADS=1 valgrind --tool=callgrind --callgrind-out-file=/tmp/cg/%p.out \\
-        python benchmarks/instructions.py --fits 2 --out /tmp/cg/main.csv [--families] [--problems a,b]
+        python benchmarks/instructions.py --fits 2 --out /tmp/cg/main.csv [--families] [--problems a,b] [--library gpboost]
 
 For each problem of ``run.py``'s set: load the data and build the fit (``bench_skmlm.build``),
 one warm-up fit, then ``--fits`` fits; the instructions per fit are the last phase's count
 divided by ``--fits`` (the same as a run of N + 1 fits minus one of 1 fit). Which skmlm is
-counted is whatever ``import skmlm`` finds (set ``PYTHONPATH``). The CSV has problem,
+counted is whatever ``import skmlm`` finds (set ``PYTHONPATH``). ``--library gpboost`` counts
+GPBoost's fit of the same problems instead (``bench_gpboost.build``: its inputs prepared outside
+the counted fits, as in the timed run), for a load-independent comparison on small problems. The CSV has problem,
 instructions per fit and the log-likelihood. Two such CSVs side by side, as markdown::
 
     python benchmarks/instructions.py --compare before.csv after.csv
@@ -28,7 +30,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import problems as problems_mod  # noqa: E402
-from bench_skmlm import build  # noqa: E402
 
 
 def dump(label):
@@ -75,14 +76,20 @@ def main():
     ap.add_argument("--skip", default="", help="comma-separated problems to leave out")
     ap.add_argument("--cg-out", default="/tmp/cg/%p.out", help="the --callgrind-out-file given to valgrind")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--library", default="skmlm", choices=["skmlm", "gpboost"])
     args = ap.parse_args()
     outfile = args.cg_out.replace("%p", str(os.getpid()))
     names = [n for n in args.problems.split(",") if n]
     skip = set(n for n in args.skip.split(",") if n)
     probs = [p for p in problems_mod.get_problems(names or None, families=args.families) if p.name not in skip]
-    import skmlm
+    if args.library == "gpboost":
+        import bench_gpboost as adapter
+    else:
+        import skmlm
 
-    print(f"skmlm from {os.path.dirname(skmlm.__file__)}", flush=True)
+        import bench_skmlm as adapter
+
+        print(f"skmlm from {os.path.dirname(skmlm.__file__)}", flush=True)
     with open(args.out, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["problem", "instructions_per_fit", "loglik"])
@@ -90,7 +97,7 @@ def main():
             if p.name == "insteval_like" and problems_mod.insteval_source():
                 p.source = problems_mod.insteval_source()
             try:
-                fit_once = build(p)
+                fit_once = adapter.build(p)
             except Exception as err:
                 print(f"{p.name}: not built ({type(err).__name__}: {err})", flush=True)
                 continue
@@ -102,9 +109,10 @@ def main():
                     m = fit_once()
                 dump(f"{p.name}-fits")
             per_fit = last_count(outfile) / args.fits
-            w.writerow([p.name, int(per_fit), repr(float(m.log_likelihood_))])
+            loglik = adapter.log_likelihood(p, m, fit_once)[0] if args.library == "gpboost" else m.log_likelihood_
+            w.writerow([p.name, int(per_fit), repr(float(loglik))])
             fh.flush()
-            print(f"{p.name}: {per_fit / 1e6:.1f}M instructions per fit, logLik {m.log_likelihood_!r}", flush=True)
+            print(f"{p.name}: {per_fit / 1e6:.1f}M instructions per fit, logLik {loglik!r}", flush=True)
             p.drop_data()
 
 

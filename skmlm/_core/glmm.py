@@ -589,7 +589,8 @@ def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NE
     """The scalar path's search, from ``x0``'s theta.
 
     The start is lme4's first stage, beta estimated jointly with the modes
-    (:meth:`~.scalar_glmm.ScalarGLMM.joint_mode`), with one EM step for theta.
+    (:meth:`~.scalar_glmm.ScalarGLMM.joint_mode`), with theta from two EM steps, extrapolated
+    (:meth:`~.scalar_glmm.ScalarGLMM.em_start`).
     Then Newton steps, no bounds (the deviance is even in theta), on the exact Hessian
     where it is positive definite, else the approximate one. A step is halved until it
     improves and lands where the Hessian used is positive definite (a step that
@@ -615,7 +616,7 @@ def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NE
     beta = scalar.joint_mode(x0[0], beta0)
     if len(tail):  # the dispersion's moment estimate at the joint modes' means
         tail = np.log([scalar.conditional_dispersion(x0[0], beta)])
-    x = np.concatenate(([scalar.em_theta(x0[0], beta)], beta, tail))
+    x = np.concatenate(([scalar.em_start(x0[0], beta)], beta, tail))
     f, g, H = evaluate(x)
     steps = 0
     for _ in range(max_steps):

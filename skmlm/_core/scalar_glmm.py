@@ -15,6 +15,7 @@ family's (:mod:`.family`). A family with a dispersion parameter adds ``s = log(d
 as the last coordinate of ``x``.
 """
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -96,6 +97,8 @@ class ScalarGLMM:
         np.multiply(self.XT, self.z, out=self._zW_rows[1:])
         self._zW1_rows = self._zW_rows * self.z  # [z^3, X z^2]
         self._rows = np.empty((2 * (1 + self.p) + 1 + 2 * self.n_dispersion, self.n))
+        self._E = np.zeros((1 + self.p + self.n_dispersion, self.n))  # the rows' d eta / dx, modes held
+        self._E[1 : 1 + self.p] = self.XT
         self._tangent = None  # (x, modes, their derivative in x) of the last evaluation
         self._last_exact = None  # (x, exact Hessian) of the last one computed
         self._last_value = None  # (x, deviance) of the last evaluation
@@ -263,7 +266,8 @@ class ScalarGLMM:
         u, eta = self.mode(theta, beta)
         z = self.z
         r, W, W1, *W2 = self.family.derivatives(self.y, eta, self.w, self.dispersion, order)
-        value = float(self._deviance_rows(eta).sum() + u.dot(u)) + self.constant(self.dispersion)
+        kernel = self.family.kernel(self.y, eta, self.w, self.dispersion)
+        value = -2.0 * float(kernel.sum()) + float(u.dot(u)) + self.constant(self.dispersion)
         if nd:  # the score and the weights move with the dispersion
             dl_s, dr_s, dW_s = self.family.dispersion_derivatives(self.y, eta, self.w, self.dispersion)
         # the level sums: [a, C] from W, [b, D] from W1, c from r [, the dispersion's two]
@@ -286,7 +290,7 @@ class ScalarGLMM:
             R[k] = sums[2 * k + 1] * theta
         dU = R / h
         x = np.array(x, dtype=float)
-        if np.isfinite(value):  # the next evaluation's warm start (not from a failed one)
+        if math.isfinite(value):  # the next evaluation's warm start (not from a failed one)
             self._tangent = (x, u, dU)
         # d a_j / dx along the modes' path: theta b dU + [u b, D, sum z^2 dW_s]
         Da = dU * (theta * b)
@@ -306,10 +310,8 @@ class ScalarGLMM:
         v = E = deta = q = None
         if order >= 4 or self.nodes is not None:  # the rows' d eta / dx: E (modes held), deta (moving)
             v = theta * z
-            E = np.empty((d, self.n))
+            E = self._E  # [z u, X', 0]: only the first row moves
             np.multiply(z, self._on_rows(u), out=E[0])
-            E[1:k] = self.XT
-            E[k:] = 0.0
             deta = E + v * self._on_rows(dU)
         if order >= 4:  # q = sum z W deta[:k] + theta a dU = [u a, C] + 2 theta a dU
             q = dU[:k] * ((2.0 * theta) * a)
@@ -496,32 +498,32 @@ class ScalarGLMM:
         self.dispersion = self.family.start_dispersion(self.y, self.family.mean(eta), self.w)
         return self.dispersion
 
-    def em_theta(self, theta, beta):
+    def em_theta(self, theta, eta):
         """One EM step for theta: the root mean square of the levels' random effects under
         their Laplace posteriors, ``sqrt(mean(theta^2 (u_j^2 + 1 / h_j)))``, at the modes
-        :meth:`joint_mode` left (a start: no mode of its own). From lme4's start it moves
-        most of the way towards the optimum. The modes are rescaled to keep the random
-        effects ``theta u`` (the next mode's start)."""
+        ``u`` and their linear predictor ``eta`` (a start: no mode of its own). The modes are
+        rescaled to keep the random effects ``theta u`` (the next mode's start)."""
         u = self.u
-        eta = self.offset + self.X @ beta + theta * self.z * self._on_rows(u)
         h = self._curvature(theta, eta)
-        new = float(np.sqrt(np.mean(theta * theta * (u * u + 1.0 / h))))
-        if new > 0 and np.isfinite(new):
+        new = abs(theta) * math.sqrt((float(u.dot(u)) + float(np.sum(1.0 / h))) / len(u))
+        if new > 0 and math.isfinite(new):
             self.u = u * (theta / new)
         return new
 
     def em_start(self, theta, beta):
-        """The search's start for theta: two EM steps (:meth:`em_theta`; the modes solved
-        again, loosely, at the first one's value) and Aitken's extrapolation of the three
-        values where they converge linearly. EM's rate (the fraction of missing
-        information) is often 0.3-0.9, so one step leaves much of the way; the
-        extrapolation lands near its fixed point, and the search needs a Newton step less.
-        Where the steps do not shrink in one direction, the second step's value."""
-        first = self.em_theta(theta, beta)
-        if not (first > 0 and np.isfinite(first)):
+        """The search's start for theta from the modes :meth:`joint_mode` left at ``theta``:
+        two EM steps (:meth:`em_theta`; the modes moved by one Newton step at the first
+        one's value) and Aitken's extrapolation of the three values where they converge
+        linearly. EM's rate (the fraction of missing information) is often 0.3-0.9, so one
+        step leaves much of the way; the extrapolation lands near its fixed point, and the
+        search needs a Newton step less. Where the steps do not shrink in one direction,
+        the second step's value."""
+        eta = self.offset + self.X @ beta + theta * self.z * self._on_rows(self.u)
+        first = self.em_theta(theta, eta)
+        if not (first > 0 and math.isfinite(first)):
             return first
-        self.mode(first, beta, tol=1e-2, max_iter=1)
-        second = self.em_theta(first, beta)
+        _, eta = self.mode(first, beta, tol=1e-2, max_iter=1)
+        second = self.em_theta(first, eta)
         ratio = (second - first) / (first - theta) if first != theta else 0.0
         if 0.0 < ratio < 1.0:
             extrapolated = first + (second - first) / (1.0 - ratio)

@@ -288,7 +288,8 @@ class ScalarGLMM:
         R[0] += c
         if nd:
             R[k] = sums[2 * k + 1] * theta
-        dU = R / h
+        inv_h = 1.0 / h
+        dU = R * inv_h
         x = np.array(x, dtype=float)
         if math.isfinite(value):  # the next evaluation's warm start (not from a failed one)
             self._tangent = (x, u, dU)
@@ -300,7 +301,7 @@ class ScalarGLMM:
             Da[k] += sums[2 * k + 2]
         dh = theta2 * Da
         dh[0] += (2.0 * theta) * a
-        grad = (dh / h).sum(axis=1)
+        grad = dh.dot(inv_h)
         grad[0] -= 2.0 * u.dot(c)
         grad[1:k] -= 2.0 * self.XT.dot(r)
         if nd:
@@ -318,7 +319,7 @@ class ScalarGLMM:
             q[0] += u * a
             q[1:] += sums[1:k]
         return SimpleNamespace(x=x, theta=theta, u=u, eta=eta, W=W, W1=W1, W2=W2, r=r, v=v, a=a, b=b, c=c, q=q, h=h,
-                               E=E, R=R, dU=dU, deta=deta, Da=Da, dh=dh, value=value, grad=grad, dr_s=dr_s, dW_s=dW_s)
+                               inv_h=inv_h, E=E, R=R, dU=dU, deta=deta, Da=Da, dh=dh, value=value, grad=grad, dr_s=dr_s, dW_s=dW_s)
 
     def _agq(self, P):
         """The adaptive Gauss-Hermite deviance and its gradient around the modes of ``P``.
@@ -375,14 +376,13 @@ class ScalarGLMM:
         """
         k = 1 + self.p  # the (theta, beta) block
         z = self.z
-        theta, W, s1, a, h = P.theta, P.W, P.W1, P.a, P.h
+        theta, W, s1, a, inv_h = P.theta, P.W, P.W1, P.a, P.inv_h
         (s2,) = P.W2  # dW1/deta (the Hessian's evaluations ask the family for order 4)
         E, dU, deta, Da, dh = P.E[:k], P.dU[:k], P.deta[:k], P.Da[:k], P.dh[:k]
         b, c, q = P.b, P.c, P.q  # sum z^3 W1, sum z r, sum z W deta + theta a dU
         theta2 = theta * theta
         # the products of row derivatives: from D2a (W'' deta deta') and from D2u (W' deta deta'),
         # omega = theta^2 z^2 s2 / h_j - theta^4 z s1 b_j / h_j^2
-        inv_h = 1.0 / h
         b_h = b * inv_h
         b_h2 = b_h * inv_h
         omega = self.zz * s2 * self._on_rows(theta2 * inv_h)

@@ -539,7 +539,7 @@ def glm_start(family, X, y, w, offset):
         if family.link.name == "log":  # the GLM's intercept: log(sum w y / sum w e^offset)
             level = np.log(max(float(w @ y), 1e-10) / float(w @ np.exp(offset)))
         else:
-            mean = float(family.start_mean(y, w) @ w) / float(w.sum())
+            mean = float(family.start_mean(y, w).dot(w)) / float(w.sum())
             level = float(family.link(mean)) - float(offset.sum()) / n
         beta[j] = level / X[0, j]
     dispersion = 1.0
@@ -623,7 +623,7 @@ def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NE
         if H is None:
             break
         step = -solve_positive_definite(H, g)  # H is positive definite here
-        decrease = -0.5 * float(g @ step)
+        decrease = -0.5 * float(g.dot(step))
         if not np.isfinite(decrease) or decrease <= 0.01 * decrement_tol:
             break
         t, H = 1.0, None
@@ -800,9 +800,9 @@ def _to_user_units(res, units):
     res.x = units.from_search(res.x)
     J = units.jacobian(res.x)
     if res.gradient is not None:
-        res.gradient = J.T @ res.gradient
+        res.gradient = J.T.dot(res.gradient)
     if res.hessian is not None:
-        res.hessian = J.T @ res.hessian @ J
+        res.hessian = J.T.dot(res.hessian).dot(J)
     if units.linear and res.log:
         xs = np.array([x for x, _ in res.log]) / units.scale
         res.log = [(x, f) for x, (_, f) in zip(xs, res.log)]

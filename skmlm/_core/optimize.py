@@ -248,7 +248,7 @@ def newton_decrement(g, H, free, flat_tol=1e-8):
         if float(np.prod(pivots)) > flat_tol * max(1.0, trace) * trace ** (len(pivots) - 1):
             newton = lapack.dpotrs(L, g_free, lower=1)[0]
             step[free] = -newton
-            return 0.5 * float(g_free @ newton), step
+            return 0.5 * float(g_free.dot(newton)), step
     lam, vec = np.linalg.eigh(H_free)
     gv = vec.T @ g_free
     tol = flat_tol * max(1.0, float(np.abs(lam).max()))

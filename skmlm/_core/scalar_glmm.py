@@ -518,7 +518,7 @@ class ScalarGLMM:
         step leaves much of the way; the extrapolation lands near its fixed point, and the
         search needs a Newton step less. Where the steps do not shrink in one direction,
         the second step's value."""
-        eta = self.offset + self.X @ beta + theta * self.z * self._on_rows(self.u)
+        eta = self.offset + self.X.dot(beta) + theta * self.z * self._on_rows(self.u)
         first = self.em_theta(theta, eta)
         if not (first > 0 and math.isfinite(first)):
             return first
@@ -559,7 +559,7 @@ class ScalarGLMM:
         deviance = self._last_value[1]
         u = self._tangent[1]  # the modes at x
         theta, beta = float(x[0]), x[1 : 1 + self.p]
-        eta = self.offset + self.X @ beta + theta * self.z * self._on_rows(u)
+        eta = self.offset + self.X.dot(beta) + theta * self.z * self._on_rows(u)
         out = np.empty_like(eta)
         out[self.order] = eta
         return u, out, deviance

@@ -72,15 +72,14 @@ class ScalarGLMM:
         self.nodes, self.node_weights = nodes, node_weights  # None: the Laplace approximation
         order = np.argsort(factor.codes, kind="stable")
         self.order = order
-        self.codes = factor.codes[order]
-        counts = np.bincount(self.codes, minlength=factor.n_levels)
+        counts = np.bincount(factor.codes, minlength=factor.n_levels)
         if (counts == 0).any():
             raise ValueError("every level needs at least one row")
         self.counts = counts
-        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self.starts = np.zeros_like(counts)  # each level's first row
+        np.cumsum(counts[:-1], out=self.starts[1:])
         self.z = factor.z[order, 0]
         self.zz = self.z * self.z
-        self.zzz = self.zz * self.z
         self.X = np.asarray(X, dtype=float)[order]
         self.XT = np.ascontiguousarray(self.X.T)
         self.y = np.asarray(y, dtype=float)[order]

@@ -118,10 +118,6 @@ class ScalarGLMM:
         """Per-row ``-2 log-likelihood`` less its constant terms."""
         return -2.0 * self.family.kernel(self.y, eta, self.w, self.dispersion)
 
-    def _curvature(self, theta, eta):
-        """``h_j = theta^2 sum_j z^2 W + 1`` at the rows' ``eta``."""
-        return theta * theta * self._level_sums(self.zz * self.family.derivatives(self.y, eta, self.w, self.dispersion)[1]) + 1.0
-
     def _penalised(self, offset, v, u):
         """Per-level penalised deviance ``sum dev.resid + u^2`` and the rows' ``eta``."""
         eta = offset + v * self._on_rows(u)
@@ -500,14 +496,18 @@ class ScalarGLMM:
     def em_theta(self, theta, eta):
         """One EM step for theta: the root mean square of the levels' random effects under
         their Laplace posteriors, ``sqrt(mean(theta^2 (u_j^2 + 1 / h_j)))``, at the modes
-        ``u`` and their linear predictor ``eta`` (a start: no mode of its own). The modes are
-        rescaled to keep the random effects ``theta u`` (the next mode's start)."""
+        ``u`` and their linear predictor ``eta`` (a start: no mode of its own). Returns the
+        new theta and the levels' ``a_j = sum z^2 W`` (``h_j = theta^2 a_j + 1``)."""
         u = self.u
-        h = self._curvature(theta, eta)
-        new = abs(theta) * math.sqrt((float(u.dot(u)) + float(np.sum(1.0 / h))) / len(u))
-        if new > 0 and math.isfinite(new):
-            self.u = u * (theta / new)
-        return new
+        a = self._level_sums(self.zz * self.family.derivatives(self.y, eta, self.w, self.dispersion)[1])
+        h = theta * theta * a + 1.0
+        return abs(theta) * math.sqrt((float(u.dot(u)) + float(np.sum(1.0 / h))) / len(u)), a
+
+    def _move_modes(self, theta, new, a):
+        """The modes at theta moved to ``new`` under the Gaussian approximation at the
+        curvatures ``a`` (``u_j`` proportional to ``theta / (theta^2 a_j + 1)``): a start
+        for the modes there."""
+        self.u = self.u * (new / theta) * (theta * theta * a + 1.0) / (new * new * a + 1.0)
 
     def em_start(self, theta, beta):
         """The search's start for theta from the modes :meth:`joint_mode` left at ``theta``:
@@ -516,20 +516,22 @@ class ScalarGLMM:
         linearly. EM's rate (the fraction of missing information) is often 0.3-0.9, so one
         step leaves much of the way; the extrapolation lands near its fixed point, and the
         search needs a Newton step less. Where the steps do not shrink in one direction,
-        the second step's value."""
+        the second step's value. The modes are left moved to the value returned."""
         eta = self.offset + self.X.dot(beta) + theta * self.z * self._on_rows(self.u)
-        first = self.em_theta(theta, eta)
+        first, a = self.em_theta(theta, eta)
         if not (first > 0 and math.isfinite(first)):
             return first
+        self._move_modes(theta, first, a)
         _, eta = self.mode(first, beta, tol=1e-2, max_iter=1)
-        second = self.em_theta(first, eta)
+        second, a = self.em_theta(first, eta)
+        if not (second > 0 and math.isfinite(second)):
+            return first
         ratio = (second - first) / (first - theta) if first != theta else 0.0
-        if 0.0 < ratio < 1.0:
-            extrapolated = first + (second - first) / (1.0 - ratio)
-            if extrapolated > 0:
-                self.u = self.u * (second / extrapolated)
-                return extrapolated
-        return second
+        new = second
+        if 0.0 < ratio < 1.0 and first + (second - first) / (1.0 - ratio) > 0:
+            new = first + (second - first) / (1.0 - ratio)
+        self._move_modes(first, new, a)
+        return new
 
     def fixed_information(self, x):
         """``X'WX - C diag(1/h) C'`` at the modes of ``x``: the Schur complement of ``X`` in

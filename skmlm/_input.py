@@ -513,7 +513,7 @@ def fixed_design(X, fit_intercept):
     if not fit_intercept:
         return X
     n, p = X.shape
-    Xf = np.empty((n, p + 1))
+    Xf = np.empty_like(X, dtype=np.float64, shape=(n, p + 1))  # X's memory order, as column_stack keeps it
     Xf[:, 0] = 1.0
     Xf[:, 1:] = X
     return Xf

@@ -4,14 +4,17 @@ The numeric fitting lives in :mod:`skmlm._core`; this mixin turns user input int
 objects and fitted core results back into scikit-learn attributes.
 """
 
+import functools
 import os
 import sys
 import warnings
 
 from numbers import Integral, Real
+from operator import attrgetter
 
 import numpy as np
 import pandas as pd
+from sklearn import get_config
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -31,6 +34,26 @@ class GroupsMissingWarning(UserWarning):
     ``GridSearchCV.predict``, ``CalibratedClassifierCV``. Given once per fitted model;
     ``missing_groups="population"`` says that population predictions are meant.
     """
+
+
+def validated_fit(fit):
+    """A ``fit`` that checks the constructor parameters first, unless scikit-learn's
+    ``skip_parameter_validation`` is set: what scikit-learn's
+    ``_fit_context(prefer_skip_nested_validation=True)`` does for these estimators.
+
+    scikit-learn's decorator also switches the check off for the estimators and functions
+    ``fit`` calls, and tears down the callbacks of estimators that take them: skmlm's
+    mixed models call no validated scikit-learn function in ``fit`` and take no callbacks,
+    and those two context managers cost more than all of a small model's input checks.
+    """
+
+    @functools.wraps(fit)
+    def checked_fit(self, *args, **kwargs):
+        if not get_config()["skip_parameter_validation"]:
+            self._validate_params()
+        return fit(self, *args, **kwargs)
+
+    return checked_fit
 
 
 class fitted_view:
@@ -83,11 +106,13 @@ class MixedModelMixin:
         setting is checked every time.
         """
         cls = type(self)
-        names = _PARAM_NAMES.get(cls)
-        if names is None:
-            names = _PARAM_NAMES[cls] = tuple(cls._get_param_names())
-        try:
-            key = (cls, tuple(_plain(getattr(self, name)) for name in names))
+        read = _PARAM_READERS.get(cls)
+        if read is None:
+            read = _PARAM_READERS[cls] = _parameter_reader(cls._get_param_names())
+        values = read(self)
+        types = tuple(map(type, values))
+        try:  # scalars as they are (with their types: 1, 1.0 and True are equal), containers copied
+            key = (cls, types, values) if _SCALAR_TYPES.issuperset(types) else (cls, tuple(map(_plain, values)))
         except TypeError:  # not plain values
             key = None
         if key is not None and key in _VALID_SETTINGS:
@@ -414,20 +439,35 @@ SHARED_PARAMETER_CONSTRAINTS = {
     "verbose": ["verbose"],
 }
 
-#: Constructor parameter names per estimator class, and settings that passed validation.
-_PARAM_NAMES = {}
+#: The reader of the constructor parameters per estimator class (see
+#: :func:`_parameter_reader`), and settings that passed validation.
+_PARAM_READERS = {}
 _VALID_SETTINGS = set()
+
+
+def _parameter_reader(names):
+    """A function of an estimator that returns the values of its parameters ``names``, as a
+    tuple, in one call."""
+    if len(names) == 1:
+        get = attrgetter(names[0])
+        return lambda estimator: (get(estimator),)
+    return attrgetter(*names)
 
 
 def _plain(value):
     """A hashable, type-exact copy of a plain parameter value; TypeError for anything else."""
-    if value is None or type(value) in (bool, int, float, str):
-        return (type(value), value)
-    if type(value) in (list, tuple):
-        return (type(value), tuple(_plain(v) for v in value))
-    if type(value) is dict:
+    kind = type(value)
+    if kind in _SCALAR_TYPES:
+        return (kind, value)
+    if kind is list or kind is tuple:
+        return (kind, tuple(map(_plain, value)))
+    if kind is dict:
         return (dict, tuple((_plain(k), _plain(v)) for k, v in value.items()))
-    raise TypeError(f"not a plain value: {type(value).__name__}")
+    raise TypeError(f"not a plain value: {kind.__name__}")
+
+
+#: The parameter values :func:`_plain` copies as they are.
+_SCALAR_TYPES = frozenset({type(None), bool, int, float, str})
 
 
 def not_converged_message(opt, max_iter):

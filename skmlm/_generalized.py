@@ -122,10 +122,6 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
         theta_std = model.units.to_search(opt.x)[:nt]
         self.singular_ = bool(((model.theta_lower == 0) & (np.abs(theta_std) < SINGULAR_TOL)).any())
         self._optimizer_log = opt.log
-        self._optimizer_log_names = (
-            [f"theta_{k}" for k in range(nt)] + [f"beta_{k}" for k in range(p)]
-            + ["log_dispersion"] * model.n_dispersion
-        )
         self._fit_info = {
             "n_obs": model.n,
             "df_resid": model.n - self.n_params_,
@@ -133,10 +129,22 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
             "hessian": opt.hessian,
             "coef_cov_source": source,
         }
-        self._var_random = mean_random_variance(factors, covs)
         # -- inference state (skmlm._inference): begin --
         self._keep_for_inference(model, d)
         # -- inference state: end --
+
+    @fitted_view
+    def _optimizer_log_names(self):
+        """The names of the search's parameters, as ``optimizer_log_`` shows them."""
+        nt, p = len(self.theta_), len(self._fixed_names)
+        return [f"theta_{k}" for k in range(nt)] + [f"beta_{k}" for k in range(p)] + (
+            ["log_dispersion"] * (self.n_params_ - nt - p))
+
+    @fitted_view
+    def _var_random(self):
+        """Variance of the random part over the training rows (see :func:`mean_random_variance`)."""
+        covs = {name: cov for name, _, _, _, cov in self._random_parts}
+        return mean_random_variance(self._inference_data["factors"], covs)
 
     @staticmethod
     def _fixed_covariance(model, opt, nt, p):
@@ -153,16 +161,18 @@ class GeneralizedMixin(InferenceMixin, MixedModelMixin):
             return np.zeros((0, 0)), "hessian"
         H = opt.hessian
         if H is not None and H.shape[0] >= nt + p:
-            free = np.ones(H.shape[0], dtype=bool)
-            free[:nt] = np.abs(np.diag(H)[:nt]) > 0
-            first = int(np.count_nonzero(free[:nt]))  # beta's place among the free coordinates
+            free_theta = np.abs(H.diagonal()[:nt]) > 0
+            first = int(np.count_nonzero(free_theta))  # beta's place among the free coordinates
+            if first < nt:
+                free = np.ones(H.shape[0], dtype=bool)
+                free[:nt] = free_theta
+                H = H[np.ix_(free, free)]
             beta = slice(first, first + p)
             try:
-                H_free = H if free.all() else H[np.ix_(free, free)]
-                inverse = solve_positive_definite(H_free, np.eye(H_free.shape[0]))
-                cov = 2.0 * inverse[beta, beta]
+                inverse = solve_positive_definite(H, np.eye(H.shape[0]))[beta, beta]
+                cov = inverse + inverse.T  # 2 H^-1, exactly symmetric
                 if np.isfinite(cov).all():  # (a Hessian with NaN factorises into NaN)
-                    return 0.5 * (cov + cov.T), "hessian"
+                    return cov, "hessian"
             except np.linalg.LinAlgError:
                 pass
         cov = model.pirls_covariance(opt.x)

@@ -89,14 +89,13 @@ def split_group_columns(X, group_columns):
     """Separate grouping columns named by ``group_columns`` from X.
 
     Returns ``(X_rest, groups_frame, kept_positions)``; ``groups_frame`` is None when
-    ``group_columns`` is None.
+    ``group_columns`` is None. X is 2-d (the callers' :func:`_check_2d`).
     """
-    _check_2d(X)
     if not isinstance(X, pd.DataFrame) and not hasattr(X, "shape"):
         X = np.asarray(X)
     if group_columns is None:
-        return X, None, list(range(np.shape(X)[1]))
-    if np.shape(X)[1] == 0:
+        return X, None, list(range(X.shape[1]))
+    if X.shape[1] == 0:
         raise ValueError(
             f"Found array with 0 feature(s) (shape={np.shape(X)}) while a minimum of 1 is required: "
             f"group_columns={group_columns!r} names columns of X"
@@ -150,7 +149,7 @@ def _string_column_names(estimator, X):
     """
     if not isinstance(X, pd.DataFrame):
         return False
-    if X.shape[1] == 0:  # the null model's X: no names (scikit-learn drops old ones)
+    if len(X.columns) == 0:  # the null model's X: no names (scikit-learn drops old ones)
         estimator.__dict__.pop("feature_names_in_", None)
         return True
     if X.columns.inferred_type != "string" or X.columns.hasnans:  # (both cached by pandas)
@@ -171,12 +170,17 @@ def validate_X(estimator, X, reset):
     if sp.issparse(X):
         X = X.toarray()
     _check_2d(X)
+    if not isinstance(X, pd.DataFrame) and not hasattr(X, "shape"):
+        X = np.asarray(X)
     if not (reset and _string_column_names(estimator, X)):
         _check_feature_names(estimator, X, reset=reset)
-    _check_n_features(estimator, X, reset=reset)
+    if reset:  # scikit-learn's _check_n_features(reset=True), for an X of 2 dimensions
+        estimator.n_features_in_ = X.shape[1]
+    else:
+        _check_n_features(estimator, X, reset=False)
     X_rest, g, kept = split_group_columns(X, estimator.group_columns)
-    if np.shape(X_rest)[1] == 0:  # the null model: pandas cannot say what dtype no columns have
-        X_rest = np.empty((np.shape(X_rest)[0], 0))
+    if not kept:  # the null model: pandas cannot say what dtype no columns have
+        X_rest = np.empty((X_rest.shape[0], 0))
     Xn = finite_float_array(X_rest, ndim=2)
     if Xn is None:  # anything unusual: scikit-learn's checks, and their error messages
         _check_text_columns(X_rest)
@@ -236,7 +240,7 @@ def validate_y_weights(y, sample_weight, n):
             w = check_array(sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight")
         if w.shape != (n,):
             raise ValueError(f"sample_weight has shape {w.shape}; expected ({n},)")
-        if (w <= 0).any():
+        if w.min() <= 0:  # (finite: check_array refused NaN and inf; n > 0: it refused no rows)
             raise ValueError(
                 "sample_weight has zero or negative weights: prior weights must be positive "
                 "(remove rows instead of giving them weight 0)"
@@ -466,8 +470,7 @@ def encode_levels(labels, name):
     except TypeError:
         codes, levels = pd.factorize(np.asarray(labels), sort=True)
         return codes.astype(np.intp), np.asarray(levels)
-    rank = np.empty(len(order), dtype=np.intp)
-    rank[order] = np.arange(len(order))
+    rank = order.argsort()  # each level's place among the sorted ones
     return rank[codes], np.asarray(levels)[order]
 
 
@@ -507,7 +510,13 @@ def check_identifiable(factors, n, warn_residual=True):
 
 def fixed_design(X, fit_intercept):
     """X with a leading column of ones when the model has an intercept."""
-    return np.column_stack([np.ones(X.shape[0]), X]) if fit_intercept else X
+    if not fit_intercept:
+        return X
+    n, p = X.shape
+    Xf = np.empty_like(X, dtype=np.float64, shape=(n, p + 1))  # X's memory order, as column_stack keeps it
+    Xf[:, 0] = 1.0
+    Xf[:, 1:] = X
+    return Xf
 
 
 #: A column whose part orthogonal to the columns before it is below this fraction of its
@@ -530,8 +539,8 @@ def independent_columns(Xf):
     if p == 0:
         return range(0)
     gram = Xf.T @ Xf  # one BLAS product, no copy of the rows
-    scale = np.sqrt(np.diag(gram))
-    if p <= n and scale.all() and (p == 1 or clearly_full_rank(gram / np.outer(scale, scale))):
+    scale = np.sqrt(gram.diagonal())
+    if p <= n and scale.all() and (p == 1 or clearly_full_rank(gram / scale / scale[:, None])):
         return range(p)
     kept = [j for j in range(p) if scale[j] > 0]
     while len(kept) > 1:
@@ -556,7 +565,7 @@ def clearly_full_rank(G):
     rank beyond doubt: every column's part orthogonal to the ones before it is at least
     ``CLEAR_RANK`` of its norm. False decides nothing (the QR of the rows judges)."""
     L, info = lapack.dpotrf(G, lower=1)
-    return info == 0 and np.diag(L).min() >= CLEAR_RANK
+    return info == 0 and L.diagonal().min() >= CLEAR_RANK
 
 
 def independent_columns_of_cross_products(G):

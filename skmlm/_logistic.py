@@ -6,13 +6,13 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 from scipy.special import logit
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.metrics import accuracy_score
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array, column_or_1d
 
-from ._base import SHARED_PARAMETER_CONSTRAINTS
+from ._base import SHARED_PARAMETER_CONSTRAINTS, fitted_view, validated_fit
 from ._core.family import get_family
 from ._generalized import GeneralizedMixin, population_average_mean
 from ._input import INTERCEPT, validate_X
@@ -250,7 +250,7 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
             )
         return classes, y01.astype(float)
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @validated_fit
     def fit(self, X, y, groups=None, sample_weight=None, offset=None):
         """Fit the model by maximum likelihood (Laplace or adaptive quadrature).
 
@@ -280,12 +280,13 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
         validated_X = validate_X(self, X, reset=True)  # X errors before y errors, as scikit-learn
         classes, y01 = self._encode_y(y, sample_weight)
         self.classes_ = classes
-        self._fit_family(X, y01, groups, sample_weight, offset, get_family("binomial"), validated_X=validated_X)
-        # -- reporting hooks (skmlm._r2): begin --
-        # the ICC on the latent (logit) scale, residual variance pi^2/3, as performance::icc
-        self.icc_ = self._var_random / (self._var_random + np.pi**2 / 3)
-        # -- reporting hooks: end --
-        return self
+        return self._fit_family(X, y01, groups, sample_weight, offset, get_family("binomial"), validated_X=validated_X)
+
+    @fitted_view
+    def icc_(self):
+        """Intraclass correlation on the latent (logit) scale: residual variance pi^2/3, as
+        performance::icc."""
+        return self._var_random / (self._var_random + np.pi**2 / 3)
 
     def _after_fit(self, model, est, d):
         self._separated = False

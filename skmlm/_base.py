@@ -4,7 +4,6 @@ The numeric fitting lives in :mod:`skmlm._core`; this mixin turns user input int
 objects and fitted core results back into scikit-learn attributes.
 """
 
-import functools
 import os
 import sys
 import warnings
@@ -14,7 +13,6 @@ from operator import attrgetter
 
 import numpy as np
 import pandas as pd
-from sklearn import get_config
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -34,26 +32,6 @@ class GroupsMissingWarning(UserWarning):
     ``GridSearchCV.predict``, ``CalibratedClassifierCV``. Given once per fitted model;
     ``missing_groups="population"`` says that population predictions are meant.
     """
-
-
-def validated_fit(fit):
-    """A ``fit`` that checks the constructor parameters first, unless scikit-learn's
-    ``skip_parameter_validation`` is set: what scikit-learn's
-    ``_fit_context(prefer_skip_nested_validation=True)`` does for these estimators.
-
-    scikit-learn's decorator also switches the check off for the estimators and functions
-    ``fit`` calls, and tears down the callbacks of estimators that take them: skmlm's
-    mixed models call no validated scikit-learn function in ``fit`` and take no callbacks,
-    and those two context managers cost more than all of a small model's input checks.
-    """
-
-    @functools.wraps(fit)
-    def checked_fit(self, *args, **kwargs):
-        if not get_config()["skip_parameter_validation"]:
-            self._validate_params()
-        return fit(self, *args, **kwargs)
-
-    return checked_fit
 
 
 class fitted_view:

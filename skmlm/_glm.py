@@ -4,11 +4,11 @@
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._core.family import FAMILIES, get_family
-from ._base import SHARED_PARAMETER_CONSTRAINTS, fitted_view, validated_fit
+from ._base import SHARED_PARAMETER_CONSTRAINTS, fitted_view
 from ._generalized import GeneralizedMixin
 
 
@@ -158,7 +158,7 @@ class MixedGLMRegressor(GeneralizedMixin, RegressorMixin, BaseEstimator):
         self.tol = tol
         self.verbose = verbose
 
-    @validated_fit
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, groups=None, sample_weight=None, offset=None):
         """Fit the model by maximum likelihood (Laplace or adaptive quadrature).
 

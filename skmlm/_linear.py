@@ -11,9 +11,7 @@ from sklearn.metrics import r2_score
 
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import (
-    SHARED_PARAMETER_CONSTRAINTS, MixedModelMixin, fitted_view, mean_random_variance, not_converged_message, validated_fit,
-)
+from ._base import SHARED_PARAMETER_CONSTRAINTS, MixedModelMixin, fitted_view, mean_random_variance, not_converged_message
 from ._inference import InferenceMixin
 from ._input import check_identifiable, independent_columns_of_cross_products, validate_X
 from ._core.design import split_theta
@@ -205,7 +203,7 @@ class MixedLinearRegressor(InferenceMixin, MixedModelMixin, RegressorMixin, Base
         self.tol = tol
         self.verbose = verbose
 
-    @validated_fit
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, groups=None, sample_weight=None):
         """Fit the model by ML or REML.
 

@@ -6,13 +6,13 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 from scipy.special import logit
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.metrics import accuracy_score
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array, column_or_1d
 
-from ._base import SHARED_PARAMETER_CONSTRAINTS, fitted_view, validated_fit
+from ._base import SHARED_PARAMETER_CONSTRAINTS, fitted_view
 from ._core.family import get_family
 from ._generalized import GeneralizedMixin, population_average_mean
 from ._input import INTERCEPT, validate_X
@@ -250,7 +250,7 @@ class MixedLogisticClassifier(GeneralizedMixin, ClassifierMixin, BaseEstimator):
             )
         return classes, y01.astype(float)
 
-    @validated_fit
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, groups=None, sample_weight=None, offset=None):
         """Fit the model by maximum likelihood (Laplace or adaptive quadrature).
 

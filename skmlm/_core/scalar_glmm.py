@@ -528,8 +528,9 @@ class ScalarGLMM:
             return first
         ratio = (second - first) / (first - theta) if first != theta else 0.0
         new = second
-        if 0.0 < ratio < 1.0 and first + (second - first) / (1.0 - ratio) > 0:
-            new = first + (second - first) / (1.0 - ratio)
+        if 0.0 < ratio < 1.0:
+            extrapolated = first + (second - first) / (1.0 - ratio)
+            new = extrapolated if extrapolated > 0 else second
         self._move_modes(first, new, a)
         return new
 

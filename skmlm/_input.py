@@ -126,10 +126,12 @@ def finite_float_array(a, ndim):
     scikit-learn's general validation, which dominates a small fit's time.
     """
     if isinstance(a, pd.DataFrame):
-        try:  # converts what check_array converts (reading a.dtypes costs more than this)
-            arr = a.to_numpy(dtype=np.float64)
-        except (TypeError, ValueError):
+        # (reading a.dtypes costs more than this): numbers and booleans converted; complex,
+        # object and nullable columns left to check_array, which raises or converts
+        arr = a.to_numpy()
+        if arr.dtype.kind not in "fiub":
             return None
+        arr = arr.astype(np.float64, copy=False)
     elif isinstance(a, np.ndarray) and a.dtype.kind in "fiu":
         arr = np.asarray(a, dtype=np.float64)
     elif isinstance(a, pd.Series) and a.dtype.kind in "fiu":

@@ -319,6 +319,19 @@ def test_nan_in_X_gives_the_imputation_hint(kind):
         est.predict(bad, groups=g)
 
 
+
+@pytest.mark.parametrize("kind", list(ESTIMATORS))
+def test_complex_X_is_an_error_not_a_silent_drop(kind):
+    """A DataFrame column of complex numbers: scikit-learn's error, not its real part with a
+    ComplexWarning (a float conversion dropped the imaginary part)."""
+    cat, x, g, ys = _encoded_data()
+    bad = x.astype({x.columns[0]: complex})
+    bad.iloc[5, 0] += 1j
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="Complex data not supported"):
+            clone(ESTIMATORS[kind]).fit(bad, ys[kind], groups=g)
+
 # -- 8. standard errors of a fit that stopped early ---------------------------------------------
 def _random_slope_data(seed):
     """The simulated designs on which a classifier with a random slope ended with all-NaN

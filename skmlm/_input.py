@@ -89,10 +89,9 @@ def split_group_columns(X, group_columns):
     """Separate grouping columns named by ``group_columns`` from X.
 
     Returns ``(X_rest, groups_frame, kept_positions)``; ``groups_frame`` is None when
-    ``group_columns`` is None. X is 2-d (the callers' :func:`_check_2d`).
+    ``group_columns`` is None. X is a 2-d array or DataFrame (the callers convert it and
+    :func:`_check_2d` it).
     """
-    if not isinstance(X, pd.DataFrame) and not hasattr(X, "shape"):
-        X = np.asarray(X)
     if group_columns is None:
         return X, None, list(range(X.shape[1]))
     if X.shape[1] == 0:

@@ -595,20 +595,24 @@ def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NE
     where it is positive definite, else the approximate one. A step is halved until it
     improves and lands where the Hessian used is positive definite (a step that
     overshoots towards theta = 0, a stationary point, can land where it is not). Stops
-    once the predicted decrease is 100 times below ``decrement_tol`` (the exact check
-    that follows then passes at once), or no step is found, or after ``max_steps`` steps.
-    Returns ``(x, f, g, steps)`` with ``theta >= 0`` (a search that crossed 0 reports the
-    mirror).
+    once the predicted decrease is 100 times below ``decrement_tol``, or no step is
+    found, or after ``max_steps`` steps.
+    Returns ``(x, f, g, steps, H)`` with ``theta >= 0`` (a search that crossed 0 reports
+    the mirror); ``H`` is the exact Hessian at ``x`` where the search stopped on it with
+    ``theta > 0`` and it is the objective's (Laplace, not quadrature): then the check
+    :func:`_polish` would make is the one just made (no bound in reach, the same Hessian);
+    else None.
     """
 
     def evaluate(x):
-        """``(f, g, H)``, ``H`` a positive definite Hessian or None."""
+        """``(f, g, H, L)``, ``H`` a positive definite Hessian and ``L`` its Cholesky factor,
+        or None."""
         try:
-            f, g, H = scalar.value_gradient_convex_hessian(x)
+            f, g, H, L = scalar.value_gradient_convex_hessian(x)
         except (np.linalg.LinAlgError, FloatingPointError):
-            f, g, H = np.inf, np.full(len(x), np.nan), None
+            f, g, H, L = np.inf, np.full(len(x), np.nan), None, None
         record(x, f)
-        return f, g, H
+        return f, g, H, L
 
     tail = x0[1 + len(beta0) :]  # log(dispersion), if any: held for the start
     if len(tail):
@@ -617,26 +621,33 @@ def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NE
     if len(tail):  # the dispersion's moment estimate at the joint modes' means
         tail = np.log([scalar.conditional_dispersion(x0[0], beta)])
     x = np.concatenate(([scalar.em_start(x0[0], beta)], beta, tail))
-    f, g, H = evaluate(x)
-    steps = 0
+    f, g, H, L = evaluate(x)
+    steps, judged = 0, None  # the exact Hessian where the stop was judged on it
     for _ in range(max_steps):
         if H is None:
             break
-        step = -solve_positive_definite(H, g)  # H is positive definite here
+        step = -sla.lapack.dpotrs(L, g, lower=1)[0]
         decrease = -0.5 * float(g.dot(step))
         if not np.isfinite(decrease) or decrease <= 0.01 * decrement_tol:
+            exact = scalar.nodes is None and H is scalar.last_exact_hessian(x)
+            if np.isfinite(decrease) and x[0] != 0 and exact:
+                judged = H
             break
         t, H = 1.0, None
         while t > 1e-4:
             cand = x + t * step
-            fc, gc, Hc = evaluate(cand)
+            fc, gc, Hc, Lc = evaluate(cand)
             if fc < f and Hc is not None:
-                x, f, g, H, steps = cand, fc, gc, Hc, steps + 1
+                x, f, g, H, L, steps = cand, fc, gc, Hc, Lc, steps + 1
                 break
             t /= 2
-    mirror = np.ones(len(x))
-    mirror[0] = -1.0 if x[0] < 0 else 1.0
-    return x * mirror, f, g * mirror, steps
+    if x[0] < 0:  # the mirror: the deviance is even in theta
+        mirror = np.ones(len(x))
+        mirror[0] = -1.0
+        x, g = x * mirror, g * mirror
+        if judged is not None:
+            judged = judged * np.outer(mirror, mirror)
+    return x, f, g, steps, judged
 
 
 def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, scalar=None):
@@ -661,9 +672,11 @@ def _minimize_with_gradient(fg, x0, lower, max_iter, decrement_tol, verbose, sca
     n_iter, message = 0, "Newton steps"
     x = np.asarray(x0, dtype=float)
     if scalar is not None:
-        x, f, g, steps = _scalar_newton(
+        x, f, g, steps, judged = _scalar_newton(
             scalar, x, x[1 : 1 + scalar.p], record, decrement_tol, max_steps=min(SCALAR_NEWTON_STEPS, max_iter)
         )
+        if judged is not None:
+            return _result(x, f, True, steps, max_iter, g, judged, message, log)
         x, f, g, H, decrease, more = _polish(  # quadrature: finite differences of its gradient
             logged, x, f, g, lower, decrement_tol, max_steps=min(POLISH_STEPS, max_iter - steps),
             hessian=scalar.exact_hessian if scalar.nodes is None else None,

@@ -32,10 +32,13 @@ from .family import dispersion_from_log
 SAFE_DECREASE = 1e-3
 
 
-def _positive_definite(H):
-    """Whether the symmetric ``H`` is finite and positive definite (its Cholesky factor
-    exists)."""
-    return bool(np.isfinite(H).all()) and lapack.dpotrf(H, lower=1)[1] == 0
+def _cholesky(H):
+    """The lower Cholesky factor of the symmetric ``H``, or None where ``H`` is not finite
+    and positive definite."""
+    if not np.isfinite(H).all():
+        return None
+    L, info = lapack.dpotrf(H, lower=1)
+    return L if info == 0 else None
 
 
 class ScalarGLMM:
@@ -201,10 +204,17 @@ class ScalarGLMM:
                 return H * np.outer(mirror, mirror)
         return self.value_gradient_exact_hessian(x)[2]
 
+    def last_exact_hessian(self, x):
+        """The exact Hessian last computed, if it was at ``x``; else None."""
+        if self._last_exact is not None and np.array_equal(self._last_exact[0], x):
+            return self._last_exact[1]
+        return None
+
     def value_gradient_convex_hessian(self, x):
-        """:meth:`value_and_gradient` and, for Newton steps, a positive definite Hessian: the
-        exact one where it is (steps on it converge quadratically), else the approximate
-        one of :meth:`value_gradient_hessian` where that is, else None."""
+        """:meth:`value_and_gradient`, for Newton steps a positive definite Hessian (the
+        exact one where it is: steps on it converge quadratically; else the approximate one
+        of :meth:`value_gradient_hessian` where that is, else None), and its lower Cholesky
+        factor (the step's solve)."""
         return self._evaluate(x, hessian="convex")
 
     def value_gradient_hessian(self, x):
@@ -220,7 +230,7 @@ class ScalarGLMM:
         """Value, gradient and a Hessian at ``x`` (``hessian``: None, ``"approximate"``,
         ``"exact"`` or ``"convex"``, see the public methods): the Laplace deviance's, or
         with quadrature nodes the AGQ deviance's value and gradient, the Laplace Hessian
-        standing in for theirs."""
+        standing in for theirs; ``"convex"`` adds the Hessian's Cholesky factor)."""
         P = self._laplace_parts(x, order=3 if hessian is None else 4)
         value, grad = self._agq(P) if self.nodes is not None else (P.value, P.grad)
         self._last_value = (P.x, value)
@@ -229,13 +239,17 @@ class ScalarGLMM:
         if hessian in ("exact", "convex"):
             H = self._exact_hessian(P)
             self._last_exact = (P.x, H)
-            if hessian == "exact" or _positive_definite(H):
+            if hessian == "exact":
                 return value, grad, H
+            L = _cholesky(H)
+            if L is not None:
+                return value, grad, H, L
         # the penalised part's Hessian, and the curvature of sum log h_j in theta at fixed weights
         H = 2.0 * ((P.E * P.W) @ P.E.T - (P.R / P.h) @ P.R.T)
         H[0, 0] += float(np.sum(2.0 * P.a * (1.0 - P.theta**2 * P.a) / P.h**2))
-        if hessian == "convex" and not _positive_definite(H):
-            H = None
+        if hessian == "convex":
+            L = _cholesky(H)
+            return (value, grad, H, L) if L is not None else (value, grad, None, None)
         return value, grad, H
 
     def _laplace_parts(self, x, order=3):

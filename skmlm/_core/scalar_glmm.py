@@ -81,7 +81,6 @@ class ScalarGLMM:
         self.counts = counts
         self.starts = np.zeros_like(counts)  # each level's first row
         np.cumsum(counts[:-1], out=self.starts[1:])
-        self.level = np.repeat(np.arange(factor.n_levels), counts)  # each (sorted) row's level
         self.z = factor.z[order, 0]
         self.zz = self.z * self.z
         self.X = np.asarray(X, dtype=float)[order]
@@ -100,11 +99,6 @@ class ScalarGLMM:
         np.multiply(self.XT, self.z, out=self._zW_rows[1:])
         self._zW1_rows = self._zW_rows * self.z  # [z^3, X z^2]
         self._rows = np.empty((2 * (1 + self.p) + 1 + 2 * self.n_dispersion, self.n))
-        k = 1 + self.p
-        # the stacked rows' blocks: products with W, with W1, z r [, z dr_s, z^2 dW_s]
-        self._rows_W, self._rows_W1, self._row_r = self._rows[:k], self._rows[k : 2 * k], self._rows[2 * k]
-        self._ones = np.ones(self.n)  # sums over the rows as products (a BLAS call costs half a reduction)
-        self._level_ones = np.ones(factor.n_levels)
         self._E = np.zeros((1 + self.p + self.n_dispersion, self.n))  # the rows' d eta / dx, modes held
         self._E[1 : 1 + self.p] = self.XT
         self._tangent = None  # (x, modes, their derivative in x) of the last evaluation
@@ -117,7 +111,7 @@ class ScalarGLMM:
 
     def _on_rows(self, a):
         """Each level's value (the last axis of ``a``) repeated on its rows."""
-        return a[self.level] if a.ndim == 1 else a.take(self.level, axis=1)
+        return a.repeat(self.counts, axis=-1)
 
     def _level_sums_of_rows(self, rows):
         """:meth:`_level_sums` of each row of ``rows`` (terms by rows): terms by levels."""
@@ -146,32 +140,27 @@ class ScalarGLMM:
         v = theta * self.z
         vv = v * v
         u = self.u
-        eta = v * u[self.level]
-        eta += offset
+        eta = offset + v * self._on_rows(u)
         bounded = self.family.eta_lower is not None
         if bounded and not np.all(eta > self.family.eta_lower):  # a warm start outside the link's range
             u = np.zeros_like(u)
             eta = offset.copy()
         pdev = None
         rows = self._rows[:2]  # the level sums of one step, as one reduceat
-        vr, vvW = rows[0], rows[1]  # (indexing: unpacking an array iterates, at twice the cost)
         for _ in range(max_iter):
             r, W = self.family.derivatives(self.y, eta, self.w, self.dispersion)
-            np.multiply(v, r, out=vr)
-            np.multiply(vv, W, out=vvW)
+            np.multiply(v, r, out=rows[0])
+            np.multiply(vv, W, out=rows[1])
             sums = self._level_sums_of_rows(rows)
-            grad, curv = sums[0], sums[1]
-            grad -= u
-            curv += 1.0
+            grad = sums[0] - u
+            curv = sums[1] + 1.0
             step = grad / curv
             decrease = grad * step
             largest = decrease.max()
             # near the mode: full steps, no check (not where a step may leave the link's range)
             if largest <= SAFE_DECREASE and not bounded:
                 u = u + step
-                step = step[self.level]
-                step *= v
-                eta += step
+                eta = offset + v * self._on_rows(u)
                 pdev = None
                 if largest <= tol:
                     break
@@ -288,22 +277,21 @@ class ScalarGLMM:
         z = self.z
         r, W, W1, *W2 = self.family.derivatives(self.y, eta, self.w, self.dispersion, order)
         kernel = self.family.kernel(self.y, eta, self.w, self.dispersion)
-        value = -2.0 * float(kernel.dot(self._ones)) + float(u.dot(u)) + self.constant(self.dispersion)
+        value = -2.0 * float(kernel.sum()) + float(u.dot(u)) + self.constant(self.dispersion)
         if nd:  # the score and the weights move with the dispersion
             dl_s, dr_s, dW_s = self.family.dispersion_derivatives(self.y, eta, self.w, self.dispersion)
         # the level sums: [a, C] from W, [b, D] from W1, c from r [, the dispersion's two]
         rows = self._rows
-        np.multiply(self._zW_rows, W, out=self._rows_W)
-        np.multiply(self._zW1_rows, W1, out=self._rows_W1)
-        np.multiply(z, r, out=self._row_r)
+        np.multiply(self._zW_rows, W, out=rows[:k])
+        np.multiply(self._zW1_rows, W1, out=rows[k : 2 * k])
+        np.multiply(z, r, out=rows[2 * k])
         if nd:
             np.multiply(z, dr_s, out=rows[2 * k + 1])
             np.multiply(self.zz, dW_s, out=rows[2 * k + 2])
         sums = self._level_sums_of_rows(rows)
         a, b, c = sums[0], sums[k], sums[2 * k]
-        h = theta2 * a
-        h += 1.0
-        value += float(np.log(h).dot(self._level_ones))
+        h = theta2 * a + 1.0
+        value += float(np.log(h).sum())
         # the modes' derivative: h_j du_j = d/dx (sum v r) at fixed u = [c - theta a u, -theta C, theta sum z dr_s]
         R = sums[:d] * -theta
         R[0] *= u

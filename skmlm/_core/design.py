@@ -149,6 +149,8 @@ def split_theta(factors, theta):
 
 
 def lower_bounds(factors):
+    if len(factors) == 1:  # (a copy by concatenation costs more than the bounds)
+        return factors[0].theta_lower_bounds()
     return np.concatenate([f.theta_lower_bounds() for f in factors])
 
 
@@ -162,6 +164,8 @@ def theta_scales(factors):
 
 
 def start_theta(factors):
+    if len(factors) == 1:
+        return factors[0].theta_start()
     return np.concatenate([f.theta_start() for f in factors])
 
 

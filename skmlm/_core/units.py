@@ -79,7 +79,8 @@ class StandardUnits:
     def __init__(self, factors, X, n_dispersion):
         self.user_factors = list(factors)
         self.maps = [_covariate_map(f) for f in factors]
-        self.inverse_maps = [np.linalg.inv(A) if A.shape[0] > 1 else 1.0 / A for A in self.maps]
+        self.inverse_maps = [A if A is _IDENTITY else np.linalg.inv(A) if A.shape[0] > 1 else 1.0 / A
+                             for A in self.maps]
         self.factors = [
             f if A is _IDENTITY else RandomFactor(f.name, f.codes, f.levels, f.z @ Ai, f.terms, f.diagonal)
             for f, A, Ai in zip(factors, self.maps, self.inverse_maps)
@@ -91,7 +92,7 @@ class StandardUnits:
         self.n_dispersion = n_dispersion
         self.linear = all(A.shape[0] == 1 or np.count_nonzero(A - np.diag(np.diag(A))) == 0 for A in self.maps)
         self.theta_scale = np.concatenate(
-            [np.diag(A)[f._tri[0]] for f, A in zip(factors, self.maps)] if factors else [np.zeros(0)]
+            [A.diagonal()[f._tri[0]] for f, A in zip(factors, self.maps)] if factors else [np.zeros(0)]
         )
         #: ``xs = x * scale`` where the map is linear (a scaling of each coordinate)
         self.scale = np.concatenate([self.theta_scale, self.x_scale, np.ones(n_dispersion)])

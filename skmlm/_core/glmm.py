@@ -592,8 +592,7 @@ def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NE
     (:meth:`~.scalar_glmm.ScalarGLMM.joint_mode`), with theta from two EM steps, extrapolated
     (:meth:`~.scalar_glmm.ScalarGLMM.em_start`).
     Then Newton steps, no bounds (the deviance is even in theta), on the exact Hessian
-    where it is positive definite, else the approximate one (which also serves the first
-    step where the model has no dispersion parameter). A step is halved until it
+    where it is positive definite, else the approximate one. A step is halved until it
     improves and lands where the Hessian used is positive definite (a step that
     overshoots towards theta = 0, a stationary point, can land where it is not). Stops
     once the predicted decrease is 100 times below ``decrement_tol``, or no step is
@@ -605,11 +604,11 @@ def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NE
     else None.
     """
 
-    def evaluate(x, exact=True):
+    def evaluate(x):
         """``(f, g, H, L)``, ``H`` a positive definite Hessian and ``L`` its Cholesky factor,
         or None."""
         try:
-            f, g, H, L = scalar.value_gradient_convex_hessian(x, exact)
+            f, g, H, L = scalar.value_gradient_convex_hessian(x)
         except (np.linalg.LinAlgError, FloatingPointError):
             f, g, H, L = np.inf, np.full(len(x), np.nan), None, None
         record(x, f)
@@ -622,9 +621,7 @@ def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NE
     if len(tail):  # the dispersion's moment estimate at the joint modes' means
         tail = np.log([scalar.conditional_dispersion(x0[0], beta)])
     x = np.concatenate(([scalar.em_start(x0[0], beta)], beta, tail))
-    # the first step on the approximate Hessian: as good a step this far from the optimum,
-    # for a fraction of the exact one's cost (not with a dispersion, which it leaves flat)
-    f, g, H, L = evaluate(x, exact=scalar.n_dispersion > 0)
+    f, g, H, L = evaluate(x)
     steps, judged = 0, None  # the exact Hessian where the stop was judged on it
     for _ in range(max_steps):
         if H is None:

@@ -210,12 +210,12 @@ class ScalarGLMM:
             return self._last_exact[1]
         return None
 
-    def value_gradient_convex_hessian(self, x, exact=True):
+    def value_gradient_convex_hessian(self, x):
         """:meth:`value_and_gradient`, for Newton steps a positive definite Hessian (the
-        exact one where it is: steps on it converge quadratically; else, or with
-        ``exact=False``, the approximate one of :meth:`value_gradient_hessian` where that
-        is; else None), and its lower Cholesky factor (the step's solve)."""
-        return self._evaluate(x, hessian="convex" if exact else "approximate convex")
+        exact one where it is: steps on it converge quadratically; else the approximate one
+        of :meth:`value_gradient_hessian` where that is, else None), and its lower Cholesky
+        factor (the step's solve)."""
+        return self._evaluate(x, hessian="convex")
 
     def value_gradient_hessian(self, x):
         """:meth:`value_and_gradient` and an approximate Hessian: that of the penalised part
@@ -228,10 +228,10 @@ class ScalarGLMM:
 
     def _evaluate(self, x, hessian):
         """Value, gradient and a Hessian at ``x`` (``hessian``: None, ``"approximate"``,
-        ``"exact"``, ``"convex"`` or ``"approximate convex"``, see the public methods): the Laplace deviance's, or
+        ``"exact"`` or ``"convex"``, see the public methods): the Laplace deviance's, or
         with quadrature nodes the AGQ deviance's value and gradient, the Laplace Hessian
         standing in for theirs; ``"convex"`` adds the Hessian's Cholesky factor)."""
-        P = self._laplace_parts(x, order=4 if hessian in ("exact", "convex") else 3, design=hessian is not None)
+        P = self._laplace_parts(x, order=3 if hessian is None else 4)
         value, grad = self._agq(P) if self.nodes is not None else (P.value, P.grad)
         self._last_value = (P.x, value)
         if hessian is None:
@@ -247,16 +247,15 @@ class ScalarGLMM:
         # the penalised part's Hessian, and the curvature of sum log h_j in theta at fixed weights
         H = 2.0 * ((P.E * P.W) @ P.E.T - (P.R / P.h) @ P.R.T)
         H[0, 0] += float(np.sum(2.0 * P.a * (1.0 - P.theta**2 * P.a) / P.h**2))
-        if hessian != "approximate":
+        if hessian == "convex":
             L = _cholesky(H)
             return (value, grad, H, L) if L is not None else (value, grad, None, None)
         return value, grad, H
 
-    def _laplace_parts(self, x, order=3, design=False):
+    def _laplace_parts(self, x, order=3):
         """The modes at ``x`` and the Laplace deviance's value, gradient and the pieces
-        its Hessian and the AGQ deviance are built from (``design``: also ``E``, the rows'
-        ``d eta / dx`` with the modes held; ``order=4``: also what only the exact Hessian
-        needs).
+        its Hessian and the AGQ deviance are built from (``order=4``: also those only the
+        exact Hessian needs).
 
         Every level sum the gradient and the Hessian need is one of ``a_j = sum z^2 W``,
         ``C_j = sum X z W``, ``b_j = sum z^3 W1``, ``D_j = sum X z^2 W1``, ``c_j = sum z r``
@@ -319,12 +318,12 @@ class ScalarGLMM:
         else:
             dr_s = dW_s = None
         v = E = deta = q = None
-        if design or order >= 4 or self.nodes is not None:  # the rows' d eta / dx, modes held
+        if order >= 4 or self.nodes is not None:  # the rows' d eta / dx: E (modes held), deta (moving)
             v = theta * z
             E = self._E  # [z u, X', 0]: only the first row moves
             np.multiply(z, self._on_rows(u), out=E[0])
-        if order >= 4:  # deta (the modes moving); q = sum z W deta[:k] + theta a dU = [u a, C] + 2 theta a dU
             deta = E + v * self._on_rows(dU)
+        if order >= 4:  # q = sum z W deta[:k] + theta a dU = [u a, C] + 2 theta a dU
             q = dU[:k] * ((2.0 * theta) * a)
             q[0] += u * a
             q[1:] += sums[1:k]

@@ -629,7 +629,8 @@ def _scalar_newton(scalar, x0, beta0, record, decrement_tol, max_steps=SCALAR_NE
         step = -sla.lapack.dpotrs(L, g, lower=1)[0]
         decrease = -0.5 * float(g.dot(step))
         if not np.isfinite(decrease) or decrease <= 0.01 * decrement_tol:
-            exact = scalar.nodes is None and H is scalar.last_exact_hessian(x)
+            # (x was the last point evaluated: exact_hessian reads that evaluation's, computing nothing)
+            exact = scalar.nodes is None and H is scalar.exact_hessian(x)
             if np.isfinite(decrease) and x[0] != 0 and exact:
                 judged = H
             break

@@ -204,12 +204,6 @@ class ScalarGLMM:
                 return H * np.outer(mirror, mirror)
         return self.value_gradient_exact_hessian(x)[2]
 
-    def last_exact_hessian(self, x):
-        """The exact Hessian last computed, if it was at ``x``; else None."""
-        if self._last_exact is not None and np.array_equal(self._last_exact[0], x):
-            return self._last_exact[1]
-        return None
-
     def value_gradient_convex_hessian(self, x):
         """:meth:`value_and_gradient`, for Newton steps a positive definite Hessian (the
         exact one where it is: steps on it converge quadratically; else the approximate one
